@@ -1,0 +1,139 @@
+"""Intersectional groups: the bookkeeping between attribute values and group codes.
+
+A row's *intersectional group* is the tuple of its attribute values, in the order of
+the attribute names.  :class:`GroupIndex` remembers the groups seen in training (sorted,
+so that the order does not depend on row order) and the levels of every attribute, and
+maps rows or reports to integer codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._validation import _py
+from .exceptions import (
+    MSG_BAD_REPORT,
+    MSG_GROUP_NAMES_MISMATCH,
+    MSG_UNSEEN_GROUP,
+    InputError,
+    UnseenGroupError,
+)
+
+__all__ = ["GroupIndex", "sort_key"]
+
+
+def sort_key(value: Any):
+    """Order values of mixed types deterministically (numbers before strings)."""
+    if isinstance(value, tuple):
+        return tuple(sort_key(v) for v in value)
+    if isinstance(value, (bool, int, float)):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+@dataclass
+class GroupIndex:
+    """Groups seen in training.
+
+    Attributes
+    ----------
+    names : list of str
+        Group attribute names, in order.
+    keys : list of tuple
+        Intersectional groups seen in training, sorted.
+    levels : dict
+        For each attribute, its sorted levels seen in training.
+    """
+
+    names: list[str]
+    keys: list[tuple]
+    levels: dict[str, list] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "GroupIndex":
+        names = [str(c) for c in frame.columns]
+        rows = list(frame.itertuples(index=False, name=None))
+        keys = sorted(set(rows), key=sort_key)
+        levels = {n: sorted({_py(v) for v in frame[n]}, key=sort_key) for n in names}
+        return cls(names=names, keys=keys, levels=levels)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.keys)
+
+    def _lookup(self) -> dict:
+        if not hasattr(self, "_code_of"):
+            self._code_of = {k: i for i, k in enumerate(self.keys)}
+        return self._code_of
+
+    def check_names(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return ``frame`` with columns in training order; error if they differ."""
+        got = [str(c) for c in frame.columns]
+        if sorted(got) != sorted(self.names):
+            # a single unnamed attribute matches a single trained attribute by position
+            if len(got) == len(self.names) == 1 and got[0] in ("group", "group_0"):
+                return frame.set_axis(self.names, axis=1)
+            if len(got) == len(self.names) and all(g.startswith("group") for g in got):
+                return frame.set_axis(self.names, axis=1)
+            raise InputError(MSG_GROUP_NAMES_MISMATCH.format(got=got, expected=self.names))
+        return frame[self.names]
+
+    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Integer code of every row's intersectional group; unseen groups raise."""
+        frame = self.check_names(frame)
+        lookup = self._lookup()
+        rows = list(frame.itertuples(index=False, name=None))
+        out = np.empty(len(rows), dtype=np.int64)
+        unseen = []
+        for i, row in enumerate(rows):
+            code = lookup.get(row)
+            if code is None:
+                unseen.append(row)
+                out[i] = -1
+            else:
+                out[i] = code
+        if unseen:
+            shown = sorted(set(unseen), key=sort_key)
+            raise UnseenGroupError(MSG_UNSEEN_GROUP.format(groups=shown, known=self.keys))
+        return out
+
+    def report_key(self, report: Any) -> tuple:
+        """Normalise a report (tuple, list, dict or a scalar for one attribute)."""
+        if isinstance(report, Mapping):
+            if sorted(map(str, report)) != sorted(self.names):
+                raise InputError(MSG_BAD_REPORT.format(report=report, names=self.names))
+            key = tuple(_py(report[n]) for n in self.names)
+        elif isinstance(report, (tuple, list, np.ndarray)):
+            if len(report) != len(self.names):
+                raise InputError(MSG_BAD_REPORT.format(report=report, names=self.names))
+            key = tuple(_py(v) for v in report)
+        else:
+            if len(self.names) != 1:
+                raise InputError(MSG_BAD_REPORT.format(report=report, names=self.names))
+            key = (_py(report),)
+        if key not in self._lookup():
+            raise UnseenGroupError(MSG_UNSEEN_GROUP.format(groups=[key], known=self.keys))
+        return key
+
+    def report_code(self, report: Any) -> int:
+        return self._lookup()[self.report_key(report)]
+
+    def level_codes(self, keys: Sequence[tuple] | None = None) -> np.ndarray:
+        """For each intersectional group, the index of each attribute's level:
+        an array (n_groups, n_attributes) of level positions in ``levels``."""
+        keys = self.keys if keys is None else keys
+        pos = {n: {v: j for j, v in enumerate(self.levels[n])} for n in self.names}
+        return np.array([[pos[n][k[a]] for a, n in enumerate(self.names)] for k in keys],
+                        dtype=np.int64).reshape(len(keys), len(self.names))
+
+    def label(self, key: tuple) -> str:
+        """Readable label of a group, e.g. ``Sex=F, Age=<30``."""
+        return ", ".join(f"{n}={v}" for n, v in zip(self.names, key))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per intersectional group, one column per attribute."""
+        return pd.DataFrame(self.keys, columns=self.names)

@@ -1,0 +1,284 @@
+"""Input checks, in one place.
+
+Every public entry point (estimators, audit, command line) funnels its data through
+these functions.  They never change data silently: they convert types where that
+loses nothing, and raise :class:`~fairuse_opt.exceptions.InputError` (a
+``ValueError``) naming what is wrong and where otherwise.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import (
+    MSG_BAD_NDIM,
+    MSG_BAD_PARAM,
+    MSG_EMPTY_GROUP,
+    MSG_GROUP_COLS_NEED_FRAME,
+    MSG_GROUP_COLS_NOT_IN_X,
+    MSG_GROUP_MISSING,
+    MSG_GROUPS_TWICE,
+    MSG_LENGTH_MISMATCH,
+    MSG_NO_FEATURES,
+    MSG_NO_GROUP_ATTRIBUTES,
+    MSG_NO_ROWS,
+    MSG_NOT_BINARY,
+    MSG_NOT_FINITE,
+    MSG_NOT_NUMERIC,
+    MSG_ONE_CLASS,
+    MSG_ONE_CLASS_GROUP,
+    MSG_SMALL_GROUP,
+    MSG_WEIGHT_BAD,
+    MSG_WEIGHT_ZERO,
+    MSG_Y_NOT_NUMERIC,
+    InputError,
+    SmallGroupWarning,
+)
+
+__all__ = [
+    "split_group_columns",
+    "check_features",
+    "check_groups",
+    "check_classification_target",
+    "check_regression_target",
+    "check_sample_weight",
+    "warn_small_groups",
+    "check_param",
+]
+
+
+def _py(value: Any) -> Any:
+    """Turn numpy scalars into Python scalars so that group keys hash, compare and
+    serialise like the values users type (``np.int64(1) == 1``, ``"F"``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def split_group_columns(X: Any, group_cols: list[str] | None, groups: Any):
+    """Separate group attributes from features.
+
+    With ``group_cols`` set, ``X`` must be a DataFrame holding those columns; they are
+    returned as ``groups`` and dropped from the features.  Passing ``groups=`` as well
+    is an error (one source of truth).
+    """
+    if group_cols is None:
+        return X, groups
+    if groups is not None:
+        raise InputError(MSG_GROUPS_TWICE.format(cols=list(group_cols)))
+    if not isinstance(X, pd.DataFrame):
+        raise InputError(MSG_GROUP_COLS_NEED_FRAME)
+    cols = [group_cols] if isinstance(group_cols, str) else list(group_cols)
+    missing = [c for c in cols if c not in X.columns]
+    if missing:
+        raise InputError(MSG_GROUP_COLS_NOT_IN_X.format(missing=missing, columns=list(X.columns)))
+    return X.drop(columns=cols), X[cols]
+
+
+def _non_finite_message(what: str, bad: np.ndarray, values: np.ndarray, names: list[str]) -> str:
+    cols = np.flatnonzero(bad.any(axis=0))
+    kind = "NaN" if np.isnan(values[bad]).all() else (
+        "infinite" if np.isinf(values[bad]).all() else "NaN or infinite")
+    return MSG_NOT_FINITE.format(
+        what=what, kind=kind, columns=[names[j] for j in cols], n_rows=int(bad.any(axis=1).sum()))
+
+
+def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False):
+    """Return ``(array float64 (n, d), feature names or None)``.
+
+    Rejects non-numeric columns, NaN and infinite values (naming the columns and the
+    number of rows), arrays that are not 2-D and empty inputs.
+    """
+    names = None
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        bad_cols = [str(c) for c in X.columns
+                    if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
+        if bad_cols:
+            raise InputError(MSG_NOT_NUMERIC.format(what=what, columns=bad_cols))
+        arr = X.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise InputError(MSG_BAD_NDIM.format(what=what, expected="a 2-D array", shape="?")) from exc
+        if arr.ndim != 2:
+            raise InputError(MSG_BAD_NDIM.format(what=what, expected="a 2-D array (n_samples, n_features)",
+                                                 shape=arr.shape))
+        if arr.dtype.kind not in "biuf":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InputError(MSG_NOT_NUMERIC.format(what=what, columns="(array)")) from exc
+        arr = arr.astype(np.float64, copy=False)
+    if arr.ndim != 2:
+        raise InputError(MSG_BAD_NDIM.format(what=what, expected="a 2-D array", shape=arr.shape))
+    if arr.shape[0] == 0:
+        raise InputError(MSG_NO_ROWS.format(what=what))
+    if arr.shape[1] == 0 and not allow_empty_columns:
+        raise InputError(MSG_NO_FEATURES)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        col_names = names if names is not None else [f"column {j}" for j in range(arr.shape[1])]
+        raise InputError(_non_finite_message(what, bad, arr, col_names))
+    return arr, names
+
+
+def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
+    """Normalise group attributes to a DataFrame with one column per attribute.
+
+    Accepts a DataFrame, a Series, a 1-D array or list (one attribute), or a 2-D array
+    (columns named ``group_0``, ``group_1``, ...).  Values are kept as given (numpy
+    scalars become Python scalars).  Raises on length mismatch, missing values and, at
+    fit time, declared categorical levels with no rows.
+    """
+    if isinstance(groups, pd.DataFrame):
+        frame = groups.copy()
+        frame.columns = [str(c) for c in frame.columns]
+    elif isinstance(groups, pd.Series):
+        frame = groups.to_frame(name=str(groups.name) if groups.name is not None else "group")
+    else:
+        arr = np.asarray(groups, dtype=object)
+        if arr.ndim == 1:
+            frame = pd.DataFrame({"group": arr})
+        elif arr.ndim == 2:
+            frame = pd.DataFrame(arr, columns=[f"group_{j}" for j in range(arr.shape[1])])
+        else:
+            raise InputError(MSG_BAD_NDIM.format(what="groups", expected="1-D or 2-D", shape=arr.shape))
+    if frame.shape[1] == 0:
+        raise InputError(MSG_NO_GROUP_ATTRIBUTES)
+    if len(frame) != n_rows:
+        raise InputError(MSG_LENGTH_MISMATCH.format(what="groups", n_other=len(frame), n_rows=n_rows))
+    for name in frame.columns:
+        col = frame[name]
+        missing = col.isna().to_numpy()
+        if missing.any():
+            raise InputError(MSG_GROUP_MISSING.format(
+                name=name, n_missing=int(missing.sum()), first=int(np.flatnonzero(missing)[0])))
+        if fit and isinstance(col.dtype, pd.CategoricalDtype):
+            unused = [_py(v) for v in col.cat.categories if v not in set(col.unique())]
+            if unused:
+                raise InputError(MSG_EMPTY_GROUP.format(name=name, levels=unused))
+    out = pd.DataFrame({name: np.array([_py(v) for v in frame[name].tolist()], dtype=object)
+                        for name in frame.columns})
+    return out
+
+
+def check_classification_target(y: Any, n_rows: int):
+    """Return ``(y01 float array of 0/1, classes ndarray)`` for a binary target.
+
+    Accepts {0, 1}, {-1, 1}, booleans or any two distinct values (strings included);
+    ``classes`` is sorted as :func:`numpy.unique` sorts and ``classes[1]`` is the
+    positive class.
+    """
+    arr = _as_1d(y, "y", n_rows)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(MSG_NOT_FINITE.format(what="y", kind="NaN or infinite", columns=["y"],
+                                               n_rows=int((~np.isfinite(arr)).sum())))
+    if arr.dtype == object and pd.isna(arr).any():
+        raise InputError(MSG_NOT_FINITE.format(what="y", kind="missing", columns=["y"],
+                                               n_rows=int(pd.isna(arr).sum())))
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:  # mixed, unorderable types
+        raise InputError(MSG_NOT_BINARY.format(n_classes="mixed types", classes=sorted(set(map(repr, arr)))[:5])) from exc
+    if len(classes) == 1:
+        raise InputError(MSG_ONE_CLASS.format(cls=_py(classes[0])))
+    if len(classes) != 2:
+        shown = [_py(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
+        raise InputError(MSG_NOT_BINARY.format(n_classes=len(classes), classes=shown))
+    return codes.astype(np.float64), classes
+
+
+def check_regression_target(y: Any, n_rows: int) -> np.ndarray:
+    """Return a finite float64 vector."""
+    arr = _as_1d(y, "y", n_rows)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(MSG_Y_NOT_NUMERIC.format(dtype=arr.dtype))
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise InputError(MSG_NOT_FINITE.format(what="y", kind="NaN or infinite", columns=["y"],
+                                               n_rows=int((~np.isfinite(arr)).sum())))
+    return arr
+
+
+def _as_1d(y: Any, what: str, n_rows: int) -> np.ndarray:
+    if isinstance(y, pd.DataFrame):
+        if y.shape[1] != 1:
+            raise InputError(MSG_BAD_NDIM.format(what=what, expected="1-D", shape=y.shape))
+        y = y.iloc[:, 0]
+    if isinstance(y, pd.Series):
+        arr = y.to_numpy()
+        if arr.dtype != object and arr.dtype.kind not in "biufU":
+            arr = arr.astype(object)
+    else:
+        arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise InputError(MSG_BAD_NDIM.format(what=what, expected="1-D", shape=arr.shape))
+    if len(arr) != n_rows:
+        raise InputError(MSG_LENGTH_MISMATCH.format(what=what, n_other=len(arr), n_rows=n_rows))
+    return arr
+
+
+def check_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray:
+    """Return finite, non-negative weights (ones when ``None``) with a positive sum."""
+    if sample_weight is None:
+        return np.ones(n_rows)
+    w = _as_1d(sample_weight, "sample_weight", n_rows)
+    if w.dtype.kind not in "biuf":
+        raise InputError(MSG_WEIGHT_BAD.format(problem=f"got dtype {w.dtype}"))
+    w = w.astype(np.float64)
+    if not np.isfinite(w).all():
+        raise InputError(MSG_WEIGHT_BAD.format(problem=f"{int((~np.isfinite(w)).sum())} value(s) are NaN or infinite"))
+    if (w < 0).any():
+        raise InputError(MSG_WEIGHT_BAD.format(problem=f"{int((w < 0).sum())} value(s) are negative"))
+    if w.sum() <= 0:
+        raise InputError(MSG_WEIGHT_ZERO)
+    return w
+
+
+def warn_small_groups(keys: list, codes: np.ndarray, y01: np.ndarray | None, weight: np.ndarray,
+                      min_size: int) -> None:
+    """Warn (:class:`SmallGroupWarning`) about groups with one class or few rows."""
+    for g, key in enumerate(keys):
+        in_g = (codes == g) & (weight > 0)
+        n = int(in_g.sum())
+        if y01 is not None and n > 0:
+            vals = np.unique(y01[in_g])
+            if len(vals) == 1:
+                warnings.warn(MSG_ONE_CLASS_GROUP.format(group=key, cls=int(vals[0]), n=n),
+                              SmallGroupWarning, stacklevel=3)
+                continue
+        if n < min_size:
+            warnings.warn(MSG_SMALL_GROUP.format(group=key, n=n, detail=f" (fewer than {min_size})"),
+                          SmallGroupWarning, stacklevel=3)
+
+
+def check_param(name: str, value: Any, *, choices=None, low=None, high=None,
+                integer: bool = False, allow_none: bool = False, reason: str | None = None):
+    """Check one estimator parameter; raise ``InputError`` naming it otherwise."""
+    if value is None and allow_none:
+        return value
+    if choices is not None:
+        if value not in choices:
+            raise InputError(MSG_BAD_PARAM.format(name=name, value=value,
+                                                  reason=reason or f"choose one of {list(choices)!r}"))
+        return value
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(MSG_BAD_PARAM.format(name=name, value=value,
+                                              reason=reason or ("an integer" if integer else "a number") + " is required"))
+    if not np.isfinite(value):
+        raise InputError(MSG_BAD_PARAM.format(name=name, value=value, reason="must be finite"))
+    if low is not None and value < low:
+        raise InputError(MSG_BAD_PARAM.format(name=name, value=value, reason=reason or f"must be >= {low}"))
+    if high is not None and value > high:
+        raise InputError(MSG_BAD_PARAM.format(name=name, value=value, reason=reason or f"must be <= {high}"))
+    return value

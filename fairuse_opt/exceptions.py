@@ -1,0 +1,110 @@
+"""Exceptions and warnings raised by :mod:`fairuse_opt`, with their messages.
+
+Every error the library raises on purpose derives from :class:`FairUseError`, so a
+caller can catch the whole family at once.  Errors about bad input also derive from
+:class:`ValueError`, as scikit-learn's do, so generic scikit-learn tooling (for example
+``GridSearchCV(error_score=...)``) treats them as it would its own.
+
+Messages are module constants (``MSG_*``) formatted with :meth:`str.format`; tests
+assert on them, so a message changes in one place only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FairUseError",
+    "InputError",
+    "UnseenGroupError",
+    "SolverError",
+    "FairUseInfeasibleError",
+    "VerificationError",
+    "FairUseWarning",
+    "SmallGroupWarning",
+    "SolverWarning",
+    "FallbackWarning",
+]
+
+
+class FairUseError(Exception):
+    """Base class of every error raised on purpose by :mod:`fairuse_opt`."""
+
+
+class InputError(FairUseError, ValueError):
+    """Input data or parameters are invalid (also a :class:`ValueError`)."""
+
+
+class UnseenGroupError(InputError):
+    """A group (or report) was not seen when the model was trained."""
+
+
+class SolverError(FairUseError, RuntimeError):
+    """Every solver tried failed to return a usable solution."""
+
+
+class FairUseInfeasibleError(FairUseError):
+    """The fair-use constraints (with the requested margin) cannot be met."""
+
+
+class VerificationError(FairUseError):
+    """A solution failed the numpy re-check of its fair-use constraints."""
+
+
+class FairUseWarning(UserWarning):
+    """Base class of the library's warnings."""
+
+
+class SmallGroupWarning(FairUseWarning):
+    """A group is very small or has a single class: its fit is driven by its bounds."""
+
+
+class SolverWarning(FairUseWarning):
+    """A solver returned an inaccurate status or failed and another was tried."""
+
+
+class FallbackWarning(FairUseWarning):
+    """Some groups were given the generic model because a guarantee could not be met."""
+
+
+# --------------------------------------------------------------------------- messages
+# Input checks (fairuse_opt/_validation.py, fairuse_opt/_groups.py)
+MSG_NOT_FINITE = "{what} has {kind} values in column(s) {columns} ({n_rows} row(s) affected)"
+MSG_NOT_NUMERIC = "{what} must be numeric; column(s) {columns} are not"
+MSG_NO_ROWS = "{what} has no rows"
+MSG_NO_FEATURES = "X has no feature columns"
+MSG_BAD_NDIM = "{what} must be {expected}; got an array with shape {shape}"
+MSG_LENGTH_MISMATCH = "{what} has {n_other} rows but X has {n_rows}"
+MSG_NOT_BINARY = (
+    "y must have exactly two classes for FairUseClassifier; found {n_classes}: {classes}"
+)
+MSG_ONE_CLASS = "y has a single class ({cls!r}); a classifier needs two"
+MSG_Y_NOT_NUMERIC = "y must be numeric for FairUseRegressor; got dtype {dtype}"
+MSG_GROUP_MISSING = "group attribute {name!r} has {n_missing} missing value(s) (first at row {first})"
+MSG_GROUPS_REQUIRED = (
+    "encoding={encoding!r} needs group attributes: pass groups= to {method}, or build the "
+    "estimator with group_cols=[...] and pass them as columns of X"
+)
+MSG_GROUPS_TWICE = "groups= was passed but the estimator also has group_cols={cols!r}; use one"
+MSG_GROUP_COLS_NOT_IN_X = "group_cols {missing!r} are not columns of X (columns: {columns!r})"
+MSG_GROUP_COLS_NEED_FRAME = "group_cols is set, so X must be a pandas DataFrame holding those columns"
+MSG_NO_GROUP_ATTRIBUTES = "groups has no columns"
+MSG_EMPTY_GROUP = "group attribute {name!r} declares level(s) {levels!r} that have no rows"
+MSG_EMPTY_WEIGHT_GROUP = "group {group!r} has zero total sample weight"
+MSG_GROUP_NAMES_MISMATCH = "groups has attributes {got!r}; the model was trained with {expected!r}"
+MSG_UNSEEN_GROUP = "group(s) {groups} were not seen in training; known groups: {known}"
+MSG_BAD_REPORT = "report {report!r} must give one value for each group attribute {names!r}"
+MSG_SMALL_GROUP = "group {group!r} has {n} row(s){detail}; its fit is held by the common set or penalty"
+MSG_ONE_CLASS_GROUP = "group {group!r} has a single class ({cls!r}) in {n} row(s); its fit is held by the common set or penalty"
+MSG_WEIGHT_BAD = "sample_weight must be finite and non-negative; {problem}"
+MSG_WEIGHT_ZERO = "sample_weight sums to zero"
+MSG_N_FEATURES = "X has {got} feature(s) but the model was trained with {expected}"
+MSG_FEATURE_NAMES = "X has feature columns {got!r} but the model was trained with {expected!r}"
+MSG_BAD_PARAM = "{name}={value!r} is invalid: {reason}"
+
+# Solving and fair use (fairuse_opt/_solve.py, fairuse_opt/_fairuse.py)
+MSG_SOLVER_FAILED = "no solver produced a usable solution ({attempts})"
+MSG_SOLVER_UNKNOWN = "solver {solver!r} is not available; installed: {installed}"
+MSG_INFEASIBLE_MARGIN = (
+    "the fair-use constraints cannot be met for group(s) {groups}: {reason}"
+)
+MSG_VERIFY_FAILED = "the fitted model failed verification: {failures}"
+MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
