@@ -31,3 +31,9 @@ __all__ = [
     "VerificationError",
     "__version__",
 ]
+
+from .certificate import Certificate  # noqa: E402
+from .estimators import FairUseClassifier, FairUseRegressor  # noqa: E402
+from ._formulation import ModelVariables  # noqa: E402
+
+__all__ += ["Certificate", "FairUseClassifier", "FairUseRegressor", "ModelVariables"]

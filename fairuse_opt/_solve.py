@@ -1,0 +1,107 @@
+"""Calling conic solvers: tolerances, statuses, retries.  No modelling here.
+
+:func:`solve` tries the requested solvers in order and returns the first *usable*
+result: status ``optimal``, or ``optimal_inaccurate`` when no solver in the list
+reaches ``optimal`` (that result is kept, flagged, and always re-verified in numpy by
+the caller).  Solver exceptions are wrapped; they never leak raw.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import cvxpy as cp
+
+from .exceptions import MSG_SOLVER_FAILED, MSG_SOLVER_UNKNOWN, InputError, SolverError
+
+__all__ = ["SolveRecord", "solve", "solver_order", "SOLVERS", "DEFAULT_OPTIONS"]
+
+SOLVERS = ("CLARABEL", "ECOS", "SCS")
+
+#: Tight tolerances: the fair-use check is done at 1e-7 in numpy afterwards.
+DEFAULT_OPTIONS = {
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10,
+                 "tol_ktratio": 1e-8, "max_iter": 200},
+    "ECOS": {"abstol": 1e-10, "reltol": 1e-10, "feastol": 1e-10, "max_iters": 300},
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
+}
+
+
+@dataclass
+class SolveRecord:
+    """What one call to :func:`solve` did."""
+
+    solver: str | None = None
+    status: str = "not solved"
+    objective: float = float("nan")
+    seconds: float = 0.0
+    iterations: int | None = None
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("optimal", "optimal_inaccurate")
+
+
+def solver_order(solver: str) -> list[str]:
+    """Solvers to try, first the requested one, then the others as fallbacks."""
+    installed = set(cp.installed_solvers())
+    if solver == "auto":
+        first = "CLARABEL"
+    else:
+        first = solver.upper()
+        if first not in SOLVERS:
+            raise InputError(MSG_SOLVER_UNKNOWN.format(solver=solver, installed=sorted(set(SOLVERS) & installed)))
+        if first not in installed:
+            raise InputError(MSG_SOLVER_UNKNOWN.format(solver=solver, installed=sorted(set(SOLVERS) & installed)))
+    rest = [s for s in ("CLARABEL", "ECOS", "SCS") if s != first and s in installed]
+    return [first] + rest
+
+
+def solve(problem: cp.Problem, solvers: list[str], options: dict | None = None,
+          accept_inaccurate: bool = True) -> SolveRecord:
+    """Solve ``problem`` with the first solver in ``solvers`` that succeeds."""
+    rec = SolveRecord()
+    fallback = None  # (solver, status, objective, seconds, iterations, values)
+    t0 = time.perf_counter()
+    for name in solvers:
+        opts = dict(DEFAULT_OPTIONS.get(name, {}))
+        opts.update((options or {}).get(name, {}))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # cvxpy's "may be inaccurate": we check ourselves
+                problem.solve(solver=name, **opts)
+            status = problem.status
+        except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+            status = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        rec.attempts.append((name, status))
+        if status == "optimal":
+            rec.solver, rec.status = name, status
+            rec.objective = float(problem.value)
+            rec.iterations = _iterations(problem)
+            rec.seconds = time.perf_counter() - t0
+            return rec
+        if status == "optimal_inaccurate" and accept_inaccurate and fallback is None:
+            fallback = (name, status, float(problem.value), _iterations(problem),
+                        [v.value.copy() if hasattr(v.value, "copy") else v.value for v in problem.variables()])
+    rec.seconds = time.perf_counter() - t0
+    if fallback is not None:
+        name, status, obj, iters, values = fallback
+        for v, val in zip(problem.variables(), values):
+            v.value = val
+        rec.solver, rec.status, rec.objective, rec.iterations = name, status, obj, iters
+        return rec
+    return rec
+
+
+def raise_failed(rec: SolveRecord, context: str = "") -> None:
+    """Raise :class:`SolverError` describing every attempt of ``rec``."""
+    attempts = "; ".join(f"{s}: {st}" for s, st in rec.attempts) or "no solver tried"
+    raise SolverError(MSG_SOLVER_FAILED.format(attempts=(context + ": " if context else "") + attempts))
+
+
+def _iterations(problem: cp.Problem) -> int | None:
+    stats = problem.solver_stats
+    return None if stats is None else stats.num_iters

@@ -1,0 +1,131 @@
+"""The certificate kept with every fitted model: what was guaranteed, and the evidence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Certificate", "CERTIFICATE_COLUMNS"]
+
+#: Columns of :attr:`Certificate.table`, one row per intersectional group.
+CERTIFICATE_COLUMNS = {
+    "group": "the intersectional group (tuple of attribute values)",
+    "n": "training rows of the group",
+    "weight": "total sample weight of the group",
+    "generic_loss": "L_g(h0): mean training loss of the generic model on the group",
+    "own_loss": "L_g(theta, g): mean training loss when the group reports itself",
+    "gain": "generic_loss - own_loss (positive: personalization helps)",
+    "margin": "required gain eps_g",
+    "rationality_slack": "generic_loss - margin - own_loss (>= 0 when rationality holds)",
+    "best_alternative": "the other report with the lowest loss for this group",
+    "best_alternative_loss": "L_g(theta, r) for that report",
+    "envy_slack": "best_alternative_loss - own_loss (>= 0 when the group envies no report)",
+    "rationality_active": "the rationality constraint binds at the solution",
+    "dual": ("price of the group's rationality constraint: relaxing its bound on the mean "
+             "loss by d lowers the objective (mean loss + penalty) by about dual * d"),
+    "at_set_boundary": "the group's block touches the common set's boundary",
+    "generic_fallback": "the group was given the generic model (on_infeasible='generic')",
+}
+
+
+@dataclass
+class Certificate:
+    """Evidence that a fitted model makes fair use of group attributes on its training data.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per intersectional group; columns are described in
+        :data:`CERTIFICATE_COLUMNS`.
+    fair_use : tuple of str
+        The guarantees requested (``"rationality"``, ``"envy_freeness"``).
+    route : str
+        ``"unconstrained"`` (no guarantee asked), ``"unconstrained-feasible"`` (the
+        unconstrained fit already met every constraint: the global optimum),
+        ``"exact"`` (one convex program, section 3a) or ``"ccp"`` (sequence of convex
+        restrictions, section 3b).
+    verified : bool
+        Every requested constraint was re-checked in numpy on the training data at
+        tolerance ``tolerance`` and holds.
+    failures : list of str
+        What did not verify (empty when ``verified``).
+    """
+
+    table: pd.DataFrame
+    fair_use: tuple = ()
+    route: str = "unconstrained"
+    solver: str | None = None
+    status: str = ""
+    iterations: int = 0
+    objective: float = float("nan")
+    objective_unconstrained: float = float("nan")
+    objective_generic: float = float("nan")
+    gain_kept: float = float("nan")
+    trace: list = field(default_factory=list)
+    seconds: float = 0.0
+    verified: bool = False
+    tolerance: float = 1e-7
+    failures: list = field(default_factory=list)
+    attempts: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def n_violations(self) -> int:
+        t = self.table
+        bad = 0
+        if "rationality" in self.fair_use:
+            bad += int((t["rationality_slack"] < -self.tolerance).sum())
+        if "envy_freeness" in self.fair_use:
+            bad += int((t["envy_slack"] < -self.tolerance).sum())
+        return bad
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        out = asdict(self)
+        out["table"] = [{k: _jsonable(v) for k, v in row.items()} for row in self.table.to_dict("records")]
+        out["fair_use"] = list(self.fair_use)
+        return {k: _jsonable(v) for k, v in out.items()}
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Certificate":
+        d = dict(d)
+        rows = d.pop("table")
+        table = pd.DataFrame(rows)
+        for col in ("group", "best_alternative"):
+            if col in table:
+                table[col] = [tuple(v) if isinstance(v, list) else v for v in table[col]]
+        d["fair_use"] = tuple(d.get("fair_use", ()))
+        d["attempts"] = [tuple(a) for a in d.get("attempts", [])]
+        return cls(table=table, **d)
+
+    def __str__(self) -> str:
+        head = (f"fair use {'+'.join(self.fair_use) or 'none'}: route {self.route}, solver {self.solver} "
+                f"({self.status}), {self.iterations} iteration(s), {self.seconds:.2f} s, "
+                f"verified={self.verified}")
+        cols = ["group", "n", "generic_loss", "own_loss", "gain", "rationality_slack", "envy_slack",
+                "rationality_active", "dual"]
+        return head + "\n" + self.table[[c for c in cols if c in self.table]].to_string(index=False)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return None if np.isnan(f) else f
+    return v

@@ -1,0 +1,483 @@
+"""scikit-learn estimators: :class:`FairUseClassifier` and :class:`FairUseRegressor`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils.validation import check_is_fitted
+
+from . import _fairuse
+from ._family import ENCODINGS, GROUP_REGS, Family
+from ._formulation import Program, SetSpec, TrainData, objective_value
+from ._groups import GroupIndex
+from ._losses import get_loss
+from ._solve import raise_failed, solve, solver_order
+from ._validation import (
+    check_classification_target,
+    check_features,
+    check_groups,
+    check_param,
+    check_regression_target,
+    check_sample_weight,
+    split_group_columns,
+    warn_small_groups,
+)
+from .certificate import Certificate
+from .exceptions import (
+    MSG_BAD_PARAM,
+    MSG_FEATURE_NAMES,
+    MSG_GROUPS_REQUIRED,
+    MSG_N_FEATURES,
+    InputError,
+)
+
+__all__ = ["FairUseClassifier", "FairUseRegressor"]
+
+FAIR_USE_CHOICES = ("rationality", "envy_freeness")
+
+
+@dataclass
+class FitContext:
+    """Everything a fit needs, prepared once (passed to :mod:`fairuse_opt._fairuse`)."""
+
+    family: Family
+    loss: Any
+    data: TrainData
+    alpha: float
+    mean: np.ndarray
+    scale: np.ndarray
+    set_spec: SetSpec | None
+    index: GroupIndex | None
+    feature_names: list[str]
+    solvers: list[str]
+    forms: list[str]
+    solver_options: dict | None
+    hook: Callable | None
+    verbose: bool
+    Z_rows: np.ndarray  # every training row, standardised (not merged)
+    row_codes: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+
+    def row_loss(self, theta: np.ndarray) -> np.ndarray:
+        """Unweighted loss of every training row under its own report."""
+        Ws, bs = self.family.effective(theta)
+        s = np.einsum("ij,ij->i", self.Z_rows, Ws[self.row_codes]) + bs[self.row_codes]
+        return self.loss.row_loss(self.y, s)
+
+    def program(self, **kw) -> Program:
+        """Build the program for this fit, with the given fair-use parts."""
+        return Program(self.family, self.loss, self.data, alpha=self.alpha, scale=self.scale,
+                       mean=self.mean, set_spec=self.set_spec, hook=self.hook,
+                       groups=self.index.keys if self.index else None,
+                       feature_names=self.feature_names, **kw)
+
+    def solve(self, program_kw: dict | None = None, prepare: Callable | None = None):
+        """Build and solve, trying every solver and both forms; return ``(program, record)``.
+
+        ``prepare(program)`` sets parameter values before solving.
+        """
+        attempts, last = [], None
+        for form in self.forms:
+            prog = self.program(form=form, **(program_kw or {}))
+            if prepare is not None:
+                prepare(prog)
+            rec = solve(prog.problem, self.solvers, self.solver_options)
+            attempts += [(f"{s}/{form}", st) for s, st in rec.attempts]
+            rec.attempts = attempts
+            last = (prog, rec)
+            if rec.status == "optimal":
+                return prog, rec
+        return last
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[fairuse_opt] {msg}", file=sys.stderr, flush=True)
+
+
+class _BaseFairUse(BaseEstimator):
+    """Shared machinery of the classifier and the regressor."""
+
+    _task = "classification"
+
+    def __init__(self, *, encoding: str = "intersectional", fair_use: Any = "both",
+                 alpha: float = 1e-3, group_reg: str = "set", intercept_bound: Any = "auto",
+                 coef_bound: Any = "auto", margin: Any = 0.0, generic: Any = None,
+                 on_infeasible: str = "raise", solver: str = "auto", formulation: str = "auto",
+                 merge_rows: bool = True, group_cols: Any = None, min_group_size: int = 10,
+                 max_iter: int = 30, tol: float = 1e-7, constraint_hook: Callable | None = None,
+                 solver_options: dict | None = None, verbose: bool = False):
+        self.encoding = encoding
+        self.fair_use = fair_use
+        self.alpha = alpha
+        self.group_reg = group_reg
+        self.intercept_bound = intercept_bound
+        self.coef_bound = coef_bound
+        self.margin = margin
+        self.generic = generic
+        self.on_infeasible = on_infeasible
+        self.solver = solver
+        self.formulation = formulation
+        self.merge_rows = merge_rows
+        self.group_cols = group_cols
+        self.min_group_size = min_group_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.constraint_hook = constraint_hook
+        self.solver_options = solver_options
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ parameters
+    def _fair_use_set(self) -> tuple[str, ...]:
+        fu = self.fair_use
+        if fu is None or fu == "none":
+            return ()
+        if fu == "both":
+            return FAIR_USE_CHOICES
+        items = [fu] if isinstance(fu, str) else list(fu)
+        if isinstance(fu, str) and "," in fu:
+            items = [s.strip() for s in fu.split(",")]
+        bad = [i for i in items if i not in FAIR_USE_CHOICES]
+        if bad or not items:
+            raise InputError(MSG_BAD_PARAM.format(
+                name="fair_use", value=fu,
+                reason="use None, 'rationality', 'envy_freeness', 'both' or a list of those"))
+        return tuple(c for c in FAIR_USE_CHOICES if c in items)
+
+    def _check_params(self) -> None:
+        check_param("encoding", self.encoding, choices=ENCODINGS)
+        check_param("group_reg", self.group_reg, choices=GROUP_REGS)
+        check_param("alpha", self.alpha, low=0.0)
+        check_param("on_infeasible", self.on_infeasible, choices=("raise", "generic"))
+        check_param("formulation", self.formulation, choices=("auto", "epigraph", "direct"))
+        check_param("min_group_size", self.min_group_size, low=0, integer=True)
+        check_param("max_iter", self.max_iter, low=1, integer=True)
+        check_param("tol", self.tol, low=0.0)
+        for name in ("intercept_bound", "coef_bound"):
+            value = getattr(self, name)
+            if value != "auto":
+                check_param(name, value, low=0.0, reason="a positive number or 'auto' is required")
+                if value <= 0:
+                    raise InputError(MSG_BAD_PARAM.format(name=name, value=value, reason="must be > 0"))
+        if not isinstance(self.solver, str):
+            raise InputError(MSG_BAD_PARAM.format(name="solver", value=self.solver,
+                                                  reason="a solver name: 'auto', 'CLARABEL', 'ECOS' or 'SCS'"))
+        if self.constraint_hook is not None and not callable(self.constraint_hook):
+            raise InputError(MSG_BAD_PARAM.format(name="constraint_hook", value=self.constraint_hook,
+                                                  reason="must be callable"))
+        self._fair_use_set()
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y, *, groups=None, sample_weight=None):
+        """Fit the generic model, then the personalized model (with fair use if asked).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame (n_samples, n_features)
+            Numeric features.  With ``group_cols`` set, a DataFrame that also holds the
+            group attribute columns.
+        y : array-like (n_samples,)
+            Binary labels (classifier) or real targets (regressor).
+        groups : DataFrame, Series or array-like, optional
+            Group attributes, one column per attribute (not needed for
+            ``encoding="none"`` or with ``group_cols``).
+        sample_weight : array-like (n_samples,), optional
+            Non-negative weights; every mean loss is a weighted mean.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X_feat, groups = split_group_columns(X, self.group_cols, groups)
+        Xa, names = check_features(X_feat, allow_empty_columns=True)
+        n, d = Xa.shape
+        if self._task == "classification":
+            y01, classes = check_classification_target(y, n)
+            self.classes_ = classes
+        else:
+            y01 = check_regression_target(y, n)
+        w = check_sample_weight(sample_weight, n)
+        if groups is None and self.encoding != "none":
+            raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
+        index, codes = None, np.zeros(n, dtype=np.int64)
+        if groups is not None and self.encoding != "none":
+            frame = check_groups(groups, n, fit=True)
+            index = GroupIndex.from_frame(frame)
+            codes = index.codes(frame)
+            zero = [index.keys[g] for g in range(index.n_groups) if w[codes == g].sum() <= 0]
+            if zero:
+                from .exceptions import MSG_EMPTY_WEIGHT_GROUP
+                raise InputError(MSG_EMPTY_WEIGHT_GROUP.format(group=zero[0]))
+            warn_small_groups(index.keys, codes, y01 if self._task == "classification" else None,
+                              w, self.min_group_size)
+        self.n_features_in_ = d
+        if names is not None:
+            self.feature_names_in_ = np.array(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        feature_names = names if names is not None else [f"x{j}" for j in range(d)]
+        self.feature_names_ = list(feature_names)
+        self._fit_arrays(Xa, y01, w, index, codes, X, y, groups, sample_weight)
+        return self
+
+    def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
+        n, d = Xa.shape
+        loss = get_loss(self._task)
+        mean = np.average(Xa, axis=0, weights=w) if d else np.zeros(0)
+        sd = np.sqrt(np.average((Xa - mean) ** 2, axis=0, weights=w)) if d else np.zeros(0)
+        scale = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mean)), sd, 1.0)
+        Z = (Xa - mean) / scale
+        G = index.n_groups if index is not None else 1
+        stats = loss.stats(y01, w)
+        data = TrainData.build(Z, codes, stats, G, merge=self.merge_rows)
+        solvers = solver_order(self.solver)
+        forms = ["epigraph", "direct"] if self.formulation == "auto" else [self.formulation]
+        level_codes = index.level_codes() if index is not None else np.zeros((1, 0), dtype=np.int64)
+        n_levels = [len(index.levels[a]) for a in index.names] if index is not None else []
+
+        def context(encoding, set_spec=None, hook=None):
+            fam = Family(encoding, self.group_reg, d, level_codes, n_levels)
+            return FitContext(family=fam, loss=loss, data=data, alpha=float(self.alpha), mean=mean,
+                              scale=scale, set_spec=set_spec, index=index,
+                              feature_names=self.feature_names_, solvers=solvers, forms=forms,
+                              solver_options=self.solver_options, hook=hook, verbose=self.verbose,
+                              Z_rows=Z, row_codes=codes, y=y01, w=w)
+
+        # 1. the generic model (also the anchor of the common set)
+        gctx = context("none")
+        gctx.log(f"fitting the generic model on {n} rows ({data.n_distinct} distinct)")
+        gprog, grec = gctx.solve()
+        if not grec.ok:
+            raise_failed(grec, "generic model")
+        theta0 = gprog.value()
+        w0, b0 = theta0[:d], float(theta0[d])
+        self.generic_ = self._make_generic(theta0, gctx, grec)
+        # 2. the personalized model
+        set_spec = self._set_spec(loss, y01, w, w0, b0)
+        ctx = context(self.encoding, set_spec, self.constraint_hook)
+        if self.generic is None:
+            generic_row_loss = gctx.row_loss(theta0)
+        else:
+            scores = _fairuse.external_scores(self.generic, X_orig, groups_orig, self.group_cols, self._task)
+            generic_row_loss = _fairuse.losses_from_scores(scores, ctx, self)
+        fair_use = self._fair_use_set() if self.encoding != "none" else ()
+        theta, cert = _fairuse.fit(
+            ctx, fair_use=fair_use, theta_generic=ctx.family.embed_generic(w0, b0),
+            generic_row_loss=generic_row_loss, margin=self.margin, on_infeasible=self.on_infeasible,
+            max_iter=int(self.max_iter), tol=float(self.tol),
+            objective_generic=objective_value(ctx.family, loss, data, ctx.family.embed_generic(w0, b0),
+                                              ctx.alpha, scale))
+        self._theta = theta
+        self._family = ctx.family
+        self._mean, self._scale = mean, scale
+        self.group_index_ = index
+        self.groups_ = list(index.keys) if index is not None else []
+        self.group_names_ = list(index.names) if index is not None else []
+        self.certificate_ = cert
+        self.set_spec_ = set_spec
+        self.n_iter_ = cert.iterations
+        self.coef_, self.intercept_ = self._raw_models(theta, ctx.family, mean, scale)
+
+    @staticmethod
+    def _raw_models(theta, family, mean, scale):
+        Ws, bs = family.effective(theta)
+        coef = Ws / scale[None, :] if Ws.shape[1] else Ws.copy()
+        intercept = bs - coef @ mean if Ws.shape[1] else bs.copy()
+        return coef, intercept
+
+    def _set_spec(self, loss, y01, w, w0, b0) -> SetSpec:
+        """The common set (standardised scale), with scale-aware defaults."""
+        if self._task == "classification":
+            unit = 1.0  # log-odds, and log-odds per standard deviation of a feature
+        else:
+            ybar = np.average(y01, weights=w)
+            unit = float(np.sqrt(np.average((y01 - ybar) ** 2, weights=w))) or 1.0
+        ib = 5.0 * unit if self.intercept_bound == "auto" else float(self.intercept_bound)
+        cb = (max(float(np.linalg.norm(w0)), unit) if self.coef_bound == "auto"
+              else float(self.coef_bound))
+        return SetSpec(intercept_center=b0, intercept_bound=ib, coef_center=w0, coef_bound=cb)
+
+    def _make_generic(self, theta0, gctx, grec):
+        params = self.get_params(deep=False)
+        params.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
+        gen = type(self)(**params)
+        for attr in ("classes_", "n_features_in_", "feature_names_in_", "feature_names_"):
+            if hasattr(self, attr):
+                setattr(gen, attr, getattr(self, attr))
+        gen._theta, gen._family = theta0, gctx.family
+        gen._mean, gen._scale = gctx.mean, gctx.scale
+        gen.group_index_, gen.groups_, gen.group_names_ = None, [], []
+        gen.coef_, gen.intercept_ = self._raw_models(theta0, gctx.family, gctx.mean, gctx.scale)
+        gen.coef_, gen.intercept_ = gen.coef_[:1], gen.intercept_[:1]
+        gen.set_spec_ = None
+        gen.n_iter_ = grec.iterations or 0
+        gen.certificate_ = Certificate(table=pd.DataFrame(), route="generic", solver=grec.solver,
+                                       status=grec.status, objective=grec.objective,
+                                       objective_generic=grec.objective, seconds=grec.seconds,
+                                       verified=True, attempts=grec.attempts)
+        return gen
+
+    # --------------------------------------------------------------- predict
+    def _rows(self, X, groups, report, method: str):
+        """Return ``(X array, per-row model index)`` for prediction."""
+        check_is_fitted(self, "coef_")
+        X_feat, groups = split_group_columns(X, self.group_cols, groups)
+        Xa, names = check_features(X_feat, allow_empty_columns=True)
+        if Xa.shape[1] != self.n_features_in_:
+            raise InputError(MSG_N_FEATURES.format(got=Xa.shape[1], expected=self.n_features_in_))
+        if names is not None and hasattr(self, "feature_names_in_") and list(names) != list(self.feature_names_in_):
+            raise InputError(MSG_FEATURE_NAMES.format(got=names, expected=list(self.feature_names_in_)))
+        n = Xa.shape[0]
+        if self.group_index_ is None:  # generic model: groups and reports are irrelevant
+            return Xa, np.zeros(n, dtype=np.int64)
+        if report is not None:
+            return Xa, np.full(n, self.group_index_.report_code(report), dtype=np.int64)
+        if groups is None:
+            raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method=method))
+        frame = check_groups(groups, n, fit=False)
+        return Xa, self.group_index_.codes(frame)
+
+    def decision_function(self, X, *, groups=None, report=None) -> np.ndarray:
+        """Linear score of each row (log-odds for the classifier).
+
+        Parameters
+        ----------
+        X, groups : as in :meth:`fit`
+        report : tuple, dict or scalar, optional
+            Score every row as if it had reported this group (a tuple of attribute
+            values in the order of ``group_names_``, or a dict); ``groups`` is then not
+            needed.
+        """
+        Xa, idx = self._rows(X, groups, report, "decision_function")
+        return np.einsum("ij,ij->i", Xa, self.coef_[idx]) + self.intercept_[idx]
+
+    def group_model(self, group) -> tuple[np.ndarray, float]:
+        """The effective linear model ``(coef, intercept)`` served to ``group``."""
+        check_is_fitted(self, "coef_")
+        k = 0 if self.group_index_ is None else self.group_index_.report_code(group)
+        return self.coef_[k].copy(), float(self.intercept_[k])
+
+
+class FairUseClassifier(ClassifierMixin, _BaseFairUse):
+    """Personalized logistic regression that makes fair use of group attributes.
+
+    Fits ``encoding``'s personalized model as a convex program and, with ``fair_use``
+    set, guarantees on the training data that every intersectional group is better off
+    reporting its attributes than with the generic model (rationality) and than by
+    reporting any other group (envy-freeness).  See ``docs/fair-use-training.md``.
+
+    Parameters
+    ----------
+    encoding : {"intersectional", "onehot", "decoupled", "none"}, default="intersectional"
+        How group attributes enter the model: one intercept per intersectional group,
+        additive offsets per attribute level, a full linear model per group, or not at
+        all (the generic model).
+    fair_use : None, "rationality", "envy_freeness" or "both", default="both"
+        Which guarantees to enforce on the training data.
+    alpha : float, default=1e-3
+        Weight of the squared L2 penalty on the shared weights (raw feature scale):
+        the objective is ``weighted mean loss + alpha * ||shared||^2``.
+        ``LogisticRegression(C=1 / (2 * alpha * n))`` is the scikit-learn equivalent.
+    group_reg : {"set", "penalty"}, default="set"
+        How group-specific blocks are regularised: all within one common set (not
+        penalised; makes the fair-use fit one exact convex program), or penalised with
+        ``alpha`` (ridge with dummies).
+    intercept_bound : float or "auto", default="auto"
+        Half-width of the common interval for each group's intercept, measured at the
+        training mean of the features around the generic model's intercept.  "auto":
+        5 log-odds (classifier) or 5 standard deviations of ``y`` (regressor).
+    coef_bound : float or "auto", default="auto"
+        Radius of the common ball (L2, standardised feature scale) around the generic
+        model's weights for each decoupled group's weights.  "auto": the norm of the
+        generic weights, at least 1 log-odds (classifier) or one standard deviation of
+        ``y`` (regressor) per standard deviation of the features.
+    margin : float, mapping or "se:k", default=0.0
+        Gain required of every group over the generic model (loss units): one number,
+        a mapping ``{group: margin}``, or ``"se:k"`` for k standard errors of the group's
+        per-row loss difference against the generic model.
+    generic : fitted estimator, optional
+        A generic model to compare against instead of the one fitted internally.
+    on_infeasible : {"raise", "generic"}, default="raise"
+        When a guarantee cannot be met or verified: raise
+        :class:`~fairuse_opt.FairUseInfeasibleError`, or give the groups concerned the
+        generic model and warn.
+    solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
+        Conic solver tried first ("auto": Clarabel); the others are fallbacks.
+    formulation : {"auto", "epigraph", "direct"}, default="auto"
+        How group losses enter the program; "auto" tries "epigraph" then "direct".
+    merge_rows : bool, default=True
+        Merge rows identical in (features, group) into one weighted row.
+    group_cols : list of str, optional
+        Columns of ``X`` that hold the group attributes (for pipelines).
+    min_group_size : int, default=10
+        Groups smaller than this are warned about.
+    max_iter : int, default=30
+        Iterations of the sequence of convex restrictions (``onehot`` encoding or
+        ``group_reg="penalty"`` with envy-freeness).
+    tol : float, default=1e-7
+        Tolerance of the numpy verification of every constraint.
+    constraint_hook : callable, optional
+        ``hook(variables) -> constraints | penalty | (constraints, penalty)``; receives
+        a :class:`~fairuse_opt.ModelVariables` with the model's cvxpy handles.
+    solver_options : dict, optional
+        ``{"CLARABEL": {...}, "ECOS": {...}}`` options passed to the solvers.
+    verbose : bool, default=False
+        Print progress to standard error.
+
+    Attributes
+    ----------
+    classes_ : ndarray (2,)
+    groups_ : list of tuple
+        Intersectional groups seen in training (rows of ``coef_``).
+    group_names_ : list of str
+    coef_ : ndarray (n_groups, n_features)
+        Effective feature weights served to each group (raw feature scale).
+    intercept_ : ndarray (n_groups,)
+    generic_ : FairUseClassifier
+        The fitted generic model (``encoding="none"``).
+    certificate_ : Certificate
+        Per-group evidence of fair use on the training data.
+    """
+
+    _task = "classification"
+
+    def predict_proba(self, X, *, groups=None, report=None) -> np.ndarray:
+        """Probabilities of ``classes_`` (n_samples, 2); see :meth:`decision_function`."""
+        p = expit(self.decision_function(X, groups=groups, report=report))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X, *, groups=None, report=None) -> np.ndarray:
+        """Predicted class labels; see :meth:`decision_function`."""
+        s = self.decision_function(X, groups=groups, report=report)
+        return self.classes_[(s > 0).astype(np.int64)]
+
+    def score(self, X, y, *, groups=None, sample_weight=None) -> float:
+        """Accuracy on ``(X, y)``."""
+        return float(accuracy_score(y, self.predict(X, groups=groups), sample_weight=sample_weight))
+
+
+class FairUseRegressor(RegressorMixin, _BaseFairUse):
+    """Personalized linear regression (squared error) that makes fair use of group attributes.
+
+    Same parameters as :class:`FairUseClassifier`; the loss is ``(y - s)^2`` and
+    ``Ridge(alpha=alpha * n)`` is the scikit-learn equivalent of the penalty.
+    """
+
+    _task = "regression"
+
+    def predict(self, X, *, groups=None, report=None) -> np.ndarray:
+        """Predicted values; see :meth:`decision_function`."""
+        return self.decision_function(X, groups=groups, report=report)
+
+    def score(self, X, y, *, groups=None, sample_weight=None) -> float:
+        """Coefficient of determination R^2 on ``(X, y)``."""
+        return float(r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight))
+
