@@ -365,6 +365,37 @@ class _BaseFairUse(BaseEstimator):
         k = 0 if self.group_index_ is None else self.group_index_.report_code(group)
         return self.coef_[k].copy(), float(self.intercept_[k])
 
+    # ------------------------------------------------------------ model file
+    def to_json(self, path=None, **kw) -> str:
+        """Serialise the fitted model to the portable JSON model file.
+
+        See :mod:`fairuse_opt.model_io` for the format.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the JSON text to this file.
+        """
+        from .model_io import dumps
+
+        text = dumps(self, **kw)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path):
+        """Load a model written by :meth:`to_json` (JSON text or a file path); never runs code."""
+        from .model_io import loads
+
+        est = loads(text_or_path)
+        if not isinstance(est, cls):
+            raise InputError(MSG_BAD_PARAM.format(
+                name="model file", value=type(est).__name__,
+                reason=f"it holds a {type(est).__name__}, not a {cls.__name__}"))
+        return est
+
 
 class FairUseClassifier(ClassifierMixin, _BaseFairUse):
     """Personalized logistic regression that makes fair use of group attributes.
@@ -482,34 +513,3 @@ class FairUseRegressor(RegressorMixin, _BaseFairUse):
         return float(r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight))
 
 
-
-def _to_json(self, path=None, **kw) -> str:
-    """Serialise the fitted model to the portable JSON model file (see :mod:`fairuse_opt.model_io`).
-
-    Parameters
-    ----------
-    path : str or path-like, optional
-        Also write the JSON text to this file.
-    """
-    from .model_io import dumps
-
-    text = dumps(self, **kw)
-    if path is not None:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    return text
-
-
-def _from_json(cls, text_or_path):
-    """Load a model written by :meth:`to_json` (a JSON string or a file path); never runs code."""
-    from .model_io import loads
-
-    est = loads(text_or_path)
-    if not isinstance(est, cls):
-        raise InputError(MSG_BAD_PARAM.format(name="model file", value=type(est).__name__,
-                                              reason=f"it holds a {type(est).__name__}, not a {cls.__name__}"))
-    return est
-
-
-_BaseFairUse.to_json = _to_json
-_BaseFairUse.from_json = classmethod(_from_json)
