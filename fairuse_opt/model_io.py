@@ -1,0 +1,805 @@
+"""The portable model file: a fitted model as JSON that any language can score.
+
+:func:`dumps` writes a fitted :class:`~fairuse_opt.FairUseClassifier` or
+:class:`~fairuse_opt.FairUseRegressor`; :func:`loads` reads it back into an estimator
+whose predictions and fitted attributes are identical (floats are written with the
+shortest representation that round-trips, as Python's :mod:`json` does).  Loading parses
+JSON only: no pickle, no import of a name found in the file, no code is executed.  A bad
+file raises :class:`~fairuse_opt.exceptions.InputError` saying what is wrong.
+
+Format ``fairuse_opt.model/1``
+------------------------------
+A JSON object with these keys (``*``: required).
+
+``format`` *
+    ``"fairuse_opt.model/1"``: name and major version of this format.
+``library`` *
+    ``{"name": "fairuse_opt", "version": "0.1.0"}``: the writer.
+``estimator`` *
+    ``"FairUseClassifier"`` or ``"FairUseRegressor"``.
+``task`` *
+    ``"classification"`` (logistic) or ``"regression"`` (squared error).
+``classes`` *
+    Classification: ``{"values": [c0, c1], "dtype": "<i8"}`` (the numpy dtype of
+    ``classes_``); ``c1`` is the positive class.  Regression: ``null``.
+``features`` *
+    ``{"names": [...], "names_in": [...] or null}``: the model's numeric features in
+    order (``names_in`` is ``feature_names_in_``: the estimator was fitted on a
+    DataFrame with these columns).
+``input``
+    ``null``, or how a raw table row becomes the features (written by the ``fairuse``
+    command line): ``{"target": "Apnea", "group_columns": ["Age", "Sex"], "columns":
+    [...]}`` where every entry of ``columns`` is either ``{"name": "BMI", "kind":
+    "numeric", "feature": "BMI"}`` (the value, as a number) or ``{"name": "site",
+    "kind": "categorical", "levels": ["A", "B", "C"], "reference": "A", "features":
+    {"B": "site=B", "C": "site=C"}}`` (one 0/1 feature per non-reference level; the
+    reference level, the first in sorted order, sets every one of them to 0; levels are
+    the text of the CSV cells; a level not listed is an error).
+``groups`` *
+    ``{"attributes": ["Age", "Sex"], "levels": {"Age": [...], "Sex": [...]}}``, or
+    ``null`` for a generic model (``encoding="none"``).
+``models`` *
+    For every reportable intersectional group, in the order of ``groups_``:
+    ``{"group": ["30_to_60", "Female"], "intercept": b, "coef": [w_1, ..., w_d]}``, the
+    effective linear model on the raw feature scale (``intercept_[k]``, ``coef_[k]``).
+    For a generic model, one entry with ``"group": null``.
+``generic`` *
+    The generic model (``generic_``): ``{"intercept": b, "coef": [...], "n_iter": k,
+    "certificate": {...}}``.
+``certificate`` *
+    ``certificate_.to_dict()``: per group n, generic loss, own loss, best alternative
+    report, slacks, duals; route, solver, status, verified (see
+    :class:`~fairuse_opt.certificate.Certificate`).  Missing numbers are ``null``.
+``settings`` *
+    ``{"params": {...}, "not_serialised": {...}, "set_spec": {...} or null, "n_iter":
+    k}``: the estimator's ``get_params()``.  Values that JSON cannot hold exactly are
+    tagged: ``{"__tuple__": [...]}``, ``{"__items__": [[key, value], ...]}`` (a mapping
+    whose keys are not all strings, such as per-group margins).  Parameters that cannot
+    be written at all (a ``generic`` model object, a ``constraint_hook`` function) are
+    recorded in ``not_serialised`` as ``{"name": "description"}`` and come back as
+    ``None``: the loaded model predicts identically but refitting it does not reuse them.
+``metadata``
+    Free-form information from the writer (command line: data file, rows dropped).
+
+Scoring a row without the library
+---------------------------------
+Build the feature vector ``x`` (``input.columns`` tell how from a raw row), find the
+entry of ``models`` whose ``group`` equals the row's group attribute values (in the
+order of ``groups.attributes``) -- or the group the row *reports* -- and compute
+``s = intercept + sum_j coef[j] * x[j]``.  Classification: the probability of
+``classes.values[1]`` is ``1 / (1 + exp(-s))`` and the predicted class is
+``classes.values[1]`` when ``s > 0``.  Regression: the prediction is ``s``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import FairUseWarning, InputError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "FORMAT",
+    "ModelFile",
+    "TabularEncoding",
+    "dumps",
+    "loads",
+    "read",
+]
+
+#: Name of the format (without version).
+FORMAT_NAME = "fairuse_opt.model"
+#: Major version written and read by this library.
+FORMAT_VERSION = 1
+#: The value of the ``format`` key.
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
+
+#: Estimator classes a model file may name (looked up in this table, never imported by name).
+ESTIMATORS = ("FairUseClassifier", "FairUseRegressor")
+TASK_OF = {"FairUseClassifier": "classification", "FairUseRegressor": "regression"}
+
+#: Parameters that hold objects or code and are never written.
+NOT_SERIALISED_PARAMS = ("generic", "constraint_hook")
+
+#: Scalar fields of a certificate that hold NaN when unknown (written as null).
+CERTIFICATE_FLOAT_FIELDS = ("objective", "objective_unconstrained", "objective_generic", "gain_kept",
+                            "seconds", "tolerance")
+
+REQUIRED_KEYS = ("format", "library", "estimator", "task", "classes", "features", "groups",
+                 "models", "generic", "certificate", "settings")
+CLASS_DTYPE_KINDS = "biufUO"
+
+# --------------------------------------------------------------------------- messages
+MSG_NOT_FITTED = "only a fitted model can be written to a model file; call fit() first"
+MSG_NOT_ESTIMATOR = "dumps() needs a fitted FairUseClassifier or FairUseRegressor; got {type}"
+MSG_BAD_GROUP_VALUE = (
+    "group value {value!r} of attribute {name!r} has type {type}, which a model file cannot "
+    "hold; use strings, integers, floats or booleans as group values"
+)
+MSG_BAD_CLASS_VALUE = "classes_ value {value!r} has type {type}, which a model file cannot hold"
+MSG_NON_FINITE = "{what} has a non-finite value ({value}); a model file holds finite numbers only"
+MSG_FILE_MISSING = "model file {path} does not exist"
+MSG_FILE_UNREADABLE = "cannot read model file {path}: {reason}"
+MSG_NOT_JSON = "model file {source} is not valid JSON: {reason}"
+MSG_NOT_OBJECT = "model file {source} does not hold a JSON object"
+MSG_NO_FORMAT = "model file {source} is not a fairuse_opt model file (no 'format' key)"
+MSG_BAD_FORMAT = "model file {source} has format {got!r}; expected {expected!r}"
+MSG_NEWER_FORMAT = (
+    "model file {source} has format version {got}, newer than this library reads ({expected}); "
+    "upgrade fairuse_opt"
+)
+MSG_MISSING_KEYS = "model file {source} lacks required key(s) {keys}"
+MSG_BAD_FIELD = "model file {source}: {field} {problem}"
+MSG_UNKNOWN_PARAMS = (
+    "model file {source} has setting(s) {names} that this version of fairuse_opt does not "
+    "know; they are ignored"
+)
+MSG_UNKNOWN_LEVEL = (
+    "column {column!r} has value(s) {values} not seen in training; known levels: {levels}"
+)
+MSG_NOT_NUMBER = "column {column!r} must be numeric; value(s) {values} are not numbers"
+MSG_MISSING_INPUT_COLUMNS = "the data lacks column(s) {missing} that the model needs"
+
+
+# --------------------------------------------------------------------------- encoding
+@dataclass
+class TabularEncoding:
+    """How the columns of a raw table become a model's numeric features.
+
+    Numeric columns are used as they are; categorical columns are one-hot encoded with
+    the first level in sorted order as the reference (no column), so the features stay
+    linearly independent of an intercept.  Categorical levels are kept as strings (the
+    text of the cells).
+
+    Attributes
+    ----------
+    columns : list of dict
+        One entry per input column, as written to the model file (see the module
+        docstring, key ``input``).
+    """
+
+    columns: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, categorical: Sequence[str] = ()) -> "TabularEncoding":
+        """Learn the encoding of ``frame``'s columns.
+
+        Parameters
+        ----------
+        frame : DataFrame
+            The feature columns (no target, no group columns), without missing values.
+        categorical : sequence of str
+            Columns to treat as categorical even if numeric; every non-numeric,
+            non-boolean column is categorical anyway.
+
+        Returns
+        -------
+        TabularEncoding
+        """
+        cols: list[dict] = []
+        forced = set(categorical)
+        for name in frame.columns:
+            col = frame[name]
+            numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+            if numeric and name not in forced:
+                cols.append({"name": str(name), "kind": "numeric", "feature": str(name)})
+                continue
+            levels = sorted({_level_text(v) for v in col.tolist()})
+            feats = {lv: f"{name}={lv}" for lv in levels[1:]}
+            cols.append({"name": str(name), "kind": "categorical", "levels": levels,
+                         "reference": levels[0] if levels else None, "features": feats})
+        return cls(columns=cols)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw column names, in order."""
+        return [c["name"] for c in self.columns]
+
+    @property
+    def categorical(self) -> list[str]:
+        """Names of the categorical input columns."""
+        return [c["name"] for c in self.columns if c["kind"] == "categorical"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the numeric features produced, in order."""
+        out: list[str] = []
+        for c in self.columns:
+            out += [c["feature"]] if c["kind"] == "numeric" else list(c["features"].values())
+        return out
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Numeric features of ``frame`` (float64, columns :attr:`feature_names`).
+
+        Raises
+        ------
+        InputError
+            A needed column is absent, a categorical column has a level not seen in
+            training, or a numeric column holds text.
+        """
+        missing = [c for c in self.input_columns if c not in frame.columns]
+        if missing:
+            raise InputError(MSG_MISSING_INPUT_COLUMNS.format(missing=missing))
+        out: dict[str, np.ndarray] = {}
+        for c in self.columns:
+            col = frame[c["name"]]
+            if c["kind"] == "numeric":
+                values = pd.to_numeric(col, errors="coerce")
+                bad = values.isna() & col.notna()
+                if bad.any():
+                    raise InputError(MSG_NOT_NUMBER.format(column=c["name"],
+                                                           values=sorted(set(map(str, col[bad])))[:5]))
+                out[c["feature"]] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+                continue
+            text = np.array([_level_text(v) for v in col.tolist()], dtype=object)
+            unknown = sorted(set(text) - set(c["levels"]))
+            if unknown:
+                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=unknown[:5],
+                                                          levels=c["levels"]))
+            for level, feat in c["features"].items():
+                out[feat] = (text == level).astype(np.float64)
+        return pd.DataFrame(out, index=frame.index, columns=self.feature_names)
+
+    def to_dict(self) -> list[dict]:
+        """The ``input.columns`` entry of the model file."""
+        return [dict(c) for c in self.columns]
+
+    @classmethod
+    def from_dict(cls, columns: Any, source: str = "<text>") -> "TabularEncoding":
+        """Validate and rebuild an encoding read from a model file."""
+        if not isinstance(columns, list):
+            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.columns", problem="must be a list"))
+        out = []
+        for i, c in enumerate(columns):
+            where = f"input.columns[{i}]"
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                raise InputError(MSG_BAD_FIELD.format(source=source, field=where,
+                                                      problem="must be an object with a string 'name'"))
+            if c.get("kind") == "numeric":
+                if not isinstance(c.get("feature"), str):
+                    raise InputError(MSG_BAD_FIELD.format(source=source, field=where,
+                                                          problem="needs a string 'feature'"))
+            elif c.get("kind") == "categorical":
+                levels, feats = c.get("levels"), c.get("features")
+                if (not isinstance(levels, list) or not all(isinstance(v, str) for v in levels)
+                        or not isinstance(feats, dict) or not set(feats) <= set(levels)
+                        or not all(isinstance(v, str) for v in feats.values())):
+                    raise InputError(MSG_BAD_FIELD.format(
+                        source=source, field=where,
+                        problem="needs 'levels' (strings) and 'features' (level -> feature name)"))
+            else:
+                raise InputError(MSG_BAD_FIELD.format(source=source, field=where + ".kind",
+                                                      problem="must be 'numeric' or 'categorical'"))
+            out.append(dict(c))
+        return cls(columns=out)
+
+
+def _level_text(value: Any) -> str:
+    """A categorical cell as text (cells read from CSV are already strings)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+# --------------------------------------------------------------------------- writing
+def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | None = None,
+          group_columns: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None,
+          indent: int | None = 1) -> str:
+    """Serialise a fitted estimator to the model file (JSON text).
+
+    Parameters
+    ----------
+    est : FairUseClassifier or FairUseRegressor
+        A fitted estimator.
+    encoding : TabularEncoding, optional
+        How raw table columns map to ``est``'s features (written as ``input``).
+    target, group_columns : optional
+        Names of the target and group columns in the raw table (written in ``input``).
+    metadata : mapping, optional
+        JSON-ready information to keep with the model.
+    indent : int or None, default=1
+        Indentation of the JSON text (``None``: one line).
+
+    Returns
+    -------
+    str
+        The JSON text.
+
+    Raises
+    ------
+    InputError
+        ``est`` is not a fitted estimator of this library, or holds values a model file
+        cannot represent (non-finite coefficients, exotic group values).
+    """
+    from .estimators import _BaseFairUse
+    from . import __version__
+
+    if not isinstance(est, _BaseFairUse):
+        raise InputError(MSG_NOT_ESTIMATOR.format(type=type(est).__name__))
+    if not hasattr(est, "coef_") or not hasattr(est, "certificate_"):
+        raise InputError(MSG_NOT_FITTED)
+    name = type(est).__name__
+    if name not in ESTIMATORS:  # a subclass: write the base class it behaves as
+        name = "FairUseClassifier" if est._task == "classification" else "FairUseRegressor"
+    index = est.group_index_
+    if index is not None:
+        for attr in index.names:
+            for v in index.levels[attr]:
+                _check_group_value(v, attr)
+        groups = {"attributes": list(index.names), "levels": {a: list(index.levels[a]) for a in index.names}}
+        models = [{"group": list(key), "intercept": _num(est.intercept_[k], f"intercept_[{k}]"),
+                   "coef": _nums(est.coef_[k], f"coef_[{k}]")} for k, key in enumerate(index.keys)]
+    else:
+        groups = None
+        models = [{"group": None, "intercept": _num(est.intercept_[0], "intercept_[0]"),
+                   "coef": _nums(est.coef_[0], "coef_[0]")}]
+    gen = est.generic_
+    generic = {"intercept": _num(gen.intercept_[0], "generic_.intercept_[0]"),
+               "coef": _nums(gen.coef_[0], "generic_.coef_[0]"),
+               "n_iter": int(getattr(gen, "n_iter_", 0) or 0),
+               "certificate": gen.certificate_.to_dict()}
+    names_in = getattr(est, "feature_names_in_", None)
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "library": {"name": "fairuse_opt", "version": __version__},
+        "estimator": name,
+        "task": est._task,
+        "classes": _classes_dict(est) if est._task == "classification" else None,
+        "features": {"names": list(est.feature_names_),
+                     "names_in": None if names_in is None else [str(v) for v in names_in]},
+        "input": None,
+        "groups": groups,
+        "models": models,
+        "generic": generic,
+        "certificate": est.certificate_.to_dict(),
+        "settings": _settings(est),
+        "metadata": dict(metadata) if metadata else {},
+    }
+    if encoding is not None or target is not None or group_columns is not None:
+        doc["input"] = {"target": target,
+                        "group_columns": list(group_columns) if group_columns is not None else None,
+                        "columns": encoding.to_dict() if encoding is not None else None}
+    try:
+        return json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:  # a NaN/inf slipped through (certificate, metadata)
+        raise InputError(MSG_NON_FINITE.format(what="the model", value=exc)) from exc
+
+
+def _num(v: Any, what: str) -> float:
+    f = float(v)
+    if not math.isfinite(f):
+        raise InputError(MSG_NON_FINITE.format(what=what, value=f))
+    return f
+
+
+def _nums(arr: Any, what: str) -> list[float]:
+    return [_num(v, what) for v in np.asarray(arr, dtype=np.float64).tolist()]
+
+
+def _check_group_value(v: Any, attr: str) -> None:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise InputError(MSG_BAD_GROUP_VALUE.format(value=v, name=attr, type="non-finite float"))
+    if not isinstance(v, (str, bool, int, float)):
+        raise InputError(MSG_BAD_GROUP_VALUE.format(value=v, name=attr, type=type(v).__name__))
+
+
+def _classes_dict(est: Any) -> dict:
+    classes = np.asarray(est.classes_)
+    if classes.dtype.kind not in CLASS_DTYPE_KINDS:
+        raise InputError(MSG_BAD_CLASS_VALUE.format(value=classes[0], type=classes.dtype))
+    values = [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()]
+    for v in values:
+        if not isinstance(v, (str, bool, int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+            raise InputError(MSG_BAD_CLASS_VALUE.format(value=v, type=type(v).__name__))
+    return {"values": values, "dtype": classes.dtype.str}
+
+
+def _settings(est: Any) -> dict:
+    params = est.get_params(deep=False)
+    out: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for key, value in params.items():
+        if key in NOT_SERIALISED_PARAMS:
+            if value is not None:
+                skipped[key] = _describe(value)
+            out[key] = None
+            continue
+        try:
+            out[key] = _encode(value)
+        except TypeError:
+            skipped[key] = _describe(value)
+            out[key] = None
+    spec = getattr(est, "set_spec_", None)
+    set_spec = None
+    if spec is not None:
+        set_spec = {"intercept_center": float(spec.intercept_center),
+                    "intercept_bound": float(spec.intercept_bound),
+                    "coef_center": [float(v) for v in np.asarray(spec.coef_center, dtype=np.float64)],
+                    "coef_bound": float(spec.coef_bound)}
+    return {"params": out, "not_serialised": skipped, "set_spec": set_spec,
+            "n_iter": int(getattr(est, "n_iter_", 0) or 0)}
+
+
+def _describe(value: Any) -> str:
+    name = getattr(value, "__qualname__", None) or type(value).__name__
+    return f"{type(value).__name__} {name}" if callable(value) and not hasattr(value, "get_params") else name
+
+
+def _encode(value: Any) -> Any:
+    """JSON form of a parameter value; raise TypeError if it has none that is exact."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError("non-finite")
+        return value
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value) and not ({"__tuple__", "__items__"} & set(value)):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"__items__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    raise TypeError(type(value).__name__)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"}:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        if set(value) == {"__items__"}:
+            return {_hashable(_decode(k)): _decode(v) for k, v in value["__items__"]}
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class ModelFile:
+    """A model file read by :func:`read`.
+
+    Attributes
+    ----------
+    estimator : FairUseClassifier or FairUseRegressor
+        The fitted model.
+    encoding : TabularEncoding or None
+        How raw table columns become features (files written by the command line).
+    target : str or None
+        Name of the target column of the raw table.
+    group_columns : list of str or None
+        Names of the group columns of the raw table.
+    metadata : dict
+        The writer's free-form information.
+    document : dict
+        The whole parsed JSON document.
+    """
+
+    estimator: Any
+    encoding: TabularEncoding | None
+    target: str | None
+    group_columns: list[str] | None
+    metadata: dict
+    document: dict
+
+
+def loads(text_or_path: Any) -> Any:
+    """Load a model from model-file JSON text or a file path; never runs code.
+
+    Parameters
+    ----------
+    text_or_path : str, bytes or path-like
+        JSON text (a string starting with ``{``) or the path of a model file.
+
+    Returns
+    -------
+    FairUseClassifier or FairUseRegressor
+        A fitted estimator; predictions and fitted attributes equal those of the model
+        that was written.
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable, is not JSON, is not a model file of a
+        version this library reads, or lacks or garbles a required field.
+    """
+    return read(text_or_path).estimator
+
+
+def read(text_or_path: Any) -> ModelFile:
+    """Like :func:`loads`, but also return the input encoding and metadata.
+
+    Returns
+    -------
+    ModelFile
+    """
+    text, source = _text(text_or_path)
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise InputError(MSG_NOT_JSON.format(source=source, reason=exc)) from None
+    if not isinstance(doc, dict):
+        raise InputError(MSG_NOT_OBJECT.format(source=source))
+    _check_format(doc, source)
+    missing = [k for k in REQUIRED_KEYS if k not in doc]
+    if missing:
+        raise InputError(MSG_MISSING_KEYS.format(source=source, keys=missing))
+    est = _build(doc, source)
+    encoding, target, group_columns = None, None, None
+    inp = doc.get("input")
+    if inp is not None:
+        if not isinstance(inp, dict):
+            raise InputError(MSG_BAD_FIELD.format(source=source, field="input", problem="must be an object or null"))
+        if inp.get("columns") is not None:
+            encoding = TabularEncoding.from_dict(inp["columns"], source)
+            if encoding.feature_names != list(est.feature_names_):
+                raise InputError(MSG_BAD_FIELD.format(
+                    source=source, field="input.columns",
+                    problem=f"produce features {encoding.feature_names}, not the model's {est.feature_names_}"))
+        target = inp.get("target")
+        if target is not None and not isinstance(target, str):
+            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.target", problem="must be a string"))
+        group_columns = inp.get("group_columns")
+        if group_columns is not None and (not isinstance(group_columns, list)
+                                          or not all(isinstance(g, str) for g in group_columns)):
+            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.group_columns",
+                                                  problem="must be a list of strings"))
+    metadata = doc.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InputError(MSG_BAD_FIELD.format(source=source, field="metadata", problem="must be an object"))
+    return ModelFile(estimator=est, encoding=encoding, target=target, group_columns=group_columns,
+                     metadata=metadata, document=doc)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a valid number in a model file")
+
+
+def _text(text_or_path: Any) -> tuple[str, str]:
+    if isinstance(text_or_path, bytes):
+        try:
+            return text_or_path.decode("utf-8"), "<bytes>"
+        except UnicodeDecodeError as exc:
+            raise InputError(MSG_NOT_JSON.format(source="<bytes>", reason=exc)) from None
+    if isinstance(text_or_path, str) and text_or_path.lstrip().startswith("{"):
+        return text_or_path, "<text>"
+    if not isinstance(text_or_path, (str, os.PathLike)):
+        raise InputError(MSG_BAD_FIELD.format(source=repr(text_or_path), field="argument",
+                                              problem="must be JSON text or a file path"))
+    path = Path(text_or_path)
+    if not path.exists():
+        raise InputError(MSG_FILE_MISSING.format(path=str(path)))
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(MSG_FILE_UNREADABLE.format(path=str(path), reason=exc)) from None
+
+
+def _check_format(doc: dict, source: str) -> None:
+    fmt = doc.get("format")
+    if fmt is None:
+        raise InputError(MSG_NO_FORMAT.format(source=source))
+    if not isinstance(fmt, str) or "/" not in fmt or fmt.rsplit("/", 1)[0] != FORMAT_NAME:
+        raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
+    version = fmt.rsplit("/", 1)[1]
+    if not version.isdigit():
+        raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
+    if int(version) > FORMAT_VERSION:
+        raise InputError(MSG_NEWER_FORMAT.format(source=source, got=int(version), expected=FORMAT_VERSION))
+    if int(version) < 1:
+        raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
+
+
+def _bad(source: str, field_: str, problem: str) -> InputError:
+    return InputError(MSG_BAD_FIELD.format(source=source, field=field_, problem=problem))
+
+
+def _float(v: Any, source: str, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _bad(source, where, f"must be a finite number; got {v!r}")
+    return float(v)
+
+
+def _vector(v: Any, d: int, source: str, where: str) -> np.ndarray:
+    if not isinstance(v, list) or len(v) != d:
+        raise _bad(source, where, f"must be a list of {d} number(s)")
+    return np.array([_float(x, source, f"{where}[{j}]") for j, x in enumerate(v)], dtype=np.float64)
+
+
+def _scalar_value(v: Any) -> bool:
+    return isinstance(v, (str, bool, int, float)) and not (isinstance(v, float) and not math.isfinite(v))
+
+
+def _build(doc: dict, source: str) -> Any:
+    from .certificate import Certificate
+    from .estimators import FairUseClassifier, FairUseRegressor
+    from ._formulation import SetSpec
+    from ._groups import GroupIndex
+
+    classes_of = {"FairUseClassifier": FairUseClassifier, "FairUseRegressor": FairUseRegressor}
+    name = doc["estimator"]
+    if name not in classes_of:
+        raise _bad(source, "estimator", f"must be one of {list(ESTIMATORS)}; got {name!r}")
+    cls = classes_of[name]
+    if doc["task"] != TASK_OF[name]:
+        raise _bad(source, "task", f"must be {TASK_OF[name]!r} for {name}; got {doc['task']!r}")
+
+    # features
+    feats = doc["features"]
+    if not isinstance(feats, dict) or not isinstance(feats.get("names"), list) \
+            or not all(isinstance(f, str) for f in feats["names"]):
+        raise _bad(source, "features.names", "must be a list of strings")
+    names = list(feats["names"])
+    d = len(names)
+    names_in = feats.get("names_in")
+    if names_in is not None and (not isinstance(names_in, list) or names_in != names):
+        raise _bad(source, "features.names_in", "must be null or equal to features.names")
+
+    # classes
+    classes = None
+    if name == "FairUseClassifier":
+        c = doc["classes"]
+        if not isinstance(c, dict) or not isinstance(c.get("values"), list) or len(c["values"]) != 2 \
+                or not all(_scalar_value(v) for v in c["values"]) or not isinstance(c.get("dtype"), str):
+            raise _bad(source, "classes", "must be {'values': [two labels], 'dtype': '...'}")
+        try:
+            dtype = np.dtype(c["dtype"])
+        except TypeError:
+            raise _bad(source, "classes.dtype", f"is not a numpy dtype: {c['dtype']!r}") from None
+        if dtype.kind not in CLASS_DTYPE_KINDS:
+            raise _bad(source, "classes.dtype", f"has kind {dtype.kind!r}; expected one of {CLASS_DTYPE_KINDS!r}")
+        try:
+            classes = np.array(c["values"], dtype=dtype)
+        except (TypeError, ValueError):
+            raise _bad(source, "classes.values", f"cannot be read as dtype {c['dtype']!r}") from None
+        if classes[0] == classes[1]:
+            raise _bad(source, "classes.values", "must be two distinct labels")
+
+    # groups and models
+    groups, models = doc["groups"], doc["models"]
+    if not isinstance(models, list) or not models:
+        raise _bad(source, "models", "must be a non-empty list")
+    for k, m in enumerate(models):
+        if not isinstance(m, dict) or not {"group", "intercept", "coef"} <= set(m):
+            raise _bad(source, f"models[{k}]", "must be an object with 'group', 'intercept' and 'coef'")
+    index = None
+    if groups is None:
+        if len(models) != 1 or models[0]["group"] is not None:
+            raise _bad(source, "models", "must hold one model with group null when groups is null")
+    else:
+        if not isinstance(groups, dict) or not isinstance(groups.get("attributes"), list) \
+                or not groups["attributes"] or not all(isinstance(a, str) for a in groups["attributes"]) \
+                or not isinstance(groups.get("levels"), dict):
+            raise _bad(source, "groups", "must be {'attributes': [names], 'levels': {name: [values]}}")
+        attrs = list(groups["attributes"])
+        levels = {}
+        for a in attrs:
+            lv = groups["levels"].get(a)
+            if not isinstance(lv, list) or not lv or not all(_scalar_value(v) for v in lv):
+                raise _bad(source, f"groups.levels[{a!r}]", "must be a non-empty list of strings or numbers")
+            levels[a] = list(lv)
+        keys = []
+        for k, m in enumerate(models):
+            g = m["group"]
+            if not isinstance(g, list) or len(g) != len(attrs) or not all(_scalar_value(v) for v in g):
+                raise _bad(source, f"models[{k}].group", f"must list one value for each of {attrs}")
+            for a, v in zip(attrs, g):
+                if v not in levels[a]:
+                    raise _bad(source, f"models[{k}].group", f"has {a}={v!r}, not among groups.levels")
+            keys.append(tuple(g))
+        if len(set(keys)) != len(keys):
+            raise _bad(source, "models", "lists a group more than once")
+        index = GroupIndex(names=attrs, keys=keys, levels=levels)
+    coef = np.vstack([_vector(m["coef"], d, source, f"models[{k}].coef") for k, m in enumerate(models)]) \
+        if d else np.zeros((len(models), 0))
+    intercept = np.array([_float(m["intercept"], source, f"models[{k}].intercept")
+                          for k, m in enumerate(models)], dtype=np.float64)
+
+    # settings
+    settings = doc["settings"]
+    if not isinstance(settings, dict) or not isinstance(settings.get("params"), dict):
+        raise _bad(source, "settings", "must be an object with 'params'")
+    known = cls().get_params(deep=False)
+    params = {k: _decode(v) for k, v in settings["params"].items() if k in known}
+    unknown = sorted(set(settings["params"]) - set(known))
+    if unknown:
+        warnings.warn(MSG_UNKNOWN_PARAMS.format(source=source, names=unknown), FairUseWarning, stacklevel=3)
+    for key in NOT_SERIALISED_PARAMS:
+        params[key] = None
+    try:
+        est = cls(**params)
+    except TypeError as exc:
+        raise _bad(source, "settings.params", str(exc)) from None
+    n_iter = settings.get("n_iter", 0)
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int):
+        raise _bad(source, "settings.n_iter", "must be an integer")
+    set_spec = None
+    spec = settings.get("set_spec")
+    if spec is not None:
+        if not isinstance(spec, dict) or not {"intercept_center", "intercept_bound", "coef_center",
+                                               "coef_bound"} <= set(spec):
+            raise _bad(source, "settings.set_spec", "must be null or hold the four set parameters")
+        cc = spec["coef_center"]
+        set_spec = SetSpec(
+            intercept_center=_float(spec["intercept_center"], source, "settings.set_spec.intercept_center"),
+            intercept_bound=_float(spec["intercept_bound"], source, "settings.set_spec.intercept_bound"),
+            coef_center=_vector(cc, len(cc) if isinstance(cc, list) else -1, source, "settings.set_spec.coef_center"),
+            coef_bound=_float(spec["coef_bound"], source, "settings.set_spec.coef_bound"))
+
+    # generic model
+    gdoc = doc["generic"]
+    if not isinstance(gdoc, dict) or not {"intercept", "coef", "certificate"} <= set(gdoc):
+        raise _bad(source, "generic", "must be an object with 'intercept', 'coef' and 'certificate'")
+    gparams = dict(est.get_params(deep=False))
+    gparams.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
+    gen = cls(**gparams)
+    gen_n_iter = gdoc.get("n_iter", 0)
+    if isinstance(gen_n_iter, bool) or not isinstance(gen_n_iter, int):
+        raise _bad(source, "generic.n_iter", "must be an integer")
+
+    certificate = _certificate(doc["certificate"], source, "certificate", Certificate)
+    gcert = _certificate(gdoc["certificate"], source, "generic.certificate", Certificate)
+    if index is not None and "group" in certificate.table and len(certificate.table):
+        cert_groups = [tuple(g) if isinstance(g, (list, tuple)) else (g,) for g in certificate.table["group"]]
+        if sorted(map(repr, cert_groups)) != sorted(map(repr, index.keys)):
+            raise _bad(source, "certificate.table", "does not list the same groups as models")
+
+    for obj in (est, gen):
+        if classes is not None:
+            obj.classes_ = classes.copy()
+        obj.n_features_in_ = d
+        obj.feature_names_ = list(names)
+        if names_in is not None:
+            obj.feature_names_in_ = np.array(names_in, dtype=object)
+    gen.coef_ = _vector(gdoc["coef"], d, source, "generic.coef").reshape(1, d)
+    gen.intercept_ = np.array([_float(gdoc["intercept"], source, "generic.intercept")])
+    gen.group_index_, gen.groups_, gen.group_names_ = None, [], []
+    gen.set_spec_ = None
+    gen.n_iter_ = gen_n_iter
+    gen.certificate_ = gcert
+    est.coef_, est.intercept_ = coef, intercept
+    est.group_index_ = index
+    est.groups_ = list(index.keys) if index is not None else []
+    est.group_names_ = list(index.names) if index is not None else []
+    est.set_spec_ = set_spec
+    est.n_iter_ = n_iter
+    est.certificate_ = certificate
+    est.generic_ = gen
+    return est
+
+
+def _certificate(d: Any, source: str, where: str, Certificate: Any) -> Any:
+    if not isinstance(d, dict) or not isinstance(d.get("table"), list) \
+            or not all(isinstance(r, dict) for r in d["table"]):
+        raise _bad(source, where, "must be an object with a 'table' list of rows")
+    try:
+        cert = Certificate.from_dict(d)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _bad(source, where, f"cannot be read: {exc}") from None
+    # to_dict() writes NaN as null; give the scalar fields their NaN back
+    for name in CERTIFICATE_FLOAT_FIELDS:
+        if getattr(cert, name, 0.0) is None:
+            setattr(cert, name, float("nan"))
+    return cert
