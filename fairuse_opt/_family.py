@@ -65,13 +65,14 @@ class Family:
     block_intercept: list[int] = field(default_factory=list)  # set-constrained intercepts
     block_weights: list[np.ndarray] = field(default_factory=list)  # set-constrained weights
     maps: list[sp.csr_matrix] = field(default_factory=list)  # M_r, (d+1) x p each
+    shift: np.ndarray | None = None  # mean / scale of the features (see below)
 
     def __post_init__(self):
         d, G = self.n_features, self.n_groups
         names: list[str] = []
         pen: list[bool] = []
         feat: list[int] = []
-        rows: list[list[tuple[int, int]]] = [[] for _ in range(G)]  # (row of M_r, column)
+        rows: list[list[tuple]] = [[] for _ in range(G)]  # (row of M_r, column[, value])
 
         def add(name, penalised, feature=-1):
             names.append(name)
@@ -110,7 +111,11 @@ class Family:
                     self.block_intercept.append(i)
                     self.block_weights.append(np.array(wr, dtype=np.int64))
                 else:
+                    # penalised offsets are the raw-scale intercepts (x = 0, not the mean):
+                    # score = w_r.z + b + c_r + shift.w_r = w_r.(x / scale) + b + c_r
                     i = add(f"c_{r}", True)
+                    if self.shift is not None:
+                        rows[r] += [(d, wr[j], float(self.shift[j])) for j in range(d)]
                 rows[r].append((d, i))
         p = len(names)
         self.names = names
@@ -119,8 +124,9 @@ class Family:
         self.is_weight = self.feature_of >= 0
         self.maps = []
         for r in range(G):
-            ri, ci = zip(*rows[r]) if rows[r] else ((), ())
-            self.maps.append(sp.csr_matrix((np.ones(len(ri)), (ri, ci)), shape=(d + 1, p)))
+            entries = [e if len(e) == 3 else (*e, 1.0) for e in rows[r]]
+            ri, ci, vi = zip(*entries) if entries else ((), (), ())
+            self.maps.append(sp.csr_matrix((np.array(vi, dtype=float), (ri, ci)), shape=(d + 1, p)))
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -177,6 +183,8 @@ class Family:
                 theta[k] = w0[self.feature_of[k]]
             elif name == "b" or name.startswith("b_"):
                 theta[k] = b0
+        if self.encoding == "decoupled" and self.group_reg == "penalty" and self.shift is not None:
+            theta[self.names.index("b")] = b0 - float(self.shift @ w0)
         return theta
 
     def raw_coef_map(self, mean: np.ndarray, scale: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:

@@ -80,21 +80,34 @@ class FitContext:
                        feature_names=self.feature_names, **kw)
 
     def solve(self, program_kw: dict | None = None, prepare: Callable | None = None):
-        """Build and solve, trying every solver and both forms; return ``(program, record)``.
+        """Build and solve, trying every solver and, for each, every form.
 
+        Returns ``(program, record)`` of the first ``optimal`` attempt, or else of the
+        first usable (``optimal_inaccurate``) one, or else of the last attempt.
         ``prepare(program)`` sets parameter values before solving.
         """
-        attempts, last = [], None
-        for form in self.forms:
-            prog = self.program(form=form, **(program_kw or {}))
-            if prepare is not None:
-                prepare(prog)
-            rec = solve(prog.problem, self.solvers, self.solver_options)
-            attempts += [(f"{s}/{form}", st) for s, st in rec.attempts]
+        programs: dict[str, Program] = {}
+        attempts, usable, last = [], None, None
+        for solver in self.solvers:
+            for form in self.forms:
+                if form not in programs:
+                    programs[form] = self.program(form=form, **(program_kw or {}))
+                prog = programs[form]
+                if prepare is not None:
+                    prepare(prog)
+                rec = solve(prog.problem, [solver], self.solver_options)
+                attempts += [(f"{s}/{form}", st) for s, st in rec.attempts]
+                rec.attempts = attempts
+                if rec.status == "optimal":
+                    return prog, rec
+                if rec.ok and usable is None:
+                    usable = (prog, rec, prog.value())
+                last = (prog, rec)
+        if usable is not None:
+            prog, rec, theta = usable
+            prog.theta.value = theta
             rec.attempts = attempts
-            last = (prog, rec)
-            if rec.status == "optimal":
-                return prog, rec
+            return prog, rec
         return last
 
     def log(self, msg: str) -> None:
@@ -239,12 +252,17 @@ class _BaseFairUse(BaseEstimator):
         stats = loss.stats(y01, w)
         data = TrainData.build(Z, codes, stats, G, merge=self.merge_rows)
         solvers = solver_order(self.solver)
-        forms = ["epigraph", "direct"] if self.formulation == "auto" else [self.formulation]
+        if self.formulation != "auto":
+            forms = [self.formulation]
+        elif self._task == "regression":  # the direct form keeps a quadratic objective (QP)
+            forms = ["direct", "epigraph"]
+        else:  # one epigraph variable per group: each row's exponential cones once
+            forms = ["epigraph", "direct"]
         level_codes = index.level_codes() if index is not None else np.zeros((1, 0), dtype=np.int64)
         n_levels = [len(index.levels[a]) for a in index.names] if index is not None else []
 
         def context(encoding, set_spec=None, hook=None):
-            fam = Family(encoding, self.group_reg, d, level_codes, n_levels)
+            fam = Family(encoding, self.group_reg, d, level_codes, n_levels, shift=mean / scale)
             return FitContext(family=fam, loss=loss, data=data, alpha=float(self.alpha), mean=mean,
                               scale=scale, set_spec=set_spec, index=index,
                               feature_names=self.feature_names_, solvers=solvers, forms=forms,
