@@ -1,0 +1,24 @@
+"""Fair-use audit of personalized models on held-out data.
+
+:func:`audit` checks, per intersectional group, whether a personalized model helps the
+group compared with a generic model (rationality) and whether the group would do
+better reporting another group (envy), with paired stratified bootstrap intervals and
+one-sided tests (see ``docs/fair-use.md``, section 5).  :class:`SklearnGroupModel`
+makes any scikit-learn estimator auditable.
+"""
+
+from ._adapter import SklearnGroupModel
+from ._audit import audit
+from ._errors import ModelInterfaceError
+from ._metrics import Metric, expected_calibration_error
+from ._report import VERDICTS, FairUseReport
+
+__all__ = [
+    "audit",
+    "FairUseReport",
+    "Metric",
+    "ModelInterfaceError",
+    "SklearnGroupModel",
+    "VERDICTS",
+    "expected_calibration_error",
+]

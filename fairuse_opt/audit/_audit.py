@@ -1,0 +1,512 @@
+"""The fair-use audit: per intersectional group, on held-out data, does personalization
+help (rationality) and does the group prefer its own report to every other (envy)?"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from .._groups import GroupIndex, sort_key
+from .._validation import _py, check_classification_target, check_groups, check_param
+from .._validation import check_regression_target
+from ..exceptions import (
+    MSG_BAD_PARAM,
+    MSG_GROUP_NAMES_MISMATCH,
+    MSG_LENGTH_MISMATCH,
+    MSG_UNSEEN_GROUP,
+    InputError,
+    UnseenGroupError,
+)
+from ._errors import (
+    MSG_BAD_OUTPUT,
+    MSG_CLASSES_MISMATCH,
+    MSG_NO_GENERIC,
+    MSG_NO_METHOD,
+    MSG_NO_PREDICT,
+    MSG_Y_NOT_01,
+    MSG_Y_NOT_IN_CLASSES,
+    ModelInterfaceError,
+)
+from ._frames import distinct_rows, group_codes
+from ._metrics import CLASSIFICATION, REGRESSION, Metric, resolve_metrics
+from ._report import FairUseReport
+from ._stats import (
+    adjust_pvalues,
+    distinct_columns,
+    bootstrap_summary,
+    delong_test,
+    mcnemar_test,
+    resample_counts,
+    spawn_generators,
+)
+
+__all__ = ["audit"]
+
+TOO_SMALL = "too small to judge"
+RATIONALITY, ENVY, ENVY_PAIR = "rationality", "envy", "envy_pair"
+
+
+def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
+          metrics: Any = None, n_boot: int = 1000, alpha: float = 0.10,
+          correction: str | None = "holm", random_state: Any = 0,
+          task: str | None = None, test: str = "bootstrap", ci_level: float = 0.95,
+          n_bins: int = 10, min_group_size: int = 10) -> FairUseReport:
+    """Audit a personalized model for fair use of group attributes on held-out data.
+
+    For every intersectional group ``g`` present in the data, and every metric, the
+    audit compares the model under the group's own report with
+
+    * the generic model (*rationality*; gain = how much better the own report is), and
+    * the same model under every other report ``r`` the model accepts (*envy*; gap =
+      how much better the own report is than reporting ``r``), plus the worst such
+      report.
+
+    Gains are oriented so that positive means personalization (or the own report)
+    helps: for a loss, ``baseline - own``; for a score such as AUC, ``own - baseline``.
+
+    Parameters
+    ----------
+    model : object
+        A personalized model: ``predict_proba(X, *, groups=None, report=None)``
+        (classification, column 1 is the positive class) or ``predict(X, *,
+        groups=None, report=None)`` (regression).  ``report`` is a tuple of attribute
+        values in the order of ``model.group_names_``: every row is scored as if it had
+        reported that group.  Optional attributes: ``groups_`` (the reportable
+        groups; otherwise the groups present in the data), ``group_names_``,
+        ``generic_``, ``classes_``.  See :class:`SklearnGroupModel` for any
+        scikit-learn estimator.
+    X : array-like or DataFrame, shape (n, d)
+        Held-out features, passed to the models unchanged.
+    y : array-like, shape (n,)
+        Held-out targets.  For classification, labels from ``model.classes_`` when the
+        model has it (``classes_[1]`` is positive), otherwise 0/1, booleans or two
+        labels (the larger is positive).
+    groups : DataFrame, Series or array-like
+        Group attributes of each row (one column per attribute).
+    generic : object, optional
+        The model without group attributes (``generic.predict_proba(X)`` or
+        ``generic.predict(X)``); defaults to ``model.generic_``.
+    metrics : str, Metric or list of them, optional
+        ``"error"`` (threshold 0.5), ``"auc"``, ``"ece"``, ``"log_loss"``, ``"brier"``
+        for classification; ``"mse"``, ``"mae"`` for regression; or :class:`Metric`
+        objects.  Default: error, AUC, log loss and Brier score (classification), MSE
+        and MAE (regression).
+    n_boot : int, default 1000
+        Bootstrap resamples.
+    alpha : float, default 0.10
+        Significance level of the one-sided tests (in (0, 0.5)).
+    correction : {"holm", "bonferroni", None}, default "holm"
+        Multiple-testing correction, applied per metric and condition across groups
+        (across all (group, report) pairs for the ``envy_pair`` rows).
+    random_state : int, numpy.random.Generator or None, default 0
+        Seed of the bootstrap.  Each group gets its own stream spawned from it, so a
+        group's resamples do not depend on the other groups.  ``None`` draws a seed and
+        records it in ``report.settings["random_state"]``.
+    task : {"classification", "regression"}, optional
+        Default: classification when the model has ``predict_proba``.
+    test : {"bootstrap", "exact"}, default "bootstrap"
+        ``"exact"`` replaces the bootstrap p-values of the error rate by exact one-sided
+        McNemar tests and those of AUC by DeLong's test (normal approximation; the
+        bootstrap is kept when a class has fewer than two rows).  Intervals are always
+        bootstrap percentile intervals.  The ``test`` column says which test was used.
+    ci_level : float, default 0.95
+        Level of the two-sided percentile intervals.
+    n_bins : int, default 10
+        Equal-width bins of ``"ece"``.
+    min_group_size : int, default 10
+        Groups with fewer rows are reported as ``"too small to judge"``; so are groups
+        with a single class for metrics that need both (AUC).
+
+    Returns
+    -------
+    FairUseReport
+        ``.table`` has one row per group, metric and comparison (see
+        :class:`FairUseReport`).
+
+    Notes
+    -----
+    *Bootstrap.*  Rows are resampled with replacement within each (group, label) cell
+    (within each group for regression), so every resample keeps the group's size and
+    label counts: inference is conditional on the observed prevalence.  All models and
+    reports are scored on the same resamples (paired).  p-values are one-sided
+    percentile-bootstrap p-values, ``p_violation = (1 + #{gain_b >= 0}) / (B + 1)``
+    and ``p_benefit = (1 + #{gain_b <= 0}) / (B + 1)`` (see
+    :func:`~fairuse_opt.audit._stats.bootstrap_summary`).
+
+    *Verdicts.*  ``"violation"`` when the corrected ``p_violation <= alpha``,
+    ``"benefit"`` when the corrected ``p_benefit <= alpha``, ``"no significant gain"``
+    otherwise, ``"too small to judge"`` as above.
+
+    *Envy.*  Each (group, report) pair is tested (``condition="envy_pair"``).  The
+    ``condition="envy"`` row answers "does the group envy some report?" without the
+    selection bias of testing the report that looks worst: its ``p_violation`` is the
+    Bonferroni union test ``min(1, (R - 1) min_r p_violation_r)`` over the group's
+    ``R - 1`` alternatives, its ``p_benefit`` is the intersection-union test
+    ``max_r p_benefit_r`` (own report better than every alternative), and its
+    interval is ``[min_r low_r, min_r high_r]`` built from per-pair intervals at level
+    ``1 - (1 - ci_level) / (R - 1)``, a simultaneous (Bonferroni) interval for the
+    smallest gap.  Its ``gain`` is the smallest estimated gap and ``comparison`` the
+    report that attains it.
+    """
+    started = time.perf_counter()
+    n_boot = check_param("n_boot", n_boot, integer=True, low=1)
+    _check_open_interval("alpha", alpha, 0.0, 0.5)
+    _check_open_interval("ci_level", ci_level, 0.0, 1.0)
+    check_param("correction", correction, choices=("holm", "bonferroni", None))
+    check_param("test", test, choices=("bootstrap", "exact"))
+    check_param("task", task, choices=(CLASSIFICATION, REGRESSION, None))
+    check_param("n_bins", n_bins, integer=True, low=1)
+    check_param("min_group_size", min_group_size, integer=True, low=1)
+
+    task = _resolve_task(model, task)
+    generic = _resolve_generic(model, generic, task)
+    metric_list = resolve_metrics(metrics, task, n_bins=n_bins)
+
+    n = _n_rows(X)
+    frame = _group_frame(groups, n, model)
+    index = GroupIndex.from_frame(distinct_rows(frame)[0])
+    codes = group_codes(index, frame)
+    names = index.names
+    reports = _reportable(model, index)
+    target = _target(y, n, task, model, generic)
+    scores = _scores(model, generic, X, frame, reports, task, n)
+    generators, seed = spawn_generators(random_state, index.n_groups)
+
+    rows: list[dict] = []
+    group_rows: list[dict] = []
+    for g, key in enumerate(index.keys):
+        members = np.flatnonzero(codes == g)
+        rows += _audit_group(
+            key, members, target, scores, reports, metric_list, generators[g], task=task,
+            n_boot=n_boot, ci_level=ci_level, test=test, min_group_size=min_group_size,
+            names=names)
+        group_rows.append(_group_row(names, key, target[members], task, min_group_size,
+                                     in_data=True))
+    for key in reports:
+        if key not in set(index.keys):
+            group_rows.append(_group_row(names, key, np.empty(0), task, min_group_size,
+                                         in_data=False))
+
+    table = _finalise(pd.DataFrame(rows), task, correction, alpha)
+    settings = {
+        "task": task,
+        "metrics": [m.name for m in metric_list],
+        "n_boot": n_boot,
+        "alpha": alpha,
+        "ci_level": ci_level,
+        "correction": correction,
+        "test": test,
+        "random_state": seed if seed is not None else "numpy Generator",
+        "min_group_size": min_group_size,
+        "n_bins": n_bins,
+        "group_names": names,
+        "reports": [_label(names, r) for r in reports],
+        "n_rows": n,
+        "elapsed_s": round(time.perf_counter() - started, 4),
+    }
+    return FairUseReport(table=table, groups=pd.DataFrame(group_rows), settings=settings)
+
+
+# ------------------------------------------------------------------ inputs and models
+def _check_open_interval(name: str, value: Any, low: float, high: float) -> None:
+    check_param(name, value)
+    if not low < value < high:
+        raise InputError(MSG_BAD_PARAM.format(name=name, value=value,
+                                              reason=f"must be in ({low:g}, {high:g})"))
+
+
+def _resolve_task(model: Any, task: str | None) -> str:
+    if task is None:
+        if hasattr(model, "predict_proba"):
+            return CLASSIFICATION
+        if hasattr(model, "predict"):
+            return REGRESSION
+        raise ModelInterfaceError(MSG_NO_PREDICT.format(what="model"))
+    method = "predict_proba" if task == CLASSIFICATION else "predict"
+    if not hasattr(model, method):
+        raise ModelInterfaceError(MSG_NO_METHOD.format(what="model", method=method, task=task))
+    return task
+
+
+def _resolve_generic(model: Any, generic: Any, task: str) -> Any:
+    if generic is None:
+        generic = getattr(model, "generic_", None)
+        if generic is None:
+            raise InputError(MSG_NO_GENERIC)
+    method = "predict_proba" if task == CLASSIFICATION else "predict"
+    if not hasattr(generic, method):
+        raise ModelInterfaceError(MSG_NO_METHOD.format(what="the generic model", method=method,
+                                                       task=task))
+    return generic
+
+
+def _n_rows(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    return len(X)
+
+
+def _group_frame(groups: Any, n: int, model: Any) -> pd.DataFrame:
+    """Checked group attributes, columns named and ordered as the model's."""
+    frame = check_groups(groups, n, fit=False)
+    names = getattr(model, "group_names_", None)
+    if names is None:
+        return frame
+    names = [str(v) for v in names]
+    got = list(frame.columns)
+    if sorted(got) == sorted(names):
+        return frame[names]
+    if len(got) == len(names) and all(c.startswith("group") for c in got):
+        return frame.set_axis(names, axis=1)  # unnamed attributes, by position
+    raise InputError(MSG_GROUP_NAMES_MISMATCH.format(got=got, expected=names))
+
+
+def _as_key(value: Any) -> tuple:
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return tuple(_py(v) for v in value)
+    return (_py(value),)
+
+
+def _reportable(model: Any, index: GroupIndex) -> list[tuple]:
+    """Groups the model can be given as a report; error for data groups it never saw."""
+    known = getattr(model, "groups_", None)
+    if known is None:
+        return list(index.keys)
+    known = sorted({_as_key(k) for k in known}, key=sort_key)
+    unseen = [k for k in index.keys if k not in set(known)]
+    if unseen:
+        raise UnseenGroupError(MSG_UNSEEN_GROUP.format(groups=unseen, known=known))
+    return known
+
+
+def _target(y: Any, n: int, task: str, model: Any, generic: Any) -> np.ndarray:
+    if task == REGRESSION:
+        return check_regression_target(y, n)
+    classes = getattr(model, "classes_", None)
+    generic_classes = getattr(generic, "classes_", None)
+    if classes is not None and generic_classes is not None and not np.array_equal(
+            np.asarray(classes), np.asarray(generic_classes)):
+        raise InputError(MSG_CLASSES_MISMATCH.format(
+            generic=list(map(_py, generic_classes)), model=list(map(_py, classes))))
+    arr = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or len(arr) != n:
+        raise InputError(MSG_LENGTH_MISMATCH.format(what="y", n_other=len(arr), n_rows=n))
+    if classes is not None:
+        classes = np.asarray(classes)
+        pos, neg = arr == classes[1], arr == classes[0]
+        bad = ~(pos | neg)
+        if bad.any():
+            shown = sorted({_py(v) for v in arr[bad]}, key=sort_key)[:5]
+            raise InputError(MSG_Y_NOT_IN_CLASSES.format(values=shown,
+                                                         classes=list(map(_py, classes))))
+        return pos.astype(np.float64)
+    if arr.dtype.kind in "biuf":
+        values = np.unique(arr)
+        if np.isin(values, [0, 1]).all():
+            return arr.astype(np.float64)
+    try:
+        y01, _ = check_classification_target(arr, n)
+    except InputError as exc:
+        shown = sorted({_py(v) for v in arr}, key=sort_key)[:5]
+        raise InputError(MSG_Y_NOT_01.format(values=shown)) from exc
+    return y01
+
+
+def _call(model: Any, method: str, X: Any, n: int, task: str, what: str, **kwargs) -> np.ndarray:
+    """Call a model and check the shape, finiteness and range of what it returns."""
+    out = np.asarray(getattr(model, method)(X, **kwargs), dtype=np.float64)
+    call = f"{what}.{method}({', '.join(['X'] + [f'{k}=...' for k in kwargs])})"
+    if task == CLASSIFICATION:
+        if out.ndim != 2 or out.shape != (n, 2):
+            raise InputError(MSG_BAD_OUTPUT.format(
+                call=call, problem=f"shape {out.shape}; expected ({n}, 2)"))
+        out = out[:, 1]
+    else:
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (n,):
+            raise InputError(MSG_BAD_OUTPUT.format(
+                call=call, problem=f"shape {out.shape}; expected ({n},)"))
+    if not np.isfinite(out).all():
+        raise InputError(MSG_BAD_OUTPUT.format(call=call, problem="NaN or infinite values"))
+    if task == CLASSIFICATION and ((out < 0).any() or (out > 1).any()):
+        raise InputError(MSG_BAD_OUTPUT.format(call=call, problem="probabilities outside [0, 1]"))
+    return out
+
+
+def _scores(model, generic, X, frame, reports, task, n) -> np.ndarray:
+    """Columns: generic model, own report, then each reportable group as the report."""
+    method = "predict_proba" if task == CLASSIFICATION else "predict"
+    # a model that reads its group attributes from columns of X takes no groups=
+    own = ({} if getattr(model, "group_cols", None) else {"groups": frame})
+    columns = [_call(generic, method, X, n, task, "generic"),
+               _call(model, method, X, n, task, "model", **own)]
+    for key in reports:
+        columns.append(_call(model, method, X, n, task, "model", report=key))
+    return np.column_stack(columns)
+
+
+def _label(names: list[str], key: tuple) -> str:
+    return ", ".join(f"{n}={v}" for n, v in zip(names, key))
+
+
+def _group_row(names, key, y, task, min_group_size, *, in_data: bool) -> dict:
+    row: dict[str, Any] = {"group": _label(names, key)}
+    row.update({name: value for name, value in zip(names, key)})
+    row["n"] = int(y.size)
+    if task == CLASSIFICATION:
+        row["n_pos"] = int(y.sum())
+        row["prevalence"] = float(y.mean()) if y.size else np.nan
+    else:
+        row["y_mean"] = float(y.mean()) if y.size else np.nan
+    row["status"] = ("no rows in the audit data" if not in_data else
+                     TOO_SMALL if y.size < min_group_size else "audited")
+    return row
+
+
+# ------------------------------------------------------------------ one group
+def _audit_group(key, members, target, scores, reports, metric_list, rng, *, task, n_boot,
+                 ci_level, test, min_group_size, names) -> list[dict]:
+    """All rows of one group: rationality, each envy pair and the worst envy gap."""
+    y = target[members]
+    order = np.argsort(y, kind="stable") if task == CLASSIFICATION else np.arange(y.size)
+    members, y = members[order], y[order]
+    alternatives = [r for r in reports if r != key]
+    columns = [0, 1] + [2 + j for j, r in enumerate(reports) if r != key]
+    S = scores[np.ix_(members, columns)]
+    # identical columns (e.g. a report that changes nothing) are evaluated once, so their
+    # gains are exactly zero on every resample
+    unique, inverse = distinct_columns(S)
+
+    n_g = int(y.size)
+    n_pos = int(y.sum()) if task == CLASSIFICATION else 0
+    both_classes = 0 < n_pos < n_g
+    judged = [m for m in metric_list
+              if n_g >= min_group_size and (both_classes or not m.needs_both_classes)]
+    cells = ([c for c in (n_g - n_pos, n_pos) if c > 0] if task == CLASSIFICATION else [n_g])
+
+    states = {m.name: m.prepare(y, unique) for m in judged}
+    values = {}
+    for m in metric_list:
+        if m.needs_both_classes and not both_classes:
+            values[m.name] = np.full(S.shape[1], np.nan)
+        else:
+            state = states[m.name] if m.name in states else m.prepare(y, unique)
+            values[m.name] = m.evaluate(state, np.ones((1, n_g), dtype=np.int64))[0][inverse]
+
+    gains = {m.name: np.empty((n_boot, S.shape[1] - 1)) for m in judged}
+    if judged:
+        # the products in the metrics are small: one BLAS thread is as fast and does not
+        # stall when the machine is busy
+        with threadpool_limits(limits=1, user_api="blas"):
+            _bootstrap(rng, cells, n_boot, judged, states, inverse, gains)
+
+    base = {"group": _label(names, key), "n": n_g}
+    if task == CLASSIFICATION:
+        base.update(n_pos=n_pos, prevalence=n_pos / n_g)
+    else:
+        base["y_mean"] = float(y.mean())
+    out = []
+    for m in metric_list:
+        v = values[m.name]
+        sign = -1.0 if m.greater_is_better else 1.0
+        point = sign * (np.delete(v, 1) - v[1]) + 0.0
+        comparisons = ["generic"] + [_label(names, r) for r in alternatives]
+        if m in judged:
+            summ = bootstrap_summary(gains[m.name], ci_level)
+            test_used = ["bootstrap"] * len(comparisons)
+            if test == "exact":
+                _exact_pvalues(m, y, S, summ, test_used)
+        else:
+            nan = np.full(len(comparisons), np.nan)
+            summ = {"ci_low": nan, "ci_high": nan, "p_violation": nan, "p_benefit": nan}
+            test_used = [None] * len(comparisons)
+        for k, comparison in enumerate(comparisons):
+            out.append({**base, "metric": m.name,
+                        "condition": RATIONALITY if k == 0 else ENVY_PAIR,
+                        "comparison": comparison, "value": v[1],
+                        "baseline": v[0] if k == 0 else v[k + 1], "gain": point[k],
+                        "ci_low": summ["ci_low"][k], "ci_high": summ["ci_high"][k],
+                        "p_violation": summ["p_violation"][k], "p_benefit": summ["p_benefit"][k],
+                        "judged": m in judged, "test": test_used[k]})
+        if alternatives:
+            out.append(_worst_row(out[-len(alternatives):], gains.get(m.name), ci_level,
+                                  m in judged))
+    return out
+
+
+def _bootstrap(rng, cells, n_boot, metric_list, states, inverse, gains) -> None:
+    """Fill ``gains[name]`` (B, K - 1): gains over the generic model, then each report."""
+    for start, counts in resample_counts(rng, cells, n_boot):
+        for m in metric_list:
+            v = m.evaluate(states[m.name], counts)[:, inverse]
+            sign = -1.0 if m.greater_is_better else 1.0
+            baseline = np.delete(v, 1, axis=1)  # generic, then the other reports
+            gains[m.name][start:start + len(v)] = sign * (baseline - v[:, [1]]) + 0.0
+
+
+def _exact_pvalues(m: Metric, y, S, summ, test_used) -> None:
+    """Replace bootstrap p-values by McNemar (error) or DeLong (AUC) where they apply."""
+    kind = getattr(m, "exact_test", None)
+    if kind is None:
+        return
+    for k, col in enumerate([0] + list(range(2, S.shape[1]))):
+        if kind == "mcnemar":
+            correct = (S > 0.5) == (y == 1)[:, None]
+            p_v, p_b = mcnemar_test(correct[:, 1], correct[:, col])
+        else:
+            res = delong_test(y, S[:, 1], S[:, col])
+            if res is None:
+                continue
+            _, p_v, p_b = res
+        summ["p_violation"][k], summ["p_benefit"][k] = p_v, p_b
+        test_used[k] = kind
+
+
+def _worst_row(pairs: list[dict], gains: np.ndarray | None, ci_level: float,
+               judged: bool) -> dict:
+    """Group-level envy row from the group's envy pairs (see :func:`audit`, Notes)."""
+    gaps = np.array([p["gain"] for p in pairs], dtype=np.float64)
+    worst = int(np.argmin(gaps)) if not np.isnan(gaps).all() else 0
+    row = {**pairs[worst], "condition": ENVY}
+    if not judged:
+        return row
+    n_alt = len(pairs)
+    pair_gains = gains[:, 1:]
+    level = 1.0 - (1.0 - ci_level) / n_alt
+    simultaneous = bootstrap_summary(pair_gains, level)
+    p_violation = np.array([p["p_violation"] for p in pairs])
+    p_benefit = np.array([p["p_benefit"] for p in pairs])
+    tests = {p["test"] for p in pairs}
+    row.update(ci_low=float(simultaneous["ci_low"].min()),
+               ci_high=float(simultaneous["ci_high"].min()),
+               p_violation=float(min(1.0, n_alt * p_violation.min())),
+               p_benefit=float(p_benefit.max()),
+               test="+".join(sorted(tests)))
+    return row
+
+
+# ------------------------------------------------------------------ corrections, verdicts
+def _finalise(table: pd.DataFrame, task: str, correction: str | None, alpha: float) -> pd.DataFrame:
+    if table.empty:
+        return table
+    for col in ("p_violation", "p_benefit"):
+        adjusted = np.full(len(table), np.nan)
+        for _, idx in table.groupby(["metric", "condition"], sort=False).groups.items():
+            adjusted[table.index.get_indexer(idx)] = adjust_pvalues(table.loc[idx, col], correction)
+        table[col + "_adj"] = adjusted
+    verdict = np.where(table["p_violation_adj"] <= alpha, "violation",
+                       np.where(table["p_benefit_adj"] <= alpha, "benefit", "no significant gain"))
+    table["verdict"] = np.where(table["judged"], verdict, TOO_SMALL)
+    first = ["group", "metric", "condition", "comparison", "n"]
+    first += ["n_pos", "prevalence"] if task == CLASSIFICATION else ["y_mean"]
+    rest = ["value", "baseline", "gain", "ci_low", "ci_high", "p_violation", "p_benefit",
+            "p_violation_adj", "p_benefit_adj", "verdict", "test"]
+    return table[first + rest].reset_index(drop=True)
