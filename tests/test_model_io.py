@@ -1,0 +1,308 @@
+"""The portable model file: exact round trip, and a clear InputError for every bad file."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairuse_opt import FairUseClassifier, FairUseRegressor, InputError, __version__
+from fairuse_opt import model_io
+from fairuse_opt.model_io import FORMAT, TabularEncoding, dumps, loads, read
+
+
+def msg(template: str, **kw) -> str:
+    return re.escape(template.format(**kw))
+
+
+def make(n=160, d=3, task="classification", seed=0, labels=(0, 1), group_values=None):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, d)), columns=[f"f{j}" for j in range(d)])
+    a = rng.integers(0, 2, n)
+    b = rng.integers(0, 2, n)
+    s = X.to_numpy() @ rng.normal(size=d) + 0.8 * a - 0.5 * b
+    if task == "classification":
+        y01 = (s + rng.logistic(size=n) > 0).astype(int)
+        y = np.asarray(labels, dtype=object if isinstance(labels[0], str) else None)[y01]
+    else:
+        y = s + rng.normal(size=n)
+    va, vb = group_values or (("F", "M"), ("old", "young"))
+    groups = pd.DataFrame({"sex": np.asarray(va, dtype=object)[a], "age": np.asarray(vb, dtype=object)[b]})
+    return X, y, groups
+
+
+def assert_same_model(a, b, X, groups):
+    """Predictions and fitted attributes of ``a`` and ``b`` are identical."""
+    for attr in ("coef_", "intercept_"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+        np.testing.assert_array_equal(getattr(a.generic_, attr), getattr(b.generic_, attr))
+    assert a.groups_ == b.groups_ and a.group_names_ == b.group_names_
+    assert a.feature_names_ == b.feature_names_ and a.n_features_in_ == b.n_features_in_
+    if hasattr(a, "feature_names_in_"):
+        np.testing.assert_array_equal(a.feature_names_in_, b.feature_names_in_)
+    if a.group_index_ is not None:
+        assert (a.group_index_.names, a.group_index_.keys, a.group_index_.levels) == \
+               (b.group_index_.names, b.group_index_.keys, b.group_index_.levels)
+    assert a.certificate_.to_dict() == b.certificate_.to_dict()
+    assert a.generic_.certificate_.to_dict() == b.generic_.certificate_.to_dict()
+    assert a.n_iter_ == b.n_iter_
+    if hasattr(a, "classes_"):
+        np.testing.assert_array_equal(a.classes_, b.classes_)
+        assert a.classes_.dtype == b.classes_.dtype
+    kw = {} if a.group_index_ is None else {"groups": groups}
+    np.testing.assert_array_equal(a.decision_function(X, **kw), b.decision_function(X, **kw))
+    np.testing.assert_array_equal(a.predict(X, **kw), b.predict(X, **kw))
+    np.testing.assert_array_equal(a.generic_.predict(X), b.generic_.predict(X))
+    if hasattr(a, "predict_proba"):
+        np.testing.assert_array_equal(a.predict_proba(X, **kw), b.predict_proba(X, **kw))
+    for key in a.groups_:
+        np.testing.assert_array_equal(a.predict(X, report=key), b.predict(X, report=key))
+        np.testing.assert_array_equal(a.decision_function(X, report=dict(zip(a.group_names_, key))),
+                                      b.decision_function(X, report=dict(zip(a.group_names_, key))))
+
+
+@pytest.mark.parametrize("params", [
+    {},  # the default fair-use model (intersectional, both guarantees)
+    {"encoding": "onehot", "fair_use": None},
+    {"encoding": "decoupled", "fair_use": "rationality", "margin": 0.001},
+    {"encoding": "intersectional", "group_reg": "penalty", "fair_use": None, "alpha": 0.01},
+    {"encoding": "none"},
+])
+def test_classifier_round_trip_is_exact(params):
+    X, y, g = make()
+    est = FairUseClassifier(**params).fit(X, y, groups=g)
+    text = dumps(est)
+    back = loads(text)
+    assert type(back) is FairUseClassifier
+    assert back.get_params() == est.get_params()
+    assert_same_model(est, back, X, g)
+    # writing the loaded model gives the same file
+    assert dumps(back) == text
+
+
+def test_regressor_round_trip_is_exact():
+    X, y, g = make(task="regression")
+    est = FairUseRegressor(encoding="onehot", fair_use=None).fit(X, y, groups=g)
+    back = loads(dumps(est))
+    assert type(back) is FairUseRegressor
+    assert_same_model(est, back, X, g)
+    assert back.score(X, y, groups=g) == est.score(X, y, groups=g)
+
+
+def test_string_classes_numeric_groups_and_array_input():
+    X, y, g = make(labels=("no", "yes"), group_values=((1, 2), (0.5, 1.5)))
+    est = FairUseClassifier(fair_use=None).fit(X.to_numpy(), y, groups=g)
+    back = loads(dumps(est))
+    assert list(back.classes_) == ["no", "yes"] and back.classes_.dtype == est.classes_.dtype
+    assert back.groups_ == est.groups_ and isinstance(back.groups_[0][0], int)
+    assert isinstance(back.groups_[0][1], float)
+    assert not hasattr(back, "feature_names_in_")
+    assert_same_model(est, back, X.to_numpy(), g)
+
+
+def test_to_json_from_json_methods_and_file(tmp_path):
+    X, y, g = make()
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    path = tmp_path / "model.json"
+    text = est.to_json(path)
+    assert path.read_text(encoding="utf-8") == text
+    for source in (path, str(path), text, text.encode("utf-8")):
+        assert_same_model(est, FairUseClassifier.from_json(source), X, g)
+    with pytest.raises(InputError, match="not a FairUseRegressor"):
+        FairUseRegressor.from_json(path)
+
+
+def test_file_contents_are_portable():
+    X, y, g = make()
+    est = FairUseClassifier().fit(X, y, groups=g)
+    doc = json.loads(dumps(est))
+    assert doc["format"] == FORMAT == "fairuse_opt.model/1"
+    assert doc["library"] == {"name": "fairuse_opt", "version": __version__}
+    assert doc["task"] == "classification" and doc["classes"]["values"] == [0, 1]
+    assert doc["groups"]["attributes"] == ["sex", "age"]
+    assert [tuple(m["group"]) for m in doc["models"]] == est.groups_
+    for k, m in enumerate(doc["models"]):
+        assert m["intercept"] == est.intercept_[k] and m["coef"] == list(est.coef_[k])
+    assert doc["generic"]["coef"] == list(est.generic_.coef_[0])
+    assert doc["certificate"] == est.certificate_.to_dict()
+    assert doc["settings"]["params"]["encoding"] == "intersectional"
+    # a row scored by hand from the file equals the library's score
+    x = X.iloc[0].to_numpy()
+    key = tuple(g.iloc[0])
+    m = next(m for m in doc["models"] if tuple(m["group"]) == key)
+    s = m["intercept"] + float(np.dot(m["coef"], x))
+    assert s == pytest.approx(est.decision_function(X.iloc[:1], groups=g.iloc[:1])[0], abs=1e-12)
+
+
+def test_generic_object_is_recorded_not_written():
+    X, y, g = make()
+    generic = FairUseClassifier(encoding="none").fit(X, y)
+    est = FairUseClassifier(generic=generic).fit(X, y, groups=g)
+    doc = json.loads(dumps(est))
+    assert doc["settings"]["not_serialised"] == {"generic": "FairUseClassifier"}
+    back = loads(json.dumps(doc))
+    assert back.generic is None
+    assert_same_model(est, back, X, g)
+
+
+def test_non_serialisable_settings_are_recorded_and_dropped():
+    X, y, g = make()
+    hook = lambda v: []  # noqa: E731 - a harmless hook
+    margin = {("F", "old"): 0.0, ("M", "young"): 0.001}
+    est = FairUseClassifier(constraint_hook=hook, margin=margin, solver_options={"CLARABEL": {}}).fit(
+        X, y, groups=g)
+    doc = json.loads(dumps(est))
+    assert "constraint_hook" in doc["settings"]["not_serialised"]
+    assert "function" in doc["settings"]["not_serialised"]["constraint_hook"]
+    back = loads(json.dumps(doc))
+    assert back.constraint_hook is None and back.generic is None
+    assert back.margin == margin  # tuple-keyed mapping survives (tagged __items__)
+    assert back.solver_options == {"CLARABEL": {}}
+    assert_same_model(est, back, X, g)
+
+
+def test_tuple_parameter_round_trip():
+    X, y, g = make()
+    est = FairUseClassifier(fair_use=("rationality",)).fit(X, y, groups=g)
+    back = loads(dumps(est))
+    assert back.fair_use == ("rationality",)
+
+
+def test_dumps_rejects_unfitted_and_foreign_objects():
+    with pytest.raises(InputError, match=msg(model_io.MSG_NOT_FITTED)):
+        dumps(FairUseClassifier())
+    with pytest.raises(InputError, match=msg(model_io.MSG_NOT_ESTIMATOR, type="dict")):
+        dumps({})
+
+
+def test_dumps_rejects_non_finite_coefficients():
+    X, y, g = make()
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    est.coef_ = est.coef_.copy()
+    est.coef_[1, 0] = np.nan
+    with pytest.raises(InputError, match=msg(model_io.MSG_NON_FINITE, what="coef_[1]", value=float("nan"))):
+        dumps(est)
+
+
+def test_read_returns_encoding_and_metadata():
+    X, y, g = make()
+    X["site"] = np.where(np.arange(len(X)) % 2, "a", "b")
+    enc = TabularEncoding.fit(X, categorical=[])
+    Xe = enc.transform(X)
+    est = FairUseClassifier(fair_use=None).fit(Xe, y, groups=g)
+    mf = read(dumps(est, encoding=enc, target="y", group_columns=["sex", "age"], metadata={"k": 1}))
+    assert mf.target == "y" and mf.group_columns == ["sex", "age"] and mf.metadata == {"k": 1}
+    assert mf.encoding.feature_names == list(Xe.columns) == ["f0", "f1", "f2", "site=b"]
+    pd.testing.assert_frame_equal(mf.encoding.transform(X), Xe)
+
+
+# --------------------------------------------------------------------------- encoding
+def test_tabular_encoding():
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["b", "a", "c", "a"], "k": [3, 1, 2, 3]})
+    enc = TabularEncoding.fit(frame, categorical=["k"])
+    assert enc.categorical == ["c", "k"]
+    assert enc.feature_names == ["x", "c=b", "c=c", "k=2", "k=3"]
+    out = enc.transform(frame)
+    np.testing.assert_array_equal(out["c=b"], [1, 0, 0, 0])
+    np.testing.assert_array_equal(out["k=3"], [1, 0, 0, 1])
+    assert TabularEncoding.from_dict(json.loads(json.dumps(enc.to_dict()))).feature_names == enc.feature_names
+    with pytest.raises(InputError, match=msg(model_io.MSG_UNKNOWN_LEVEL, column="c", values=["z"],
+                                             levels=["a", "b", "c"])):
+        enc.transform(frame.assign(c=["a", "z", "b", "a"]))
+    with pytest.raises(InputError, match=msg(model_io.MSG_NOT_NUMBER, column="x", values=["oops"])):
+        enc.transform(frame.assign(x=["1", "oops", "2", "3"]))
+    with pytest.raises(InputError, match=msg(model_io.MSG_MISSING_INPUT_COLUMNS, missing=["k"])):
+        enc.transform(frame.drop(columns="k"))
+
+
+# --------------------------------------------------------------------------- bad files
+@pytest.fixture(scope="module")
+def good_doc():
+    X, y, g = make()
+    return json.loads(dumps(FairUseClassifier().fit(X, y, groups=g)))
+
+
+def _bad(doc_or_text, pattern):
+    text = doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text)
+    with pytest.raises(InputError, match=pattern):
+        loads(text)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.json"
+    with pytest.raises(InputError, match=msg(model_io.MSG_FILE_MISSING, path=str(path))):
+        loads(path)
+
+
+def test_not_json(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(f"model file {path} is not valid JSON")):
+        loads(path)
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match=re.escape(f"cannot read model file {path}")):
+        loads(path)
+
+
+def test_not_an_object_and_no_format():
+    _bad('{"a": 1}', msg(model_io.MSG_NO_FORMAT, source="<text>"))
+    with pytest.raises(InputError, match=msg(model_io.MSG_NOT_OBJECT, source="<bytes>")):
+        loads(b"[1, 2]")
+
+
+def test_wrong_format_name_and_newer_version(good_doc):
+    _bad({**good_doc, "format": "sklearn.pickle/1"},
+         msg(model_io.MSG_BAD_FORMAT, source="<text>", got="sklearn.pickle/1", expected=FORMAT))
+    _bad({**good_doc, "format": "fairuse_opt.model/2"},
+         msg(model_io.MSG_NEWER_FORMAT, source="<text>", got=2, expected=1))
+    _bad({**good_doc, "format": "fairuse_opt.model/x"},
+         msg(model_io.MSG_BAD_FORMAT, source="<text>", got="fairuse_opt.model/x", expected=FORMAT))
+
+
+def test_missing_required_keys(good_doc):
+    doc = {k: v for k, v in good_doc.items() if k not in ("models", "certificate")}
+    _bad(doc, msg(model_io.MSG_MISSING_KEYS, source="<text>", keys=["models", "certificate"]))
+
+
+def test_estimator_name_is_looked_up_never_imported(good_doc):
+    _bad({**good_doc, "estimator": "os.system"}, re.escape("estimator must be one of"))
+
+
+def test_garbled_fields(good_doc):
+    models = [dict(m) for m in good_doc["models"]]
+    models[0]["coef"] = models[0]["coef"][:-1]
+    _bad({**good_doc, "models": models}, re.escape("models[0].coef must be a list of 3 number(s)"))
+    models = [dict(m) for m in good_doc["models"]]
+    models[1]["intercept"] = "1.0"
+    _bad({**good_doc, "models": models}, re.escape("models[1].intercept must be a finite number"))
+    models = [dict(m) for m in good_doc["models"]]
+    models[0]["group"] = ["X", "old"]
+    _bad({**good_doc, "models": models}, re.escape("has sex='X', not among groups.levels"))
+    _bad({**good_doc, "models": good_doc["models"][:2]},
+         re.escape("certificate.table does not list the same groups as models"))
+    _bad({**good_doc, "task": "regression"}, re.escape("task must be 'classification'"))
+    _bad({**good_doc, "classes": {"values": [0], "dtype": "<i8"}}, re.escape("classes must be"))
+    _bad({**good_doc, "certificate": {"table": "x"}}, re.escape("certificate must be an object"))
+    _bad({**good_doc, "settings": []}, re.escape("settings must be an object with 'params'"))
+
+
+def test_nan_literal_is_rejected(good_doc):
+    text = json.dumps(good_doc).replace(str(good_doc["models"][0]["intercept"]), "NaN", 1)
+    _bad(text, re.escape("is not valid JSON: NaN is not a valid number"))
+
+
+def test_unknown_setting_warns_and_is_ignored(good_doc):
+    doc = json.loads(json.dumps(good_doc))
+    doc["settings"]["params"]["future_option"] = 1
+    with pytest.warns(UserWarning, match=re.escape("['future_option']")):
+        est = loads(json.dumps(doc))
+    assert not hasattr(est, "future_option")
+
+
+def test_loading_never_unpickles():
+    source = open(model_io.__file__, encoding="utf-8").read()
+    for word in ("import pickle", "eval(", "exec(", "importlib", "__import__"):
+        assert word not in source
