@@ -263,19 +263,21 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (),
 
 
 def handle_missing(frame: pd.DataFrame, columns: Sequence[str], group_columns: Sequence[str], *,
-                   dropna: bool, path: str, progress: Callable[[str], None], what: str) -> pd.DataFrame:
-    """Refuse rows with missing values in ``columns``, or drop them and report per group.
+                   dropna: bool, path: str, what: str) -> tuple[pd.DataFrame, str | None]:
+    """Refuse rows with missing values in ``columns``, or drop them and say how many per group.
 
     Returns
     -------
-    DataFrame
-        ``frame`` (without the dropped rows, index reset).
+    frame : DataFrame
+        ``frame`` without the dropped rows (index reset).
+    message : str or None
+        What was dropped, per intersectional group (``None``: nothing was).
     """
     used = frame[list(dict.fromkeys(columns))]
     na = used.isna()
     bad_rows = na.any(axis=1).to_numpy()
     if not bad_rows.any():
-        return frame
+        return frame, None
     n_total, n_bad = len(frame), int(bad_rows.sum())
     if not dropna:
         counts = na.sum()
@@ -293,8 +295,8 @@ def handle_missing(frame: pd.DataFrame, columns: Sequence[str], group_columns: S
             parts.append(", ".join(f"{a}={v}" for a, v in zip(group_columns, key)) + f": {int(k)}")
     if (~known).any():
         parts.append(f"(group value missing): {int((~known).sum())}")
-    progress(MSG_DROPPED.format(n_rows=n_bad, n_total=n_total, detail="; ".join(parts)))
-    return frame.loc[~bad_rows].reset_index(drop=True)
+    message = MSG_DROPPED.format(n_rows=n_bad, n_total=n_total, detail="; ".join(parts))
+    return frame.loc[~bad_rows].reset_index(drop=True), message
 
 
 def _check_target(y: pd.Series, column: str, task: str) -> None:
@@ -374,7 +376,6 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     out = _check_out(args.out)
     explicit = list(args.features) if args.features is not None else []
     needed = [args.target, *groups, *explicit, *args.categorical]
-    progress(f"reading {args.data}")
     frame = read_table(args.data, text_columns=[*groups, *args.categorical], needed=needed)
     features = explicit if args.features is not None else [
         c for c in frame.columns if c != args.target and c not in groups]
@@ -382,8 +383,8 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     unknown_cat = [c for c in args.categorical if c not in features]
     if unknown_cat:
         raise CLIError(MSG_COLUMN_TWICE.format(column=unknown_cat[0], roles="--categorical but not a feature"))
-    frame = handle_missing(frame, [args.target, *groups, *features], groups, dropna=args.dropna,
-                           path=args.data, progress=progress, what="fit")
+    frame, dropped = handle_missing(frame, [args.target, *groups, *features], groups, dropna=args.dropna,
+                                    path=args.data, what="fit")
     y = frame[args.target]
     _check_target(y, args.target, args.task)
     _check_group_columns(frame, groups)
@@ -391,6 +392,9 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     X = encoding.transform(frame)
     G = frame[groups]
     n_groups = len(G.drop_duplicates())
+    # input is valid: from here on, progress (before, a bad input gives one line only)
+    if dropped:
+        progress(dropped)
     if encoding.categorical:
         progress(f"one-hot encoded {', '.join(encoding.categorical)} -> {X.shape[1]} feature(s)")
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
@@ -452,13 +456,14 @@ def cmd_audit(args: argparse.Namespace, progress: Progress) -> int:
         from .audit import audit
     except ImportError as exc:  # the audit module is optional until it lands
         raise CLIError(MSG_NO_AUDIT.format(reason=_one_line(exc)), EXIT_FAILED) from None
-    progress(f"reading {args.data}")
     frame = read_table(args.data, text_columns=text_cols, needed=[target, *groups, *feature_cols])
-    frame = handle_missing(frame, [target, *groups, *feature_cols], groups, dropna=args.dropna,
-                           path=args.data, progress=progress, what="audit")
+    frame, dropped = handle_missing(frame, [target, *groups, *feature_cols], groups, dropna=args.dropna,
+                                    path=args.data, what="audit")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
     G = _model_group_values(frame[groups], est)
     metrics = args.metrics or _csv_list(DEFAULT_METRICS[est._task])
+    if dropped:
+        progress(dropped)
     progress(f"auditing on {len(frame)} rows: metrics {', '.join(metrics)}, {args.n_boot} resamples, "
              f"alpha {args.alpha}, seed {args.seed}")
     report = audit(est, X, frame[target], groups=G, metrics=metrics, n_boot=args.n_boot,
