@@ -330,7 +330,7 @@ def findings(table: pd.DataFrame, audits: dict, models: dict) -> list[str]:
         text += ("lower than the generic model's for every group" if harmed.empty else
                  "higher than the generic model's for " + ", ".join(
                      f"{r.group} ({r.gain_train_log_loss:+.4f})" for r in harmed.itertuples()))
-        text += f"; on the test set, {len(test_harmed)} of {len(t)} group(s) have a negative point gain"
+        text += f"; on the test set, {len(test_harmed)} of {len(t)} group(s) have a negative point gain in log loss"
         if m in audits:
             rt = audits[m].table
             for cond in ("rationality", "envy"):
