@@ -182,12 +182,12 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
 
     if not fair_use:
         trace.append(obj_u)
-        return theta_u, certificate(theta_u, "unconstrained", rec.solver, rec.status, rec.iterations or 0)
+        return theta_u, certificate(theta_u, "unconstrained", rec.solver, rec.status, 1)
     if _feasible(L_u, bound, fair_use, tol):
         trace.append(obj_u)
         ctx.log("the unconstrained fit meets every constraint: it is the global optimum")
         return theta_u, certificate(theta_u, "unconstrained-feasible", rec.solver, rec.status,
-                                    rec.iterations or 0)
+                                    1)
 
     exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
     result = None
@@ -252,103 +252,122 @@ def _margin_infeasible(ctx, bound, tol) -> list[int]:
     return bad
 
 
-def _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, trace, attempts):
-    """Convex-concave procedure from the repaired unconstrained fit and the generic model."""
+def _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, trace, attempts,
+         rho_descent=100.0):
+    """Convex-concave procedure from the repaired unconstrained fit and the generic model.
+
+    Every subproblem is the convex restriction (envy constraints linearised on their
+    right side) *with* penalised slacks: it always has a strictly feasible interior,
+    which interior-point solvers need (without slacks, a restriction built at a point
+    where several constraints are tight has none, and both Clarabel and ECOS stopped at
+    ``optimal_inaccurate``).  A candidate is accepted only if it verifies in numpy and
+    lowers the objective; otherwise the step from the current (verified) point towards
+    it is halved until it does.  So every accepted iterate is feasible and the
+    objective never increases.
+    """
     fam, loss, data = ctx.family, ctx.loss, ctx.data
     G = fam.n_groups
     pairs = [(g, r) for g in range(G) for r in range(G) if r != g] if "envy_freeness" in fair_use else []
     rationality = "rationality" in fair_use
+    programs: dict = {}
     best = None
 
-    def linearise(prog, theta):
-        if not pairs:
-            return
-        grads = np.zeros((len(pairs), fam.n_params))
-        consts = np.zeros(len(pairs))
-        for k, (g, r) in enumerate(pairs):
-            val, grad = group_loss_grad(fam, loss, data, theta, g, r)
-            grads[k], consts[k] = grad, val - grad @ theta
-        prog.set_linearisation(grads, consts)
+    def objective(theta):
+        return objective_value(fam, loss, data, theta, ctx.alpha, ctx.scale)
 
-    def run(theta_start, label):
+    def feasible(theta):
+        return _feasible(loss_matrix(loss, data, *fam.effective(theta)), bound, fair_use, tol)
+
+    def step(theta, rho):
+        """Solve the slack-penalised restriction at ``theta``; return the candidate."""
+        for form in ctx.forms:
+            if form not in programs:
+                programs[form] = ctx.program(form=form, rationality=rationality, envy_pairs=pairs,
+                                             repair=True)
+            prog = programs[form]
+            if rationality:
+                prog.rhs.value = bound
+            _linearise(prog, fam, loss, data, pairs, theta)
+            prog.rho.value = rho
+            from ._solve import solve
+            rec = solve(prog.problem, ctx.solvers, ctx.solver_options)
+            attempts.extend((f"{s}/{form}/ccp", st) for s, st in rec.attempts)
+            if rec.ok:
+                return prog.value(), rec, prog
+        return None, None, None
+
+    def descend(theta, label):
         nonlocal best
-        theta = theta_start
-        obj = objective_value(fam, loss, data, theta, ctx.alpha, ctx.scale)
+        obj = objective(theta)
         local_trace = [obj]
-        info = {"solver": None, "status": "start", "iterations": 0, "start": label}
-        programs = {}
+        info = {"solver": None, "status": "start", "iterations": 0, "start": label, "duals": None}
         for it in range(max_iter):
-            solved = False
-            for form in ctx.forms:
-                if form not in programs:
-                    programs[form] = ctx.program(form=form, rationality=rationality, envy_pairs=pairs)
-                prog = programs[form]
-                if rationality:
-                    prog.rhs.value = bound
-                linearise(prog, theta)
-                from ._solve import solve
-                rec = solve(prog.problem, ctx.solvers, ctx.solver_options)
-                attempts.extend((f"{s}/{form}/ccp", st) for s, st in rec.attempts)
-                if rec.ok:
-                    solved = True
-                    break
-            if not solved:
+            cand, rec, prog = step(theta, rho_descent)
+            if cand is None:
                 break
-            cand = prog.value()
-            L = loss_matrix(loss, data, *fam.effective(cand))
-            new_obj = objective_value(fam, loss, data, cand, ctx.alpha, ctx.scale)
-            if not _feasible(L, bound, fair_use, tol) or new_obj > obj + 1e-9:
-                break  # keep the last verified iterate
-            improvement = obj - new_obj
-            theta, obj = cand, new_obj
+            accepted = None
+            t = 1.0
+            while t >= 1.0 / 64:
+                trial = theta + t * (cand - theta)
+                trial_obj = objective(trial)
+                if trial_obj < obj - 1e-12 and feasible(trial):
+                    accepted = (trial, trial_obj)
+                    break
+                t /= 2
+            if accepted is None:
+                break
+            improvement = obj - accepted[1]
+            theta, obj = accepted
             local_trace.append(obj)
             info = {"solver": rec.solver, "status": rec.status, "iterations": it + 1, "start": label,
-                    "duals": prog.rationality_duals() if rationality else None}
-            ctx.log(f"ccp from {label}: iteration {it + 1}, objective {obj:.7f}")
+                    "duals": prog.rationality_duals() if (rationality and t == 1.0) else None}
+            ctx.log(f"ccp from {label}: iteration {it + 1}, objective {obj:.7f} (step {t:g})")
             if improvement <= 1e-8 * (1.0 + abs(obj)):
                 break
-        L = loss_matrix(loss, data, *fam.effective(theta))
-        if _feasible(L, bound, fair_use, tol) and (best is None or obj < best[2]):
+        if feasible(theta) and (best is None or obj < best[2]):
             best = (theta, info, obj, local_trace)
 
-    repaired = _repair(ctx, fair_use, bound, tol, theta_u, pairs, linearise, attempts)
+    repaired = _repair(ctx, theta_u, feasible, step, attempts)
     if repaired is not None:
-        run(repaired, "repaired unconstrained fit")
-    if not margins.any():
-        run(theta_generic, "generic model")
+        descend(repaired, "repaired unconstrained fit")
+    if feasible(theta_generic):
+        descend(theta_generic, "generic model")
     if best is None:
         return None
     trace.extend(best[3])
     return best[0], best[1]
 
 
-def _repair(ctx, fair_use, bound, tol, theta_u, pairs, linearise, attempts, max_rounds=25,
-            rho0=1.0, growth=4.0, rho_max=1e4):
-    """Move the unconstrained fit into the feasible set: convex restrictions with slacks
-    whose penalty grows geometrically from ``rho0`` (objective units per unit of mean
-    loss) up to ``rho_max``; returns a verified feasible point or ``None``."""
-    fam, loss, data = ctx.family, ctx.loss, ctx.data
-    rationality = "rationality" in fair_use
+def _linearise(prog, fam, loss, data, pairs, theta):
+    """Set the linearisation of every envy constraint's right side at ``theta``."""
+    if not pairs:
+        return
+    grads = np.zeros((len(pairs), fam.n_params))
+    consts = np.zeros(len(pairs))
+    for k, (g, r) in enumerate(pairs):
+        val, grad = group_loss_grad(fam, loss, data, theta, g, r)
+        grads[k], consts[k] = grad, val - grad @ theta
+    prog.set_linearisation(grads, consts)
+
+
+def _repair(ctx, theta_u, feasible, step, attempts, max_rounds=20, rho0=1.0, growth=4.0, rho_max=1e4):
+    """Move the unconstrained fit into the feasible set.
+
+    Convex restrictions with slacks whose penalty grows geometrically from ``rho0``
+    (objective units per unit of mean group loss; the rationality duals are of that
+    order) and is capped at ``rho_max``; returns the first verified feasible point, or
+    ``None`` when the slacks do not vanish (then the generic start remains).
+    """
     theta, rho = theta_u, rho0
-    from ._solve import solve
-    for form in ctx.forms:
-        prog = ctx.program(form=form, rationality=rationality, envy_pairs=pairs, repair=True)
-        theta, rho = theta_u, rho0
-        for _ in range(max_rounds):
-            if rationality:
-                prog.rhs.value = bound
-            linearise(prog, theta)
-            prog.rho.value = rho
-            rec = solve(prog.problem, ctx.solvers, ctx.solver_options)
-            attempts.extend((f"{s}/{form}/repair", st) for s, st in rec.attempts)
-            if not rec.ok:
-                break
-            theta = prog.value()
-            L = loss_matrix(loss, data, *fam.effective(theta))
-            if _feasible(L, bound, fair_use, tol):
-                ctx.log(f"repair reached a feasible point (penalty {rho:g})")
-                return theta
-            rho = min(rho * growth, rho_max)
+    for _ in range(max_rounds):
+        cand, rec, _prog = step(theta, rho)
+        if cand is None:
+            return None
+        theta = cand
+        if feasible(theta):
+            ctx.log(f"repair reached a feasible point (penalty {rho:g})")
+            return theta
+        rho = min(rho * growth, rho_max)
     return None
 
 

@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import scipy.sparse as sp
+from sklearn.exceptions import DataConversionWarning
+
 from .exceptions import (
     MSG_BAD_NDIM,
+    MSG_COMPLEX,
+    MSG_CONTINUOUS,
+    MSG_SPARSE,
     MSG_BAD_PARAM,
     MSG_EMPTY_GROUP,
     MSG_GROUP_COLS_NEED_FRAME,
@@ -95,6 +101,8 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
     number of rows), arrays that are not 2-D and empty inputs.
     """
     names = None
+    if sp.issparse(X):
+        raise InputError(MSG_SPARSE)
     if isinstance(X, pd.DataFrame):
         names = [str(c) for c in X.columns]
         bad_cols = [str(c) for c in X.columns
@@ -110,6 +118,8 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
         if arr.ndim != 2:
             raise InputError(MSG_BAD_NDIM.format(what=what, expected="a 2-D array (n_samples, n_features)",
                                                  shape=arr.shape))
+        if arr.dtype.kind == "c":
+            raise InputError(MSG_COMPLEX)
         if arr.dtype.kind not in "biuf":
             try:
                 arr = arr.astype(np.float64)
@@ -183,12 +193,16 @@ def check_classification_target(y: Any, n_rows: int):
     if arr.dtype == object and pd.isna(arr).any():
         raise InputError(MSG_NOT_FINITE.format(what="y", kind="missing", columns=["y"],
                                                n_rows=int(pd.isna(arr).sum())))
+    if arr.dtype.kind == "c":
+        raise InputError(MSG_COMPLEX)
     try:
         classes, codes = np.unique(arr, return_inverse=True)
     except TypeError as exc:  # mixed, unorderable types
         raise InputError(MSG_NOT_BINARY.format(n_classes="mixed types", classes=sorted(set(map(repr, arr)))[:5])) from exc
     if len(classes) == 1:
         raise InputError(MSG_ONE_CLASS.format(cls=_py(classes[0])))
+    if len(classes) > 2 and arr.dtype.kind == "f" and not np.all(np.mod(classes, 1) == 0):
+        raise InputError(MSG_CONTINUOUS.format(n_values=len(classes)))
     if len(classes) != 2:
         shown = [_py(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
         raise InputError(MSG_NOT_BINARY.format(n_classes=len(classes), classes=shown))
@@ -198,6 +212,8 @@ def check_classification_target(y: Any, n_rows: int):
 def check_regression_target(y: Any, n_rows: int) -> np.ndarray:
     """Return a finite float64 vector."""
     arr = _as_1d(y, "y", n_rows)
+    if arr.dtype.kind == "c":
+        raise InputError(MSG_COMPLEX)
     if arr.dtype.kind not in "biuf":
         raise InputError(MSG_Y_NOT_NUMERIC.format(dtype=arr.dtype))
     arr = arr.astype(np.float64)
@@ -219,6 +235,9 @@ def _as_1d(y: Any, what: str, n_rows: int) -> np.ndarray:
     else:
         arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
+        if what == "y":
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled",
+                          DataConversionWarning, stacklevel=4)
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise InputError(MSG_BAD_NDIM.format(what=what, expected="1-D", shape=arr.shape))

@@ -35,6 +35,7 @@ from .exceptions import (
     MSG_FEATURE_NAMES,
     MSG_GROUPS_REQUIRED,
     MSG_N_FEATURES,
+    MSG_Y_NONE,
     InputError,
 )
 
@@ -147,6 +148,14 @@ class _BaseFairUse(BaseEstimator):
         self.solver_options = solver_options
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        if tags.classifier_tags is not None:
+            tags.classifier_tags.multi_class = False
+        return tags
+
     # ------------------------------------------------------------ parameters
     def _fair_use_set(self) -> tuple[str, ...]:
         fu = self.fair_use
@@ -209,6 +218,8 @@ class _BaseFairUse(BaseEstimator):
         self
         """
         self._check_params()
+        if y is None:
+            raise InputError(MSG_Y_NONE.format(name=type(self).__name__))
         X_feat, groups = split_group_columns(X, self.group_cols, groups)
         Xa, names = check_features(X_feat, allow_empty_columns=True)
         n, d = Xa.shape
@@ -301,7 +312,7 @@ class _BaseFairUse(BaseEstimator):
         self.group_names_ = list(index.names) if index is not None else []
         self.certificate_ = cert
         self.set_spec_ = set_spec
-        self.n_iter_ = cert.iterations
+        self.n_iter_ = max(1, cert.iterations)
         self.coef_, self.intercept_ = self._raw_models(theta, ctx.family, mean, scale)
 
     @staticmethod
@@ -336,7 +347,7 @@ class _BaseFairUse(BaseEstimator):
         gen.coef_, gen.intercept_ = self._raw_models(theta0, gctx.family, gctx.mean, gctx.scale)
         gen.coef_, gen.intercept_ = gen.coef_[:1], gen.intercept_[:1]
         gen.set_spec_ = None
-        gen.n_iter_ = grec.iterations or 0
+        gen.n_iter_ = 1
         gen.certificate_ = Certificate(table=pd.DataFrame(), route="generic", solver=grec.solver,
                                        status=grec.status, objective=grec.objective,
                                        objective_generic=grec.objective, seconds=grec.seconds,
@@ -350,7 +361,8 @@ class _BaseFairUse(BaseEstimator):
         X_feat, groups = split_group_columns(X, self.group_cols, groups)
         Xa, names = check_features(X_feat, allow_empty_columns=True)
         if Xa.shape[1] != self.n_features_in_:
-            raise InputError(MSG_N_FEATURES.format(got=Xa.shape[1], expected=self.n_features_in_))
+            raise InputError(MSG_N_FEATURES.format(got=Xa.shape[1], name=type(self).__name__,
+                                                   expected=self.n_features_in_))
         if names is not None and hasattr(self, "feature_names_in_") and list(names) != list(self.feature_names_in_):
             raise InputError(MSG_FEATURE_NAMES.format(got=names, expected=list(self.feature_names_in_)))
         n = Xa.shape[0]

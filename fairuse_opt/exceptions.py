@@ -71,13 +71,18 @@ MSG_NOT_FINITE = "{what} has {kind} values in column(s) {columns} ({n_rows} row(
 MSG_NOT_NUMERIC = "{what} must be numeric; column(s) {columns} are not"
 MSG_NO_ROWS = "{what} has no rows"
 MSG_NO_FEATURES = "X has no feature columns"
-MSG_BAD_NDIM = "{what} must be {expected}; got an array with shape {shape}"
+MSG_BAD_NDIM = "{what} must be {expected}; got an array with shape {shape} (Reshape your data)"
 MSG_LENGTH_MISMATCH = "{what} has {n_other} rows but X has {n_rows}"
 MSG_NOT_BINARY = (
     "y must have exactly two classes for FairUseClassifier; found {n_classes}: {classes}"
 )
-MSG_ONE_CLASS = "y has a single class ({cls!r}); a classifier needs two"
-MSG_Y_NOT_NUMERIC = "y must be numeric for FairUseRegressor; got dtype {dtype}"
+MSG_CONTINUOUS = ("Unknown label type: continuous target ({n_values} distinct values); "
+                  "FairUseClassifier needs exactly two classes (use FairUseRegressor)")
+MSG_ONE_CLASS = "y has only one class ({cls!r}); a classifier needs two"
+MSG_Y_NOT_NUMERIC = "Unknown label type: y must be numeric for FairUseRegressor; got dtype {dtype}"
+MSG_Y_NONE = "{name} requires y to be passed, but the target y is None"
+MSG_SPARSE = "sparse input is not supported: pass a dense array or DataFrame"
+MSG_COMPLEX = "Complex data not supported"
 MSG_GROUP_MISSING = "group attribute {name!r} has {n_missing} missing value(s) (first at row {first})"
 MSG_GROUPS_REQUIRED = (
     "encoding={encoding!r} needs group attributes: pass groups= to {method}, or build the "
@@ -96,7 +101,7 @@ MSG_SMALL_GROUP = "group {group!r} has {n} row(s){detail}; its fit is held by th
 MSG_ONE_CLASS_GROUP = "group {group!r} has a single class ({cls!r}) in {n} row(s); its fit is held by the common set or penalty"
 MSG_WEIGHT_BAD = "sample_weight must be finite and non-negative; {problem}"
 MSG_WEIGHT_ZERO = "sample_weight sums to zero"
-MSG_N_FEATURES = "X has {got} feature(s) but the model was trained with {expected}"
+MSG_N_FEATURES = "X has {got} features, but {name} is expecting {expected} features as input"
 MSG_FEATURE_NAMES = "X has feature columns {got!r} but the model was trained with {expected!r}"
 MSG_BAD_PARAM = "{name}={value!r} is invalid: {reason}"
 

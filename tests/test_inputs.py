@@ -183,7 +183,7 @@ def test_misspelt_parameter_is_not_swallowed():
 def test_wrong_number_of_features_at_predict(data):
     X, y, g = data
     m = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
-    with pytest.raises(InputError, match=msg(E.MSG_N_FEATURES, got=1, expected=2)):
+    with pytest.raises(InputError, match=msg(E.MSG_N_FEATURES, got=1, name="FairUseClassifier", expected=2)):
         m.predict(X[["a"]].to_numpy(), groups=g)
 
 
