@@ -5,10 +5,17 @@ group is better off reporting its attributes than with a generic model trained w
 them (rationality) and than by reporting any other group (envy-freeness).
 """
 
+__version__ = "0.1.0"
+
+from ._formulation import ModelVariables
+from .audit import FairUseReport, audit
+from .certificate import Certificate
+from .estimators import FairUseClassifier, FairUseRegressor
 from .exceptions import (
     FairUseError,
     FairUseInfeasibleError,
     FairUseWarning,
+    FallbackWarning,
     InputError,
     SmallGroupWarning,
     SolverError,
@@ -17,12 +24,17 @@ from .exceptions import (
     VerificationError,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "FairUseClassifier",
+    "FairUseRegressor",
+    "Certificate",
+    "ModelVariables",
+    "audit",
+    "FairUseReport",
     "FairUseError",
     "FairUseInfeasibleError",
     "FairUseWarning",
+    "FallbackWarning",
     "InputError",
     "SmallGroupWarning",
     "SolverError",
@@ -31,9 +43,3 @@ __all__ = [
     "VerificationError",
     "__version__",
 ]
-
-from .certificate import Certificate  # noqa: E402
-from .estimators import FairUseClassifier, FairUseRegressor  # noqa: E402
-from ._formulation import ModelVariables  # noqa: E402
-
-__all__ += ["Certificate", "FairUseClassifier", "FairUseRegressor", "ModelVariables"]

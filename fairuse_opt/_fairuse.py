@@ -72,6 +72,8 @@ def resolve_margins(margin: Any, ctx, row_loss_generic: np.ndarray, row_loss_mod
             mean = np.average(diff[m], weights=w)
             out[g] = k * np.sqrt(np.sum(w ** 2 * (diff[m] - mean) ** 2)) / w.sum()
         return out
+    if isinstance(margin, np.ndarray):
+        return margin.astype(np.float64).copy()
     if isinstance(margin, Mapping):
         out = np.zeros(G)
         known = {key: g for g, key in enumerate(keys)}
@@ -172,9 +174,9 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
     bound = L0 - margins
     L_u = loss_matrix(loss, data, *fam.effective(theta_u))
 
-    def certificate(theta, route, solver, status, iterations, **extra):
-        Ws, bs = fam.effective(theta)
-        return _certificate(ctx, Ws, bs, L0, margins, fair_use, tol, route=route, solver=solver,
+    def certificate(theta, route, solver, status, iterations, effective=None, **extra):
+        Ws, bs = fam.effective(theta) if effective is None else effective
+        return theta, Ws, bs, _certificate(ctx, Ws, bs, L0, margins, fair_use, tol, route=route, solver=solver,
                             status=status, iterations=iterations, objective=objective_value(
                                 fam, loss, data, theta, ctx.alpha, ctx.scale),
                             objective_unconstrained=obj_u, objective_generic=objective_generic,
@@ -182,12 +184,11 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
 
     if not fair_use:
         trace.append(obj_u)
-        return theta_u, certificate(theta_u, "unconstrained", rec.solver, rec.status, 1)
+        return certificate(theta_u, "unconstrained", rec.solver, rec.status, 1)
     if _feasible(L_u, bound, fair_use, tol):
         trace.append(obj_u)
         ctx.log("the unconstrained fit meets every constraint: it is the global optimum")
-        return theta_u, certificate(theta_u, "unconstrained-feasible", rec.solver, rec.status,
-                                    1)
+        return certificate(theta_u, "unconstrained-feasible", rec.solver, rec.status, 1)
 
     exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
     result = None
@@ -199,8 +200,8 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
             L = loss_matrix(loss, data, *fam.effective(result["theta"]))
             route = "exact" if exact else "convex"
             if _feasible(L, bound, fair_use, tol):
-                return result["theta"], certificate(result["theta"], route, result["solver"],
-                                                    result["status"], 1, duals=result["duals"])
+                return certificate(result["theta"], route, result["solver"], result["status"], 1,
+                                   duals=result["duals"])
             ctx.log("the exact program's solution did not verify; trying the sequence of restrictions")
     if exact and fair_use == ("envy_freeness",):
         ctx.log("unconstrained set-regularised fit did not verify envy-freeness numerically")
@@ -208,15 +209,25 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
     # 2. sequence of convex restrictions from several starts
     infeasible_groups = _margin_infeasible(ctx, bound, tol) if margins.any() else []
     if infeasible_groups:
-        return _handle_infeasible(ctx, infeasible_groups, bound, margins, L0, fair_use, on_infeasible,
-                                  theta_generic, tol, certificate, reason="margin")
+        return _partial_fallback(ctx, infeasible_groups, margins, L0, fair_use, on_infeasible,
+                                 theta_generic, tol, certificate, max_iter, generic_row_loss,
+                                 objective_generic)
     best = _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, trace, attempts)
+    if best is None and margins.any():
+        names = [keys[g] for g in np.flatnonzero(margins > 0)]
+        why = ("each group can reach its margin alone, but no model in the family meets every "
+               "margin at once (the groups share parameters)")
+        if on_infeasible == "raise":
+            raise FairUseInfeasibleError(MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why))
+        return _generic_fallback(ctx, [why], theta_generic, certificate, keys)
     if best is None:
         failures = ["no start produced a verified feasible point"]
-        return _handle_unverified(ctx, failures, fair_use, on_infeasible, theta_generic, certificate, keys)
+        if on_infeasible == "raise":
+            raise VerificationError(MSG_VERIFY_FAILED.format(failures="; ".join(failures)))
+        return _generic_fallback(ctx, failures, theta_generic, certificate, keys)
     theta, info = best
-    return theta, certificate(theta, "ccp", info["solver"], info["status"], info["iterations"],
-                              duals=info.get("duals"), start=info["start"])
+    return certificate(theta, "ccp", info["solver"], info["status"], info["iterations"],
+                       duals=info.get("duals"), start=info["start"])
 
 
 def _solve_rationality(ctx, bound, tol):
@@ -372,33 +383,51 @@ def _repair(ctx, theta_u, feasible, step, attempts, max_rounds=20, rho0=1.0, gro
 
 
 # ------------------------------------------------------------------ failure handling
-def _handle_infeasible(ctx, groups, bound, margins, L0, fair_use, on_infeasible, theta_generic, tol,
-                       certificate, reason):
+def _partial_fallback(ctx, groups, margins, L0, fair_use, on_infeasible, theta_generic, tol,
+                      certificate, max_iter, generic_row_loss, objective_generic):
+    """Margins that some groups cannot reach: raise, or serve those groups the generic
+    model (and fit the others with their margins), then verify everything again."""
     keys = ctx.index.keys if ctx.index is not None else [()]
     names = [keys[g] for g in groups]
     why = "the required margin exceeds the lowest training loss the model family can reach for them"
     if on_infeasible == "raise":
         raise FairUseInfeasibleError(MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why))
+    relaxed = margins.copy()
+    relaxed[groups] = 0.0
+    theta, Ws, bs, _ = fit(ctx, fair_use=fair_use, theta_generic=theta_generic,
+                           generic_row_loss=generic_row_loss, margin=relaxed, on_infeasible="raise",
+                           max_iter=max_iter, tol=tol, objective_generic=objective_generic)
+    gW, gb = ctx.family.effective(theta_generic)
+    Ws, bs = Ws.copy(), bs.copy()
+    Ws[groups], bs[groups] = gW[groups], gb[groups]
+    failures = verify(loss_matrix(ctx.loss, ctx.data, Ws, bs), L0 - relaxed, fair_use, tol, keys)
+    if failures:
+        return _generic_fallback(ctx, [why] + failures, theta_generic, certificate, keys)
     warnings.warn(MSG_FALLBACK.format(groups=names, reason=why), FallbackWarning, stacklevel=4)
-    return theta_generic, certificate(theta_generic, "generic-fallback", None, "fallback", 0,
-                                      fallback_groups=list(range(ctx.family.n_groups)),
-                                      notes=[f"margin infeasible for {names}: every group served the generic model"])
+    out = certificate(theta, "generic-fallback", None, "fallback", 0, effective=(Ws, bs),
+                      fallback_groups=list(groups),
+                      notes=[f"margin infeasible for {names}: served the generic model"])
+    out[3].table["margin"] = relaxed
+    out[3].table["rationality_slack"] = out[3].table["generic_loss"] - relaxed - out[3].table["own_loss"]
+    return out
 
 
-def _handle_unverified(ctx, failures, fair_use, on_infeasible, theta_generic, certificate, keys):
-    if on_infeasible == "raise":
-        raise VerificationError(MSG_VERIFY_FAILED.format(failures="; ".join(failures)))
+def _generic_fallback(ctx, failures, theta_generic, certificate, keys):
+    """Serve every group the generic model (warns)."""
     warnings.warn(MSG_FALLBACK.format(groups=list(keys), reason="; ".join(failures)), FallbackWarning,
                   stacklevel=4)
-    return theta_generic, certificate(theta_generic, "generic-fallback", None, "fallback", 0,
-                                      fallback_groups=list(range(ctx.family.n_groups)), notes=failures)
+    return certificate(theta_generic, "generic-fallback", None, "fallback", 0,
+                       fallback_groups=list(range(ctx.family.n_groups)), notes=failures,
+                       margins_override=np.zeros(ctx.family.n_groups))
 
 
 # ------------------------------------------------------------------------ certificate
 def _certificate(ctx, Ws, bs, L0, margins, fair_use, tol, *, route, solver, status, iterations,
                  objective, objective_unconstrained, objective_generic, trace, seconds, attempts,
-                 duals=None, start=None, fallback_groups=(), notes=()):
+                 duals=None, start=None, fallback_groups=(), notes=(), margins_override=None):
     data = ctx.data
+    if margins_override is not None:
+        margins = margins_override
     keys = ctx.index.keys if ctx.index is not None else [()]
     G = len(keys)
     L = loss_matrix(ctx.loss, data, Ws, bs)

@@ -298,7 +298,7 @@ class _BaseFairUse(BaseEstimator):
             scores = _fairuse.external_scores(self.generic, X_orig, groups_orig, self.group_cols, self._task)
             generic_row_loss = _fairuse.losses_from_scores(scores, ctx, self)
         fair_use = self._fair_use_set() if self.encoding != "none" else ()
-        theta, cert = _fairuse.fit(
+        theta, Ws, bs, cert = _fairuse.fit(
             ctx, fair_use=fair_use, theta_generic=ctx.family.embed_generic(w0, b0),
             generic_row_loss=generic_row_loss, margin=self.margin, on_infeasible=self.on_infeasible,
             max_iter=int(self.max_iter), tol=float(self.tol),
@@ -313,11 +313,11 @@ class _BaseFairUse(BaseEstimator):
         self.certificate_ = cert
         self.set_spec_ = set_spec
         self.n_iter_ = max(1, cert.iterations)
-        self.coef_, self.intercept_ = self._raw_models(theta, ctx.family, mean, scale)
+        self.coef_, self.intercept_ = self._raw_models(Ws, bs, mean, scale)
 
     @staticmethod
-    def _raw_models(theta, family, mean, scale):
-        Ws, bs = family.effective(theta)
+    def _raw_models(Ws, bs, mean, scale):
+        """Effective models on the raw feature scale from standardised ones."""
         coef = Ws / scale[None, :] if Ws.shape[1] else Ws.copy()
         intercept = bs - coef @ mean if Ws.shape[1] else bs.copy()
         return coef, intercept
@@ -344,7 +344,7 @@ class _BaseFairUse(BaseEstimator):
         gen._theta, gen._family = theta0, gctx.family
         gen._mean, gen._scale = gctx.mean, gctx.scale
         gen.group_index_, gen.groups_, gen.group_names_ = None, [], []
-        gen.coef_, gen.intercept_ = self._raw_models(theta0, gctx.family, gctx.mean, gctx.scale)
+        gen.coef_, gen.intercept_ = self._raw_models(*gctx.family.effective(theta0), gctx.mean, gctx.scale)
         gen.coef_, gen.intercept_ = gen.coef_[:1], gen.intercept_[:1]
         gen.set_spec_ = None
         gen.n_iter_ = 1
