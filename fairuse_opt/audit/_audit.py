@@ -178,14 +178,17 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
 
     rows: list[dict] = []
     group_rows: list[dict] = []
-    for g, key in enumerate(index.keys):
-        members = np.flatnonzero(codes == g)
-        rows += _audit_group(
-            key, members, target, scores, reports, metric_list, generators[g], task=task,
-            n_boot=n_boot, ci_level=ci_level, test=test, min_group_size=min_group_size,
-            names=names)
-        group_rows.append(_group_row(names, key, target[members], task, min_group_size,
-                                     in_data=True))
+    # the bootstrap's matrix products are small: one BLAS thread is as fast, and does not
+    # stall when the machine is busy
+    with threadpool_limits(limits=1, user_api="blas"):
+        for g, key in enumerate(index.keys):
+            members = np.flatnonzero(codes == g)
+            rows += _audit_group(
+                key, members, target, scores, reports, metric_list, generators[g], task=task,
+                n_boot=n_boot, ci_level=ci_level, test=test, min_group_size=min_group_size,
+                names=names)
+            group_rows.append(_group_row(names, key, target[members], task, min_group_size,
+                                         in_data=True))
     for key in reports:
         if key not in set(index.keys):
             group_rows.append(_group_row(names, key, np.empty(0), task, min_group_size,
@@ -403,10 +406,7 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
 
     gains = {m.name: np.empty((n_boot, S.shape[1] - 1)) for m in judged}
     if judged:
-        # the products in the metrics are small: one BLAS thread is as fast and does not
-        # stall when the machine is busy
-        with threadpool_limits(limits=1, user_api="blas"):
-            _bootstrap(rng, cells, n_boot, judged, states, inverse, gains)
+        _bootstrap(rng, cells, n_boot, judged, states, inverse, gains)
 
     base = {"group": _label(names, key), "n": n_g}
     if task == CLASSIFICATION:

@@ -78,12 +78,15 @@ def resample_counts(rng: np.random.Generator, cell_sizes: Sequence[int], n_boot:
 
     The rows of a group are laid out cell after cell (``cell_sizes[0]`` rows of the
     first cell, then the second, ...).  Resample ``b`` draws ``cell_sizes[c]`` rows
-    uniformly with replacement inside each cell ``c``.
+    uniformly with replacement inside each cell ``c``: draw ``j`` of cell ``c`` picks
+    row ``start_c + floor(u * m_c)`` for a uniform ``u`` (53-bit, so the rows are
+    equally likely up to a relative 2**-53).  The uniforms are consumed resample by
+    resample, so the counts do not depend on the chunk size.
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of randomness; the draws do not depend on the chunk size.
+        Source of randomness.
     cell_sizes : sequence of int
         Sizes of the strata, in row order.
     n_boot : int
@@ -98,18 +101,19 @@ def resample_counts(rng: np.random.Generator, cell_sizes: Sequence[int], n_boot:
     counts : ndarray of int64, shape (b, n_rows)
         ``counts[j, i]`` is how often row ``i`` appears in resample ``start + j``.
     """
-    sizes = [int(m) for m in cell_sizes]
-    n = sum(sizes)
+    sizes = np.array([int(m) for m in cell_sizes if int(m) > 0], dtype=np.int64)
+    n = int(sizes.sum())
+    size_of = np.repeat(sizes, sizes)  # for each draw (column), its cell's size ...
+    start_of = np.repeat(np.cumsum(sizes) - sizes, sizes)  # ... and first row
     budget = CHUNK_ELEMENTS if chunk_elements is None else int(chunk_elements)
     per_chunk = max(1, min(n_boot, budget // max(n, 1)))
     for start in range(0, n_boot, per_chunk):
         b = min(per_chunk, n_boot - start)
-        idx = np.empty((b, n), dtype=np.int64)
-        first = 0
-        for m in sizes:
-            idx[:, first:first + m] = rng.integers(first, first + m, size=(b, m))
-            first += m
-        idx += (np.arange(b, dtype=np.int64) * n)[:, None]
+        u = rng.random((b, n))
+        u *= size_of
+        idx = u.astype(np.int64)
+        np.minimum(idx, size_of - 1, out=idx)  # u * m may round up to m
+        idx += start_of + (np.arange(b, dtype=np.int64) * n)[:, None]
         counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
         yield start, counts
 

@@ -1,0 +1,200 @@
+"""Audit statistics (fairuse_opt/audit/_stats.py), each against an independent computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from fairuse_opt.audit import _stats
+from fairuse_opt.audit._errors import MSG_BAD_RANDOM_STATE
+from fairuse_opt.audit._stats import (
+    adjust_pvalues,
+    bootstrap_summary,
+    delong_test,
+    distinct_columns,
+    mcnemar_test,
+    resample_counts,
+    spawn_generators,
+)
+from fairuse_opt.exceptions import InputError
+
+
+# ------------------------------------------------------------------ Holm / Bonferroni
+def test_holm_and_bonferroni_hand_example():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running max
+    np.testing.assert_allclose(adjust_pvalues(p, "holm"), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, "bonferroni"), [0.04, 0.16, 0.12, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, None), p)
+
+
+def test_nan_entries_are_not_tests():
+    p = [0.01, np.nan, 0.04]
+    out = adjust_pvalues(p, "holm")
+    assert np.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], [0.02, 0.04])  # m = 2, not 3
+    assert np.isnan(adjust_pvalues([np.nan], "bonferroni")).all()
+
+
+def _holm_rejections(p, alpha):
+    """Holm's step-down procedure, written from its definition."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    rejected = set()
+    for step, i in enumerate(order):
+        if p[i] <= alpha / (len(p) - step):
+            rejected.add(i)
+        else:
+            break
+    return rejected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12))
+def test_holm_adjusted_pvalues_reproduce_the_step_down_procedure(p):
+    adj = adjust_pvalues(p, "holm")
+    assert (adj >= np.asarray(p) - 1e-15).all() and (adj <= 1.0).all()
+    for alpha in (0.01, 0.05, 0.1, 0.2, 0.5):
+        # p-values within rounding of a threshold can go either way
+        if any(abs(pi - alpha / k) < 1e-12 for pi in p for k in range(1, len(p) + 1)):
+            continue
+        assert set(np.flatnonzero(adj <= alpha)) == _holm_rejections(p, alpha)
+
+
+# ------------------------------------------------------------------ McNemar
+def _binomial_upper_tail(k: int, n: int) -> float:
+    return sum(math.comb(n, j) for j in range(k, n + 1)) / 2 ** n
+
+
+def test_mcnemar_is_the_exact_binomial_tail():
+    own = np.array([1] * 7 + [0] * 2 + [1] * 5 + [0] * 3, dtype=bool)
+    base = np.array([0] * 7 + [1] * 2 + [1] * 5 + [0] * 3, dtype=bool)
+    # b = 7 rows only the own model gets right, c = 2 only the baseline gets right
+    p_violation, p_benefit = mcnemar_test(own, base)
+    assert p_violation == pytest.approx(_binomial_upper_tail(2, 9)) == pytest.approx(502 / 512)
+    assert p_benefit == pytest.approx(_binomial_upper_tail(7, 9)) == pytest.approx(46 / 512)
+    assert mcnemar_test(own, own) == (1.0, 1.0)  # no discordant rows
+
+
+# ------------------------------------------------------------------ DeLong
+def _delong_brute_force(y, a, b):
+    """DeLong et al. (1988) from the pairwise kernel, O(m n)."""
+    pos, neg = y == 1, y == 0
+
+    def kernel(s):
+        d = s[pos][:, None] - s[neg][None, :]
+        return (d > 0) + 0.5 * (d == 0)
+
+    ka, kb = kernel(a), kernel(b)
+    v10 = ka.mean(axis=1) - kb.mean(axis=1)
+    v01 = ka.mean(axis=0) - kb.mean(axis=0)
+    gain = ka.mean() - kb.mean()
+    var = v10.var(ddof=1) / pos.sum() + v01.var(ddof=1) / neg.sum()
+    z = gain / math.sqrt(var)
+    p_violation = 0.5 * math.erfc(-z / math.sqrt(2))
+    return gain, p_violation, 1.0 - p_violation
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_delong_matches_the_pairwise_definition(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    y = (rng.random(n) < 0.4).astype(int)
+    a = np.round(y + rng.normal(size=n), 1)  # rounding makes ties
+    b = np.round(0.5 * y + rng.normal(size=n), 1)
+    gain, p_v, p_b = delong_test(y, a, b)
+    ref = _delong_brute_force(y, a, b)
+    assert gain == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    np.testing.assert_allclose([gain, p_v, p_b], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_delong_degenerate_cases():
+    y = np.array([0, 0, 1, 1])
+    assert delong_test(np.array([0, 1, 1]), np.ones(3), np.ones(3)) is None  # one negative
+    assert delong_test(y, np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.1, 0.2, 0.3, 0.4])) == (0.0, 1.0, 1.0)
+    # perfect ranking vs constant scores: zero standard error, gain 0.5
+    assert delong_test(y, np.array([0.1, 0.2, 0.3, 0.4]), np.full(4, 0.5)) == (0.5, 1.0, 0.0)
+
+
+# ------------------------------------------------------------------ bootstrap counts
+def test_counts_are_stratified_resamples():
+    rng = np.random.default_rng(0)
+    chunks = list(resample_counts(rng, [3, 5, 2], 200, chunk_elements=100))
+    counts = np.vstack([c for _, c in chunks])
+    assert counts.shape == (200, 10)
+    assert [s for s, _ in chunks] == list(range(0, 200, 10))
+    np.testing.assert_array_equal(counts[:, :3].sum(axis=1), 3)
+    np.testing.assert_array_equal(counts[:, 3:8].sum(axis=1), 5)
+    np.testing.assert_array_equal(counts[:, 8:].sum(axis=1), 2)
+    assert (counts >= 0).all()
+
+
+def test_counts_follow_the_multinomial():
+    rng = np.random.default_rng(1)
+    counts = np.vstack([c for _, c in resample_counts(rng, [4], 20_000)])
+    # each row of a cell of 4 is drawn Binomial(4, 1/4) times: P(0) = (3/4)^4
+    assert counts.mean() == pytest.approx(1.0, abs=0.02)
+    assert (counts[:, 0] == 0).mean() == pytest.approx(0.75 ** 4, abs=0.015)
+    assert counts.var(axis=0).mean() == pytest.approx(4 * 0.25 * 0.75, abs=0.03)
+
+
+def test_counts_do_not_depend_on_the_chunk_size():
+    def draw(chunk):
+        rng = np.random.default_rng(7)
+        return np.vstack([c for _, c in resample_counts(rng, [30, 12], 50, chunk_elements=chunk)])
+
+    ref = draw(None)
+    for chunk in (1, 42, 43, 500):
+        np.testing.assert_array_equal(draw(chunk), ref)
+
+
+def test_spawned_streams_reproduce_and_differ():
+    a, seed_a = spawn_generators(3, 2)
+    b, seed_b = spawn_generators(3, 2)
+    c, _ = spawn_generators(4, 2)
+    assert seed_a == seed_b == 3
+    draw = lambda gens: [g.integers(0, 10**9, 5).tolist() for g in gens]  # noqa: E731
+    first_a, first_b, first_c = draw(a), draw(b), draw(c)
+    assert first_a == first_b
+    assert first_a != first_c
+    assert first_a[0] != first_a[1]  # groups get different streams
+    fresh, seed = spawn_generators(None, 1)
+    again, _ = spawn_generators(seed, 1)
+    assert draw(fresh) == draw(again)  # the recorded entropy reproduces a None seed
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
+def test_bad_random_state(bad):
+    with pytest.raises(InputError, match="random_state") as info:
+        spawn_generators(bad, 1)
+    assert str(info.value) == MSG_BAD_RANDOM_STATE.format(value=bad)
+
+
+# ------------------------------------------------------------------ p-values and intervals
+def test_bootstrap_summary_definition():
+    gains = np.array([[-0.2, 0.0], [-0.1, 0.0], [0.0, 0.3], [0.1, 0.2], [0.3, 0.1]])
+    out = bootstrap_summary(gains, 0.5)
+    # column 0: 3 of 5 resamples >= 0, 3 of 5 <= 0
+    np.testing.assert_allclose(out["p_violation"], [(1 + 3) / 6, (1 + 5) / 6])
+    np.testing.assert_allclose(out["p_benefit"], [(1 + 3) / 6, (1 + 2) / 6])
+    np.testing.assert_allclose(out["ci_low"], np.quantile(gains, 0.25, axis=0))
+    np.testing.assert_allclose(out["ci_high"], np.quantile(gains, 0.75, axis=0))
+
+
+def test_distinct_columns():
+    m = np.array([[1.0, 2.0, 1.0, 3.0], [4.0, 5.0, 4.0, 6.0]])
+    distinct, inverse = distinct_columns(m)
+    np.testing.assert_array_equal(inverse, [0, 1, 0, 2])
+    np.testing.assert_array_equal(distinct[:, inverse], m)
+
+
+def test_chunk_constant_is_memory_aware():
+    # one chunk of counts is at most CHUNK_ELEMENTS int64 values (a few MB)
+    assert _stats.CHUNK_ELEMENTS * 8 <= 16 * 2**20
+    rng = np.random.default_rng(0)
+    sizes = [c.shape for _, c in resample_counts(rng, [100_000], 12)]
+    assert all(b * n <= _stats.CHUNK_ELEMENTS for b, n in sizes)
