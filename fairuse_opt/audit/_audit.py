@@ -360,9 +360,14 @@ def _label(names: list[str], key: tuple) -> str:
     return ", ".join(f"{n}={v}" for n, v in zip(names, key))
 
 
+_GROUP_COLUMNS = {"group", "n", "n_pos", "prevalence", "y_mean", "status"}
+
+
 def _group_row(names, key, y, task, min_group_size, *, in_data: bool) -> dict:
     row: dict[str, Any] = {"group": _label(names, key)}
-    row.update({name: value for name, value in zip(names, key)})
+    # attribute columns; a name that clashes with a column of this table gets "_value"
+    row.update({(f"{name}_value" if name in _GROUP_COLUMNS else name): value
+                for name, value in zip(names, key)})
     row["n"] = int(y.size)
     if task == CLASSIFICATION:
         row["n_pos"] = int(y.sum())
