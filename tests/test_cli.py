@@ -294,3 +294,31 @@ def test_python_m_fairuse_opt_help():
     assert proc.stdout.startswith("usage: fairuse")
     for command in ("fit", "audit", "demo"):
         assert command in proc.stdout
+
+
+def small_csv(tmp_path, n_tiny=0) -> Path:
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame({"x": rng.normal(size=n), "grp": np.where(np.arange(n) < n_tiny, "tiny",
+                                                                  np.where(np.arange(n) % 2, "a", "b"))})
+    df["y"] = (df["x"] + rng.logistic(size=n) > 0).astype(int)
+    path = tmp_path / "small.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_infeasible_margin_exits_1_with_one_line(tmp_path, capsys):
+    path = small_csv(tmp_path)
+    assert main(["fit", "--data", str(path), "--target", "y", "--groups", "grp", "--margin", "2",
+                 "--out", str(tmp_path / "m.json"), "--quiet"]) == 1
+    line = one_line_error(capsys)
+    assert line.startswith("fairuse: error: FairUseInfeasibleError: the fair-use constraints cannot be met")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_library_warnings_are_one_line(tmp_path, capsys):
+    path = small_csv(tmp_path, n_tiny=5)
+    assert main(["fit", "--data", str(path), "--target", "y", "--groups", "grp", "--fair-use", "none",
+                 "--out", str(tmp_path / "m.json"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fairuse: warning: group ('tiny',) has 5 row(s)")
