@@ -45,7 +45,9 @@ A JSON object with these keys (``*``: required).
     For a generic model, one entry with ``"group": null``.
 ``generic`` *
     The generic model (``generic_``): ``{"intercept": b, "coef": [...], "n_iter": k,
-    "certificate": {...}}``.
+    "certificate": {...}}``.  The certificate's ``generic_loss`` values are this model's
+    training losses, except when the estimator was fitted with ``generic=`` (then
+    ``settings.not_serialised`` names it, and they are that model's losses).
 ``certificate`` *
     ``certificate_.to_dict()``: per group n, generic loss, own loss, best alternative
     report, slacks, duals; route, solver, status, verified (see
