@@ -140,7 +140,7 @@ class SklearnGroupModel(BaseEstimator):
         check_is_fitted(self, "estimator_")
         features, _ = check_features(X)
         if features.shape[1] != self.n_features_in_:
-            raise InputError(MSG_N_FEATURES.format(got=features.shape[1],
+            raise InputError(MSG_N_FEATURES.format(got=features.shape[1], name=type(self).__name__,
                                                    expected=self.n_features_in_))
         n = features.shape[0]
         if self.encoding == "none":
@@ -170,7 +170,8 @@ class SklearnGroupModel(BaseEstimator):
         -------
         ndarray
         """
-        return self.estimator_.predict_proba(self._transform(X, groups, report, "predict_proba"))
+        design = self._transform(X, groups, report, "predict_proba")
+        return self.estimator_.predict_proba(design)
 
     def predict(self, X: Any, *, groups: Any = None, report: Any = None) -> np.ndarray:
         """Predictions (labels for a classifier, values for a regressor).
@@ -187,7 +188,8 @@ class SklearnGroupModel(BaseEstimator):
         -------
         ndarray
         """
-        return self.estimator_.predict(self._transform(X, groups, report, "predict"))
+        design = self._transform(X, groups, report, "predict")
+        return self.estimator_.predict(design)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
