@@ -6,6 +6,11 @@ rows in 8 intersectional groups (3 binary attributes), with 4 metrics (error, AU
 log loss) and 1,000 stratified bootstrap resamples, and writes the wall times to
 ``benchmarks/results/audit_benchmark.md`` (and ``.json``).
 
+A group intercept shifts every score of a group alike, so under the logistic model all
+reports rank a group's rows the same way and the audit computes their AUC once.  The
+second scenario removes that shortcut: a fixed scoring rule whose every report adds its
+own noise, so each of the 9 score columns of a group ranks the rows differently.
+
 Run from the repository root::
 
     python benchmarks/bench_audit.py [--n 100000] [--n-boot 1000] [--repeats 3]
@@ -48,6 +53,40 @@ def make_data(n: int, seed: int):
     return X, y, groups
 
 
+class ReportNoiseModel:
+    """Fixed rule: report r scores ``sigmoid(s + 0.5 * e_r)``, a different ranking per report."""
+
+    def __init__(self, base: np.ndarray, keys: list[tuple], names: list[str], seed: int = 1):
+        rng = np.random.default_rng(seed)
+        self.base = base
+        self.groups_, self.group_names_ = keys, names
+        self.noise = {k: rng.normal(size=base.size) for k in keys}
+        self.generic_ = _Fixed(1.0 / (1.0 + np.exp(-(base + 0.5 * rng.normal(size=base.size)))))
+
+    def predict_proba(self, X, *, groups=None, report=None):
+        if report is not None:
+            z = self.base + 0.5 * self.noise[tuple(report)]
+        else:
+            keys = list(groups.itertuples(index=False, name=None))
+            z = self.base + 0.5 * np.array([self.noise[k][i] for i, k in enumerate(keys)])
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+
+class _Fixed:
+    def __init__(self, p):
+        self.p = p
+
+    def predict_proba(self, X):
+        return np.column_stack([1 - self.p, self.p])
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -76,12 +115,17 @@ def main(argv: list[str] | None = None) -> dict:
     X_test, y_test = X[test], y[test]
     g_test = groups[test].reset_index(drop=True)
 
-    times, report = [], None
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        report = audit(model, X_test, y_test, groups=g_test, metrics=METRICS,
-                       n_boot=args.n_boot, random_state=0)
-        times.append(time.perf_counter() - t0)
+    def timed(model):
+        times, report = [], None
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            report = audit(model, X_test, y_test, groups=g_test, metrics=METRICS,
+                           n_boot=args.n_boot, random_state=0)
+            times.append(time.perf_counter() - t0)
+        return times, report
+
+    load_before = os.getloadavg()
+    times, report = timed(model)
     # the scoring part alone: the model and generic model on every report
     t0 = time.perf_counter()
     model.generic_.predict_proba(X_test)
@@ -89,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     for key in model.groups_:
         model.predict_proba(X_test, report=key)
     scoring_s = time.perf_counter() - t0
+    rule = ReportNoiseModel(X_test @ np.linspace(-1, 1, 10), list(model.groups_), list(model.group_names_))
+    times_rule, _ = timed(rule)
+    load_after = os.getloadavg()
 
     command = "python benchmarks/bench_audit.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {
@@ -98,6 +145,10 @@ def main(argv: list[str] | None = None) -> dict:
         "audit_seconds": [round(t, 3) for t in times],
         "audit_seconds_median": round(float(np.median(times)), 3),
         "model_scoring_seconds": round(scoring_s, 3),
+        "distinct_rankings_audit_seconds": [round(t, 3) for t in times_rule],
+        "distinct_rankings_audit_seconds_median": round(float(np.median(times_rule)), 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "load_average_before_after": [round(v, 2) for v in load_before + load_after],
         "model_fit_seconds": round(fit_s, 3),
         "nproc": os.cpu_count(),
         "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -109,7 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     write(result, report, Path(args.out))
     print(json.dumps({k: result[k] for k in ("audit_seconds", "audit_seconds_median",
-                                              "model_scoring_seconds", "nproc")}))
+                                              "distinct_rankings_audit_seconds",
+                                              "model_scoring_seconds", "peak_rss_mb",
+                                              "load_average_before_after", "nproc")}))
     return result
 
 
@@ -128,7 +181,13 @@ def write(result: dict, report, out: Path) -> None:
         f"{result['audit_seconds_median']} |",
         f"| audit wall time, each run | {', '.join(map(str, result['audit_seconds']))} |",
         f"| of which: scoring the models (generic, own, 8 reports) | {result['model_scoring_seconds']} |",
+        f"| audit of a rule whose 9 score columns rank each group differently (no AUC "
+        f"sharing), median | {result['distinct_rankings_audit_seconds_median']} |",
+        f"| the same, each run | {', '.join(map(str, result['distinct_rankings_audit_seconds']))} |",
         f"| model fit (not part of the audit) | {result['model_fit_seconds']} |", "",
+        f"Peak resident memory of the whole script: {result['peak_rss_mb']} MB.  Load average "
+        f"(1, 5, 15 min) before and after the timed runs: "
+        f"{', '.join(map(str, result['load_average_before_after']))}.", "",
         f"Machine: {result['cpu']}; nproc = {result['nproc']} "
         f"(usable: {result['sched_affinity']}); Python {result['python']}; numpy "
         f"{result['numpy']}, scipy {result['scipy']}, pandas {result['pandas']}, "

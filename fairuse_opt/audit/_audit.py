@@ -36,9 +36,9 @@ from ._metrics import CLASSIFICATION, REGRESSION, Metric, resolve_metrics
 from ._report import FairUseReport
 from ._stats import (
     adjust_pvalues,
-    distinct_columns,
     bootstrap_summary,
     delong_test,
+    distinct_columns,
     mcnemar_test,
     resample_counts,
     spawn_generators,
@@ -398,6 +398,7 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
     both_classes = 0 < n_pos < n_g
     judged = [m for m in metric_list
               if n_g >= min_group_size and (both_classes or not m.needs_both_classes)]
+    is_judged = {m.name: m in judged for m in metric_list}
     cells = ([c for c in (n_g - n_pos, n_pos) if c > 0] if task == CLASSIFICATION else [n_g])
 
     states = {m.name: m.prepare(y, unique) for m in judged}
@@ -424,7 +425,7 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
         sign = -1.0 if m.greater_is_better else 1.0
         point = sign * (np.delete(v, 1) - v[1]) + 0.0
         comparisons = ["generic"] + [_label(names, r) for r in alternatives]
-        if m in judged:
+        if is_judged[m.name]:
             summ = bootstrap_summary(gains[m.name], ci_level)
             test_used = ["bootstrap"] * len(comparisons)
             if test == "exact":
@@ -440,10 +441,10 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
                         "baseline": v[0] if k == 0 else v[k + 1], "gain": point[k],
                         "ci_low": summ["ci_low"][k], "ci_high": summ["ci_high"][k],
                         "p_violation": summ["p_violation"][k], "p_benefit": summ["p_benefit"][k],
-                        "judged": m in judged, "test": test_used[k]})
+                        "judged": is_judged[m.name], "test": test_used[k]})
         if alternatives:
             out.append(_worst_row(out[-len(alternatives):], gains.get(m.name), ci_level,
-                                  m in judged))
+                                  is_judged[m.name]))
     return out
 
 
@@ -462,9 +463,9 @@ def _exact_pvalues(m: Metric, y, S, summ, test_used) -> None:
     kind = getattr(m, "exact_test", None)
     if kind is None:
         return
+    correct = (S > 0.5) == (y == 1)[:, None]  # as the "error" metric: positive when p > 0.5
     for k, col in enumerate([0] + list(range(2, S.shape[1]))):
         if kind == "mcnemar":
-            correct = (S > 0.5) == (y == 1)[:, None]
             p_v, p_b = mcnemar_test(correct[:, 1], correct[:, col])
         else:
             res = delong_test(y, S[:, 1], S[:, col])

@@ -23,11 +23,11 @@ evaluated by vectorised weighted kernels that agree with those functions called 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 from sklearn import metrics as skm
 
 from ._errors import (
@@ -252,7 +252,8 @@ def _bin_ids(prob: np.ndarray, n_bins: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _ECEMetric(Metric):
-    """ECE: bin sums of ``p - y`` for all resamples at once, ``weights @ bin_matrix``."""
+    """ECE: bin sums of ``p - y`` for all resamples at once, ``weights @ bin_matrix``
+    with a sparse ``bin_matrix``."""
 
     n_bins: int = 10
     exact_test: str | None = None
@@ -261,12 +262,12 @@ class _ECEMetric(Metric):
         y = np.asarray(y, dtype=np.float64)
         scores = np.asarray(scores, dtype=np.float64)
         n, n_cols = scores.shape
-        matrix = np.zeros((n, n_cols * self.n_bins))
-        rows = np.arange(n)
-        for k in range(n_cols):
-            bins = _bin_ids(scores[:, k], self.n_bins)
-            matrix[rows, k * self.n_bins + bins] = scores[:, k] - y
-        return matrix
+        # row i has one entry per column k: p_ik - y_i, in the column of its bin (sparse,
+        # so memory grows as rows x columns, not rows x columns x bins)
+        cols = _bin_ids(scores, self.n_bins) + self.n_bins * np.arange(n_cols)
+        return sparse.csr_array(((scores - y[:, None]).ravel(),
+                                 (np.repeat(np.arange(n), n_cols), cols.ravel())),
+                                shape=(n, n_cols * self.n_bins))
 
     def evaluate(self, matrix, weights):
         weights = np.asarray(weights, dtype=np.float64)
