@@ -25,11 +25,12 @@ import time
 import warnings
 from typing import Any, Mapping
 
+import cvxpy as cp
 import numpy as np
 import pandas as pd
 
 from ._formulation import group_loss_grad, loss_matrix, objective_value
-from ._solve import raise_failed
+from ._solve import raise_failed, solve
 from .certificate import Certificate
 from .exceptions import (
     MSG_BAD_PARAM,
@@ -254,9 +255,8 @@ def _margin_infeasible(ctx, bound, tol) -> list[int]:
     bad = []
     for g, rows in enumerate(ctx.data.group_rows):
         prog = ctx.program()
-        import cvxpy as cp
+
         sub = cp.Problem(cp.Minimize(prog.group_loss[g]), prog.problem.constraints)
-        from ._solve import solve
         rec = solve(sub, ctx.solvers, ctx.solver_options)
         if rec.ok and rec.objective > bound[g] + tol:
             bad.append(g)
@@ -300,8 +300,7 @@ def _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, t
                 prog.rhs.value = bound
             _linearise(prog, fam, loss, data, pairs, theta)
             prog.rho.value = rho
-            from ._solve import solve
-            rec = solve(prog.problem, ctx.solvers, ctx.solver_options)
+            rec = solve(prog.problem, ctx.solvers, ctx.solver_options, first_usable=True)
             attempts.extend((f"{s}/{form}/ccp", st) for s, st in rec.attempts)
             if rec.ok:
                 return prog.value(), rec, prog
@@ -333,7 +332,7 @@ def _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, t
             info = {"solver": rec.solver, "status": rec.status, "iterations": it + 1, "start": label,
                     "duals": prog.rationality_duals() if (rationality and t == 1.0) else None}
             ctx.log(f"ccp from {label}: iteration {it + 1}, objective {obj:.7f} (step {t:g})")
-            if improvement <= 1e-8 * (1.0 + abs(obj)):
+            if improvement <= 1e-7 * (1.0 + abs(obj)):
                 break
         if feasible(theta) and (best is None or obj < best[2]):
             best = (theta, info, obj, local_trace)
@@ -404,12 +403,9 @@ def _partial_fallback(ctx, groups, margins, L0, fair_use, on_infeasible, theta_g
     if failures:
         return _generic_fallback(ctx, [why] + failures, theta_generic, certificate, keys)
     warnings.warn(MSG_FALLBACK.format(groups=names, reason=why), FallbackWarning, stacklevel=4)
-    out = certificate(theta, "generic-fallback", None, "fallback", 0, effective=(Ws, bs),
-                      fallback_groups=list(groups),
-                      notes=[f"margin infeasible for {names}: served the generic model"])
-    out[3].table["margin"] = relaxed
-    out[3].table["rationality_slack"] = out[3].table["generic_loss"] - relaxed - out[3].table["own_loss"]
-    return out
+    return certificate(theta, "generic-fallback", None, "fallback", 0, effective=(Ws, bs),
+                       fallback_groups=list(groups), margins_override=relaxed,
+                       notes=[f"margin infeasible for {names}: served the generic model"])
 
 
 def _generic_fallback(ctx, failures, theta_generic, certificate, keys):

@@ -65,13 +65,15 @@ def solver_order(solver: str) -> list[str]:
 
 
 def solve(problem: cp.Problem, solvers: list[str], options: dict | None = None,
-          accept_inaccurate: bool = True) -> SolveRecord:
+          accept_inaccurate: bool = True, first_usable: bool = False) -> SolveRecord:
     """Solve ``problem`` with the first solver in ``solvers`` that reaches ``optimal``.
 
     Each solver is tried with the tight :data:`DEFAULT_OPTIONS` and, when it stops at
     ``optimal_inaccurate`` or fails, once more with its own default tolerances.  When
     no attempt reaches ``optimal``, the first ``optimal_inaccurate`` solution is
-    restored and returned (the caller verifies it).
+    restored and returned (the caller verifies it).  With ``first_usable`` (steps of a
+    sequence whose every iterate is verified in numpy anyway) an ``optimal_inaccurate``
+    result is returned at once.
     """
     rec = SolveRecord()
     fallback = None
@@ -83,6 +85,12 @@ def solve(problem: cp.Problem, solvers: list[str], options: dict | None = None,
             status = _attempt(problem, name, opts)
             rec.attempts.append((name + label, status))
             if status == "optimal":
+                rec.solver, rec.status = name, status
+                rec.objective = float(problem.value)
+                rec.iterations = _iterations(problem)
+                rec.seconds = time.perf_counter() - t0
+                return rec
+            if status == "optimal_inaccurate" and first_usable:
                 rec.solver, rec.status = name, status
                 rec.objective = float(problem.value)
                 rec.iterations = _iterations(problem)

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _fairuse
 from ._family import ENCODINGS, GROUP_REGS, Family
-from ._formulation import Program, SetSpec, TrainData, objective_value
+from ._formulation import Program, SetSpec, TrainData, newton_polish, objective_value
 from ._groups import GroupIndex
 from ._losses import get_loss
 from ._solve import raise_failed, solve, solver_order
@@ -286,9 +286,10 @@ class _BaseFairUse(BaseEstimator):
         gprog, grec = gctx.solve()
         if not grec.ok:
             raise_failed(grec, "generic model")
-        theta0 = gprog.value()
+        theta0 = newton_polish(gctx.family, loss, data, gprog.value(), gctx.alpha, scale)
         w0, b0 = theta0[:d], float(theta0[d])
-        self.generic_ = self._make_generic(theta0, gctx, grec)
+        # the model the guarantee is certified against: the one passed in, else the internal fit
+        self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gctx, grec)
         # 2. the personalized model
         set_spec = self._set_spec(loss, y01, w, w0, b0)
         ctx = context(self.encoding, set_spec, self.constraint_hook)
