@@ -2,9 +2,9 @@
 
 :func:`audit` checks, per intersectional group, whether a personalized model helps the
 group compared with a generic model (rationality) and whether the group would do
-better reporting another group (envy), with paired stratified bootstrap intervals and
-one-sided tests (see ``docs/fair-use.md``, section 5).  :class:`SklearnGroupModel`
-makes any scikit-learn estimator auditable.
+better reporting another group (envy), with paired, stratified, seeded bootstrap
+intervals and one-sided tests, corrected across groups (Holm by default).
+:class:`SklearnGroupModel` makes any scikit-learn estimator auditable.
 """
 
 from ._adapter import SklearnGroupModel
