@@ -11,7 +11,8 @@ metric, so every rationality gain and envy gap is exactly zero.  A larger scale 
 group's own report plants a harm there, whose size is computed by Monte Carlo.
 
 Runs are seeded, so the test is deterministic; the seeds are consecutive integers, not
-chosen.  (On 1,000 seeds, the null violation rate was 0.087 to 0.099 per metric.)
+chosen.  (A longer run of the same null, seeds 1000-1599 with 300 resamples, gave
+violation rates of 0.093 to 0.111 per metric and coverage of 0.945 to 0.953.)
 """
 
 from __future__ import annotations
