@@ -25,7 +25,6 @@ import time
 import warnings
 from typing import Any, Mapping
 
-import cvxpy as cp
 import numpy as np
 import pandas as pd
 
@@ -206,6 +205,8 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
             ctx.log("the exact program's solution did not verify; trying the sequence of restrictions")
     if exact and fair_use == ("envy_freeness",):
         ctx.log("unconstrained set-regularised fit did not verify envy-freeness numerically")
+    # a solver's certificate that the convex program has no feasible point is final
+    proven_infeasible = result is not None and result.get("infeasible", False)
 
     # 2. sequence of convex restrictions from several starts
     infeasible_groups = _margin_infeasible(ctx, bound, tol) if margins.any() else []
@@ -213,7 +214,10 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
         return _partial_fallback(ctx, infeasible_groups, margins, L0, fair_use, on_infeasible,
                                  theta_generic, tol, certificate, max_iter, generic_row_loss,
                                  objective_generic)
-    best = _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, trace, attempts)
+    best = None
+    if not (proven_infeasible and margins.any()):
+        best = _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, trace,
+                    attempts)
     if best is None and margins.any():
         names = [keys[g] for g in np.flatnonzero(margins > 0)]
         why = ("each group can reach its margin alone, but no model in the family meets every "
@@ -240,6 +244,7 @@ def _solve_rationality(ctx, bound, tol):
         prog, rec = ctx.solve({"rationality": True}, prepare)
         out["attempts"] += rec.attempts
         if not rec.ok:
+            out["infeasible"] = any(st == "infeasible" for _, st in rec.attempts)
             return out
         theta = prog.value()
         L = loss_matrix(ctx.loss, ctx.data, *ctx.family.effective(theta))
@@ -251,13 +256,14 @@ def _solve_rationality(ctx, bound, tol):
 
 
 def _margin_infeasible(ctx, bound, tol) -> list[int]:
-    """Groups whose bound is below the lowest loss they can reach in the family."""
+    """Groups whose bound is below the lowest loss they can reach in the family (each
+    program holds only that group's rows, the common set and the hook)."""
     bad = []
-    for g, rows in enumerate(ctx.data.group_rows):
-        prog = ctx.program()
-
-        sub = cp.Problem(cp.Minimize(prog.group_loss[g]), prog.problem.constraints)
-        rec = solve(sub, ctx.solvers, ctx.solver_options)
+    for g in range(ctx.family.n_groups):
+        if not len(ctx.data.group_rows[g]):
+            continue
+        prog = ctx.program(form="epigraph", floor_of=g)
+        rec = solve(prog.problem, ctx.solvers, ctx.solver_options)
         if rec.ok and rec.objective > bound[g] + tol:
             bad.append(g)
     return bad

@@ -135,7 +135,8 @@ class Program:
                  scale: np.ndarray, mean: np.ndarray, set_spec: SetSpec | None = None,
                  rationality: bool = False, envy_pairs: list[tuple[int, int]] | None = None,
                  repair: bool = False, hook: Callable | None = None, form: str = "epigraph",
-                 groups: list | None = None, feature_names: list[str] | None = None):
+                 groups: list | None = None, feature_names: list[str] | None = None,
+                 floor_of: int | None = None):
         self.family, self.loss, self.data, self.form = family, loss, data, form
         G, p = family.n_groups, family.n_params
         self.theta = theta = cp.Variable(p, name="theta")
@@ -143,7 +144,7 @@ class Program:
         self.const = np.array([loss.constant(data.stats[r]) for r in data.group_rows])
         sums = []
         for g, rows in enumerate(data.group_rows):
-            if len(rows) == 0:
+            if len(rows) == 0 or (floor_of is not None and g != floor_of):
                 sums.append(None)
                 continue
             D = family.design(data.Z[rows], np.full(len(rows), g))
@@ -168,6 +169,8 @@ class Program:
         if alpha > 0 and len(pen_idx):
             objective = objective + alpha * cp.sum_squares(cp.multiply(q[pen_idx], theta[pen_idx]))
         objective = objective + float(self.const.sum()) / W
+        if floor_of is not None:  # the lowest mean loss group `floor_of` can reach in the family
+            objective = self.group_loss[floor_of]
         # the common set
         self.set_constraints: dict[str, list] = {"intercept": [], "coef": []}
         if set_spec is not None and family.uses_set:

@@ -100,6 +100,8 @@ def solve(problem: cp.Problem, solvers: list[str], options: dict | None = None,
                 fallback = (name, status, float(problem.value), _iterations(problem),
                             [None if v.value is None else np.array(v.value, copy=True)
                              for v in problem.variables()])
+            if status == "infeasible":
+                break  # a certificate of infeasibility: no need to retry at looser tolerances
     rec.seconds = time.perf_counter() - t0
     if fallback is not None:
         name, status, obj, iters, values = fallback
