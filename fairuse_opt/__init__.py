@@ -8,7 +8,7 @@ them (rationality) and than by reporting any other group (envy-freeness).
 __version__ = "0.1.0"
 
 from ._formulation import ModelVariables
-from .audit import FairUseReport, audit
+from .audit import FairUseReport, Metric, SklearnGroupModel, audit
 from .certificate import Certificate
 from .estimators import FairUseClassifier, FairUseRegressor
 from .exceptions import (
@@ -31,6 +31,8 @@ __all__ = [
     "ModelVariables",
     "audit",
     "FairUseReport",
+    "Metric",
+    "SklearnGroupModel",
     "FairUseError",
     "FairUseInfeasibleError",
     "FairUseWarning",
