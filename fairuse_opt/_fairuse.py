@@ -149,10 +149,12 @@ def _feasible(L, bound, fair_use, tol) -> bool:
 # -------------------------------------------------------------------------------- fit
 def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np.ndarray,
         margin: Any, on_infeasible: str, max_iter: int, tol: float, objective_generic: float):
-    """Fit ``ctx``'s family with the requested guarantees; return ``(theta, Certificate)``.
+    """Fit ``ctx``'s family with the requested guarantees.
 
-    On ``on_infeasible="generic"`` the returned ``theta`` may be ``None`` for groups
-    served by the generic model: see :class:`Result`.
+    Returns ``(theta, Ws, bs, certificate)``: the parameters, the effective model served
+    to each group (standardised scale; with ``on_infeasible="generic"`` some groups may
+    be served the generic model, which ``theta`` alone does not express) and the
+    certificate.
     """
     t0 = time.perf_counter()
     fam, loss, data = ctx.family, ctx.loss, ctx.data

@@ -146,14 +146,13 @@ class Family:
         """Design matrix (n, p): row i is ``[z_i, 1] @ M_{codes_i}``."""
         n = Z.shape[0]
         Z1 = sp.csr_matrix(np.column_stack([Z, np.ones(n)]))
-        out = sp.lil_matrix((n, self.n_params))  # placeholder for shape if n == 0
         parts, order = [], []
         for r in np.unique(codes):
             idx = np.flatnonzero(codes == r)
             parts.append(Z1[idx] @ self.maps[r])
             order.append(idx)
         if not parts:
-            return out.tocsr()
+            return sp.csr_matrix((n, self.n_params))
         stacked = sp.vstack(parts).tocsr()
         perm = np.empty(n, dtype=np.int64)
         perm[np.concatenate(order)] = np.arange(n)

@@ -32,6 +32,7 @@ from ._validation import (
 from .certificate import Certificate
 from .exceptions import (
     MSG_BAD_PARAM,
+    MSG_EMPTY_WEIGHT_GROUP,
     MSG_FEATURE_NAMES,
     MSG_GROUPS_REQUIRED,
     MSG_N_FEATURES,
@@ -238,7 +239,6 @@ class _BaseFairUse(BaseEstimator):
             codes = index.codes(frame)
             zero = [index.keys[g] for g in range(index.n_groups) if w[codes == g].sum() <= 0]
             if zero:
-                from .exceptions import MSG_EMPTY_WEIGHT_GROUP
                 raise InputError(MSG_EMPTY_WEIGHT_GROUP.format(group=zero[0]))
             warn_small_groups(index.keys, codes, y01 if self._task == "classification" else None,
                               w, self.min_group_size)
