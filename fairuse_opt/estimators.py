@@ -262,7 +262,7 @@ class _BaseFairUse(BaseEstimator):
         G = index.n_groups if index is not None else 1
         stats = loss.stats(y01, w)
         data = TrainData.build(Z, codes, stats, G, merge=self.merge_rows)
-        solvers = solver_order(self.solver)
+        solvers = solver_order(self.solver, self._task)
         if self.formulation != "auto":
             forms = [self.formulation]
         elif self._task == "regression":  # the direct form keeps a quadratic objective (QP)
@@ -472,7 +472,9 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         :class:`~fairuse_opt.FairUseInfeasibleError`, or give the groups concerned the
         generic model and warn.
     solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
-        Conic solver tried first ("auto": Clarabel); the others are fallbacks.
+        Conic solver tried first; the other of ECOS/Clarabel is the fallback.  "auto":
+        ECOS for the classifier, Clarabel for the regressor (see
+        ``benchmarks/results/solvers.md``).
     formulation : {"auto", "epigraph", "direct"}, default="auto"
         How group losses enter the program; "auto" tries "epigraph" then "direct".
     merge_rows : bool, default=True
