@@ -34,6 +34,9 @@ from sklearn.linear_model import LogisticRegression
 
 from fairuse_opt.audit import SklearnGroupModel, audit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fairuse import cpu_model  # noqa: E402  (one place for machine info)
+
 METRICS = ["error", "auc", "ece", "log_loss"]
 
 
@@ -85,16 +88,6 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> dict:
