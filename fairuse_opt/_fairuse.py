@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._formulation import group_loss_grad, loss_matrix, objective_value
+from ._native import inside_set, native_record, newton
 from ._solve import raise_failed, solve
 from .certificate import Certificate
 from .exceptions import (
@@ -163,11 +164,18 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
     L0 = group_means(generic_row_loss, ctx)
     trace: list[float] = []
 
-    # 1. the unconstrained fit (the fair-use fit when no guarantee is asked)
-    prog, rec = ctx.solve()
-    if not rec.ok:
-        raise_failed(rec, "unconstrained fit")
-    theta_u = prog.value()
+    # 1. the unconstrained fit (the fair-use fit when no guarantee is asked): Newton when
+    #    it converges inside the common set (then the set is inactive), else a conic solver
+    theta_u = None
+    if ctx.native:
+        res = newton(fam, loss, data, theta_generic, ctx.alpha, ctx.scale)
+        if res.converged and inside_set(fam, ctx.set_spec, res.theta):
+            theta_u, rec = res.theta, native_record(res)
+    if theta_u is None:
+        prog, rec = ctx.solve()
+        if not rec.ok:
+            raise_failed(rec, "unconstrained fit")
+        theta_u = prog.value()
     obj_u = objective_value(fam, loss, data, theta_u, ctx.alpha, ctx.scale)
     attempts = list(rec.attempts)
     ctx.log(f"unconstrained fit: objective {obj_u:.6f} ({rec.solver}, {rec.status})")

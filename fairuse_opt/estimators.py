@@ -15,7 +15,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _fairuse
 from ._family import ENCODINGS, GROUP_REGS, Family
-from ._formulation import Program, SetSpec, TrainData, newton_polish, objective_value
+from ._formulation import Program, SetSpec, TrainData, objective_value
+from ._native import native_record, newton
 from ._groups import GroupIndex
 from ._losses import get_loss
 from ._solve import raise_failed, solve, solver_order
@@ -67,6 +68,7 @@ class FitContext:
     row_codes: np.ndarray
     y: np.ndarray
     w: np.ndarray
+    native: bool = False  # try the numpy Newton solver first on unconstrained problems
 
     def row_loss(self, theta: np.ndarray) -> np.ndarray:
         """Unweighted loss of every training row under its own report."""
@@ -115,6 +117,16 @@ class FitContext:
     def log(self, msg: str) -> None:
         if self.verbose:
             print(f"[fairuse_opt] {msg}", file=sys.stderr, flush=True)
+
+
+def _baseline_score(loss, y, w) -> float:
+    """Intercept of the best constant model: log-odds of the weighted prevalence, or the
+    weighted mean (a Newton start that is finite even for rare outcomes)."""
+    m = float(np.average(y, weights=w))
+    if loss.name == "log_loss":
+        m = min(max(m, 1e-6), 1 - 1e-6)
+        return float(np.log(m / (1 - m)))
+    return m
 
 
 class _BaseFairUse(BaseEstimator):
@@ -278,15 +290,26 @@ class _BaseFairUse(BaseEstimator):
                               scale=scale, set_spec=set_spec, index=index,
                               feature_names=self.feature_names_, solvers=solvers, forms=forms,
                               solver_options=self.solver_options, hook=hook, verbose=self.verbose,
-                              Z_rows=Z, row_codes=codes, y=y01, w=w)
+                              Z_rows=Z, row_codes=codes, y=y01, w=w,
+                              native=self.solver == "auto" and hook is None)
 
         # 1. the generic model (also the anchor of the common set)
         gctx = context("none")
         gctx.log(f"fitting the generic model on {n} rows ({data.n_distinct} distinct)")
-        gprog, grec = gctx.solve()
-        if not grec.ok:
-            raise_failed(grec, "generic model")
-        theta0 = newton_polish(gctx.family, loss, data, gprog.value(), gctx.alpha, scale)
+        theta0, grec = None, None
+        if gctx.native:
+            start = np.zeros(d + 1)
+            start[d] = _baseline_score(loss, y01, w)
+            res = newton(gctx.family, loss, data, start, gctx.alpha, scale)
+            if res.converged:
+                theta0, grec = res.theta, native_record(res)
+        if theta0 is None:
+            gprog, grec = gctx.solve()
+            if not grec.ok:
+                raise_failed(grec, "generic model")
+            # interior-point solutions leave gradients ~1e-6 on small problems, and the
+            # generic losses are the bound of every rationality constraint: polish them
+            theta0 = newton(gctx.family, loss, data, gprog.value(), gctx.alpha, scale, max_steps=8).theta
         w0, b0 = theta0[:d], float(theta0[d])
         # the model the guarantee is certified against: the one passed in, else the internal fit
         self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gctx, grec)

@@ -297,7 +297,7 @@ def test_failed_solvers_raise_solver_error(monkeypatch):
     X, y, g = small_data()
     monkeypatch.setattr(_solve, "_attempt", lambda problem, name, opts: "error: SolverError: mocked")
     with pytest.raises(SolverError, match="ECOS.*mocked.*CLARABEL.*mocked"):
-        FairUseClassifier().fit(X, y, groups=g)
+        FairUseClassifier(solver="ECOS").fit(X, y, groups=g)
 
 
 def test_inaccurate_solver_is_retried_with_another(monkeypatch):
@@ -309,9 +309,27 @@ def test_inaccurate_solver_is_retried_with_another(monkeypatch):
         return "optimal_inaccurate" if name == "ECOS" else status
 
     monkeypatch.setattr(_solve, "_attempt", flaky)
-    m = FairUseClassifier(fair_use=None).fit(X, y, groups=g)  # ECOS is tried first
+    m = FairUseClassifier(fair_use=None, solver="ECOS").fit(X, y, groups=g)
     assert m.certificate_.solver == "CLARABEL"
     assert ("ECOS", "optimal_inaccurate") in [(s.split("/")[0], st) for s, st in m.certificate_.attempts]
+
+
+def test_native_newton_serves_unconstrained_fits_and_conic_solvers_the_rest():
+    X, y, g = small_data()
+    m = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    assert m.certificate_.solver == "NATIVE" and m.generic_.certificate_.solver == "NATIVE"
+    c = FairUseClassifier(fair_use=None, solver="ECOS").fit(X, y, groups=g)
+    np.testing.assert_allclose(m.coef_, c.coef_, atol=1e-6)
+    np.testing.assert_allclose(m.intercept_, c.intercept_, atol=1e-6)
+    assert m.certificate_.objective <= c.certificate_.objective + 1e-12
+    # a single-class group pushes its intercept to the common interval: not unconstrained
+    y2 = y.copy()
+    y2[g.to_numpy() == 0] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)
+        b = FairUseClassifier(fair_use=None).fit(X, y2, groups=g)
+    assert b.certificate_.solver in ("ECOS", "CLARABEL")
+    assert b.certificate_.table["at_set_boundary"].iloc[0]
 
 
 def test_verification_failure_raises_or_falls_back(monkeypatch):
