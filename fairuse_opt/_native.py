@@ -39,7 +39,8 @@ def newton(family: Family, loss, data: TrainData, theta: np.ndarray, alpha: floa
     rows, the gradient is ``sum_g M_g' Z1_g' l'`` and the Hessian
     ``sum_g M_g' (Z1_g' diag(l'') Z1_g) M_g`` (BLAS on ``(d+1) x (d+1)`` blocks, never the
     sparse ``n x p`` design).  Converged when the largest gradient entry is below
-    ``gtol``; each step is kept only if it does not raise the objective.
+    ``gtol``, or below ``1000 * gtol`` with a Newton decrement float64 cannot resolve in
+    the objective; each step is kept only if it does not raise the objective.
     """
     theta = np.asarray(theta, dtype=np.float64).copy()
     q2 = family.penalty_scale(scale) ** 2
@@ -78,6 +79,10 @@ def newton(family: Family, loss, data: TrainData, theta: np.ndarray, alpha: floa
             delta = np.linalg.solve(H + 1e-12 * (np.trace(H) / max(p, 1)) * np.eye(p), grad)
         except np.linalg.LinAlgError:
             break
+        # the predicted decrease (half the Newton decrement) is below what float64 can
+        # resolve in the objective: nothing is left to gain, the point is optimal
+        if 0 <= grad @ delta <= 1e-15 * max(1.0, abs(current)) and gnorm <= 1e3 * gtol:
+            return NewtonResult(theta, True, step, gnorm, current)
         t = 1.0
         while t > 1e-6:
             cand = theta - t * delta
