@@ -495,9 +495,10 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         :class:`~fairuse_opt.FairUseInfeasibleError`, or give the groups concerned the
         generic model and warn.
     solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
-        Conic solver tried first; the other of ECOS/Clarabel is the fallback.  "auto":
-        ECOS for the classifier, Clarabel for the regressor (see
-        ``benchmarks/results/solvers.md``).
+        "auto": problems without binding constraints are solved by Newton's method in
+        numpy; the others by a conic solver, ECOS first for the classifier and Clarabel
+        first for the regressor (see ``benchmarks/results/solvers.md``), the other as
+        fallback.  A solver name sends every problem through cvxpy with that solver first.
     formulation : {"auto", "epigraph", "direct"}, default="auto"
         How group losses enter the program; "auto" tries "epigraph" then "direct".
     merge_rows : bool, default=True
