@@ -241,3 +241,18 @@ def test_ecos_and_clarabel_agree_apnea(apnea):
         assert m.certificate_.solver == solver
         objs.append(m.certificate_.objective)
     assert abs(objs[0] - objs[1]) <= 1e-6 * abs(objs[0])
+
+
+def test_row_merging_is_skipped_only_when_rows_are_almost_all_distinct():
+    from fairuse_opt._formulation import TrainData, _worth_merging
+
+    rng = np.random.default_rng(0)
+    n = 30_000
+    codes = rng.integers(0, 3, n)
+    continuous = rng.normal(size=(n, 4))
+    binary = rng.integers(0, 2, size=(n, 4)).astype(float)
+    assert not _worth_merging(continuous, codes)
+    assert _worth_merging(binary, codes)
+    stats = np.column_stack([np.ones(n), rng.integers(0, 2, n)])
+    assert TrainData.build(binary, codes, stats, 3).n_distinct <= 3 * 16
+    assert TrainData.build(continuous, codes, stats, 3).n_distinct == n
