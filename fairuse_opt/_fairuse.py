@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._formulation import group_loss_grad, loss_matrix, objective_value
-from ._native import inside_set, native_record, newton
+from ._native import inside_set, kkt_duals, native_record, newton, slsqp
 from ._solve import raise_failed, solve
 from .certificate import Certificate
 from .exceptions import (
@@ -202,6 +202,21 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
 
     exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
     result = None
+    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use) and ctx.native:
+        # the convex program with rationality constraints, natively: SLSQP from the
+        # unconstrained optimum; a KKT point of a convex program is its global optimum
+        res = slsqp(fam, loss, data, theta_u, ctx.alpha, ctx.scale,
+                    ctx.set_spec if fam.uses_set else None, True, bound, [], tol)
+        if res is not None and res.success:
+            L = loss_matrix(loss, data, *fam.effective(res.x))
+            if _feasible(L, bound, fair_use, tol):
+                duals = kkt_duals(fam, loss, data, res.x, ctx.alpha, ctx.scale,
+                                  ctx.set_spec if fam.uses_set else None, bound, tol)
+                attempts.append(("NATIVE/slsqp", "optimal"))
+                trace.append(objective_value(fam, loss, data, res.x, ctx.alpha, ctx.scale))
+                return certificate(res.x, "exact" if exact else "convex", "NATIVE", "optimal", 1,
+                                   duals=duals)
+        attempts.append(("NATIVE/slsqp", "not verified" if res is not None and res.success else "failed"))
     if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
         result = _solve_rationality(ctx, bound, tol)
         attempts += result["attempts"]
@@ -378,84 +393,17 @@ def _ccp(ctx, fair_use, bound, tol, max_iter, theta_u, theta_generic, margins, t
 
 
 def _local_polish(ctx, theta0, fair_use, bound, tol, pairs, max_iter=300):
-    """Sequential quadratic programming (scipy's SLSQP) from a verified CCP point.
+    """SLSQP from a verified CCP point (see :func:`fairuse_opt._native.slsqp`).
 
     The convex-concave procedure keeps every iterate feasible but can crawl (its
     restrictions ignore the curvature of the right-hand sides); SLSQP on the small
-    parameter vector, with exact gradients of every group loss, converges to the local
-    optimum in a few dozen steps.  The caller keeps its result only if it verifies in
-    numpy and lowers the objective.
+    parameter vector converges to the local optimum in a few dozen steps.  The caller
+    keeps its result only if it verifies in numpy and lowers the objective.
     """
-    from scipy.optimize import minimize
-
-    fam, loss, data = ctx.family, ctx.loss, ctx.data
-    G = fam.n_groups
-    q2 = fam.penalty_scale(ctx.scale) ** 2
-    D = fam.design(data.Z, data.codes)
-    W = data.total_weight
-    spec = ctx.set_spec if fam.uses_set else None
-    # constraints slightly tightened so that SLSQP's boundary points verify at `tol`
-    margin_in = 0.1 * tol
-
-    def f(theta):
-        s = D @ theta
-        val = loss.value(data.stats, s).sum() / W + ctx.alpha * float(np.sum(q2 * theta ** 2))
-        grad = (D.T @ loss.grad(data.stats, s)) / W + 2 * ctx.alpha * q2 * theta
-        return val, grad
-
-    own_pairs = [(g, g) for g in range(G) if len(data.group_rows[g])]
-
-    def cons(theta):
-        vals, jacs = [], []
-        own = {}
-        for g, _ in own_pairs:
-            own[g] = group_loss_grad(fam, loss, data, theta, g, g)
-        if "rationality" in fair_use:
-            for g in own:
-                vals.append(bound[g] - margin_in - own[g][0])
-                jacs.append(-own[g][1])
-        for g, r in pairs:
-            if g not in own:
-                continue
-            v, gr = group_loss_grad(fam, loss, data, theta, g, r)
-            vals.append(v - own[g][0] - margin_in)
-            jacs.append(gr - own[g][1])
-        if spec is not None:
-            for i in fam.block_intercept:
-                e = np.zeros_like(theta)
-                e[i] = 1.0
-                vals += [spec.intercept_bound - (theta[i] - spec.intercept_center),
-                         spec.intercept_bound + (theta[i] - spec.intercept_center)]
-                jacs += [-e, e]
-            for idx in fam.block_weights:
-                if len(idx):
-                    diff = theta[idx] - spec.coef_center
-                    e = np.zeros_like(theta)
-                    e[idx] = -2 * diff
-                    vals.append(spec.coef_bound ** 2 - float(diff @ diff))
-                    jacs.append(e)
-        return np.array(vals), np.array(jacs)
-
-    cache: dict = {}
-
-    def cons_val(theta):
-        key = theta.tobytes()
-        if key not in cache:
-            cache.clear()
-            cache[key] = cons(theta)
-        return cache[key][0]
-
-    def cons_jac(theta):
-        cons_val(theta)
-        return cache[theta.tobytes()][1]
-
-    try:
-        res = minimize(f, theta0, jac=True, method="SLSQP",
-                       constraints=[{"type": "ineq", "fun": cons_val, "jac": cons_jac}],
-                       options={"maxiter": max_iter, "ftol": 1e-12})
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
-        return None
-    return res.x if np.all(np.isfinite(res.x)) else None
+    res = slsqp(ctx.family, ctx.loss, ctx.data, theta0, ctx.alpha, ctx.scale,
+                ctx.set_spec if ctx.family.uses_set else None, "rationality" in fair_use, bound,
+                pairs, tol, max_iter=max_iter)
+    return None if res is None else res.x
 
 
 def _linearise(prog, fam, loss, data, pairs, theta):

@@ -116,3 +116,120 @@ def native_record(res: NewtonResult):
 
     return SolveRecord(solver="NATIVE", status="optimal", objective=res.objective, iterations=res.steps,
                        attempts=[("NATIVE/newton", "optimal")])
+
+
+class _Blocks:
+    """Dense per-group blocks ``([z, 1], stats, M_g)`` for objective and gradient."""
+
+    def __init__(self, family: Family, loss, data: TrainData, alpha: float, scale: np.ndarray):
+        self.loss, self.alpha, self.W = loss, alpha, data.total_weight
+        self.q2 = family.penalty_scale(scale) ** 2
+        self.blocks = [(np.column_stack([data.Z[rows], np.ones(len(rows))]), data.stats[rows],
+                        family.maps[g].toarray())
+                       for g, rows in enumerate(data.group_rows) if len(rows)]
+
+    def value_grad(self, theta: np.ndarray):
+        val = self.alpha * float(np.sum(self.q2 * theta * theta))
+        grad = 2 * self.alpha * self.q2 * theta
+        for Z1, st, M in self.blocks:
+            sc = Z1 @ (M @ theta)
+            val += self.loss.value(st, sc).sum() / self.W
+            grad = grad + M.T @ (Z1.T @ self.loss.grad(st, sc)) / self.W
+        return val, grad
+
+
+def _constraints(family: Family, loss, data: TrainData, theta: np.ndarray, spec: SetSpec | None,
+                 rationality: bool, bound: np.ndarray, pairs, shrink: float):
+    """Values ``>= 0`` when satisfied, and their gradients, of every constraint:
+    rationality ``bound_g - L_g(own)``, envy ``L_g(r) - L_g(own)`` (both tightened by
+    ``shrink``), and the common set."""
+    from ._formulation import group_loss_grad
+
+    vals, jacs, kinds = [], [], []
+    own = {g: group_loss_grad(family, loss, data, theta, g, g)
+           for g in range(family.n_groups) if len(data.group_rows[g])}
+    if rationality:
+        for g, (v, gr) in own.items():
+            vals.append(bound[g] - shrink - v)
+            jacs.append(-gr)
+            kinds.append(("rationality", g))
+    for g, r in pairs:
+        if g in own:
+            v, gr = group_loss_grad(family, loss, data, theta, g, r)
+            vals.append(v - own[g][0] - shrink)
+            jacs.append(gr - own[g][1])
+            kinds.append(("envy", (g, r)))
+    if spec is not None:
+        for i in family.block_intercept:
+            e = np.zeros_like(theta)
+            e[i] = 1.0
+            vals += [spec.intercept_bound - (theta[i] - spec.intercept_center),
+                     spec.intercept_bound + (theta[i] - spec.intercept_center)]
+            jacs += [-e, e]
+            kinds += [("set", i), ("set", i)]
+        for idx in family.block_weights:
+            if len(idx):
+                diff = theta[idx] - spec.coef_center
+                e = np.zeros_like(theta)
+                e[idx] = -2 * diff
+                vals.append(spec.coef_bound ** 2 - float(diff @ diff))
+                jacs.append(e)
+                kinds.append(("set", tuple(idx)))
+    p = len(theta)
+    return np.array(vals), (np.array(jacs) if jacs else np.zeros((0, p))), kinds
+
+
+def slsqp(family: Family, loss, data: TrainData, theta0: np.ndarray, alpha: float, scale: np.ndarray,
+          spec: SetSpec | None, rationality: bool, bound: np.ndarray, pairs, tol: float,
+          max_iter: int = 300):
+    """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
+
+    Exact gradients of the objective (dense per-group blocks) and of every group loss;
+    the fair-use constraints are tightened by ``0.1 * tol`` so that a point on their
+    boundary verifies at ``tol``.  Returns scipy's result (``.x``, ``.success``) or
+    ``None`` when SLSQP raised.
+    """
+    from scipy.optimize import minimize
+
+    blocks = _Blocks(family, loss, data, alpha, scale)
+    cache: dict = {}
+
+    def cons(theta):
+        key = theta.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = _constraints(family, loss, data, theta, spec, rationality, bound, pairs, 0.1 * tol)
+        return cache[key]
+
+    constraints = []
+    if rationality or pairs or spec is not None:
+        constraints = [{"type": "ineq", "fun": lambda t: cons(t)[0], "jac": lambda t: cons(t)[1]}]
+    try:
+        res = minimize(blocks.value_grad, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
+                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14})
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None
+    if not np.all(np.isfinite(res.x)):
+        return None
+    return res
+
+
+def kkt_duals(family: Family, loss, data: TrainData, theta: np.ndarray, alpha: float,
+              scale: np.ndarray, spec: SetSpec | None, bound: np.ndarray, tol: float) -> dict:
+    """Multipliers of the rationality constraints at a solution, from the KKT
+    conditions: non-negative least squares of ``-grad f`` on the gradients of the
+    active constraints (rationality and common set).  Inactive constraints get 0."""
+    from scipy.optimize import nnls
+
+    _, grad = _Blocks(family, loss, data, alpha, scale).value_grad(theta)
+    vals, jacs, kinds = _constraints(family, loss, data, theta, spec, True, bound, [], 0.0)
+    active = np.flatnonzero(vals <= max(1e-6, 100 * tol))
+    duals = {g: 0.0 for kind, g in kinds if kind == "rationality"}
+    if len(active):
+        # min f s.t. c(theta) >= 0:  grad f = sum_k lambda_k grad c_k,  lambda >= 0
+        lam, _ = nnls(jacs[active].T, grad)
+        for k, j in enumerate(active):
+            kind, g = kinds[j]
+            if kind == "rationality":
+                duals[g] = float(lam[k])
+    return duals

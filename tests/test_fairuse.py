@@ -120,6 +120,12 @@ def test_property_certificate_verifies(problem):
     if cert.route == "exact":  # route 1 is envy-free by the block-optimality theorem
         assert group_reg == "set" and encoding in ("intersectional", "decoupled")
         assert np.all(own[:, None] <= L + TOL)
+        # a global optimum: no worse than a conic solver's answer to the same program
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SmallGroupWarning)
+            conic = Est(solver="ECOS", **kw).fit(X, y, groups=groups, sample_weight=w).certificate_
+        if conic.route == "exact":
+            assert cert.objective <= conic.objective + 1e-7
 
 
 def test_exact_route_binds_and_reports_duals(apnea):
@@ -136,6 +142,23 @@ def test_exact_route_binds_and_reports_duals(apnea):
         assert (c.table.loc[active, "dual"] > 0).all()
         assert (c.table.loc[~active, "dual"].abs() < 1e-5).all()
         assert c.iterations == 1
+
+
+def test_native_exact_route_matches_the_conic_solvers(apnea):
+    """The exact program solved natively (SLSQP + KKT duals) and by ECOS / Clarabel."""
+    X, y, groups = apnea
+    fits = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)
+        for solver in ("auto", "ECOS", "CLARABEL"):
+            fits[solver] = FairUseClassifier(margin="se:1", solver=solver).fit(X, y, groups=groups).certificate_
+    assert fits["auto"].solver == "NATIVE" and fits["auto"].route == "exact"
+    for solver in ("ECOS", "CLARABEL"):
+        c = fits[solver]
+        assert c.route == "exact" and c.solver == solver
+        assert abs(fits["auto"].objective - c.objective) <= 1e-8
+        np.testing.assert_allclose(fits["auto"].table["dual"], c.table["dual"], atol=1e-4)
+    assert (fits["auto"].table["dual"] > 0).sum() >= 1
 
 
 def test_margin_is_honoured(apnea):
