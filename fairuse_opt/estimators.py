@@ -496,7 +496,8 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         generic model and warn.
     solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
         "auto": problems without binding constraints are solved by Newton's method in
-        numpy; the others by a conic solver, ECOS first for the classifier and Clarabel
+        numpy and the exact route's program by SLSQP (both verified; a conic solver
+        otherwise); the others by a conic solver, ECOS first for the classifier and Clarabel
         first for the regressor (see ``benchmarks/results/solvers.md``), the other as
         fallback.  A solver name sends every problem through cvxpy with that solver first.
     formulation : {"auto", "epigraph", "direct"}, default="auto"
