@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._formulation import group_loss_grad, loss_matrix, objective_value
-from ._native import inside_set, kkt_duals, native_record, newton, slsqp
+from ._native import kkt_duals, native_record, newton, slsqp
 from ._solve import raise_failed, solve
 from .certificate import Certificate
 from .exceptions import (
@@ -169,7 +169,10 @@ def fit(ctx, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np
     theta_u = None
     if ctx.native:
         res = newton(fam, loss, data, theta_generic, ctx.alpha, ctx.scale)
-        if res.converged and inside_set(fam, ctx.set_spec, res.theta):
+        # inside the common set, its constraints are inactive: the unconstrained optimum
+        # is the constrained one
+        if res.converged and (ctx.set_spec is None
+                              or not ctx.set_spec.at_boundary(fam, *fam.effective(res.theta)).any()):
             theta_u, rec = res.theta, native_record(res)
     if theta_u is None:
         prog, rec = ctx.solve()
@@ -487,7 +490,8 @@ def _certificate(ctx, Ws, bs, L0, margins, fair_use, tol, *, route, solver, stat
     L = loss_matrix(ctx.loss, data, Ws, bs)
     own = np.diag(L).copy()
     rows = []
-    at_boundary = _at_set_boundary(ctx, Ws, bs)
+    at_boundary = (ctx.set_spec.at_boundary(ctx.family, Ws, bs) if ctx.set_spec is not None
+                   else np.zeros(G, dtype=bool))
     for g in range(G):
         alt = [r for r in range(G) if r != g]
         best_r = min(alt, key=lambda r: L[g, r]) if alt else None
@@ -523,14 +527,3 @@ def _certificate(ctx, Ws, bs, L0, margins, fair_use, tol, *, route, solver, stat
                        notes=list(notes) + ([f"best start: {start}"] if start else []))
     return cert
 
-
-def _at_set_boundary(ctx, Ws, bs) -> np.ndarray:
-    spec, fam = ctx.set_spec, ctx.family
-    G = Ws.shape[0]
-    out = np.zeros(G, dtype=bool)
-    if spec is None or not fam.uses_set:
-        return out
-    out |= np.abs(bs - spec.intercept_center) >= spec.intercept_bound * (1 - 1e-6)
-    if fam.block_weights and Ws.shape[1]:
-        out |= np.linalg.norm(Ws - spec.coef_center[None, :], axis=1) >= spec.coef_bound * (1 - 1e-6)
-    return out

@@ -108,6 +108,18 @@ class SetSpec:
     coef_center: np.ndarray
     coef_bound: float
 
+    def at_boundary(self, family: Family, Ws: np.ndarray, bs: np.ndarray, rel: float = 1e-6) -> np.ndarray:
+        """Per group: its block (effective intercept ``bs``, weights ``Ws``, standardised
+        scale) touches the set's boundary, within relative ``rel``.  All False for a
+        family without set-constrained blocks."""
+        out = np.zeros(Ws.shape[0], dtype=bool)
+        if not family.uses_set:
+            return out
+        out |= np.abs(bs - self.intercept_center) >= self.intercept_bound * (1 - rel)
+        if family.block_weights and Ws.shape[1]:
+            out |= np.linalg.norm(Ws - self.coef_center[None, :], axis=1) >= self.coef_bound * (1 - rel)
+        return out
+
 
 @dataclass
 class ModelVariables:

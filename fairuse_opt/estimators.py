@@ -322,12 +322,12 @@ class _BaseFairUse(BaseEstimator):
             scores = _fairuse.external_scores(self.generic, X_orig, groups_orig, self.group_cols, self._task)
             generic_row_loss = _fairuse.losses_from_scores(scores, ctx, self)
         fair_use = self._fair_use_set() if self.encoding != "none" else ()
+        theta_generic = ctx.family.embed_generic(w0, b0)
         theta, Ws, bs, cert = _fairuse.fit(
-            ctx, fair_use=fair_use, theta_generic=ctx.family.embed_generic(w0, b0),
+            ctx, fair_use=fair_use, theta_generic=theta_generic,
             generic_row_loss=generic_row_loss, margin=self.margin, on_infeasible=self.on_infeasible,
             max_iter=int(self.max_iter), tol=float(self.tol),
-            objective_generic=objective_value(ctx.family, loss, data, ctx.family.embed_generic(w0, b0),
-                                              ctx.alpha, scale))
+            objective_generic=objective_value(ctx.family, loss, data, theta_generic, ctx.alpha, scale))
         self._theta = theta
         self._family = ctx.family
         self._mean, self._scale = mean, scale
