@@ -331,13 +331,19 @@ class _BaseFairUse(BaseEstimator):
         self._theta = theta
         self._family = ctx.family
         self._mean, self._scale = mean, scale
+        self._set_fitted(*self._raw_models(Ws, bs, mean, scale), index=index, certificate=cert,
+                         set_spec=set_spec, n_iter=max(1, cert.iterations))
+
+    def _set_fitted(self, coef, intercept, *, index, certificate, set_spec, n_iter) -> None:
+        """Set the fitted attributes that describe the served models (one place, used by
+        :meth:`fit`, the generic model and :mod:`fairuse_opt.model_io`)."""
+        self.coef_, self.intercept_ = coef, intercept
         self.group_index_ = index
         self.groups_ = list(index.keys) if index is not None else []
         self.group_names_ = list(index.names) if index is not None else []
-        self.certificate_ = cert
+        self.certificate_ = certificate
         self.set_spec_ = set_spec
-        self.n_iter_ = max(1, cert.iterations)
-        self.coef_, self.intercept_ = self._raw_models(Ws, bs, mean, scale)
+        self.n_iter_ = n_iter
 
     @staticmethod
     def _raw_models(Ws, bs, mean, scale):
@@ -367,15 +373,11 @@ class _BaseFairUse(BaseEstimator):
                 setattr(gen, attr, getattr(self, attr))
         gen._theta, gen._family = theta0, gctx.family
         gen._mean, gen._scale = gctx.mean, gctx.scale
-        gen.group_index_, gen.groups_, gen.group_names_ = None, [], []
-        gen.coef_, gen.intercept_ = self._raw_models(*gctx.family.effective(theta0), gctx.mean, gctx.scale)
-        gen.coef_, gen.intercept_ = gen.coef_[:1], gen.intercept_[:1]
-        gen.set_spec_ = None
-        gen.n_iter_ = 1
-        gen.certificate_ = Certificate(table=pd.DataFrame(), route="generic", solver=grec.solver,
-                                       status=grec.status, objective=grec.objective,
-                                       objective_generic=grec.objective, seconds=grec.seconds,
-                                       verified=True, attempts=grec.attempts)
+        coef, intercept = self._raw_models(*gctx.family.effective(theta0), gctx.mean, gctx.scale)
+        cert = Certificate(table=pd.DataFrame(), route="generic", solver=grec.solver, status=grec.status,
+                           objective=grec.objective, objective_generic=grec.objective,
+                           seconds=grec.seconds, verified=True, attempts=grec.attempts)
+        gen._set_fitted(coef[:1], intercept[:1], index=None, certificate=cert, set_spec=None, n_iter=1)
         return gen
 
     # --------------------------------------------------------------- predict

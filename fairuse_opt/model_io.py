@@ -775,19 +775,11 @@ def _build(doc: dict, source: str) -> Any:
         obj.feature_names_ = list(names)
         if names_in is not None:
             obj.feature_names_in_ = np.array(names_in, dtype=object)
-    gen.coef_ = _vector(gdoc["coef"], d, source, "generic.coef").reshape(1, d)
-    gen.intercept_ = np.array([_float(gdoc["intercept"], source, "generic.intercept")])
-    gen.group_index_, gen.groups_, gen.group_names_ = None, [], []
-    gen.set_spec_ = None
-    gen.n_iter_ = gen_n_iter
-    gen.certificate_ = gcert
-    est.coef_, est.intercept_ = coef, intercept
-    est.group_index_ = index
-    est.groups_ = list(index.keys) if index is not None else []
-    est.group_names_ = list(index.names) if index is not None else []
-    est.set_spec_ = set_spec
-    est.n_iter_ = n_iter
-    est.certificate_ = certificate
+    gen._set_fitted(_vector(gdoc["coef"], d, source, "generic.coef").reshape(1, d),
+                    np.array([_float(gdoc["intercept"], source, "generic.intercept")]),
+                    index=None, certificate=gcert, set_spec=None, n_iter=gen_n_iter)
+    est._set_fitted(coef, intercept, index=index, certificate=certificate, set_spec=set_spec,
+                    n_iter=n_iter)
     est.generic_ = gen
     return est
 
