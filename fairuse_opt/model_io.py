@@ -79,14 +79,21 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .exceptions import FairUseWarning, InputError
+from .exceptions import (  # noqa: F401 - the encoding's messages, re-exported
+    MSG_MISSING_INPUT_COLUMNS,
+    MSG_NOT_NUMBER,
+    MSG_UNKNOWN_LEVEL,
+    FairUseWarning,
+    InputError,
+)
+from .tabular import TabularEncoding
 
 __all__ = [
     "FORMAT_NAME",
@@ -146,153 +153,6 @@ MSG_UNKNOWN_PARAMS = (
     "model file {source} has setting(s) {names} that this version of fairuse_opt does not "
     "know; they are ignored"
 )
-MSG_UNKNOWN_LEVEL = (
-    "column {column!r} has value(s) {values} not seen in training; known levels: {levels}"
-)
-MSG_NOT_NUMBER = "column {column!r} must be numeric; value(s) {values} are not numbers"
-MSG_MISSING_INPUT_COLUMNS = "the data lacks column(s) {missing} that the model needs"
-
-
-# --------------------------------------------------------------------------- encoding
-@dataclass
-class TabularEncoding:
-    """How the columns of a raw table become a model's numeric features.
-
-    Numeric columns are used as they are; categorical columns are one-hot encoded with
-    the first level in sorted order as the reference (no column), so the features stay
-    linearly independent of an intercept.  Categorical levels are kept as strings (the
-    text of the cells).
-
-    Attributes
-    ----------
-    columns : list of dict
-        One entry per input column, as written to the model file (see the module
-        docstring, key ``input``).
-    """
-
-    columns: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, categorical: Sequence[str] = ()) -> "TabularEncoding":
-        """Learn the encoding of ``frame``'s columns.
-
-        Parameters
-        ----------
-        frame : DataFrame
-            The feature columns (no target, no group columns), without missing values.
-        categorical : sequence of str
-            Columns to treat as categorical even if numeric; every non-numeric,
-            non-boolean column is categorical anyway.
-
-        Returns
-        -------
-        TabularEncoding
-        """
-        cols: list[dict] = []
-        forced = set(categorical)
-        for name in frame.columns:
-            col = frame[name]
-            numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-            if numeric and name not in forced:
-                cols.append({"name": str(name), "kind": "numeric", "feature": str(name)})
-                continue
-            levels = sorted({_level_text(v) for v in col.tolist()})
-            feats = {lv: f"{name}={lv}" for lv in levels[1:]}
-            cols.append({"name": str(name), "kind": "categorical", "levels": levels,
-                         "reference": levels[0] if levels else None, "features": feats})
-        return cls(columns=cols)
-
-    @property
-    def input_columns(self) -> list[str]:
-        """Raw column names, in order."""
-        return [c["name"] for c in self.columns]
-
-    @property
-    def categorical(self) -> list[str]:
-        """Names of the categorical input columns."""
-        return [c["name"] for c in self.columns if c["kind"] == "categorical"]
-
-    @property
-    def feature_names(self) -> list[str]:
-        """Names of the numeric features produced, in order."""
-        out: list[str] = []
-        for c in self.columns:
-            out += [c["feature"]] if c["kind"] == "numeric" else list(c["features"].values())
-        return out
-
-    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Numeric features of ``frame`` (float64, columns :attr:`feature_names`).
-
-        Raises
-        ------
-        InputError
-            A needed column is absent, a categorical column has a level not seen in
-            training, or a numeric column holds text.
-        """
-        missing = [c for c in self.input_columns if c not in frame.columns]
-        if missing:
-            raise InputError(MSG_MISSING_INPUT_COLUMNS.format(missing=missing))
-        out: dict[str, np.ndarray] = {}
-        for c in self.columns:
-            col = frame[c["name"]]
-            if c["kind"] == "numeric":
-                values = pd.to_numeric(col, errors="coerce")
-                bad = values.isna() & col.notna()
-                if bad.any():
-                    raise InputError(MSG_NOT_NUMBER.format(column=c["name"],
-                                                           values=sorted(set(map(str, col[bad])))[:5]))
-                out[c["feature"]] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-                continue
-            text = np.array([_level_text(v) for v in col.tolist()], dtype=object)
-            unknown = sorted(set(text) - set(c["levels"]))
-            if unknown:
-                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=unknown[:5],
-                                                          levels=c["levels"]))
-            for level, feat in c["features"].items():
-                out[feat] = (text == level).astype(np.float64)
-        return pd.DataFrame(out, index=frame.index, columns=self.feature_names)
-
-    def to_dict(self) -> list[dict]:
-        """The ``input.columns`` entry of the model file."""
-        return [dict(c) for c in self.columns]
-
-    @classmethod
-    def from_dict(cls, columns: Any, source: str = "<text>") -> "TabularEncoding":
-        """Validate and rebuild an encoding read from a model file."""
-        if not isinstance(columns, list):
-            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.columns", problem="must be a list"))
-        out = []
-        for i, c in enumerate(columns):
-            where = f"input.columns[{i}]"
-            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                raise InputError(MSG_BAD_FIELD.format(source=source, field=where,
-                                                      problem="must be an object with a string 'name'"))
-            if c.get("kind") == "numeric":
-                if not isinstance(c.get("feature"), str):
-                    raise InputError(MSG_BAD_FIELD.format(source=source, field=where,
-                                                          problem="needs a string 'feature'"))
-            elif c.get("kind") == "categorical":
-                levels, feats = c.get("levels"), c.get("features")
-                if (not isinstance(levels, list) or not all(isinstance(v, str) for v in levels)
-                        or not isinstance(feats, dict) or not set(feats) <= set(levels)
-                        or not all(isinstance(v, str) for v in feats.values())):
-                    raise InputError(MSG_BAD_FIELD.format(
-                        source=source, field=where,
-                        problem="needs 'levels' (strings) and 'features' (level -> feature name)"))
-            else:
-                raise InputError(MSG_BAD_FIELD.format(source=source, field=where + ".kind",
-                                                      problem="must be 'numeric' or 'categorical'"))
-            out.append(dict(c))
-        return cls(columns=out)
-
-
-def _level_text(value: Any) -> str:
-    """A categorical cell as text (cells read from CSV are already strings)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 # --------------------------------------------------------------------------- writing

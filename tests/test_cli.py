@@ -274,7 +274,8 @@ def test_bad_input_usage_errors_are_one_line(apnea_csv, tmp_path, capsys):
     assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_COLUMN_TWICE.format(
         column="Age", roles="--groups and --features")
     assert main([]) == 2
-    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_NO_COMMAND
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_NO_COMMAND.format(
+        commands="fit, predict, audit, demo")
 
 
 def test_plot_without_matplotlib_is_one_line(apnea_csv, tmp_path, capsys, monkeypatch):
