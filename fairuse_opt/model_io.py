@@ -104,6 +104,7 @@ __all__ = [
     "dumps",
     "loads",
     "read",
+    "schema",
 ]
 
 #: Name of the format (without version).
@@ -136,6 +137,7 @@ MSG_BAD_GROUP_VALUE = (
     "hold; use strings, integers, floats or booleans as group values"
 )
 MSG_BAD_CLASS_VALUE = "classes_ value {value!r} has type {type}, which a model file cannot hold"
+MSG_BAD_METADATA = "metadata cannot be written as JSON: {reason}"
 MSG_NON_FINITE = "{what} has a non-finite value ({value}); a model file holds finite numbers only"
 MSG_FILE_MISSING = "model file {path} does not exist"
 MSG_FILE_UNREADABLE = "cannot read model file {path}: {reason}"
@@ -149,6 +151,12 @@ MSG_NEWER_FORMAT = (
 )
 MSG_MISSING_KEYS = "model file {source} lacks required key(s) {keys}"
 MSG_BAD_FIELD = "model file {source}: {field} {problem}"
+MSG_TOO_DEEP = "model file {source} is nested too deeply to be a model file"
+MSG_METADATA_TOO_DEEP = "metadata is nested too deeply to be written to a model file"
+MSG_NO_GENERIC_LOADED = (
+    "this model was fitted with an external generic= model ({description}), which a model file "
+    "does not hold; pass generic= where it is needed (for example to audit())"
+)
 MSG_UNKNOWN_PARAMS = (
     "model file {source} has setting(s) {names} that this version of fairuse_opt does not "
     "know; they are ignored"
@@ -207,11 +215,7 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
         groups = None
         models = [{"group": None, "intercept": _num(est.intercept_[0], "intercept_[0]"),
                    "coef": _nums(est.coef_[0], "coef_[0]")}]
-    gen = est.generic_
-    generic = {"intercept": _num(gen.intercept_[0], "generic_.intercept_[0]"),
-               "coef": _nums(gen.coef_[0], "generic_.coef_[0]"),
-               "n_iter": int(getattr(gen, "n_iter_", 0) or 0),
-               "certificate": gen.certificate_.to_dict()}
+    generic = _generic_dict(est, _BaseFairUse)
     names_in = getattr(est, "feature_names_in_", None)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -234,9 +238,47 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
                         "group_columns": list(group_columns) if group_columns is not None else None,
                         "columns": encoding.to_dict() if encoding is not None else None}
     try:
-        return json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
+        text = json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
     except ValueError as exc:  # a NaN/inf slipped through (certificate, metadata)
         raise InputError(MSG_NON_FINITE.format(what="the model", value=exc)) from exc
+    except RecursionError:
+        raise InputError(MSG_METADATA_TOO_DEEP) from None
+    except TypeError as exc:  # metadata that JSON cannot hold
+        raise InputError(MSG_BAD_METADATA.format(reason=exc)) from None
+    for check in DOCUMENT_CHECKS:
+        check(json.loads(text))
+    return text
+
+
+#: Where the JSON Schema of the format lives inside the package.
+SCHEMA_RESOURCE = "schemas/model-file.schema.json"
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) of the model file, shipped with the package.
+
+    Validate a document with any JSON Schema library, for example
+    ``jsonschema.validate(doc, fairuse_opt.model_io.schema())`` (``jsonschema`` is not
+    needed by this library; the ``test`` extra installs it).
+    """
+    return json.loads((Path(__file__).parent / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+
+
+#: Functions called with every document :func:`dumps` writes (the test suite adds a
+#: JSON Schema validator here, so that every model file its fits write is checked).
+DOCUMENT_CHECKS: list = []
+
+
+def _generic_dict(est: Any, base: type) -> dict:
+    """The ``generic`` entry: the generic linear model, or a note that it is external."""
+    gen = getattr(est, "generic_", None)
+    if isinstance(gen, base) and hasattr(gen, "coef_") and getattr(gen, "group_index_", None) is None:
+        return {"intercept": _num(gen.intercept_[0], "generic_.intercept_[0]"),
+                "coef": _nums(gen.coef_[0], "generic_.coef_[0]"),
+                "n_iter": int(getattr(gen, "n_iter_", 0) or 0),
+                "certificate": gen.certificate_.to_dict()}
+    description = getattr(est, "generic_external_", None) or _describe(gen)
+    return {"external": description, "intercept": None, "coef": None, "n_iter": 0, "certificate": None}
 
 
 def _num(v: Any, what: str) -> float:
@@ -400,6 +442,8 @@ def read(text_or_path: Any) -> ModelFile:
     text, source = _text(text_or_path)
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InputError(MSG_TOO_DEEP.format(source=source)) from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(MSG_NOT_JSON.format(source=source, reason=exc)) from None
     if not isinstance(doc, dict):
@@ -479,9 +523,20 @@ def _bad(source: str, field_: str, problem: str) -> InputError:
 
 
 def _float(v: Any, source: str, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad(source, where, f"must be a finite number; got {_short(v)}")
+    try:
+        f = float(v)
+    except OverflowError:
+        raise _bad(source, where, "must be a finite number; got an integer too large for a float") from None
+    if not math.isfinite(f):
         raise _bad(source, where, f"must be a finite number; got {v!r}")
-    return float(v)
+    return f
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _vector(v: Any, d: int, source: str, where: str) -> np.ndarray:
@@ -532,10 +587,14 @@ def _build(doc: dict, source: str) -> Any:
             raise _bad(source, "classes.dtype", f"is not a numpy dtype: {c['dtype']!r}") from None
         if dtype.kind not in CLASS_DTYPE_KINDS:
             raise _bad(source, "classes.dtype", f"has kind {dtype.kind!r}; expected one of {CLASS_DTYPE_KINDS!r}")
+        if not all(_fits_kind(v, dtype.kind) for v in c["values"]):
+            raise _bad(source, "classes.values", f"do not match dtype {c['dtype']!r}: {c['values']!r}")
         try:
             classes = np.array(c["values"], dtype=dtype)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _bad(source, "classes.values", f"cannot be read as dtype {c['dtype']!r}") from None
+        if [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()] != list(c["values"]):
+            raise _bad(source, "classes.values", f"do not fit dtype {c['dtype']!r}: {c['values']!r}")
         if classes[0] == classes[1]:
             raise _bad(source, "classes.values", "must be two distinct labels")
 
@@ -614,6 +673,9 @@ def _build(doc: dict, source: str) -> Any:
     gdoc = doc["generic"]
     if not isinstance(gdoc, dict) or not {"intercept", "coef", "certificate"} <= set(gdoc):
         raise _bad(source, "generic", "must be an object with 'intercept', 'coef' and 'certificate'")
+    external = gdoc.get("external")
+    if external is not None and not isinstance(external, str):
+        raise _bad(source, "generic.external", "must be null or a string")
     gparams = dict(est.get_params(deep=False))
     gparams.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
     gen = cls(**gparams)
@@ -622,7 +684,8 @@ def _build(doc: dict, source: str) -> Any:
         raise _bad(source, "generic.n_iter", "must be an integer")
 
     certificate = _certificate(doc["certificate"], source, "certificate", Certificate)
-    gcert = _certificate(gdoc["certificate"], source, "generic.certificate", Certificate)
+    gcert = None if external is not None else _certificate(gdoc["certificate"], source,
+                                                           "generic.certificate", Certificate)
     if index is not None and "group" in certificate.table and len(certificate.table):
         cert_groups = [tuple(g) if isinstance(g, (list, tuple)) else (g,) for g in certificate.table["group"]]
         if sorted(map(repr, cert_groups)) != sorted(map(repr, index.keys)):
@@ -635,19 +698,99 @@ def _build(doc: dict, source: str) -> Any:
         obj.feature_names_ = list(names)
         if names_in is not None:
             obj.feature_names_in_ = np.array(names_in, dtype=object)
+    est._set_fitted(coef, intercept, index=index, certificate=certificate, set_spec=set_spec,
+                    n_iter=n_iter)
+    if external is not None:  # the generic model was an object the file does not hold
+        est.generic_ = None
+        est.generic_external_ = external
+        return est
     gen._set_fitted(_vector(gdoc["coef"], d, source, "generic.coef").reshape(1, d),
                     np.array([_float(gdoc["intercept"], source, "generic.intercept")]),
                     index=None, certificate=gcert, set_spec=None, n_iter=gen_n_iter)
-    est._set_fitted(coef, intercept, index=index, certificate=certificate, set_spec=set_spec,
-                    n_iter=n_iter)
     est.generic_ = gen
     return est
+
+
+def _fits_kind(v: Any, kind: str) -> bool:
+    """A class label from JSON suits a numpy dtype kind (no silent conversion)."""
+    if kind == "b":
+        return isinstance(v, bool)
+    if kind in "iu":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "f":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "U":
+        return isinstance(v, str)
+    return True
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: What each kind of certificate field may hold in the file (by its annotation in
+#: :class:`~fairuse_opt.certificate.Certificate`): ``float`` fields hold null for NaN.
+_FIELD_CHECKS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: v is None or _is_num(v), "a number or null"),
+    "float | None": (lambda v: v is None or _is_num(v), "a number or null"),
+    "tuple": (lambda v: isinstance(v, list), "a list"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+_STRING_LISTS = ("fair_use", "failures", "notes")
+#: Types of the certificate table's columns (other columns: any JSON scalar, list or null).
+_ROW_CHECKS = {
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "rationality_active": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "at_set_boundary": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "generic_fallback": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "group": (lambda v: _scalar_value(v) or (isinstance(v, list) and all(_scalar_value(x) for x in v)),
+              "a list of group values"),
+    "best_alternative": (lambda v: v is None or _scalar_value(v)
+                         or (isinstance(v, list) and all(_scalar_value(x) for x in v)),
+                         "a list of group values or null"),
+}
+_ROW_NUMBERS = ("weight", "generic_loss", "own_loss", "gain", "margin", "rationality_slack",
+                "best_alternative_loss", "envy_slack", "dual")
+
+
+def _check_certificate_types(d: dict, source: str, where: str, Certificate: Any) -> None:
+    """Type-check a certificate read from a file (``"verified": "yes"`` is not ``True``)."""
+    import dataclasses
+
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(Certificate)}
+    for name, value in d.items():
+        if name == "table":
+            continue
+        if name not in annotations:
+            raise _bad(source, f"{where}.{name}", "is not a certificate field")
+        check = _FIELD_CHECKS.get(annotations[name])
+        if check is not None and not check[0](value):
+            raise _bad(source, f"{where}.{name}", f"must be {check[1]}; got {_short(value)}")
+        if name in _STRING_LISTS and not all(isinstance(x, str) for x in value):
+            raise _bad(source, f"{where}.{name}", "must be a list of strings")
+        if name == "attempts" and not all(isinstance(a, list) and all(isinstance(x, str) for x in a)
+                                          for a in value):
+            raise _bad(source, f"{where}.attempts", "must be a list of [solver, status] string pairs")
+        if name == "trace" and not all(x is None or _is_num(x) for x in value):
+            raise _bad(source, f"{where}.trace", "must be a list of numbers")
+    for i, row in enumerate(d["table"]):
+        for col, value in row.items():
+            check = _ROW_CHECKS.get(col)
+            if col in _ROW_NUMBERS:
+                check = (lambda v: v is None or _is_num(v), "a number or null")
+            if check is not None and not check[0](value):
+                raise _bad(source, f"{where}.table[{i}].{col}", f"must be {check[1]}; got {_short(value)}")
 
 
 def _certificate(d: Any, source: str, where: str, Certificate: Any) -> Any:
     if not isinstance(d, dict) or not isinstance(d.get("table"), list) \
             or not all(isinstance(r, dict) for r in d["table"]):
         raise _bad(source, where, "must be an object with a 'table' list of rows")
+    _check_certificate_types(d, source, where, Certificate)
     try:
         cert = Certificate.from_dict(d)
     except (TypeError, ValueError, KeyError) as exc:

@@ -21,17 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-7
 
 
-def data_dir() -> Path:
-    env = os.environ.get("FAIRUSE_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
-def apnea_csv(tmp_path_factory) -> Path:
+def apnea_csv(tmp_path_factory, data_dir) -> Path:
     """apnea.csv plus a text column ``site`` (a categorical feature the CLI must one-hot encode)."""
-    src = data_dir() / "apnea.csv"
-    if not src.exists():
-        pytest.fail(f"apnea.csv not found at {src}: set FAIRUSE_DATA_DIR to the folder holding it")
+    src = data_dir / "apnea.csv"
     df = pd.read_csv(src)
     df["site"] = np.array(["north", "south", "east"])[np.arange(len(df)) % 3]
     path = tmp_path_factory.mktemp("cli") / "apnea_site.csv"
