@@ -682,14 +682,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     y = frame[args.target]
     _check_target(y, args.target, args.task)
     _check_group_columns(frame, groups)
-    # the input is valid: from here on, progress lines (before, a bad input gives one line only)
-    progress(f"read {len(frame)} row(s) of {args.data}; loading the fitting modules")
-    from .estimators import FairUseClassifier, FairUseRegressor
-    from .model_io import dumps
     from .tabular import TabularEncoding
 
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
     X = encoding.transform(frame)
+    # the input is valid: from here on, progress lines (before, a bad input gives one line only)
+    progress(f"read {len(frame)} row(s) of {args.data}; loading the fitting modules")
+    from .estimators import FairUseClassifier, FairUseRegressor
+    from .model_io import dumps
+
     G = frame[groups]
     n_groups = len(G.drop_duplicates())
     if dropped:
@@ -942,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return args.func(args)
             except CLIError as exc:
                 return _fail(str(exc), exc.status)
-            except (InputError, FileNotFoundError, ImportError) as exc:
+            except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
                 return _fail(str(exc), EXIT_INPUT)
             except FairUseError as exc:  # infeasible margin, solver failure, failed verification
                 return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
