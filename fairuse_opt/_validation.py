@@ -199,11 +199,10 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
             unused = [_py(v) for v in col.cat.categories if v not in set(col.unique())]
             if unused:
                 raise InputError(MSG_EMPTY_GROUP.format(name=name, levels=unused))
-    out = pd.DataFrame({name: np.array([_py(v) for v in frame[name].tolist()], dtype=object)
-                        for name in frame.columns})
-    for name in out.columns:
-        _check_group_values(name, out[name].tolist(), fit=fit)
-    return out
+    values = {name: [_py(v) for v in frame[name].tolist()] for name in frame.columns}
+    for name, column in values.items():
+        _check_group_values(name, column, fit=fit)
+    return pd.DataFrame({name: np.array(column, dtype=object) for name, column in values.items()})
 
 
 def _check_group_values(name: str, values: list, *, fit: bool) -> None:

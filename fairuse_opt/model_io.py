@@ -332,6 +332,8 @@ def _settings(est: Any) -> dict:
                     "intercept_bound": float(spec.intercept_bound),
                     "coef_center": [float(v) for v in np.asarray(spec.coef_center, dtype=np.float64)],
                     "coef_bound": float(spec.coef_bound)}
+    if params.get("generic") is None and getattr(est, "generic_external_", None):
+        skipped["generic"] = est.generic_external_  # loaded from a file: keep what was recorded
     return {"params": out, "not_serialised": skipped, "set_spec": set_spec,
             "n_iter": int(getattr(est, "n_iter_", 0) or 0)}
 
@@ -651,7 +653,8 @@ def _build(doc: dict, source: str) -> Any:
         params[key] = None
     try:
         est = cls(**params)
-    except TypeError as exc:
+        est._check_params()  # the checks fit() makes: a file cannot carry a setting fit() refuses
+    except (TypeError, InputError) as exc:
         raise _bad(source, "settings.params", str(exc)) from None
     n_iter = settings.get("n_iter", 0)
     if isinstance(n_iter, bool) or not isinstance(n_iter, int):
