@@ -7,70 +7,14 @@ shortest representation that round-trips, as Python's :mod:`json` does).  Loadin
 JSON only: no pickle, no import of a name found in the file, no code is executed.  A bad
 file raises :class:`~fairuse_opt.exceptions.InputError` saying what is wrong.
 
-Format ``fairuse_opt.model/1``
-------------------------------
-A JSON object with these keys (``*``: required).
-
-``format`` *
-    ``"fairuse_opt.model/1"``: name and major version of this format.
-``library`` *
-    ``{"name": "fairuse_opt", "version": "0.1.0"}``: the writer.
-``estimator`` *
-    ``"FairUseClassifier"`` or ``"FairUseRegressor"``.
-``task`` *
-    ``"classification"`` (logistic) or ``"regression"`` (squared error).
-``classes`` *
-    Classification: ``{"values": [c0, c1], "dtype": "<i8"}`` (the numpy dtype of
-    ``classes_``); ``c1`` is the positive class.  Regression: ``null``.
-``features`` *
-    ``{"names": [...], "names_in": [...] or null}``: the model's numeric features in
-    order (``names_in`` is ``feature_names_in_``: the estimator was fitted on a
-    DataFrame with these columns).
-``input``
-    ``null``, or how a raw table row becomes the features (written by the ``fairuse``
-    command line): ``{"target": "Apnea", "group_columns": ["Age", "Sex"], "columns":
-    [...]}`` where every entry of ``columns`` is either ``{"name": "BMI", "kind":
-    "numeric", "feature": "BMI"}`` (the value, as a number) or ``{"name": "site",
-    "kind": "categorical", "levels": ["A", "B", "C"], "reference": "A", "features":
-    {"B": "site=B", "C": "site=C"}}`` (one 0/1 feature per non-reference level; the
-    reference level, the first in sorted order, sets every one of them to 0; levels are
-    the text of the CSV cells; a level not listed is an error).
-``groups`` *
-    ``{"attributes": ["Age", "Sex"], "levels": {"Age": [...], "Sex": [...]}}``, or
-    ``null`` for a generic model (``encoding="none"``).
-``models`` *
-    For every reportable intersectional group, in the order of ``groups_``:
-    ``{"group": ["30_to_60", "Female"], "intercept": b, "coef": [w_1, ..., w_d]}``, the
-    effective linear model on the raw feature scale (``intercept_[k]``, ``coef_[k]``).
-    For a generic model, one entry with ``"group": null``.
-``generic`` *
-    The generic model (``generic_``): ``{"intercept": b, "coef": [...], "n_iter": k,
-    "certificate": {...}}``.  The certificate's ``generic_loss`` values are this model's
-    training losses, except when the estimator was fitted with ``generic=`` (then
-    ``settings.not_serialised`` names it, and they are that model's losses).
-``certificate`` *
-    ``certificate_.to_dict()``: per group n, generic loss, own loss, best alternative
-    report, slacks, duals; route, solver, status, verified (see
-    :class:`~fairuse_opt.certificate.Certificate`).  Missing numbers are ``null``.
-``settings`` *
-    ``{"params": {...}, "not_serialised": {...}, "set_spec": {...} or null, "n_iter":
-    k}``: the estimator's ``get_params()``.  Values that JSON cannot hold exactly are
-    tagged: ``{"__tuple__": [...]}``, ``{"__items__": [[key, value], ...]}`` (a mapping
-    whose keys are not all strings, such as per-group margins).  Parameters that cannot
-    be written at all (a ``generic`` model object, a ``constraint_hook`` function) are
-    recorded in ``not_serialised`` as ``{"name": "description"}`` and come back as
-    ``None``: the loaded model predicts identically but refitting it does not reuse them.
-``metadata``
-    Free-form information from the writer (command line: data file, rows dropped).
-
-Scoring a row without the library
----------------------------------
-Build the feature vector ``x`` (``input.columns`` tell how from a raw row), find the
-entry of ``models`` whose ``group`` equals the row's group attribute values (in the
-order of ``groups.attributes``) -- or the group the row *reports* -- and compute
-``s = intercept + sum_j coef[j] * x[j]``.  Classification: the probability of
-``classes.values[1]`` is ``1 / (1 + exp(-s))`` and the predicted class is
-``classes.values[1]`` when ``s > 0``.  Regression: the prediction is ``s``.
+The format ``fairuse_opt.model/1`` is specified in ``docs/model-file.md`` (every field,
+the scoring rule, the categorical encoding) and, machine-readably, by the JSON Schema
+shipped in the package (:func:`schema`).  In short: for every intersectional group,
+``models`` holds the effective linear model on the raw feature scale, and a row with
+features ``x`` reporting group ``r`` scores ``s = intercept_r + coef_r . x``; for a
+classifier the probability of ``classes.values[1]`` is ``1 / (1 + exp(-s))``.  How a raw
+table row becomes ``x`` is recorded in ``input.columns``
+(:class:`~fairuse_opt.tabular.TabularEncoding`).
 """
 
 from __future__ import annotations
