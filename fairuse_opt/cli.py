@@ -36,6 +36,7 @@ import shlex
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -660,13 +661,43 @@ def _command_text(args: argparse.Namespace) -> str:
 
 
 # --------------------------------------------------------------------------- fit
-def cmd_fit(args: argparse.Namespace) -> int:
-    """``fairuse fit``: read the CSV, encode features, fit, write the model file."""
+@dataclass
+class TrainingTable:
+    """A training CSV read, checked and encoded (what ``fairuse fit`` fits on).
+
+    Attributes
+    ----------
+    X : DataFrame
+        Numeric features (``encoding.feature_names``).
+    y : Series
+        The target.
+    G : DataFrame
+        The group columns, as text.
+    encoding : TabularEncoding
+        How the raw columns became ``X`` (written to the model file).
+    groups : list of str
+        Group column names.
+    n_rows : int
+        Rows used (after ``--dropna``).
+    dropped : str or None
+        What ``--dropna`` dropped, per group.
+    """
+
+    X: Any
+    y: Any
+    G: Any
+    encoding: Any
+    groups: list
+    n_rows: int
+    dropped: str | None
+
+
+def load_training_table(args: argparse.Namespace) -> TrainingTable:
+    """Read ``--data`` with the roles given by ``--target``, ``--groups``, ``--features`` and
+    ``--categorical``; refuse bad input (``CLIError``) before any progress line."""
     groups = list(args.groups)
     if not groups:
         raise CLIError(MSG_NO_GROUPS)
-    margin = _parse_margin(args.margin)
-    outs = check_paths({"--data": args.data}, {"--out": args.out})
     explicit = list(args.features) if args.features is not None else []
     _check_roles(args.target, groups, explicit)
     frame = read_table(args.data, text_columns=[*groups, *args.categorical],
@@ -679,39 +710,50 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise CLIError(MSG_COLUMN_TWICE.format(column=unknown_cat[0], roles="--categorical but not a feature"))
     frame, dropped = handle_missing(frame, [args.target, *groups, *features], groups, dropna=args.dropna,
                                     path=args.data, what="fit")
-    y = frame[args.target]
-    _check_target(y, args.target, args.task)
+    _check_target(frame[args.target], args.target, args.task)
     _check_group_columns(frame, groups)
     from .tabular import TabularEncoding
 
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
-    X = encoding.transform(frame)
-    # the input is valid: from here on, progress lines (before, a bad input gives one line only)
-    progress(f"read {len(frame)} row(s) of {args.data}; loading the fitting modules")
-    from .estimators import FairUseClassifier, FairUseRegressor
+    return TrainingTable(X=encoding.transform(frame), y=frame[args.target], G=frame[groups], encoding=encoding,
+                         groups=groups, n_rows=len(frame), dropped=dropped)
+
+
+def write_model(path: Path, est: Any, table: TrainingTable, args: argparse.Namespace) -> None:
+    """Write the model file of a ``fit`` (atomically), with the input encoding and metadata."""
+    from ._files import Staged
     from .model_io import dumps
 
-    G = frame[groups]
-    n_groups = len(G.drop_duplicates())
-    if dropped:
-        progress(dropped)
-    if encoding.categorical:
-        progress(f"one-hot encoded {', '.join(encoding.categorical)} -> {X.shape[1]} feature(s)")
+    metadata = {"data": str(args.data), "n_rows": int(table.n_rows), "command": _command_text(args)}
+    text = dumps(est, encoding=table.encoding, target=args.target, group_columns=table.groups,
+                 metadata=metadata)
+    with Staged() as staged:
+        _stage(staged, path, text)
+        _commit(staged)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``fairuse fit``: read the CSV, encode features, fit, write the model file."""
+    margin = _parse_margin(args.margin)
+    outs = check_paths({"--data": args.data}, {"--out": args.out})
+    table = load_training_table(args)
+    # the input is valid: from here on, progress lines (before, a bad input gives one line only)
+    progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
+    from .estimators import FairUseClassifier, FairUseRegressor
+
+    if table.dropped:
+        progress(table.dropped)
+    if table.encoding.categorical:
+        progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
     est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, alpha=args.l2,
               group_reg=args.group_reg, on_infeasible=args.on_infeasible, solver=args.solver)
-    progress(f"fitting {args.task}, encoding={args.encoding}, fair_use={args.fair_use}: "
-             f"{len(frame)} rows, {X.shape[1]} feature(s), {n_groups} group(s)")
-    est.fit(X, y, groups=G)
+    progress(f"fitting {args.task}, encoding={args.encoding}, fair_use={args.fair_use}: {table.n_rows} rows, "
+             f"{table.X.shape[1]} feature(s), {len(table.G.drop_duplicates())} group(s)")
+    est.fit(table.X, table.y, groups=table.G)
     cert = est.certificate_
     progress(f"fitted: route {cert.route}, solver {cert.solver} ({cert.status}), verified={cert.verified}")
-    metadata = {"data": str(args.data), "n_rows": int(len(frame)), "command": _command_text(args)}
-    text = dumps(est, encoding=encoding, target=args.target, group_columns=groups, metadata=metadata)
-    from ._files import Staged
-
-    with Staged() as staged:
-        _stage(staged, outs["--out"], text)
-        _commit(staged)
+    write_model(outs["--out"], est, table, args)
     print(_certificate_text(est))
     return 0
 
