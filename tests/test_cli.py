@@ -269,7 +269,7 @@ def test_bad_input_usage_errors_are_one_line(apnea_csv, tmp_path, capsys):
         column="Age", roles="--groups and --features")
     assert main([]) == 2
     assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_NO_COMMAND.format(
-        commands="fit, predict, audit, demo")
+        commands=", ".join(f.__name__.removeprefix("add_") for f in cli.COMMANDS))
 
 
 def test_plot_without_matplotlib_is_one_line(apnea_csv, tmp_path, capsys, monkeypatch):
@@ -333,8 +333,10 @@ def test_version(capsys):
 def test_subcommands_come_from_the_registry(capsys):
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction))
-    assert list(sub.choices) == ["fit", "predict", "audit", "demo"] == [
-        f.__name__.removeprefix("add_") for f in cli.COMMANDS]
+    names = [f.__name__.removeprefix("add_") for f in cli.COMMANDS]
+    assert list(sub.choices) == names and names[:4] == ["fit", "predict", "audit", "demo"]
+    for name in ("fit", "predict", "audit", "demo"):
+        assert sub.choices[name].get_default("func") is getattr(cli, f"cmd_{name}")
 
 
 def test_encodings_agree_with_the_library():
