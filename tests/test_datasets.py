@@ -9,6 +9,7 @@ the package is not installed.
 from __future__ import annotations
 
 import importlib.util
+import re
 import os
 from pathlib import Path
 
@@ -305,3 +306,17 @@ def test_band_refuses_missing_values():
         "<45", "45-54", "45-54", "55+"]
     with pytest.raises(InputError, match="'age'.*1 missing"):
         D._band(pd.Series([30.0, np.nan], name="age"), [50], ["<50", "50+"])
+
+
+def test_apnea_relative_data_dir_is_read_from_the_current_folder(monkeypatch, data_dir, tmp_path):
+    """FAIRUSE_DATA_DIR=../shared/data means: from the folder the loader is called in."""
+    import os as _os
+
+    reference = D.load_apnea(data_dir)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(D.ENV_DATA_DIR, _os.path.relpath(data_dir, tmp_path))
+    for a, b in zip(reference, D.load_apnea()):
+        pd.testing.assert_frame_equal(pd.DataFrame(a), pd.DataFrame(b))
+    monkeypatch.setenv(D.ENV_DATA_DIR, "no/such/folder")
+    with pytest.raises(D.DatasetNotFoundError, match=re.escape(str(tmp_path / "no" / "such" / "folder"))):
+        D.load_apnea()
