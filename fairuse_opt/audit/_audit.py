@@ -59,7 +59,6 @@ from ._stats import (
     mcnemar_test,
     percentile_bound,
     resample_counts,
-    significant,
     spawn_generators,
 )
 
@@ -131,10 +130,11 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     test : {"bootstrap", "exact"}, default "bootstrap"
         ``"exact"`` replaces the bootstrap p-values of the error rate by exact one-sided
         McNemar tests and those of AUC by DeLong's test (normal approximation; the
-        bootstrap is kept when a class has fewer than two rows).  Intervals are always
-        bootstrap percentile intervals.  The ``test`` column says which test was used.
+        bootstrap is kept when a class has fewer than two rows), and their bounds by the
+        tests' inversion.  The ``test`` column says which test was used.
     ci_level : float, default 0.95
-        Level of the two-sided percentile intervals.
+        Level of the two-sided percentile intervals ``ci_low``/``ci_high`` (descriptive:
+        the verdicts use the one-sided bounds).
     n_bins : int, default 10
         Equal-width bins of ``"ece"``.
     min_group_size : int, default 10
@@ -158,17 +158,40 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     :func:`~fairuse_opt.audit._stats.bootstrap_summary`).
 
     *Verdicts.*  ``"violation"`` when the corrected ``p_violation <= alpha``,
-    ``"benefit"`` when the corrected ``p_benefit <= alpha``, ``"no significant gain"``
-    otherwise, ``"too small to judge"`` as above.
+    ``"benefit"`` when the corrected ``p_benefit <= alpha``, otherwise ``"inconclusive
+    (estimate: gain)"``, ``"inconclusive (estimate: harm)"`` or ``"inconclusive
+    (estimate: 0)"`` by the sign of the point estimate; ``"cannot change"`` when the metric
+    is equal for the two columns under every weighting of the rows (the same scores; for
+    AUC the same ranking of the group's rows, as under reports that only shift an
+    intercept; for error, log loss, Brier, MSE and MAE the same per-row losses): the gain
+    is 0 on every resample, nothing is tested and the row is left out of the correction;
+    ``"too small to judge"`` as above.
+
+    *Bounds that agree with the verdicts.*  Each row has a lower bound (``lower_bound``,
+    confidence ``lower_level``) and an upper bound (``upper_bound``, ``upper_level``) on
+    its gain, at the corrected level at which its benefit and violation tests were
+    decided: ``alpha`` without correction, ``alpha / m`` with Bonferroni, and with Holm
+    ``alpha / (m - j + 1)`` for the hypothesis rejected at step ``j`` and ``alpha / (m -
+    r)`` for those not rejected after ``r`` rejections (see
+    :func:`~fairuse_opt.audit._stats.correction_factors` for why these levels and not
+    simultaneous ones).  By construction ``lower_bound > 0`` exactly when the verdict is
+    ``"benefit"`` and ``upper_bound < 0`` exactly when it is ``"violation"``.  Bootstrap
+    bounds are order statistics of the resampled gains (the percentile at the level, see
+    :func:`~fairuse_opt.audit._stats.percentile_bound`); McNemar bounds invert the exact
+    binomial test given the discordant rows (Clopper-Pearson); DeLong bounds are ``gain
+    -/+ z se``.  For the worst-envy row the lower bound is the smallest per-report lower
+    bound (intersection-union) and the upper bound the smallest per-report upper bound at
+    level ``alpha / (f R)`` (union), bounds on the smallest gap.
 
     *Envy.*  Each (group, report) pair is tested (``condition="envy_pair"``).  The
     ``condition="envy"`` row answers "does the group envy some report?" without the
     selection bias of testing the report that looks worst: its ``p_violation`` is the
-    Bonferroni union test ``min(1, (R - 1) min_r p_violation_r)`` over the group's
-    ``R - 1`` alternatives, its ``p_benefit`` is the intersection-union test
-    ``max_r p_benefit_r`` (own report better than every alternative), and its
+    Bonferroni union test ``min(1, R min_r p_violation_r)`` over the group's ``R``
+    alternatives that can change the metric, its ``p_benefit`` is the intersection-union
+    test ``max_r p_benefit_r`` over all alternatives (own report better than every
+    alternative; 1 when one cannot change the metric), and its
     interval is ``[min_r low_r, min_r high_r]`` built from per-pair intervals at level
-    ``1 - (1 - ci_level) / (R - 1)``, a simultaneous (Bonferroni) interval for the
+    ``1 - (1 - ci_level) / K`` over all ``K`` alternatives, a simultaneous (Bonferroni) interval for the
     smallest gap.  Its ``gain`` is the smallest estimated gap and ``comparison`` the
     report that attains it.
     """
