@@ -13,6 +13,7 @@ import pytest
 
 from fairuse_opt.audit import VERDICTS, FairUseReport, Metric, ModelInterfaceError, audit
 from fairuse_opt.audit import _stats
+from fairuse_opt.audit._report import format_number
 from fairuse_opt.audit._errors import (
     MSG_BAD_OUTPUT,
     MSG_CLASSES_MISMATCH,
@@ -788,3 +789,69 @@ def test_labels_of_values_that_print_alike():
                                                               ("b", 2): "A=b, B=2"}
     assert group_label(["A"], ['say "hi"\\']) == 'A="say \\"hi\\"\\\\"'
     assert group_label(["A"], [" padded"]) == 'A=" padded"' and group_label(["A"], [""]) == 'A=""'
+
+
+# ------------------------------------------------------------------ readable results
+def test_summary_is_one_line_per_group_and_metric_with_the_bound_the_verdict_used():
+    model, X, y, g = mixed_case()
+    report = audit(model, X, y, groups=g, metrics=["error", "auc", "brier"], n_boot=200)
+    s = report.summary()
+    assert isinstance(s, pd.DataFrame)
+    assert list(s.index.names) == ["condition", "group", "metric"]
+    assert list(s.columns) == ["comparison", "gain", "side", "bound", "level", "p_adj", "verdict"]
+    assert len(s) == 2 * 5 * 3
+    t = report.table
+    for (cond, group, metric), r in s.iterrows():
+        row = _row(t, group, metric, cond)
+        assert r.verdict == row.verdict and r.gain == row.gain and r.comparison == row.comparison
+        if row.verdict in ("violation", "inconclusive (estimate: harm)"):
+            assert (r.side, r.bound, r.p_adj) == ("<=", row.upper_bound, row.p_violation_adj)
+            assert r.level == row.upper_level
+        else:
+            assert (r.side, r.bound, r.p_adj) == (">=", row.lower_bound, row.p_benefit_adj)
+    text = str(s)
+    assert text == repr(s) == s.to_string() and str(report).endswith(text)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100
+    # every (condition, group, metric) has its line, with the numbers in the one format
+    start = {c: lines.index(next(x for x in lines if x.startswith(f"{c}: own report")))
+             for c in ("rationality", "envy")}
+    blocks = {"rationality": lines[start["rationality"]:start["envy"]],
+              "envy": lines[start["envy"]:]}
+    short = report.settings["short_labels"]
+    for (cond, group, metric), r in s.iterrows():
+        hits = [x for x in blocks[cond] if x.startswith(f"{short[group]}  ")
+                and f"  {metric} " in x]
+        assert len(hits) == 1, (cond, group, metric)
+        x = hits[0]
+        assert format_number(r.gain) in x and f"{r.side} {format_number(r.bound)}" in x
+        assert x.rstrip().endswith(r.verdict) and format_number(r.p_adj) in x
+        if cond == "envy":
+            assert f"  {short[r.comparison]}  " in x
+    assert format_number(0.012345) == "0.0123" and format_number(-0.0) == "0"
+    assert format_number(np.nan) == "" and format_number(-np.inf) == "-inf"
+    assert format_number(7) == "7" and format_number(1.5e-7) == "1.5e-07"
+    # the same numbers, formatted alike, in markdown and JSON
+    md = report.to_markdown()
+    row = _row(t, "group=B", "brier", "rationality")
+    assert f"| group=B | brier | generic | 90 | {format_number(row.value)} |" in md
+    assert f"<= {format_number(row.upper_bound)} | {format_number(row.upper_level)} |" in md
+    data = json.loads(report.to_json())
+    rec = [r for r in data["table"] if r["group"] == "group=B" and r["metric"] == "brier"
+           and r["condition"] == "rationality"][0]
+    assert rec["upper_bound"] == float(format_number(row.upper_bound))
+    full = json.loads(report.to_json(digits=None))
+    rec = [r for r in full["table"] if r["group"] == "group=B" and r["metric"] == "brier"
+           and r["condition"] == "rationality"][0]
+    assert rec["upper_bound"] == row.upper_bound
+
+
+def test_too_few_resamples_for_the_level_say_so():
+    model, X, y, g = mixed_case()
+    # 5 groups, Holm: the first step is at 0.1 / 5 = 0.02 < 1 / 31, the smallest p-value
+    report = audit(model, X, y, groups=g, metrics=["brier"], n_boot=30)
+    rat = report.table[report.table.condition == "rationality"]
+    assert np.isinf(rat.lower_bound).all() and np.isinf(rat.upper_bound).all()
+    assert not rat.verdict.isin(["benefit", "violation"]).any()
+    assert "bound inf: with 30 resamples" in str(report.summary())
+    assert json.loads(report.to_json())["table"][0]["upper_bound"] is None

@@ -267,6 +267,14 @@ class FairUseReport:
             notes.append(f"cannot change ({metrics}): both score the group's rows alike for this "
                          "metric (for AUC: the same ranking, as when a report only shifts an "
                          "intercept), so the gain is 0 on every resample; not tested")
+        infinite = ~np.isfinite(rows["lower_bound"].to_numpy(dtype=float)) & rows[
+            "lower_bound"].notna().to_numpy()
+        infinite |= ~np.isfinite(rows["upper_bound"].to_numpy(dtype=float)) & rows[
+            "upper_bound"].notna().to_numpy()
+        if infinite.any():
+            notes.append(f"bound inf: with {self.settings.get('n_boot')} resamples no bootstrap "
+                         "p-value can be as small as the corrected level, so the test cannot "
+                         "reject; use more resamples (n_boot)")
         if (rows["verdict"] == TOO_SMALL).any():
             notes.append(f"too small to judge: fewer than {self.settings.get('min_group_size')} "
                          "rows, or a single class for AUC")
@@ -396,8 +404,8 @@ class FairUseReport:
             _plot_envy(fig, ax_envy, self.table, name, short)
         handles = [Line2D([], [], color=_COLOURS[v], marker="o", lw=2, label=v)
                    for v in VERDICTS if v in used]
-        handles.append(Line2D([], [], color="black", marker="|", ls="none", ms=10,
-                              label="| one-sided bound used by the verdict"))
+        handles.append(Line2D([], [], color="black", marker="|", ls="none", ms=10, mew=2,
+                              label="one-sided bound used by the verdict (corrected level)"))
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
                    fontsize="small", frameon=False)
         return fig
@@ -415,7 +423,10 @@ def _plot_rationality(ax, table: pd.DataFrame, metric: str, short: dict) -> set[
             ax.plot([bound, r.gain], [y0, y0], color=colour, lw=2)
             ax.plot([bound], [y0], marker="|", ms=12, mew=2, color=colour)
         ax.plot([r.gain], [y0], marker="o", color=colour, ls="none")
+    from matplotlib.ticker import MaxNLocator
+
     ax.axvline(0.0, color="black", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
     ax.set_yticks(pos, [short.get(g, g) for g in rat["group"]])
     ax.set_xlabel(f"gain in {metric} over the generic model (> 0: own report better)")
     ax.set_title(f"Rationality, {metric}")
