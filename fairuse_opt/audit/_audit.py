@@ -51,8 +51,8 @@ from ._stats import (
     bootstrap_tails,
     correction_factors,
     delong_bound,
+    delong_pvalues,
     delong_statistic,
-    delong_test,
     distinct_columns,
     mcnemar_bound,
     mcnemar_counts,
@@ -527,11 +527,11 @@ def _exact_tests(m: Metric, y, S, compared, fixed, summ, parts, test_used) -> No
             p_v, p_b = mcnemar_test(correct[:, 1], correct[:, col])
             parts[k] = ("mcnemar", b, c, int(y.size))
         else:
-            res = delong_test(y, S[:, 1], S[:, col])
-            if res is None:
+            stat = delong_statistic(y, S[:, 1], S[:, col])
+            if stat is None:  # a class with fewer than two rows: the bootstrap stays
                 continue
-            _, p_v, p_b = res
-            parts[k] = ("delong", *delong_statistic(y, S[:, 1], S[:, col]))
+            p_v, p_b = delong_pvalues(*stat)
+            parts[k] = ("delong", *stat)
         summ["p_violation"][k], summ["p_benefit"][k] = p_v, p_b
         test_used[k] = kind
 
