@@ -253,9 +253,10 @@ class FairUseReport:
         names = ", ".join(map(str, s.get("group_names", [])))
         return [f"Fair-use audit: {s.get('n_rows', '?')} rows, {len(self.groups)} groups "
                 f"({names}), metrics {', '.join(s.get('metrics', []))}",
-                f"one-sided tests at alpha {format_number(s.get('alpha'))} ({s.get('test')}, "
-                f"{s.get('n_boot')} resamples, seed {s.get('random_state')}), {corr} correction "
-                "across groups",
+                f"one-sided tests at alpha {format_number(s.get('alpha'))} ("
+                + ("McNemar/DeLong where they apply, else " if s.get("test") == "exact" else "")
+                + f"bootstrap, {s.get('n_boot')} resamples, seed {s.get('random_state')}), "
+                f"{corr} correction across groups",
                 "gain > 0: the own report does better.  bound: one-sided confidence bound on the gain",
                 "at the corrected level the verdict used (benefit: lower bound > 0; violation: upper < 0)"]
 
