@@ -1,11 +1,16 @@
-"""Write ``walkthrough.ipynb`` (without outputs) from the cells below.
+"""Write ``walkthrough.ipynb`` from the cells below, executed, with its outputs.
 
-Run ``python notebooks/make_walkthrough.py`` after editing; ``tests/test_notebook.py``
-executes the notebook, so it cannot rot.
+Run ``FAIRUSE_DATA_DIR=/path/to/data python notebooks/make_walkthrough.py`` after editing
+(``--no-execute`` writes it without outputs).  The notebook runs in a temporary folder, so
+it writes nothing into the repository.  ``tests/test_notebook.py`` checks that the
+committed notebook is this script's, with outputs, and executes it again, so it cannot rot.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -223,13 +228,29 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> Path:
+def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
+    """Run every cell (kernel ``python3``) in a temporary folder; raise on a failing cell."""
+    import nbclient
+
+    if not os.environ.get("FAIRUSE_DATA_DIR"):
+        raise SystemExit("set FAIRUSE_DATA_DIR to the folder holding apnea.csv")
+    os.environ["FAIRUSE_DATA_DIR"] = str(Path(os.environ["FAIRUSE_DATA_DIR"]).resolve())
+    with tempfile.TemporaryDirectory() as folder:
+        client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=timeout,
+                                         resources={"metadata": {"path": folder}})
+        client.execute()
+    return nb
+
+
+def main(run: bool = True) -> Path:
     path = Path(__file__).with_name("walkthrough.ipynb")
     nb = build()
+    if run:
+        execute(nb)
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return path
 
 
 if __name__ == "__main__":
-    print(main())
+    print(main(run="--no-execute" not in sys.argv[1:]))

@@ -3,23 +3,22 @@ output the README shows."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 
-from .conftest import REPO, data_dir
+from .conftest import REPO
 
 
 def _blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_quick_start_runs_and_prints_what_the_readme_shows(monkeypatch, capsys):
+def test_readme_quick_start_runs_and_prints_what_the_readme_shows(monkeypatch, capsys, data_dir):
     text = (REPO / "README.md").read_text(encoding="utf-8")
     code, shown = _blocks(text, "python"), _blocks(text, "text")
     assert code and shown, "the README has no Python example or no output block"
-    monkeypatch.setenv("FAIRUSE_DATA_DIR", os.environ.get("FAIRUSE_DATA_DIR", str(data_dir())))
+    monkeypatch.setenv("FAIRUSE_DATA_DIR", str(data_dir))
     namespace: dict = {}
     exec(compile(code[0], "README.md", "exec"), namespace)
     out = capsys.readouterr().out
