@@ -894,27 +894,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Columns of the per-group view printed by ``fairuse audit``, when the report has them.
-AUDIT_COLUMNS = ("group", "metric", "n", "gain", "bound", "lower_bound", "upper_bound",
-                 "ci_low", "ci_high", "p_violation_adj", "p_benefit_adj", "verdict")
-
-
 def audit_text(report: Any) -> str:
-    """Per-group gains with their bounds and verdicts, for the terminal."""
-    table = report.table
-    lines = []
-    s = report.settings
-    lines.append(f"audit of {s.get('n_rows', '?')} rows: one-sided tests at alpha = {s.get('alpha')} "
-                 f"(correction {s.get('correction')}), {s.get('n_boot')} resamples, "
-                 f"{s.get('ci_level')} two-sided intervals; gain > 0: the group's own report does better")
-    for condition, title in (("rationality", "rationality: own report vs the generic model"),
-                             ("envy", "envy: own report vs the worst other report")):
-        part = table[table["condition"] == condition]
-        if not len(part):
-            continue
-        cols = [c for c in AUDIT_COLUMNS if c in part.columns]
-        lines += ["", title, part[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")]
-    return "\n".join(lines)
+    """Per group and metric: gain, the one-sided bound the verdict used, corrected p-value
+    and verdict (the report's :meth:`~fairuse_opt.audit.FairUseReport.summary`)."""
+    return str(report.summary())
 
 
 def _figure_writer(report: Any, metric: str | None) -> Callable[[str], None]:
