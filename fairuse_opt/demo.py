@@ -479,7 +479,7 @@ def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     from .audit import VERDICTS
-    from .audit._report import _COLOURS
+    from .audit._report import _COLOURS, _used_bound
 
     colours = {**_COLOURS, "": "tab:blue"}
     markers = {"one-hot": "s", "intersectional": "D", "fair use": "o"}
@@ -506,8 +506,11 @@ def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
                     r = t[(t["group"] == gr) & (t["metric"] == metric) & (t["condition"] == condition)]
                     if not len(r):
                         continue
-                    gain, lo, hi, verdict = (float(r["gain"].iloc[0]), float(r["ci_low"].iloc[0]),
-                                             float(r["ci_high"].iloc[0]), str(r["verdict"].iloc[0]))
+                    gain, verdict = float(r["gain"].iloc[0]), str(r["verdict"].iloc[0])
+                    # what the verdict used: its one-sided bound, drawn from the bound to the gain
+                    _, bound = _used_bound(verdict, float(r["lower_bound"].iloc[0]),
+                                           float(r["upper_bound"].iloc[0]))
+                    lo, hi = min(bound, gain), max(bound, gain)
                 else:
                     sel = table[(table["group"] == gr) & (table["model"] == m)]
                     gain = float(sel[f"gain_test_{metric}"].iloc[0])
@@ -531,5 +534,6 @@ def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize="small",
                frameon=False)
     fig.suptitle(f"{title}: per-group test gains of personalized models"
-                 + (" (95% bootstrap intervals, colour = verdict)" if audits else ""))
+                 + (" (bar: from the one-sided bound the verdict used to the gain; colour = verdict)"
+                    if audits else ""))
     fig.savefig(path, dpi=110)
