@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Fit personalized logistic/linear models that make fair use of group attributes "
         "(every group gains from reporting them, and envies no other group's report), "
         "audit models on held-out data, or run the demo."))
-    sub = parser.add_subparsers(dest="command", metavar="{fit,audit,demo}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{fit,audit,demo,bench}", parser_class=_Parser)
 
     fit = sub.add_parser("fit", help="fit a model on a CSV file and write the model file",
                          description="Fit a model on a CSV file and write the portable JSON model file.")
@@ -203,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and the bootstrap (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress messages")
     demo.set_defaults(func=cmd_demo)
+
+    from .bench._cli import add_arguments as _bench_arguments, cmd_bench
+    bench = sub.add_parser("bench", help="run the study benchmark (datasets x models x methods x folds)",
+                           description="The study benchmark: see benchmarks/README.md.")
+    _bench_arguments(bench).set_defaults(func=cmd_bench)
     return parser
 
 
