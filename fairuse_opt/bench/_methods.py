@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
@@ -123,9 +124,21 @@ def _fit_minimal(technique: str, data: FitData) -> Fitted:
 
 
 def _fit_system(data: FitData) -> Fitted:
+    """The certified system as a user builds it: :func:`fairuse_opt.fit_system` on the
+    non-test rows, its default pool, holding out as many rows for the assignment as the
+    other methods' split does (its own stratified split, seeded by the cell)."""
     if not system_available():
         raise Skip(MSG_SYSTEM_MISSING, status="unavailable")
-    raise Skip(MSG_SYSTEM_MISSING, status="unavailable")  # replaced when the system lands
+    from .. import fit_system
+    X, y, g = data.X_fit, data.y_fit, data.g_fit
+    system = fit_system(X, y, g, assign_size=len(data.X_assign), metric=data.metric,
+                        alpha=data.settings["alpha"], correction=data.settings["correction"],
+                        n_boot=data.settings["n_boot"], task=data.task, random_state=data.seed)
+    tr = np.asarray(system.train_index_)
+    info = {"route": "system", "n_candidates": len(system.candidates_),
+            "n_personalized": int(sum(f[0] != "generic" for f in system.served_.values()))}
+    return Fitted(system, system.generic_, X.iloc[tr].reset_index(drop=True),
+                  y.iloc[tr].reset_index(drop=True), g.iloc[tr].reset_index(drop=True), info)
 
 
 def _sklearn_estimator(model: str, task: str, seed: int):
