@@ -127,6 +127,11 @@ class BenchConfig:
         restrictions); bigger folds are skipped with the reason recorded.
     ccp_max_iter : int, default 10
         ``max_iter`` of those fits.
+    decoupled_max_train : int, default 5000
+        Largest training set of a decoupled fit (one full model per group, through the
+        conic solver: about 100 s on support2's 7,250 training rows on a busy core);
+        bigger folds skip the decoupled cells, and the certified system's pool leaves
+        the decoupled candidates out (recorded).
     """
 
     datasets: tuple = tuple(DatasetSpec.from_value(d) for d in DEFAULT_DATASETS)
@@ -144,6 +149,7 @@ class BenchConfig:
                                                           "regression": "mse"})
     ccp_max_train: int = 2500
     ccp_max_iter: int = 10
+    decoupled_max_train: int = 5000
 
     def __post_init__(self):
         if not isinstance(self.folds, (int, np.integer)) or isinstance(self.folds, bool) or self.folds < 2:
@@ -158,7 +164,8 @@ class BenchConfig:
                 "n_boot": int(self.n_boot), "alpha": float(self.alpha),
                 "correction": self.correction, "seed": int(self.seed),
                 "margin_se": float(self.margin_se), "system_metric": dict(self.system_metric),
-                "ccp_max_train": int(self.ccp_max_train), "ccp_max_iter": int(self.ccp_max_iter)}
+                "ccp_max_train": int(self.ccp_max_train), "ccp_max_iter": int(self.ccp_max_iter),
+                "decoupled_max_train": int(self.decoupled_max_train)}
 
     def with_overrides(self, **kw: Any) -> "BenchConfig":
         """A copy with the given fields replaced (``None`` values are ignored)."""
@@ -173,7 +180,7 @@ class BenchConfig:
 
 _CONFIG_KEYS = {"datasets", "folds", "assign_size", "n_boot", "alpha", "correction", "seed",
                 "models", "techniques", "methods", "margin_se", "system_metric",
-                "ccp_max_train", "ccp_max_iter", "extra_datasets"}
+                "ccp_max_train", "ccp_max_iter", "decoupled_max_train", "extra_datasets"}
 
 
 def load_config(path: str | Path | None) -> BenchConfig:

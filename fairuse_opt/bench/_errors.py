@@ -17,5 +17,8 @@ MSG_SYSTEM_MISSING = ("the certified system (fairuse_opt.FairUseSystem) is not a
                       "this version of the library")
 MSG_CAPPED = ("skipped: {what} is capped at {cap} training rows (this fold has {n}); the fit "
               "through the sequence of convex restrictions takes tens of seconds per thousand "
-              "rows (raise caps.ccp_max_train in the config to run it)")
+              "rows (raise ccp_max_train in the config to run it)")
+MSG_CAPPED_DECOUPLED = ("skipped: decoupled fits are capped at {cap} training rows (this fold has "
+                        "{n}); one full model per group through the conic solver takes minutes "
+                        "there (raise decoupled_max_train in the config to run it)")
 MSG_FOLDS = "folds={value!r} is invalid: need an integer >= 2"

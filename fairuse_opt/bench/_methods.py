@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
-from ._errors import MSG_CAPPED, MSG_SYSTEM_MISSING
+from ._errors import MSG_CAPPED, MSG_CAPPED_DECOUPLED, MSG_SYSTEM_MISSING
 
 __all__ = ["FitData", "Fitted", "Skip", "BUILDERS", "build_model", "system_available"]
 
@@ -93,10 +93,17 @@ def _library_params(technique: str, method: str, data: FitData) -> dict:
     return params
 
 
+def _check_decoupled(technique: str, n: int, data: FitData) -> None:
+    cap = data.settings["decoupled_max_train"]
+    if technique == "decoupled" and n > cap:
+        raise Skip(MSG_CAPPED_DECOUPLED.format(cap=cap, n=n))
+
+
 def _fit_library(technique: str, method: str, data: FitData) -> Fitted:
     params = _library_params(technique, method, data)
     X, y, g = data.X_fit, data.y_fit, data.g_fit
     info: dict[str, Any] = {}
+    _check_decoupled(technique, len(X), data)
     if technique == "onehot" and params["fair_use"]:
         cap = data.settings["ccp_max_train"]
         if len(X) > cap:
@@ -113,6 +120,7 @@ def _fit_minimal(technique: str, data: FitData) -> Fitted:
     if not system_available():
         raise Skip(MSG_SYSTEM_MISSING, status="unavailable")
     from .. import FairUseSystem
+    _check_decoupled(technique, len(data.X_train), data)
     cand = _library_class(data.task)(encoding=technique, fair_use=None)
     cand.fit(data.X_train, data.y_train, groups=data.g_train)
     system = FairUseSystem([cand], cand.generic_, metric=data.metric, alpha=data.settings["alpha"],
@@ -131,11 +139,14 @@ def _fit_system(data: FitData) -> Fitted:
         raise Skip(MSG_SYSTEM_MISSING, status="unavailable")
     from .. import fit_system
     X, y, g = data.X_fit, data.y_fit, data.g_fit
-    system = fit_system(X, y, g, assign_size=len(data.X_assign), metric=data.metric,
+    encodings = ("onehot", "intersectional", "decoupled")
+    if len(data.X_train) > data.settings["decoupled_max_train"]:
+        encodings = encodings[:2]
+    system = fit_system(X, y, g, assign_size=len(data.X_assign), metric=data.metric, encodings=encodings,
                         alpha=data.settings["alpha"], correction=data.settings["correction"],
                         n_boot=data.settings["n_boot"], task=data.task, random_state=data.seed)
     tr = np.asarray(system.train_index_)
-    info = {"route": "system", "n_candidates": len(system.candidates_),
+    info = {"route": "system", "pool": "+".join(encodings), "n_candidates": len(system.candidates_),
             "n_personalized": int(sum(f[0] != "generic" for f in system.served_.values()))}
     return Fitted(system, system.generic_, X.iloc[tr].reset_index(drop=True),
                   y.iloc[tr].reset_index(drop=True), g.iloc[tr].reset_index(drop=True), info)

@@ -41,7 +41,8 @@ HEADLINE_METRICS = {"classification": ("error", "log_loss"), "regression": ("mse
 
 _CELL_COLUMNS = ["cell_id", "dataset", "task", "fold", "model", "technique", "method", "status",
                  "reason", "route", "n_train", "n_assign", "n_test", "n_fit", "n_groups_test",
-                 "fit_seconds", "audit_seconds", "cell_seconds"]
+                 "pool", "n_candidates", "n_personalized", "fit_seconds", "audit_seconds",
+                 "cell_seconds"]
 _METRIC_COLUMNS = ["metric", "value", "generic_value", "rationality_judged",
                    "rationality_violations", "rationality_benefits", "envy_judged",
                    "envy_violations", "envy_benefits", "min_gain", "max_gain"]
@@ -204,7 +205,8 @@ def _summary_text(results: pd.DataFrame, run: Any, meta: dict, config: Any, figu
              f"bootstrap resamples, one-sided tests at alpha = {s['alpha']}, {s['correction']} "
              f"correction across groups; fair-use-se margin se:{s['margin_se']:g}; systems assign "
              f"on {s['system_metric']}; one-hot fair-use capped at {s['ccp_max_train']} training "
-             f"rows, max_iter {s['ccp_max_iter']}; base seed {s['seed']}.", ""]
+             f"rows, max_iter {s['ccp_max_iter']}; decoupled fits (and the system's decoupled "
+             f"candidates) capped at {s['decoupled_max_train']} training rows; base seed {s['seed']}.", ""]
     if run.datasets_unavailable:
         lines += ["Datasets left out (could not be loaded here):", ""]
         lines += [f"- {k}: {v}" for k, v in run.datasets_unavailable.items()] + [""]

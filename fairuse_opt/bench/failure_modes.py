@@ -164,7 +164,7 @@ FAILURE_METHODS = {
 def _settings(n_boot: int, alpha: float) -> dict:
     return {"folds": 1, "assign_size": 0.0, "n_boot": n_boot, "alpha": alpha, "correction": "holm",
             "seed": 0, "margin_se": 1.0, "system_metric": {"classification": "error"},
-            "ccp_max_train": 10**9, "ccp_max_iter": 10}
+            "ccp_max_train": 10**9, "ccp_max_iter": 10, "decoupled_max_train": 10**9}
 
 
 def run_failure_modes(*, seeds=(0, 1, 2), scenarios=SCENARIOS, methods=None, n_boot: int = 1000,
