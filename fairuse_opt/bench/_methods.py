@@ -138,11 +138,13 @@ def _fit_system(data: FitData) -> Fitted:
     if not system_available():
         raise Skip(MSG_SYSTEM_MISSING, status="unavailable")
     from .. import fit_system
+    from ..system import default_candidates
     X, y, g = data.X_fit, data.y_fit, data.g_fit
     encodings = ("onehot", "intersectional", "decoupled")
     if len(data.X_train) > data.settings["decoupled_max_train"]:
         encodings = encodings[:2]
-    system = fit_system(X, y, g, assign_size=len(data.X_assign), metric=data.metric, encodings=encodings,
+    pool = default_candidates(list(g.columns), data.task, encodings=encodings)
+    system = fit_system(X, y, g, assign_size=len(data.X_assign), metric=data.metric, candidates=pool,
                         alpha=data.settings["alpha"], correction=data.settings["correction"],
                         n_boot=data.settings["n_boot"], task=data.task, random_state=data.seed)
     tr = np.asarray(system.train_index_)
