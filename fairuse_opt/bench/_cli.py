@@ -1,0 +1,107 @@
+"""The ``bench`` command: arguments, logging, and the run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..exceptions import FairUseError, InputError
+from ._config import BenchConfig, load_config
+from ._runner import run_grid
+from ._summary import write_outputs
+
+__all__ = ["add_arguments", "run_bench", "main", "DEFAULT_OUT"]
+
+#: Output folder when ``--out`` is not given (relative to the current folder).
+DEFAULT_OUT = "fairuse_bench_output"
+PROG = "fairuse bench"
+
+
+def _list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the benchmark's options to a parser (``fairuse bench`` and ``python -m``)."""
+    parser.add_argument("--config", default=None, help="TOML or JSON config file (see benchmarks/README.md)")
+    parser.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                        help="datasets (space- or comma-separated registry names or config dataset "
+                             "names; default: the config's, else apnea and the datasets extra's)")
+    parser.add_argument("--folds", type=int, default=None, help="folds per dataset (default 5)")
+    parser.add_argument("--models", type=_list, default=None,
+                        help="model classes to keep, e.g. logistic,rf (default: all)")
+    parser.add_argument("--techniques", type=_list, default=None,
+                        help="techniques to keep, e.g. generic,onehot (default: all)")
+    parser.add_argument("--methods", type=_list, default=None,
+                        help="methods to keep, e.g. unconstrained,system (default: all)")
+    parser.add_argument("--n-boot", type=int, default=None, help="audit resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="parallel processes (joblib; -1: all cores), or local Dask workers")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run on a Dask cluster: a scheduler address, or 'local' for a local "
+                             "cluster of --n-jobs workers (needs the dask extra)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"output folder (default {DEFAULT_OUT}); a rerun resumes from its cells")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    return parser
+
+
+def _datasets(config: BenchConfig, names: list[str] | None) -> list:
+    if names is None:
+        return list(config.datasets)
+    names = [n for item in names for n in _list(item)]
+    by_name = {s.name: s for s in config.datasets}
+    return [by_name.get(n, n) for n in names]
+
+
+def run_bench(args: argparse.Namespace, command: str) -> int:
+    """Run the benchmark for parsed arguments; write the outputs; return 0 (1 if a cell failed)."""
+    config = load_config(args.config)
+    config = config.with_overrides(datasets=_datasets(config, args.datasets), folds=args.folds,
+                                   models=args.models, techniques=args.techniques,
+                                   methods=args.methods, n_boot=args.n_boot, seed=args.seed)
+    run = run_grid(config, args.out, n_jobs=args.n_jobs, scheduler=args.scheduler)
+    written = write_outputs(run, config, args.out, command, plots=not args.no_plots)
+    failed = [r for r in run.records if r["status"] == "failed"]
+    logging.getLogger("fairuse_opt.bench").info(
+        "done in %.1f s: %d cells (%d run, %d kept), %d failed; summary %s", run.seconds,
+        len(run.cells), len(run.computed), len(run.reused), len(failed), written["summary"])
+    return 1 if failed else 0
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("fairuse_opt.bench")
+    if not any(getattr(h, "_fairuse_bench", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fairuse bench: %(message)s"))
+        handler._fairuse_bench = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def cmd_bench(args: argparse.Namespace, progress: Any = None) -> int:
+    """Entry point of the ``fairuse bench`` subcommand (``progress`` unused: logging)."""
+    _setup_logging(args.quiet)
+    argv = getattr(args, "argv", None)
+    command = "fairuse " + " ".join(map(shlex.quote, argv)) if argv else PROG
+    return run_bench(args, command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fairuse_opt.bench [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m fairuse_opt.bench",
+                                                   description=__doc__))
+    args = parser.parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        return run_bench(args, " ".join(["python -m fairuse_opt.bench", *map(shlex.quote, argv)]))
+    except (InputError, FileNotFoundError, ImportError, FairUseError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2

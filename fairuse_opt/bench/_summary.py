@@ -1,0 +1,306 @@
+"""Tidy tables, the markdown summary and the plots of a benchmark run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["tidy_results", "tidy_groups", "headline_table", "method_table", "write_outputs",
+           "HEADLINE", "TIMING_COLUMNS"]
+
+RESULTS_CSV = "results.csv"
+GROUPS_CSV = "groups.csv"
+SUMMARY_MD = "summary.md"
+META_JSON = "run.json"
+VIOLATIONS_PNG = "violations.png"
+GAINS_PNG = "gains.png"
+
+#: Columns that measure time (they differ between runs; everything else must not).
+TIMING_COLUMNS = ("fit_seconds", "audit_seconds", "cell_seconds")
+
+#: The headline comparison, per task: label -> (model class, technique, method).
+HEADLINE = {
+    "classification": {"one-hot logistic": ("logistic", "onehot", "unconstrained"),
+                       "fair-use model": ("logistic", "intersectional", "fairuse"),
+                       "certified system": ("logistic", "pool", "system")},
+    "regression": {"one-hot linear": ("linear", "onehot", "unconstrained"),
+                   "fair-use model": ("linear", "intersectional", "fairuse"),
+                   "certified system": ("linear", "pool", "system")},
+}
+#: Metric whose violations the headline counts, per task (then the training loss).
+HEADLINE_METRICS = {"classification": ("error", "log_loss"), "regression": ("mse",)}
+
+_CELL_COLUMNS = ["cell_id", "dataset", "task", "fold", "model", "technique", "method", "status",
+                 "reason", "route", "n_train", "n_assign", "n_test", "n_fit", "n_groups_test",
+                 "pool", "n_candidates", "n_personalized", "fit_seconds", "audit_seconds",
+                 "cell_seconds"]
+_METRIC_COLUMNS = ["metric", "value", "generic_value", "rationality_judged",
+                   "rationality_violations", "rationality_benefits", "envy_judged",
+                   "envy_violations", "envy_benefits", "min_gain", "max_gain"]
+
+
+def tidy_results(records: list[dict]) -> pd.DataFrame:
+    """One row per (cell, metric); a cell that did not run has one row without a metric."""
+    rows = []
+    for r in records:
+        base = {k: r.get(k) for k in _CELL_COLUMNS}
+        tv = r.get("train_violations") or {}
+        base["train_rationality_violations"] = tv.get("rationality")
+        base["train_envy_violations"] = tv.get("envy")
+        if r.get("metrics"):
+            for m in r["metrics"]:
+                rows.append({**base, **{k: m.get(k) for k in _METRIC_COLUMNS}})
+        else:
+            rows.append({**base, **{k: None for k in _METRIC_COLUMNS}})
+    return pd.DataFrame(rows, columns=_CELL_COLUMNS[:4] + _CELL_COLUMNS[4:] + _METRIC_COLUMNS
+                        + ["train_rationality_violations", "train_envy_violations"])
+
+
+def tidy_groups(records: list[dict]) -> pd.DataFrame:
+    """One row per (cell, metric, condition, group) of the test audits."""
+    rows = [{"cell_id": r["cell_id"], "dataset": r["dataset"], "fold": r["fold"], "model": r["model"],
+             "technique": r["technique"], "method": r["method"], **g}
+            for r in records for g in r.get("groups", [])]
+    return pd.DataFrame(rows)
+
+
+def _ratio(v: float, n: float) -> str:
+    return "" if pd.isna(n) or n == 0 else f"{int(v)}/{int(n)}"
+
+
+def headline_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: test-set rationality violations (summed over folds, out of the
+    (fold, group) cells judged) and the mean overall test metric, for the one-hot
+    model, the fair-use model and the certified system side by side."""
+    out = []
+    ok = results[results["status"] == "ok"]
+    for (dataset, task), part in ok.groupby(["dataset", "task"], sort=False):
+        row: dict[str, Any] = {"dataset": dataset}
+        metric0 = HEADLINE_METRICS[task][0]
+        for label, (model, technique, method) in HEADLINE[task].items():
+            sel = part[(part["model"] == model) & (part["technique"] == technique)
+                       & (part["method"] == method)]
+            for metric in HEADLINE_METRICS[task]:
+                m = sel[sel["metric"] == metric]
+                row[f"{label}: violations ({metric})"] = (
+                    _ratio(m["rationality_violations"].sum(), m["rationality_judged"].sum())
+                    if len(m) else "not run")
+            m = sel[sel["metric"] == metric0]
+            row[f"{label}: test {metric0}"] = float(m["value"].mean()) if len(m) else np.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def method_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per dataset and grid row, over folds: mean test metric (and the generic model's),
+    violations / benefits summed (rationality and envy), smallest and largest group
+    gain, training violations, mean fit time, cells run."""
+    rows = []
+    keys = ["dataset", "model", "technique", "method"]
+    for key, part in results.groupby(keys, sort=False):
+        m = part[part["metric"] == metric]
+        ok = part.drop_duplicates("cell_id")
+        row = dict(zip(keys, key))
+        status = ok["status"].value_counts()
+        row["cells ok"] = f"{int(status.get('ok', 0))}/{len(ok)}"
+        if not len(m):
+            row["note"] = "; ".join(sorted(set(ok["status"] + ": " + ok["reason"].fillna(""))))[:160]
+            rows.append(row)
+            continue
+        row[f"test {metric}"] = m["value"].mean()
+        row[f"generic {metric}"] = m["generic_value"].mean()
+        for cond in ("rationality", "envy"):
+            row[f"{cond} viol."] = _ratio(m[f"{cond}_violations"].sum(), m[f"{cond}_judged"].sum())
+            row[f"{cond} benef."] = _ratio(m[f"{cond}_benefits"].sum(), m[f"{cond}_judged"].sum())
+        row["min gain"] = m["min_gain"].min()
+        row["max gain"] = m["max_gain"].max()
+        tr = ok["train_rationality_violations"].astype(float) + ok["train_envy_violations"].astype(float)
+        row["train viol."] = "" if tr.isna().all() else int(tr.sum())
+        row["fit s"] = ok["fit_seconds"].astype(float).mean()
+        row["note"] = ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4g}"
+    return str(v).replace("|", "\\|")
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub markdown table."""
+    if frame.empty:
+        return "(none)"
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def stamp(command: str) -> dict:
+    """Command, library version, date and machine of a run."""
+    from .. import __version__
+    usage = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"command": command, "fairuse_opt": __version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "peak_rss_mb": round(usage / 1024, 1)}
+
+
+def write_outputs(run: Any, config: Any, out: str | os.PathLike[str], command: str, *,
+                  plots: bool = True) -> dict:
+    """Write ``results.csv``, ``groups.csv``, ``summary.md``, ``run.json`` and the plots.
+
+    Returns
+    -------
+    dict
+        The paths written, by name.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = tidy_results(run.records)
+    groups = tidy_groups(run.records)
+    results.to_csv(out / RESULTS_CSV, index=False)
+    groups.to_csv(out / GROUPS_CSV, index=False)
+    meta = stamp(command)
+    status = results.drop_duplicates("cell_id")["status"].value_counts().to_dict()
+    meta.update({"wall_seconds": round(run.seconds, 1), "cells": len(run.cells),
+                 "computed": len(run.computed), "reused": len(run.reused),
+                 "status": {str(k): int(v) for k, v in status.items()},
+                 "datasets_unavailable": run.datasets_unavailable, "settings": config.settings()})
+    (out / META_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    written = {"results": out / RESULTS_CSV, "groups": out / GROUPS_CSV, "meta": out / META_JSON}
+    figures = _plots(results, groups, out, config.alpha) if plots else {}
+    written.update(figures)
+    (out / SUMMARY_MD).write_text(_summary_text(results, run, meta, config, figures))
+    written["summary"] = out / SUMMARY_MD
+    return written
+
+
+def _summary_text(results: pd.DataFrame, run: Any, meta: dict, config: Any, figures: dict) -> str:
+    s = config.settings()
+    lines = ["# Study benchmark", "",
+             f"Command: `{meta['command']}`", "",
+             f"fairuse_opt {meta['fairuse_opt']}, {meta['date']}, Python {meta['python']}, "
+             f"{meta['cpus']} CPUs (load average {meta['load_average']}; the machine was shared), "
+             f"peak RSS {meta['peak_rss_mb']} MB.", "",
+             f"Wall time {meta['wall_seconds']} s: {meta['cells']} cells, {meta['computed']} run now, "
+             f"{meta['reused']} kept from an earlier run; status {meta['status']}.", "",
+             f"Settings: {s['folds']} folds (stratified by group and label), assignment share "
+             f"{s['assign_size']} of the non-test rows, audit with {s['n_boot']} paired stratified "
+             f"bootstrap resamples, one-sided tests at alpha = {s['alpha']}, {s['correction']} "
+             f"correction across groups; fair-use-se margin se:{s['margin_se']:g}; systems assign "
+             f"on {s['system_metric']}; one-hot fair-use capped at {s['ccp_max_train']} training "
+             f"rows, max_iter {s['ccp_max_iter']}; decoupled fits (and the system's decoupled "
+             f"candidates) capped at {s['decoupled_max_train']} training rows; base seed {s['seed']}.", ""]
+    if run.datasets_unavailable:
+        lines += ["Datasets left out (could not be loaded here):", ""]
+        lines += [f"- {k}: {v}" for k, v in run.datasets_unavailable.items()] + [""]
+    lines += ["## Headline", "",
+              "Test-set rationality violations (groups whose metric is significantly worse than the "
+              "generic model's, summed over folds, out of the (fold, group) cells judged) and the "
+              "mean overall test metric. Fair-use model: `FairUseClassifier()` (intersectional, "
+              "rationality and envy-freeness on the training data).", "",
+              markdown(headline_table(results)), ""]
+    for task, metrics in HEADLINE_METRICS.items():
+        part = results[results["task"] == task]
+        if not len(part):
+            continue
+        for metric in metrics:
+            lines += [f"## All methods ({task}, {metric})", "", markdown(method_table(part, metric)), ""]
+    cells = results.drop_duplicates("cell_id")
+    bad = cells[cells["status"] != "ok"]
+    if len(bad):
+        lines += ["## Cells not run", "", markdown(bad[["cell_id", "status", "reason"]]), ""]
+    for name, path in figures.items():
+        lines += [f"![{name}]({Path(path).name})", ""]
+    return "\n".join(lines)
+
+
+def _plots(results: pd.DataFrame, groups: pd.DataFrame, out: Path, alpha: float) -> dict:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {}
+    written = {}
+    ok = results[(results["status"] == "ok")]
+    datasets = list(dict.fromkeys(ok["dataset"]))
+    if not datasets:
+        return {}
+    # 1. violations by method per dataset
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 2, 6), squeeze=False,
+                             sharey=False, layout="constrained")
+    for ax, dataset in zip(axes[0], datasets):
+        part = ok[ok["dataset"] == dataset]
+        task = part["task"].iloc[0]
+        metric = HEADLINE_METRICS[task][0]
+        m = part[part["metric"] == metric]
+        agg = m.groupby(["model", "technique", "method"], sort=False)[
+            ["rationality_violations", "rationality_benefits", "envy_violations"]].sum()
+        labels = [" ".join(k) for k in agg.index]
+        pos = np.arange(len(agg))
+        ax.barh(pos - 0.27, agg["rationality_violations"], height=0.27, color="tab:red",
+                label="rationality violations")
+        ax.barh(pos, agg["envy_violations"], height=0.27, color="tab:orange", label="envy violations")
+        ax.barh(pos + 0.27, agg["rationality_benefits"], height=0.27, color="tab:green",
+                label="rationality benefits")
+        ax.set_yticks(pos, labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{dataset} ({metric})")
+        ax.set_xlabel("(fold, group) cells")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    path = out / VIOLATIONS_PNG
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written["violations"] = path
+    # 2. group gains with intervals, headline methods
+    if len(groups):
+        rat = groups[groups["condition"] == "rationality"]
+        fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 2.6 * len(datasets) + 0.5),
+                                 squeeze=False, layout="constrained")
+        for i, dataset in enumerate(datasets):
+            task = ok[ok["dataset"] == dataset]["task"].iloc[0]
+            metric = HEADLINE_METRICS[task][0]
+            for j, (label, (model, technique, method)) in enumerate(HEADLINE[task].items()):
+                ax = axes[i][j]
+                sel = rat[(rat["dataset"] == dataset) & (rat["model"] == model)
+                          & (rat["technique"] == technique) & (rat["method"] == method)
+                          & (rat["metric"] == metric)]
+                ax.axvline(0, color="black", lw=0.7)
+                ax.set_title(f"{dataset}: {label}", fontsize=9)
+                if not len(sel):
+                    ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+                    continue
+                names = list(dict.fromkeys(sel["group"]))
+                y = np.array([names.index(g) for g in sel["group"]]) + 0.12 * (sel["fold"].to_numpy() - 2)
+                gain = sel["gain"].astype(float).to_numpy()
+                lo = gain - sel["ci_low"].astype(float).to_numpy()
+                hi = sel["ci_high"].astype(float).to_numpy() - gain
+                viol = (sel["p_violation_adj"].astype(float) <= alpha).to_numpy()
+                ax.errorbar(gain, y, xerr=np.nan_to_num(np.vstack([lo, hi])), fmt="o", ms=3,
+                            color="tab:blue", ecolor="tab:blue", alpha=0.6, lw=0.8)
+                if viol.any():
+                    ax.plot(gain[viol], y[viol], "x", color="tab:red", ms=7)
+                ax.set_yticks(range(len(names)), names, fontsize=6)
+                ax.set_xlabel(f"gain in {metric} over generic (fold intervals; x: violation)", fontsize=7)
+        path = out / GAINS_PNG
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written["gains"] = path
+    return written
