@@ -11,6 +11,7 @@ from ._formulation import ModelVariables
 from .audit import FairUseReport, Metric, SklearnGroupModel, audit
 from .certificate import Certificate
 from .estimators import FairUseClassifier, FairUseRegressor
+from .system import FairUseSystem, fit_system
 from .exceptions import (
     FairUseError,
     FairUseInfeasibleError,
@@ -27,6 +28,8 @@ from .exceptions import (
 __all__ = [
     "FairUseClassifier",
     "FairUseRegressor",
+    "FairUseSystem",
+    "fit_system",
     "Certificate",
     "ModelVariables",
     "audit",
