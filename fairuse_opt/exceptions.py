@@ -221,3 +221,45 @@ MSG_DEMO_DATA_IN_OUT = "demo --data {path} is a file that the demo would overwri
 MSG_NO_COMMAND = "choose a command: {commands} (see 'fairuse --help')"
 MSG_INTERRUPTED = "interrupted; nothing was written"
 MSG_PLOT_METRIC_NOT_AUDITED = "--plot-metric {metric!r} is not among the audited metrics {metrics}"
+
+# The certified system (fairuse_opt/system/)
+MSG_SYSTEM_NO_CANDIDATES = "candidates is empty; give at least one fitted personalized model"
+MSG_SYSTEM_CANDIDATES_TYPE = (
+    "candidates must be a dict {{name: fitted model}} or a list of fitted models; got {got}"
+)
+MSG_SYSTEM_CANDIDATE_NAME = "candidate names must be non-empty strings; got {name!r}"
+MSG_SYSTEM_RESERVED_NAME = "candidate name {name!r} is reserved for the generic model"
+MSG_SYSTEM_NOT_FITTED = "{what} is not fitted: fit it before building the system"
+MSG_SYSTEM_NO_METHOD = "{what} has no {method}() method, which a {task} system needs"
+MSG_SYSTEM_GENERIC_USES_GROUPS = (
+    "the generic model uses group attributes {names!r}; it must be trained without them"
+)
+MSG_SYSTEM_GROUP_COLS = (
+    "{what} reads its group attributes from columns of X (group_cols={cols!r}); fit the "
+    "candidate with groups= instead"
+)
+MSG_SYSTEM_UNKNOWN_ATTRIBUTES = (
+    "{what} uses group attribute(s) {unknown!r} that the assignment data does not have "
+    "(attributes: {names!r})"
+)
+MSG_SYSTEM_N_FEATURES = "{what} expects {got} features but the generic model expects {expected}"
+MSG_SYSTEM_CLASSES = "{what} has classes_ {got} but the generic model has {expected}"
+MSG_SYSTEM_EXACT_METRIC = (
+    "test='exact' is the McNemar test, which applies to metric='error' only; got metric={metric!r}"
+)
+MSG_SYSTEM_UNKNOWN_LEVEL = (
+    "group attribute {name!r} has value(s) {values!r} never seen by the system (known: {known!r}); "
+    "pass None to leave an attribute unreported"
+)
+MSG_SYSTEM_BAD_REPORT = (
+    "report {report!r} must give one value (or None) for each group attribute {names!r}"
+)
+MSG_SYSTEM_NEEDS_GROUPS = "FairUseSystem.{method}() needs groups= (one report per row) or report="
+MSG_SYSTEM_NOT_LINEAR = (
+    "candidate {name!r} ({kind}) is not a linear library model and cannot be written to a model file"
+)
+MSG_SYSTEM_ASSIGN_SIZE = "assign_size={value!r} is invalid: give a share in (0, 1) or a row count"
+MSG_SYSTEM_SPLIT_FALLBACK = (
+    "{n_small} (group, label) cell(s) have fewer than {min_rows} rows; the split stratifies them "
+    "by {fallback}"
+)
