@@ -22,20 +22,6 @@ from fairuse_opt.exceptions import FairUseError, InputError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_data_dir() -> Path:
-    """The folder holding ``apnea.csv``: ``$FAIRUSE_DATA_DIR``, else ``../shared/data``.
-
-    Fails (does not skip) when the file is absent: the apnea tests must run.
-    """
-    env = os.environ.get(D.ENV_DATA_DIR)
-    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (folder / "apnea.csv").is_file():
-        pytest.fail(
-            f"apnea.csv not found in {folder}: set {D.ENV_DATA_DIR} to the folder holding it "
-            "(shared/data beside the repository)"
-        )
-    return folder
-
 
 def group_table(y: pd.Series, groups: pd.DataFrame) -> dict[tuple, tuple[int, float]]:
     """``{group: (n, mean of y)}``."""
@@ -71,8 +57,8 @@ APNEA_TABLE = {  # shared/data/README.md
 }
 
 
-def test_apnea_matches_readme_table():
-    X, y, groups = D.load_apnea(shared_data_dir())
+def test_apnea_matches_readme_table(data_dir):
+    X, y, groups = D.load_apnea(data_dir)
     check_contract(X, y, groups)
     assert X.shape == (1922, 26)
     assert set(np.unique(X.to_numpy())) == {0.0, 1.0}
@@ -86,8 +72,8 @@ def test_apnea_matches_readme_table():
         assert table[key][1] == pytest.approx(prevalence, abs=5e-4), key
 
 
-def test_apnea_path_forms_and_env_var_agree(monkeypatch):
-    folder = shared_data_dir()
+def test_apnea_path_forms_and_env_var_agree(monkeypatch, data_dir):
+    folder = data_dir
     monkeypatch.setenv(D.ENV_DATA_DIR, str(folder))
     from_env = D.load_apnea()
     for loaded in (D.load_apnea(folder / "apnea.csv"), D.load_apnea(str(folder)), D.load("apnea")):
