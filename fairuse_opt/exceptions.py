@@ -138,7 +138,6 @@ MSG_ILL_SCALED = (
 )
 MSG_TOO_LARGE = ("X has values up to {value:.3g} in column(s) {columns}; squares of values above "
                  "1e150 overflow float64: rescale those features")
-MSG_INTERRUPTED = "the {solver} solver was interrupted (Ctrl-C)"
 MSG_DUPLICATE_FEATURES = "{what} has duplicated column name(s) {columns}; every feature column needs its own name"
 MSG_DUPLICATE_GROUP_COLUMNS = "groups has duplicated column name(s) {columns}; every group attribute needs its own name"
 MSG_GROUP_VALUE_UNHASHABLE = (
