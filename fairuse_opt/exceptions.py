@@ -113,6 +113,31 @@ MSG_INFEASIBLE_MARGIN = (
 )
 MSG_VERIFY_FAILED = "the fitted model failed verification: {failures}"
 MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
+
+# The fitting core (fairuse_opt/model, problem, solvers, fairness)
+MSG_TARGET_RANGE = ("y has {n_bad} value(s) outside [{low:g}, {high:g}], the range of the {loss} loss "
+                    "(first at row {first})")
+MSG_BAD_PREDICTIONS = "the {what} model's predictions cannot be certified against: {problem}"
+MSG_GENERIC_FAILED = "the generic model passed as generic= could not predict on the training data: {error}"
+MSG_LITTLE_GAIN = (
+    "the fair-use fit kept {kept:.0%} of the gain of personalization (at most {reach:.0%} is provably "
+    "reachable): {reason}"
+)
+MSG_LITTLE_GAIN_ONEHOT = (
+    "groups that share additive offsets cannot all prefer their own report; the intersectional "
+    "encoding (encoding='intersectional') gives every group its own intercept and keeps the gain"
+)
+MSG_SERVED_PRECISION = (
+    "the served raw-scale model cannot represent the fit to the verification tolerance: rounding in "
+    "intercept + coef . x can reach {err:.2g} in a group's mean loss (feature(s) {features} have "
+    "offsets up to {ratio:.2g} times their spread); center or rescale those features"
+)
+MSG_ILL_SCALED = (
+    "feature(s) {features} have offsets up to {ratio:.2g} times their spread; {what} is defined at "
+    "x = 0 and cannot be fitted accurately in float64: center or rescale those features"
+)
+MSG_TOO_LARGE = ("X has values up to {value:.3g} in column(s) {columns}; squares of values above "
+                 "1e150 overflow float64: rescale those features")
 MSG_DUPLICATE_FEATURES = "{what} has duplicated column name(s) {columns}; every feature column needs its own name"
 MSG_DUPLICATE_GROUP_COLUMNS = "groups has duplicated column name(s) {columns}; every group attribute needs its own name"
 MSG_GROUP_VALUE_UNHASHABLE = (
