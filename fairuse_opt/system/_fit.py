@@ -114,7 +114,8 @@ def fit_system(X: Any, y: Any, groups: Any, *, assign_size: float | int = 0.3,
                candidates: Any = "default", metric: Any = None, alpha: float = 0.10,
                correction: str | None = "holm", test: str = "bootstrap", n_boot: int = 1000,
                envy: bool = True, kind: str = "full", min_group_size: int = 10,
-               onehot_fair_use: bool = False, task: str | None = None,
+               onehot_fair_use: bool = False, encodings: tuple[str, ...] = DEFAULT_ENCODINGS,
+               task: str | None = None,
                random_state: Any = 0) -> FairUseSystem:
     """Split the data, train the candidate pool on one part, assign on the other.
 
@@ -141,6 +142,9 @@ def fit_system(X: Any, y: Any, groups: Any, *, assign_size: float | int = 0.3,
         As in :class:`FairUseSystem` (``random_state`` also seeds the split).
     onehot_fair_use : bool, default False
         Include the (slow) fair-use one-hot models in the default pool.
+    encodings : tuple of str, default ("onehot", "intersectional", "decoupled")
+        Encodings of the default pool (decoupled models are the slowest to fit: one full
+        model per group).
     task : {"classification", "regression"}, optional
         Default: regression for a float target with more than two values.
 
@@ -162,7 +166,7 @@ def fit_system(X: Any, y: Any, groups: Any, *, assign_size: float | int = 0.3,
     train, assign_rows = stratified_split(y_arr if task == "classification" else None, frame, size,
                                           random_state if isinstance(random_state, numbers.Integral) else 0)
     logger.info("split: %d training rows, %d assignment rows", train.size, assign_rows.size)
-    pool = _pool(candidates, names, task, onehot_fair_use)
+    pool = _pool(candidates, names, task, onehot_fair_use, tuple(encodings))
     X_tr, y_tr, g_tr = _take(X, train), y_arr[train], frame.iloc[train].reset_index(drop=True)
     generic = (FairUseClassifier if task == "classification" else FairUseRegressor)(encoding="none")
     started = time.perf_counter()
@@ -210,10 +214,13 @@ def _check_size(size: Any, n: int) -> float | int:
     return float(size)
 
 
-def _pool(candidates: Any, names: list[str], task: str, onehot_fair_use: bool) -> dict[str, tuple[Any, list[str]]]:
+def _pool(candidates: Any, names: list[str], task: str, onehot_fair_use: bool,
+          encodings: tuple[str, ...]) -> dict[str, tuple[Any, list[str]]]:
     if isinstance(candidates, str):
         check_param("candidates", candidates, choices=("default",))
-        return default_candidates(names, task, onehot_fair_use=onehot_fair_use)
+        for enc in encodings:
+            check_param("encodings", enc, choices=DEFAULT_ENCODINGS)
+        return default_candidates(names, task, encodings=encodings, onehot_fair_use=onehot_fair_use)
     if isinstance(candidates, Mapping):
         items = list(candidates.items())
     elif isinstance(candidates, (list, tuple)):
