@@ -17,6 +17,7 @@ import pandas as pd
 from ._validation import _py
 from .exceptions import (
     MSG_BAD_REPORT,
+    MSG_REPORT_VALUE,
     MSG_GROUP_NAMES_MISMATCH,
     MSG_UNSEEN_GROUP,
     InputError,
@@ -74,10 +75,11 @@ class GroupIndex:
         """Return ``frame`` with columns in training order; error if they differ."""
         got = [str(c) for c in frame.columns]
         if sorted(got) != sorted(self.names):
-            # a single unnamed attribute matches a single trained attribute by position
-            if len(got) == len(self.names) == 1 and got[0] in ("group", "group_0"):
-                return frame.set_axis(self.names, axis=1)
-            if len(got) == len(self.names) and all(g.startswith("group") for g in got):
+            # groups given without names (a list or an array: columns "group" or group_0,
+            # group_1, ... in order) match the trained attributes by position; named
+            # columns match by name only
+            unnamed = ["group"] if len(self.names) == 1 else [f"group_{j}" for j in range(len(self.names))]
+            if got == unnamed or (len(self.names) == 1 and got == ["group_0"]):
                 return frame.set_axis(self.names, axis=1)
             raise InputError(MSG_GROUP_NAMES_MISMATCH.format(got=got, expected=self.names))
         return frame[self.names]
@@ -115,6 +117,10 @@ class GroupIndex:
             if len(self.names) != 1:
                 raise InputError(MSG_BAD_REPORT.format(report=report, names=self.names))
             key = (_py(report),)
+        for name, v in zip(self.names, key):
+            if not isinstance(v, (str, bool, int, float)):
+                raise InputError(MSG_REPORT_VALUE.format(report=report, value=v, name=name,
+                                                         type=type(v).__name__))
         if key not in self._lookup():
             raise UnseenGroupError(MSG_UNSEEN_GROUP.format(groups=[key], known=self.keys))
         return key

@@ -22,6 +22,11 @@ from .exceptions import (
     MSG_BAD_NDIM,
     MSG_COMPLEX,
     MSG_CONTINUOUS,
+    MSG_DUPLICATE_FEATURES,
+    MSG_DUPLICATE_GROUP_COLUMNS,
+    MSG_GROUP_RECORDS,
+    MSG_GROUP_VALUE_UNHASHABLE,
+    MSG_GROUP_VALUES_AMBIGUOUS,
     MSG_SPARSE,
     MSG_BAD_PARAM,
     MSG_EMPTY_GROUP,
@@ -105,6 +110,9 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
         raise InputError(MSG_SPARSE)
     if isinstance(X, pd.DataFrame):
         names = [str(c) for c in X.columns]
+        dup = sorted({c for c in names if names.count(c) > 1})
+        if dup:
+            raise InputError(MSG_DUPLICATE_FEATURES.format(what=what, columns=dup))
         bad_cols = [str(c) for c in X.columns
                     if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
         if bad_cols:
@@ -139,19 +147,32 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
     return arr, names
 
 
+GROUP_VALUE_TYPES = (str, bool, int, float)
+
+
 def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
     """Normalise group attributes to a DataFrame with one column per attribute.
 
-    Accepts a DataFrame, a Series, a 1-D array or list (one attribute), or a 2-D array
-    (columns named ``group_0``, ``group_1``, ...).  Values are kept as given (numpy
-    scalars become Python scalars).  Raises on length mismatch, missing values and, at
-    fit time, declared categorical levels with no rows.
+    Accepts a DataFrame, a Series, a 1-D array or list (one attribute), a list of dicts
+    (one record per row), or a 2-D array (columns named ``group_0``, ``group_1``, ...).
+    Values are kept as given (numpy scalars become Python scalars) and must be strings,
+    numbers or booleans.  Raises on duplicated attribute names, length mismatch, missing
+    values and, at fit time, declared categorical levels with no rows and values of
+    different types that Python treats as equal (``True``, ``1`` and ``1.0``), which
+    would otherwise be merged into one group.
     """
     if isinstance(groups, pd.DataFrame):
         frame = groups.copy()
         frame.columns = [str(c) for c in frame.columns]
     elif isinstance(groups, pd.Series):
         frame = groups.to_frame(name=str(groups.name) if groups.name is not None else "group")
+    elif isinstance(groups, (list, tuple)) and groups and all(isinstance(r, dict) for r in groups):
+        keys = list(groups[0])
+        for i, r in enumerate(groups):
+            if list(r) != keys and sorted(map(str, r)) != sorted(map(str, keys)):
+                raise InputError(MSG_GROUP_RECORDS.format(row=i, keys=sorted(map(str, r))))
+        frame = pd.DataFrame.from_records(list(groups), columns=keys)
+        frame.columns = [str(c) for c in frame.columns]
     else:
         arr = np.asarray(groups, dtype=object)
         if arr.ndim == 1:
@@ -162,6 +183,10 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
             raise InputError(MSG_BAD_NDIM.format(what="groups", expected="1-D or 2-D", shape=arr.shape))
     if frame.shape[1] == 0:
         raise InputError(MSG_NO_GROUP_ATTRIBUTES)
+    names = list(frame.columns)
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise InputError(MSG_DUPLICATE_GROUP_COLUMNS.format(columns=dup))
     if len(frame) != n_rows:
         raise InputError(MSG_LENGTH_MISMATCH.format(what="groups", n_other=len(frame), n_rows=n_rows))
     for name in frame.columns:
@@ -174,9 +199,24 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
             unused = [_py(v) for v in col.cat.categories if v not in set(col.unique())]
             if unused:
                 raise InputError(MSG_EMPTY_GROUP.format(name=name, levels=unused))
-    out = pd.DataFrame({name: np.array([_py(v) for v in frame[name].tolist()], dtype=object)
-                        for name in frame.columns})
-    return out
+    values = {name: [_py(v) for v in frame[name].tolist()] for name in frame.columns}
+    for name, column in values.items():
+        _check_group_values(name, column, fit=fit)
+    return pd.DataFrame({name: np.array(column, dtype=object) for name, column in values.items()})
+
+
+def _check_group_values(name: str, values: list, *, fit: bool) -> None:
+    """Group values are hashable scalars; at fit time no two of different types are equal."""
+    types: dict[Any, set] = {}
+    for v in values:
+        if not isinstance(v, GROUP_VALUE_TYPES):
+            raise InputError(MSG_GROUP_VALUE_UNHASHABLE.format(name=name, type=type(v).__name__, value=v))
+        types.setdefault(v, set()).add(type(v))
+    if fit:
+        for v, ts in types.items():
+            if len(ts) > 1:
+                shown = [t(v) for t in sorted(ts, key=lambda t: t.__name__)]
+                raise InputError(MSG_GROUP_VALUES_AMBIGUOUS.format(name=name, values=shown))
 
 
 def check_classification_target(y: Any, n_rows: int):

@@ -1,85 +1,117 @@
-"""The ``fairuse`` command: fit, audit and demonstrate fair-use models from CSV files.
+"""The ``fairuse`` command: fit, score, audit and demonstrate fair-use models from CSV files.
 
 ::
 
-    fairuse fit   --data D.csv --target COL --groups A,B [--features C,...] --out model.json
-    fairuse audit --data D.csv --model model.json --out report.json [--markdown R.md] [--plot R.png]
-    fairuse demo  [--out DIR] [--data diabetes|apnea|PATH]
+    fairuse fit     --data D.csv --target COL --groups A,B [--features C,...] --out model.json
+    fairuse predict --model model.json --data D.csv [--report A=a,B=b] --out scores.csv
+    fairuse audit   --data D.csv --model model.json [--out report.json] [--markdown R.md] [--plot R.png]
+    fairuse demo    [--out DIR] [--data diabetes|apnea|PATH]
+    fairuse --version
 
 ``python -m fairuse_opt`` runs the same command.  Categorical feature columns (text, or
 named with ``--categorical``) are one-hot encoded and the model file records how, so a
-raw CSV row can be scored from the model file alone.  Bad input exits with status 2 and
-one line on standard error; a fit or audit that cannot be done (for example a margin no
-model can meet) exits with status 1.  Progress goes to standard error, results to
-standard output.
+raw CSV row can be scored from the model file alone.
+
+Conventions: one meaning per flag name across subcommands (``--alpha`` is always a
+significance level; the L2 penalty of ``fit`` is ``--l2``); the values of ``--fair-use``,
+``--margin``, ``--group-reg`` and ``--on-infeasible`` are spelled as the estimators'
+parameters and the model file's settings; an output path may not be an input or another
+output, and every file is written whole or not at all (a temporary file then a rename).
+Bad input exits with status 2 and one line on standard error; a fit or audit that cannot
+be done (for example a margin no model can meet) exits with status 1; Ctrl-C exits with
+status 130 and writes nothing.  Progress goes to standard error through :mod:`logging`
+(logger ``fairuse_opt``, every line prefixed ``fairuse:``), results to standard output.
+
+Adding a subcommand: write ``add_NAME(subparsers)`` that registers its parser and sets
+``func=cmd_NAME`` (``cmd_NAME(args) -> int``), and append it to :data:`COMMANDS`.  Keep
+imports of the heavy modules inside ``cmd_NAME``: ``fairuse --help`` imports none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import logging
+import os
 import shlex
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
-import pandas as pd
+from . import __version__
+from .exceptions import (
+    MSG_ALL_DROPPED,
+    MSG_BAD_CSV,
+    MSG_BAD_FAIR_USE,
+    MSG_BAD_MARGIN,
+    MSG_BAD_MODEL,
+    MSG_BAD_REPORT_ARG,
+    MSG_CANNOT_WRITE,
+    MSG_CLI_GROUP_AMBIGUOUS,
+    MSG_CLI_NOT_BINARY,
+    MSG_CLI_ONE_CLASS,
+    MSG_COLUMN_REPEATED,
+    MSG_COLUMN_TWICE,
+    MSG_DEMO_DATA_IN_OUT,
+    MSG_DEMO_OUT_IS_FILE,
+    MSG_DROPPED,
+    MSG_EMPTY_FILE,
+    MSG_INTERRUPTED,
+    MSG_MISSING_VALUES,
+    MSG_MISSING_VALUES_PREDICT,
+    MSG_MODEL_NO_GROUPS,
+    MSG_MODEL_NO_INPUT,
+    MSG_NEED_MATPLOTLIB,
+    MSG_NEED_OUTPUT,
+    MSG_NO_AUDIT,
+    MSG_NO_COMMAND,
+    MSG_NO_DATA_ROWS,
+    MSG_NO_FILE,
+    MSG_NO_GROUPS,
+    MSG_NOT_A_FILE,
+    MSG_NOT_NUMERIC_TARGET,
+    MSG_NOT_UTF8,
+    MSG_OLD_ALPHA,
+    MSG_ONE_LEVEL,
+    MSG_OUT_DIR_MISSING,
+    MSG_OUT_IS_DIR,
+    MSG_OUT_IS_INPUT,
+    MSG_OUT_TWICE,
+    MSG_PLOT_METRIC_NOT_AUDITED,
+    MSG_UNKNOWN_COLUMNS,
+    MSG_UNKNOWN_GROUP_VALUE,
+    FairUseError,
+    InputError,
+)
 
-from .exceptions import FairUseError, InputError
-
-__all__ = ["main", "build_parser", "CLIError", "read_table"]
+__all__ = ["main", "build_parser", "COMMANDS", "CLIError", "read_table", "logger"]
 
 PROG = "fairuse"
 #: Exit status for bad input (files, columns, values, arguments), as argparse uses.
 EXIT_INPUT = 2
 #: Exit status for a fit or audit that was attempted and could not be done.
 EXIT_FAILED = 1
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
 
 DEFAULT_METRICS = {"classification": "error,auc,ece,log_loss", "regression": "mse,mae"}
 SOLVERS = ("auto", "CLARABEL", "ECOS", "SCS")
+#: ``encoding=`` values (``fairuse_opt._family.ENCODINGS``; a test checks they agree).
+ENCODINGS = ("none", "onehot", "intersectional", "decoupled")
+#: ``fair_use=`` values as the command line, the estimators and the model file spell them.
+FAIR_USE_VALUES = {"both": "both", "rationality": "rationality", "envy_freeness": "envy_freeness",
+                   "none": None}
+CORRECTIONS = {"holm": "holm", "bonferroni": "bonferroni", "none": None}
+TESTS = ("bootstrap", "exact")
 
-# --------------------------------------------------------------------------- messages
-MSG_NO_FILE = "data file {path} does not exist"
-MSG_NOT_A_FILE = "data file {path} is not a file"
-MSG_EMPTY_FILE = "data file {path} is empty"
-MSG_BAD_CSV = "cannot read {path} as CSV: {reason}"
-MSG_NOT_UTF8 = "data file {path} is not UTF-8 text"
-MSG_UNKNOWN_COLUMNS = "column(s) {missing} not found in {path}; its columns are {columns}"
-MSG_COLUMN_TWICE = "column {column!r} is given as {roles}; a column can have one role only"
-MSG_NO_GROUPS = "--groups needs at least one column name"
-MSG_MISSING_VALUES = (
-    "{path} has missing values in {detail} ({n_rows} of {n_total} row(s)); "
-    "fix the file or pass --dropna to drop those rows"
-)
-MSG_DROPPED = "dropped {n_rows} of {n_total} row(s) with missing values; rows lost per group: {detail}"
-MSG_ALL_DROPPED = "every row of {path} has a missing value in a used column; nothing is left to {what}"
-MSG_NOT_BINARY = (
-    "target column {column!r} has {n} distinct values ({values}); --task classification needs "
-    "exactly 2 (use --task regression for a numeric target)"
-)
-MSG_ONE_CLASS = "target column {column!r} has a single value ({value!r}); classification needs 2"
-MSG_NOT_NUMERIC_TARGET = (
-    "target column {column!r} is not numeric (for example {value!r}); --task regression needs numbers"
-)
-MSG_ONE_LEVEL = (
-    "group column {column!r} has a single value ({value!r}); a group attribute needs at least 2 "
-    "values (drop it from --groups)"
-)
-MSG_BAD_MARGIN = "--margin {value!r} is invalid: give a number >= 0 or 'se:k'"
-MSG_BAD_MODEL = "{reason}"
-MSG_MODEL_NO_INPUT = (
-    "model file {path} does not name its target and group columns (it was not written by "
-    "'fairuse fit'); pass --target and --groups"
-)
-MSG_NO_AUDIT = "the audit module (fairuse_opt.audit) is not available in this installation: {reason}"
-MSG_NEED_MATPLOTLIB = "--plot needs matplotlib, which is not installed: pip install 'fairuse_opt[plot]'"
-MSG_CANNOT_WRITE = "cannot write {path}: {reason}"
-MSG_OUT_DIR_MISSING = "cannot write {path}: folder {folder} does not exist"
-MSG_NO_COMMAND = "choose a command: fit, audit or demo (see 'fairuse --help')"
-MSG_INTERRUPTED = "interrupted"
+#: The logger of the command line's progress lines (a child of ``fairuse_opt``).
+logger = logging.getLogger("fairuse_opt.cli")
+
+# names kept for callers of earlier versions
+MSG_NOT_BINARY = MSG_CLI_NOT_BINARY
+MSG_ONE_CLASS = MSG_CLI_ONE_CLASS
 
 
 class CLIError(Exception):
@@ -102,18 +134,44 @@ def _one_line(text: Any) -> str:
 
 
 # --------------------------------------------------------------------------- progress
-class Progress:
-    """Progress messages on standard error (silenced by ``--quiet``)."""
+class _Formatter(logging.Formatter):
+    """``fairuse: [  1.2 s] message`` for progress, ``fairuse: warning: message`` for warnings."""
 
-    def __init__(self, quiet: bool = False, stream: Any = None):
-        self.quiet = quiet
-        self.stream = stream
-        self.started = time.perf_counter()
+    def __init__(self, started: float):
+        super().__init__()
+        self.started = started
 
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            stream = self.stream if self.stream is not None else sys.stderr
-            print(f"{PROG}: [{time.perf_counter() - self.started:6.1f} s] {message}", file=stream, flush=True)
+    def format(self, record: logging.LogRecord) -> str:
+        message = _one_line(record.getMessage())
+        if record.levelno >= logging.WARNING:
+            return f"{PROG}: warning: {message}"
+        return f"{PROG}: [{time.perf_counter() - self.started:6.1f} s] {message}"
+
+
+class _Logging:
+    """Progress of one command: a handler on the ``fairuse_opt`` logger, removed afterwards."""
+
+    def __init__(self, quiet: bool):
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(_Formatter(time.perf_counter()))
+        self.handler.setLevel(logging.WARNING if quiet else logging.INFO)
+        self.root = logging.getLogger("fairuse_opt")
+
+    def __enter__(self) -> "_Logging":
+        self.level = self.root.level
+        self.root.addHandler(self.handler)
+        if self.root.getEffectiveLevel() > logging.INFO:
+            self.root.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.root.removeHandler(self.handler)
+        self.root.setLevel(self.level)
+
+
+def progress(message: str) -> None:
+    """One progress line (standard error, unless ``--quiet``)."""
+    logger.info(message)
 
 
 # --------------------------------------------------------------------------- parser
@@ -121,21 +179,61 @@ def _csv_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``fairuse`` command.
+def _solver_name(text: str) -> str:
+    name = "auto" if text.lower() == "auto" else text.upper()
+    if name not in SOLVERS:
+        raise argparse.ArgumentTypeError(f"invalid solver {text!r}; choose from {', '.join(SOLVERS)}")
+    return name
 
-    Returns
-    -------
-    argparse.ArgumentParser
-    """
-    from ._family import ENCODINGS
 
-    parser = _Parser(prog=PROG, description=(
-        "Fit personalized logistic/linear models that make fair use of group attributes "
-        "(every group gains from reporting them, and envies no other group's report), "
-        "audit models on held-out data, or run the demo."))
-    sub = parser.add_subparsers(dest="command", metavar="{fit,audit,demo,bench}", parser_class=_Parser)
+def _fair_use(text: str) -> Any:
+    key = text.strip().lower()
+    if key in FAIR_USE_VALUES:
+        return FAIR_USE_VALUES[key]
+    items = _csv_list(key)
+    if items and all(i in ("rationality", "envy_freeness") for i in items):  # earlier spelling
+        return "both" if set(items) == {"rationality", "envy_freeness"} else items[0]
+    raise argparse.ArgumentTypeError(MSG_BAD_FAIR_USE.format(value=text))
 
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r}: give a number in (0, 1)") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r}: give a number in (0, 1)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a positive integer")
+    return value
+
+
+class _Removed(argparse.Action):
+    """A flag that no longer exists here: fail with a message that says what replaced it."""
+
+    def __init__(self, option_strings, dest, message: str = "", **kw):
+        kw.pop("nargs", None)
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kw)
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(self.message)
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress lines (warnings are still shown)")
+
+
+def add_fit(sub) -> None:
+    """Register ``fairuse fit``."""
     fit = sub.add_parser("fit", help="fit a model on a CSV file and write the model file",
                          description="Fit a model on a CSV file and write the portable JSON model file.")
     fit.add_argument("--data", required=True, help="CSV file with a header row")
@@ -149,48 +247,85 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--task", choices=("classification", "regression"), default="classification",
                      help="classification (binary target, logistic loss; default) or regression (squared error)")
     fit.add_argument("--encoding", choices=ENCODINGS, default="intersectional",
-                     help="how group attributes enter the model (default: intersectional)")
-    fit.add_argument("--fair-use", default="rationality,envy_freeness",
-                     help="guarantees to enforce: rationality,envy_freeness (default), rationality, "
-                          "envy_freeness or none")
+                     help="how group attributes enter the model (encoding=; default: intersectional)")
+    fit.add_argument("--fair-use", type=_fair_use, default="both", metavar="{both,rationality,envy_freeness,none}",
+                     help="guarantees to enforce (fair_use=): both (default), rationality, envy_freeness or none")
     fit.add_argument("--margin", default="0",
-                     help="gain required of every group over the generic model: a number (loss units) "
-                          "or se:k (k standard errors); default 0")
-    fit.add_argument("--alpha", type=float, default=1e-3, help="L2 penalty weight (default 1e-3)")
+                     help="gain required of every group over the generic model (margin=): a number "
+                          "(loss units) or se:k (k standard errors); default 0")
+    fit.add_argument("--l2", type=float, default=1e-3, metavar="L2",
+                     help="weight of the L2 penalty on the shared weights (the estimators' alpha=; default 1e-3)")
+    fit.add_argument("--alpha", action=_Removed, message=MSG_OLD_ALPHA)
     fit.add_argument("--group-reg", choices=("set", "penalty"), default="set",
-                     help="regularisation of group-specific parameters (default: set)")
+                     help="regularisation of group-specific parameters (group_reg=; default: set)")
     fit.add_argument("--on-infeasible", choices=("raise", "generic"), default="raise",
-                     help="when a guarantee cannot be met: fail (default) or give those groups the generic model")
+                     help="when a guarantee cannot be met (on_infeasible=): fail (raise, default) or "
+                          "give those groups the generic model (generic)")
     fit.add_argument("--solver", type=_solver_name, default="auto",
-                     help="conic solver tried first: auto (default), CLARABEL, ECOS or SCS")
+                     help="solver tried first (solver=): auto (default), CLARABEL, ECOS or SCS")
     fit.add_argument("--dropna", action="store_true",
                      help="drop rows with missing values in the used columns (reported per group)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")
-    fit.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_quiet(fit)
     fit.set_defaults(func=cmd_fit)
 
+
+def add_predict(sub) -> None:
+    """Register ``fairuse predict``."""
+    pred = sub.add_parser("predict", help="score a CSV file with a model file",
+                          description="Score every row of a CSV file with a model file: under the row's "
+                                      "own group, or under one reported group for every row (--report).")
+    pred.add_argument("--model", required=True, help="model file written by 'fairuse fit'")
+    pred.add_argument("--data", required=True, help="CSV file with the model's feature and group columns")
+    pred.add_argument("--report", default=None,
+                      help="score every row as if it reported this group: NAME=VALUE,... for every "
+                           "group attribute, e.g. Age=60+,Sex=Male (group columns are then not needed)")
+    pred.add_argument("--keep", type=_csv_list, default=[],
+                      help="comma-separated columns of the data copied to the output (e.g. an id)")
+    pred.add_argument("--groups", type=_csv_list, default=None,
+                      help="group columns (default: from the model file)")
+    pred.add_argument("--out", required=True, help="CSV file of scores to write")
+    _add_quiet(pred)
+    pred.set_defaults(func=cmd_predict)
+
+
+def add_audit(sub) -> None:
+    """Register ``fairuse audit``."""
     aud = sub.add_parser("audit", help="audit a model file on (held-out) data",
                          description="Audit a model file on a CSV file: per group, gain over the generic "
-                                     "model and envy of other reports, with bootstrap intervals and "
-                                     "one-sided tests.")
+                                     "model and envy of other reports, with bootstrap bounds and "
+                                     "one-sided tests.  Prints the per-group gains.")
     aud.add_argument("--data", required=True, help="CSV file with the model's columns")
     aud.add_argument("--model", required=True, help="model file written by 'fairuse fit'")
     aud.add_argument("--metrics", type=_csv_list, default=None,
                      help="comma-separated metrics (default: error,auc,ece,log_loss for classification; "
                           "mse,mae for regression)")
-    aud.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    aud.add_argument("--alpha", type=float, default=0.1, help="significance level (default 0.1)")
+    aud.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    aud.add_argument("--alpha", type=_level, default=0.1,
+                     help="significance level of the one-sided tests (default 0.1)")
+    aud.add_argument("--correction", choices=tuple(CORRECTIONS), default="holm",
+                     help="multiple-testing correction across groups (default: holm)")
+    aud.add_argument("--test", choices=TESTS, default="bootstrap",
+                     help="p-values: bootstrap (default) or exact (McNemar for error, DeLong for AUC)")
+    aud.add_argument("--ci-level", type=_level, default=0.95,
+                     help="level of the two-sided bootstrap intervals (default 0.95)")
     aud.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     aud.add_argument("--target", default=None, help="target column (default: from the model file)")
     aud.add_argument("--groups", type=_csv_list, default=None,
                      help="group columns (default: from the model file)")
     aud.add_argument("--dropna", action="store_true", help="drop rows with missing values (reported per group)")
-    aud.add_argument("--out", required=True, help="audit report to write (JSON)")
+    aud.add_argument("--out", default=None,
+                     help="audit report to write (JSON); optional when --markdown or --plot is given")
     aud.add_argument("--markdown", default=None, help="also write the report as markdown")
     aud.add_argument("--plot", default=None, help="also write a plot (PNG; needs matplotlib)")
-    aud.add_argument("--quiet", action="store_true", help="no progress messages")
+    aud.add_argument("--plot-metric", default=None,
+                     help="metric shown in the plot (default: the first audited metric)")
+    _add_quiet(aud)
     aud.set_defaults(func=cmd_audit)
 
+
+def add_demo(sub) -> None:
+    """Register ``fairuse demo``."""
     demo = sub.add_parser("demo", help="run the demo on real data and write a report",
                           description="Fit the generic, one-hot, intersectional and fair-use models on a "
                                       "real dataset, audit them on a test split and write a report.")
@@ -199,30 +334,111 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default="diabetes",
                       help="diabetes (default; scikit-learn, binary), apnea (from FAIRUSE_DATA_DIR) "
                            "or the path of apnea.csv")
-    demo.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples of the audit (default 500)")
+    demo.add_argument("--n-boot", type=_positive_int, default=None,
+                      help="bootstrap resamples of the audit (default 500)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and the bootstrap (default 0)")
-    demo.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_quiet(demo)
     demo.set_defaults(func=cmd_demo)
 
-    from .bench._cli import add_arguments as _bench_arguments, cmd_bench
+
+
+def add_bench(sub: Any) -> None:
+    """``fairuse bench``: the study benchmark (options and run in :mod:`fairuse_opt.bench`)."""
+    from .bench._cli import add_arguments, cmd_bench
     bench = sub.add_parser("bench", help="run the study benchmark (datasets x models x methods x folds)",
                            description="The study benchmark: see benchmarks/README.md.")
-    _bench_arguments(bench).set_defaults(func=cmd_bench)
+    add_arguments(bench).set_defaults(func=cmd_bench)
+
+#: The subcommands, in the order ``--help`` lists them: each registers its own parser.
+COMMANDS: list[Callable[[Any], None]] = [add_fit, add_predict, add_audit, add_demo, add_bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fairuse`` command (one subparser per :data:`COMMANDS`).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = _Parser(prog=PROG, description=(
+        "Fit personalized logistic/linear models that make fair use of group attributes "
+        "(every group gains from reporting them, and envies no other group's report), "
+        "score and audit them on other data, or run the demo."))
+    parser.add_argument("--version", action="version", version=f"{PROG} (fairuse_opt) {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
     return parser
 
 
-def _solver_name(text: str) -> str:
-    name = text if text.lower() == "auto" else text.upper()
-    name = "auto" if name.lower() == "auto" else name
-    if name not in SOLVERS:
-        raise argparse.ArgumentTypeError(f"invalid solver {text!r}; choose from {', '.join(SOLVERS)}")
-    return name
+# --------------------------------------------------------------------------- paths
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser())).resolve()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Path]:
+    """Refuse an output that is an input or another output; check each output's folder.
+
+    Parameters
+    ----------
+    inputs, outputs : dict
+        ``{flag: path or None}`` (``None``: not given).
+
+    Returns
+    -------
+    dict
+        ``{flag: Path}`` of the outputs given.
+    """
+    ins = {f: _resolved(p) for f, p in inputs.items() if p is not None}
+    outs: dict[str, Path] = {}
+    for flag, p in outputs.items():
+        if p is None:
+            continue
+        path = Path(p)
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise CLIError(MSG_OUT_DIR_MISSING.format(path=p, folder=folder))
+        if path.is_dir():
+            raise CLIError(MSG_OUT_IS_DIR.format(path=p))
+        r = _resolved(p)
+        for other, q in ins.items():
+            if _same_file(r, q):
+                raise CLIError(MSG_OUT_IS_INPUT.format(flag=flag, path=p, other=other))
+        for other, q in outs.items():
+            if _same_file(r, _resolved(q)):
+                raise CLIError(MSG_OUT_TWICE.format(flag=flag, path=p, other=other))
+        outs[flag] = path
+    return outs
+
+
+def _commit(staged: Any) -> None:
+    try:
+        for path in staged.commit():
+            progress(f"wrote {path}")
+    except OSError as exc:
+        raise CLIError(MSG_CANNOT_WRITE.format(path=getattr(exc, "filename", "?"), reason=_one_line(exc))) from None
+
+
+def _stage(staged: Any, path: Path, content: Any) -> None:
+    try:
+        staged.add(path, content)
+    except OSError as exc:
+        raise CLIError(MSG_CANNOT_WRITE.format(path=path, reason=_one_line(exc))) from None
 
 
 # --------------------------------------------------------------------------- data
-def read_table(path: str | Path, *, text_columns: Sequence[str] = (),
-               needed: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a CSV file, checking that it exists and has the ``needed`` columns.
+def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Sequence[str] = ()):
+    """Read a CSV file, checking that it exists, has rows and has the ``needed`` columns.
 
     Parameters
     ----------
@@ -230,7 +446,7 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (),
         The CSV file (header row required).
     text_columns : sequence of str
         Columns read as text, exactly as written (group attributes, categorical
-        features), so that their values match the model file.
+        features); they are matched to the model file's values by value.
     needed : sequence of str
         Columns that must be present.
 
@@ -241,8 +457,10 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (),
     Raises
     ------
     CLIError
-        The file is missing or unreadable, or lacks a needed column.
+        The file is missing, unreadable or has no rows, or lacks a needed column.
     """
+    import pandas as pd
+
     p = Path(path)
     if not p.exists():
         raise CLIError(MSG_NO_FILE.format(path=path))
@@ -256,7 +474,7 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (),
             shown = columns if len(columns) <= 30 else columns[:30] + ["..."]
             raise CLIError(MSG_UNKNOWN_COLUMNS.format(missing=missing, path=path, columns=shown))
         dtype = {c: str for c in text_columns if c in columns}
-        return pd.read_csv(p, dtype=dtype, keep_default_na=True)
+        frame = pd.read_csv(p, dtype=dtype, keep_default_na=True)
     except pd.errors.EmptyDataError:
         raise CLIError(MSG_EMPTY_FILE.format(path=path)) from None
     except pd.errors.ParserError as exc:
@@ -265,10 +483,13 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (),
         raise CLIError(MSG_NOT_UTF8.format(path=path)) from None
     except OSError as exc:
         raise CLIError(MSG_BAD_CSV.format(path=path, reason=_one_line(exc))) from None
+    if len(frame) == 0:
+        raise CLIError(MSG_NO_DATA_ROWS.format(path=path))
+    return frame
 
 
-def handle_missing(frame: pd.DataFrame, columns: Sequence[str], group_columns: Sequence[str], *,
-                   dropna: bool, path: str, what: str) -> tuple[pd.DataFrame, str | None]:
+def handle_missing(frame, columns: Sequence[str], group_columns: Sequence[str], *,
+                   dropna: bool, path: str, what: str):
     """Refuse rows with missing values in ``columns``, or drop them and say how many per group.
 
     Returns
@@ -287,7 +508,8 @@ def handle_missing(frame: pd.DataFrame, columns: Sequence[str], group_columns: S
     if not dropna:
         counts = na.sum()
         detail = ", ".join(f"{c} ({int(k)} row(s))" for c, k in counts.items() if k)
-        raise CLIError(MSG_MISSING_VALUES.format(path=path, detail=detail, n_rows=n_bad, n_total=n_total))
+        template = MSG_MISSING_VALUES_PREDICT if what == "score" else MSG_MISSING_VALUES
+        raise CLIError(template.format(path=path, detail=detail, n_rows=n_bad, n_total=n_total))
     if n_bad == n_total:
         raise CLIError(MSG_ALL_DROPPED.format(path=path, what=what))
     dropped = frame.loc[bad_rows, list(group_columns)]
@@ -304,31 +526,65 @@ def handle_missing(frame: pd.DataFrame, columns: Sequence[str], group_columns: S
     return frame.loc[~bad_rows].reset_index(drop=True), message
 
 
-def _check_target(y: pd.Series, column: str, task: str) -> None:
+def _py(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+
+
+def _check_target(y, column: str, task: str) -> None:
+    import pandas as pd
+
     if task == "classification":
         values = pd.unique(y)
         if len(values) == 1:
-            raise CLIError(MSG_ONE_CLASS.format(column=column, value=_py(values[0])))
+            raise CLIError(MSG_CLI_ONE_CLASS.format(column=column, value=_py(values[0])))
         if len(values) != 2:
             shown = sorted(map(str, values))
             shown = shown[:6] + ["..."] if len(shown) > 6 else shown
-            raise CLIError(MSG_NOT_BINARY.format(column=column, n=len(values), values=", ".join(shown)))
+            raise CLIError(MSG_CLI_NOT_BINARY.format(column=column, n=len(values), values=", ".join(shown)))
     elif not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         bad = y[pd.to_numeric(y, errors="coerce").isna()]
         example = bad.iloc[0] if len(bad) else y.iloc[0]
         raise CLIError(MSG_NOT_NUMERIC_TARGET.format(column=column, value=_py(example)))
 
 
-def _check_group_columns(frame: pd.DataFrame, group_columns: Sequence[str]) -> None:
+def _number(text: Any) -> float | None:
+    import math
+
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _check_group_columns(frame, group_columns: Sequence[str]) -> None:
+    """At least two values per attribute, and no number written two ways (``1`` and ``1.0``)."""
+    import pandas as pd
+
     for c in group_columns:
         values = pd.unique(frame[c])
         if len(values) < 2:
             raise CLIError(MSG_ONE_LEVEL.format(column=c, value=_py(values[0])))
+        spellings: dict[float, list[str]] = {}
+        for v in values:
+            x = _number(v)
+            if x is not None:
+                spellings.setdefault(x, []).append(str(v))
+        clash = [sorted(s) for s in spellings.values() if len(s) > 1]
+        if clash:
+            raise CLIError(MSG_CLI_GROUP_AMBIGUOUS.format(column=c, values=", ".join(clash[0])))
 
 
-def _check_roles(target: str, groups: Sequence[str], features: Sequence[str]) -> None:
+def _check_roles(target: str | None, groups: Sequence[str], features: Sequence[str]) -> None:
+    for flag, cols in (("--groups", groups), ("--features", features)):
+        seen = set()
+        for c in cols:
+            if c in seen:
+                raise CLIError(MSG_COLUMN_REPEATED.format(flag=flag, column=c))
+            seen.add(c)
     roles: dict[str, list[str]] = {}
-    for role, cols in (("--target", [target]), ("--groups", groups), ("--features", features)):
+    for role, cols in (("--target", [target] if target else []), ("--groups", groups),
+                       ("--features", features)):
         for c in cols:
             roles.setdefault(c, []).append(role)
     for c, rs in roles.items():
@@ -336,52 +592,124 @@ def _check_roles(target: str, groups: Sequence[str], features: Sequence[str]) ->
             raise CLIError(MSG_COLUMN_TWICE.format(column=c, roles=" and ".join(rs)))
 
 
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _parse_margin(text: str) -> Any:
     text = text.strip()
     if text.startswith("se:"):
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise CLIError(MSG_BAD_MARGIN.format(value=text)) from None
-    if not np.isfinite(value) or value < 0:
+    value = _number(text)
+    if value is None or value < 0:
         raise CLIError(MSG_BAD_MARGIN.format(value=text))
     return value
 
 
-def _check_out(path: str | Path) -> Path:
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise CLIError(MSG_OUT_DIR_MISSING.format(path=path, folder=folder))
-    return p
+def _value_matcher(levels: Sequence[Any]) -> Callable[[Any], Any]:
+    """Map a cell (text from a CSV) to the model's level it denotes, by value.
+
+    Text matches a text level exactly; a number (or text that reads as one) matches the
+    level with the same numeric value.  Unmatched cells come back unchanged.
+    """
+    exact = {lv: lv for lv in levels if isinstance(lv, str)}
+    by_number: dict[float, Any] = {}
+    clashes = set()
+    for lv in levels:
+        if isinstance(lv, bool):
+            exact.setdefault(str(lv), lv)
+            continue
+        x = _number(lv)
+        if x is None:
+            continue
+        if x in by_number and by_number[x] != lv:
+            clashes.add(x)
+        by_number.setdefault(x, lv)
+    for x in clashes:
+        by_number.pop(x)
+
+    def match(cell: Any) -> Any:
+        if cell in exact:
+            return exact[cell]
+        x = _number(cell)
+        if x is not None and x in by_number:
+            return by_number[x]
+        return cell
+
+    return match
 
 
-def _write(path: Path, text: str) -> None:
+def _model_group_values(G, est: Any, *, strict: bool = False):
+    """Group cells (read as text) as the model's group values, matched by value."""
+    import pandas as pd
+
+    index = est.group_index_
+    if index is None:
+        return G
+    out = {}
+    for col, name in zip(G.columns, index.names):
+        levels = index.levels[name]
+        match = _value_matcher(levels)
+        values = [match(v) for v in G[col]]
+        if strict:
+            unknown = sorted({str(v) for v in values if v not in set(levels)})
+            if unknown:
+                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=unknown[:5], levels=levels))
+        out[name] = values
+    return pd.DataFrame(out, index=G.index)
+
+
+def _read_model(path: str) -> Any:
+    from .model_io import read
+
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CLIError(MSG_CANNOT_WRITE.format(path=path, reason=_one_line(exc))) from None
+        return read(path)
+    except InputError as exc:
+        raise CLIError(MSG_BAD_MODEL.format(reason=_one_line(exc))) from None
+
+
+def _command_text(args: argparse.Namespace) -> str:
+    return " ".join([PROG, *map(shlex.quote, args.argv)])
 
 
 # --------------------------------------------------------------------------- fit
-def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
-    """``fairuse fit``: read the CSV, encode features, fit, write the model file."""
-    from .estimators import FairUseClassifier, FairUseRegressor
-    from .model_io import TabularEncoding, dumps
+@dataclass
+class TrainingTable:
+    """A training CSV read, checked and encoded (what ``fairuse fit`` fits on).
 
+    Attributes
+    ----------
+    X : DataFrame
+        Numeric features (``encoding.feature_names``).
+    y : Series
+        The target.
+    G : DataFrame
+        The group columns, as text.
+    encoding : TabularEncoding
+        How the raw columns became ``X`` (written to the model file).
+    groups : list of str
+        Group column names.
+    n_rows : int
+        Rows used (after ``--dropna``).
+    dropped : str or None
+        What ``--dropna`` dropped, per group.
+    """
+
+    X: Any
+    y: Any
+    G: Any
+    encoding: Any
+    groups: list
+    n_rows: int
+    dropped: str | None
+
+
+def load_training_table(args: argparse.Namespace) -> TrainingTable:
+    """Read ``--data`` with the roles given by ``--target``, ``--groups``, ``--features`` and
+    ``--categorical``; refuse bad input (``CLIError``) before any progress line."""
     groups = list(args.groups)
     if not groups:
         raise CLIError(MSG_NO_GROUPS)
-    margin = _parse_margin(args.margin)
-    out = _check_out(args.out)
     explicit = list(args.features) if args.features is not None else []
-    needed = [args.target, *groups, *explicit, *args.categorical]
-    frame = read_table(args.data, text_columns=[*groups, *args.categorical], needed=needed)
+    _check_roles(args.target, groups, explicit)
+    frame = read_table(args.data, text_columns=[*groups, *args.categorical],
+                       needed=[args.target, *groups, *explicit, *args.categorical])
     features = explicit if args.features is not None else [
         c for c in frame.columns if c != args.target and c not in groups]
     _check_roles(args.target, groups, features)
@@ -390,32 +718,50 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
         raise CLIError(MSG_COLUMN_TWICE.format(column=unknown_cat[0], roles="--categorical but not a feature"))
     frame, dropped = handle_missing(frame, [args.target, *groups, *features], groups, dropna=args.dropna,
                                     path=args.data, what="fit")
-    y = frame[args.target]
-    _check_target(y, args.target, args.task)
+    _check_target(frame[args.target], args.target, args.task)
     _check_group_columns(frame, groups)
+    from .tabular import TabularEncoding
+
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
-    X = encoding.transform(frame)
-    G = frame[groups]
-    n_groups = len(G.drop_duplicates())
-    # input is valid: from here on, progress (before, a bad input gives one line only)
-    if dropped:
-        progress(dropped)
-    if encoding.categorical:
-        progress(f"one-hot encoded {', '.join(encoding.categorical)} -> {X.shape[1]} feature(s)")
+    return TrainingTable(X=encoding.transform(frame), y=frame[args.target], G=frame[groups], encoding=encoding,
+                         groups=groups, n_rows=len(frame), dropped=dropped)
+
+
+def write_model(path: Path, est: Any, table: TrainingTable, args: argparse.Namespace) -> None:
+    """Write the model file of a ``fit`` (atomically), with the input encoding and metadata."""
+    from ._files import Staged
+    from .model_io import dumps
+
+    metadata = {"data": str(args.data), "n_rows": int(table.n_rows), "command": _command_text(args)}
+    text = dumps(est, encoding=table.encoding, target=args.target, group_columns=table.groups,
+                 metadata=metadata)
+    with Staged() as staged:
+        _stage(staged, path, text)
+        _commit(staged)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``fairuse fit``: read the CSV, encode features, fit, write the model file."""
+    margin = _parse_margin(args.margin)
+    outs = check_paths({"--data": args.data}, {"--out": args.out})
+    table = load_training_table(args)
+    # the input is valid: from here on, progress lines (before, a bad input gives one line only)
+    progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
+    from .estimators import FairUseClassifier, FairUseRegressor
+
+    if table.dropped:
+        progress(table.dropped)
+    if table.encoding.categorical:
+        progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
-    fair_use = None if args.fair_use.strip().lower() == "none" else args.fair_use
-    est = cls(encoding=args.encoding, fair_use=fair_use, margin=margin, alpha=args.alpha,
-              group_reg=args.group_reg, on_infeasible=args.on_infeasible, solver=args.solver,
-              verbose=not args.quiet)
-    progress(f"fitting {args.task}, encoding={args.encoding}, fair use {args.fair_use}: "
-             f"{len(frame)} rows, {X.shape[1]} feature(s), {n_groups} group(s)")
-    est.fit(X, y, groups=G)
+    est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, alpha=args.l2,
+              group_reg=args.group_reg, on_infeasible=args.on_infeasible, solver=args.solver)
+    progress(f"fitting {args.task}, encoding={args.encoding}, fair_use={args.fair_use}: {table.n_rows} rows, "
+             f"{table.X.shape[1]} feature(s), {len(table.G.drop_duplicates())} group(s)")
+    est.fit(table.X, table.y, groups=table.G)
     cert = est.certificate_
     progress(f"fitted: route {cert.route}, solver {cert.solver} ({cert.status}), verified={cert.verified}")
-    metadata = {"data": str(args.data), "n_rows": int(len(frame)),
-                "command": " ".join([PROG, *map(shlex.quote, args.argv)])}
-    _write(out, dumps(est, encoding=encoding, target=args.target, group_columns=groups, metadata=metadata))
-    progress(f"wrote {out}")
+    write_model(outs["--out"], est, table, args)
     print(_certificate_text(est))
     return 0
 
@@ -436,25 +782,94 @@ def _certificate_text(est: Any) -> str:
     return head + "\n" + body
 
 
-# --------------------------------------------------------------------------- audit
-def cmd_audit(args: argparse.Namespace, progress: Progress) -> int:
-    """``fairuse audit``: read the model file and the CSV, audit, write the report."""
-    from .model_io import read
+# --------------------------------------------------------------------------- predict
+def _parse_report(text: str, est: Any) -> Any:
+    index = est.group_index_
+    if index is None:
+        return None
+    names = list(index.names)
+    parts = [p for p in (s.strip() for s in text.split(",")) if p]
+    given: dict[str, str] = {}
+    for p in parts:
+        if "=" in p:
+            k, v = p.split("=", 1)
+            given[k.strip()] = v.strip()
+        elif len(names) == 1 and len(parts) == 1:
+            given[names[0]] = p
+        else:
+            raise CLIError(MSG_BAD_REPORT_ARG.format(value=text, names=names))
+    if sorted(given) != sorted(names):
+        raise CLIError(MSG_BAD_REPORT_ARG.format(value=text, names=names))
+    key = []
+    for n in names:
+        value = _value_matcher(index.levels[n])(given[n])
+        if value not in set(index.levels[n]):
+            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=[given[n]], levels=index.levels[n]))
+        key.append(value)
+    return tuple(key)
 
-    out = _check_out(args.out)
-    md = _check_out(args.markdown) if args.markdown else None
-    png = _check_out(args.plot) if args.plot else None
-    if png is not None and importlib.util.find_spec("matplotlib") is None:
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``fairuse predict``: score a CSV file with a model file."""
+    outs = check_paths({"--model": args.model, "--data": args.data}, {"--out": args.out})
+    mf = _read_model(args.model)
+    est = mf.estimator
+    report = _parse_report(args.report, est) if args.report is not None else None
+    groups: list[str] = []
+    if est.group_index_ is not None and report is None:
+        groups = list(args.groups) if args.groups else (mf.group_columns or [])
+        if not groups:
+            raise CLIError(MSG_MODEL_NO_GROUPS.format(path=args.model))
+    feature_cols = mf.encoding.input_columns if mf.encoding is not None else list(est.feature_names_)
+    text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
+    frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep])
+    handle_missing(frame, [*groups, *feature_cols], groups, dropna=False, path=args.data, what="score")
+    X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
+    kw: dict[str, Any] = {}
+    if est.group_index_ is not None:
+        kw = {"report": report} if report is not None else {
+            "groups": _model_group_values(frame[groups], est, strict=True)}
+    import pandas as pd
+
+    out = frame[list(args.keep)].copy() if args.keep else pd.DataFrame(index=frame.index)
+    score = est.decision_function(X, **kw)
+    if est._task == "classification":
+        out["score"] = score
+        out["probability"] = est.predict_proba(X, **kw)[:, 1]
+        out["prediction"] = est.predict(X, **kw)
+    else:
+        out["prediction"] = score
+    from ._files import Staged
+
+    with Staged() as staged:
+        _stage(staged, outs["--out"], out.to_csv(index=False))
+        _commit(staged)
+    what = f"as if every row reported {args.report}" if report is not None else "under each row's own group"
+    print(f"scored {len(out)} row(s) {what}; columns {', '.join(out.columns)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- audit
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``fairuse audit``: read the model file and the CSV, audit, write the report."""
+    import importlib.util
+
+    if args.out is None and args.markdown is None and args.plot is None:
+        raise CLIError(MSG_NEED_OUTPUT)
+    outs = check_paths({"--model": args.model, "--data": args.data},
+                       {"--out": args.out, "--markdown": args.markdown, "--plot": args.plot})
+    if "--plot" in outs and importlib.util.find_spec("matplotlib") is None:
         raise CLIError(MSG_NEED_MATPLOTLIB)
-    try:
-        mf = read(args.model)
-    except InputError as exc:
-        raise CLIError(MSG_BAD_MODEL.format(reason=_one_line(exc))) from None
+    mf = _read_model(args.model)
     est = mf.estimator
     target = args.target or mf.target
     groups = list(args.groups) if args.groups else mf.group_columns
     if target is None or groups is None:
         raise CLIError(MSG_MODEL_NO_INPUT.format(path=args.model))
+    _check_roles(target, groups, [])
+    metrics = args.metrics or _csv_list(DEFAULT_METRICS[est._task])
+    if args.plot_metric is not None and args.plot_metric not in metrics:
+        raise CLIError(MSG_PLOT_METRIC_NOT_AUDITED.format(metric=args.plot_metric, metrics=metrics))
     feature_cols = mf.encoding.input_columns if mf.encoding is not None else list(est.feature_names_)
     text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
     try:
@@ -466,58 +881,65 @@ def cmd_audit(args: argparse.Namespace, progress: Progress) -> int:
                                     path=args.data, what="audit")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
     G = _model_group_values(frame[groups], est)
-    metrics = args.metrics or _csv_list(DEFAULT_METRICS[est._task])
     if dropped:
         progress(dropped)
     progress(f"auditing on {len(frame)} rows: metrics {', '.join(metrics)}, {args.n_boot} resamples, "
-             f"alpha {args.alpha}, seed {args.seed}")
+             f"alpha {args.alpha}, correction {args.correction}, test {args.test}, seed {args.seed}")
     report = audit(est, X, frame[target], groups=G, metrics=metrics, n_boot=args.n_boot,
-                   alpha=args.alpha, random_state=args.seed)
-    _write(out, report.to_json(indent=1))
-    progress(f"wrote {out}")
-    if md is not None:
-        _write(md, report.to_markdown())
-        progress(f"wrote {md}")
-    if png is not None:
-        fig = report.plot()
-        _save_figure(fig, png)
-        progress(f"wrote {png}")
-    print(report.summary().to_string())
+                   alpha=args.alpha, correction=CORRECTIONS[args.correction], test=args.test,
+                   ci_level=args.ci_level, random_state=args.seed)
+    from ._files import Staged
+
+    with Staged() as staged:
+        if "--out" in outs:
+            _stage(staged, outs["--out"], report.to_json(indent=1))
+        if "--markdown" in outs:
+            _stage(staged, outs["--markdown"], report.to_markdown())
+        if "--plot" in outs:
+            _stage(staged, outs["--plot"], _figure_writer(report, args.plot_metric))
+        _commit(staged)
+    print(audit_text(report))
     return 0
 
 
-def _model_group_values(G: pd.DataFrame, est: Any) -> pd.DataFrame:
-    """Map group cells (read as text) to the model's group values (which may be numbers)."""
-    index = est.group_index_
-    if index is None:
-        return G
-    out = {}
-    for col, name in zip(G.columns, index.names):
-        levels = index.levels[name]
-        mapping = {str(v): v for v in levels}
-        out[col] = [mapping.get(v, v) for v in G[col]]
-    return pd.DataFrame(out, index=G.index)
+def audit_text(report: Any) -> str:
+    """Per group and metric: gain, the one-sided bound the verdict used, corrected p-value
+    and verdict (the report's :meth:`~fairuse_opt.audit.FairUseReport.summary`)."""
+    return str(report.summary())
 
 
-def _save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _figure_writer(report: Any, metric: str | None) -> Callable[[str], None]:
+    def write(name: str) -> None:
+        import matplotlib
 
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise CLIError(MSG_CANNOT_WRITE.format(path=path, reason=_one_line(exc))) from None
-    finally:
-        plt.close(fig)
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = report.plot(metric)
+        try:
+            fig.savefig(name, dpi=120, format="png")
+        finally:
+            plt.close(fig)
+
+    return write
 
 
 # --------------------------------------------------------------------------- demo
-def cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     """``fairuse demo``: see :func:`fairuse_opt.demo.run_demo`."""
-    from .demo import DEFAULT_N_BOOT, DEFAULT_OUT, run_demo
+    from .demo import DEFAULT_N_BOOT, DEFAULT_OUT, MODEL_JSON, REPORT_MD, REPORT_PNG, TABLE_CSV, run_demo
 
-    run_demo(args.out or DEFAULT_OUT, data=args.data,
-             n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot, seed=args.seed,
-             progress=progress, command=" ".join([PROG, *map(shlex.quote, args.argv)]))
+    out = Path(args.out or DEFAULT_OUT)
+    if out.exists() and not out.is_dir():
+        raise CLIError(MSG_DEMO_OUT_IS_FILE.format(path=out))
+    data = Path(args.data)
+    if data.is_file():
+        written = {_resolved(out / n) for n in (MODEL_JSON, REPORT_MD, REPORT_PNG, TABLE_CSV)}
+        if _resolved(data) in written or (_resolved(data).parent == _resolved(out)
+                                          and data.name.startswith("audit_")):
+            raise CLIError(MSG_DEMO_DATA_IN_OUT.format(path=data, out=out))
+    run_demo(out, data=args.data, n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot,
+             seed=args.seed, progress=progress, command=_command_text(args))
     return 0
 
 
@@ -533,31 +955,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 success, 1 a fit or audit that could not be done, 2 bad input.
+        Exit status: 0 success, 1 a fit or audit that could not be done, 2 bad input,
+        130 interrupted (Ctrl-C).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2, already printed on one line)
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
-    if args.command is None:
-        print(f"{PROG}: error: {MSG_NO_COMMAND}", file=sys.stderr)
-        return EXIT_INPUT
-    args.argv = argv
-    progress = Progress(quiet=args.quiet)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser()
         try:
-            return args.func(args, progress)
-        except CLIError as exc:
-            return _fail(str(exc), exc.status)
-        except (InputError, FileNotFoundError, ImportError) as exc:
-            return _fail(str(exc), EXIT_INPUT)
-        except FairUseError as exc:  # infeasible margin, solver failure, failed verification
-            return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
-        except KeyboardInterrupt:
-            return _fail(MSG_INTERRUPTED, 130)
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
+        if args.command is None:
+            commands = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
+            print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
+            return EXIT_INPUT
+        args.argv = argv
+        with _Logging(quiet=args.quiet), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return args.func(args)
+            except CLIError as exc:
+                return _fail(str(exc), exc.status)
+            except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
+                return _fail(str(exc), EXIT_INPUT)
+            except FairUseError as exc:  # infeasible margin, solver failure, failed verification
+                return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail(MSG_INTERRUPTED, EXIT_INTERRUPTED)
 
 
 def _fail(message: str, status: int) -> int:
@@ -566,7 +990,7 @@ def _fail(message: str, status: int) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr, flush=True)
+    logging.getLogger("fairuse_opt").warning("%s", message)
 
 
 if __name__ == "__main__":  # pragma: no cover

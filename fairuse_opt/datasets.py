@@ -302,6 +302,8 @@ def _apnea_file(path: str | os.PathLike[str] | None) -> Path:
         candidate, source = Path(folder), f"{ENV_DATA_DIR}={folder!r}"
     else:
         candidate, source = Path(path), f"path={os.fspath(path)!r}"
+    # a relative path is taken from the current folder now, and said so in any error
+    candidate = Path(os.path.abspath(candidate.expanduser()))
     if candidate.is_dir():
         candidate = candidate / "apnea.csv"
     if not candidate.is_file():

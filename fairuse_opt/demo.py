@@ -354,8 +354,8 @@ def findings(table: pd.DataFrame, audits: dict, models: dict) -> list[str]:
             f"check (test groups of {int(sizes.min())} to {int(sizes.max())} rows)")
     if audits:
         allv = pd.concat([r.table[r.table["condition"].isin(["rationality", "envy"])] for r in audits.values()])
-        text += (f"; {int((allv['verdict'] == 'no significant gain').sum())} of {len(allv)} verdicts "
-                 "(model x group x condition x metric) are 'no significant gain'")
+        text += (f"; {int(allv['verdict'].str.startswith('inconclusive').sum())} of {len(allv)} verdicts "
+                 "(model x group x condition x metric) are 'inconclusive'")
     out.append(text + ".")
     return out
 
@@ -444,7 +444,7 @@ def _markdown(table, verdicts, audits, models, *, desc, names, seed, n_boot, com
                   _md_table(verdicts, {"gain_log_loss": _gain, "gain_error": _gain}), ""]
         rows = []
         for name, rep in audits.items():
-            s = rep.summary().reset_index()
+            s = rep.verdict_counts().reset_index()
             s.insert(0, "model", name)
             rows.append(s)
         summary = pd.concat(rows, ignore_index=True)
@@ -478,8 +478,10 @@ def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    colours = {"benefit": "tab:green", "no significant gain": "tab:gray", "violation": "tab:red",
-               "too small to judge": "lightgray", "": "tab:blue"}
+    from .audit import VERDICTS
+    from .audit._report import _COLOURS, _used_bound
+
+    colours = {**_COLOURS, "": "tab:blue"}
     markers = {"one-hot": "s", "intersectional": "D", "fair use": "o"}
     groups = [gr for gr in dict.fromkeys(table["group"]) if gr != "all"]
     panels = [("log_loss", "training", "training gain in log loss over generic\n(fair use: >= 0 guaranteed)"),
@@ -504,8 +506,11 @@ def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
                     r = t[(t["group"] == gr) & (t["metric"] == metric) & (t["condition"] == condition)]
                     if not len(r):
                         continue
-                    gain, lo, hi, verdict = (float(r["gain"].iloc[0]), float(r["ci_low"].iloc[0]),
-                                             float(r["ci_high"].iloc[0]), str(r["verdict"].iloc[0]))
+                    gain, verdict = float(r["gain"].iloc[0]), str(r["verdict"].iloc[0])
+                    # what the verdict used: its one-sided bound, drawn from the bound to the gain
+                    _, bound = _used_bound(verdict, float(r["lower_bound"].iloc[0]),
+                                           float(r["upper_bound"].iloc[0]))
+                    lo, hi = min(bound, gain), max(bound, gain)
                 else:
                     sel = table[(table["group"] == gr) & (table["model"] == m)]
                     gain = float(sel[f"gain_test_{metric}"].iloc[0])
@@ -523,10 +528,12 @@ def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
                for m in PERSONALIZED]
     handles += [Line2D([], [], color=colours[""], lw=3, label="training (no test)")]
     if audits:
-        handles += [Line2D([], [], color=colours[v], lw=3, label=f"test: {v}") for v in
-                    ("benefit", "no significant gain", "violation", "too small to judge")]
+        shown = {str(v) for a in audits.values() for v in a.table["verdict"]}
+        handles += [Line2D([], [], color=colours[v], lw=3, label=f"test: {v}") for v in VERDICTS
+                    if v in shown]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize="small",
                frameon=False)
     fig.suptitle(f"{title}: per-group test gains of personalized models"
-                 + (" (95% bootstrap intervals, colour = verdict)" if audits else ""))
+                 + (" (bar: from the one-sided bound the verdict used to the gain; colour = verdict)"
+                    if audits else ""))
     fig.savefig(path, dpi=110)

@@ -432,12 +432,12 @@ class _BaseFairUse(BaseEstimator):
         path : str or path-like, optional
             Also write the JSON text to this file.
         """
+        from ._files import write_atomic
         from .model_io import dumps
 
         text = dumps(self, **kw)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_atomic(path, text)  # a temporary file, then a rename: never half-written
         return text
 
     @classmethod

@@ -113,3 +113,111 @@ MSG_INFEASIBLE_MARGIN = (
 )
 MSG_VERIFY_FAILED = "the fitted model failed verification: {failures}"
 MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
+MSG_DUPLICATE_FEATURES = "{what} has duplicated column name(s) {columns}; every feature column needs its own name"
+MSG_DUPLICATE_GROUP_COLUMNS = "groups has duplicated column name(s) {columns}; every group attribute needs its own name"
+MSG_GROUP_VALUE_UNHASHABLE = (
+    "group attribute {name!r} has a value of type {type} ({value!r}); group values must be "
+    "strings, numbers or booleans"
+)
+MSG_GROUP_VALUES_AMBIGUOUS = (
+    "group attribute {name!r} has values {values} of different types that compare equal "
+    "(Python treats True == 1 == 1.0); use one type per attribute, for example strings"
+)
+MSG_GROUP_RECORDS = "groups given as a list of dicts must have the same keys in every row; row {row} has {keys}"
+MSG_REPORT_VALUE = (
+    "report {report!r}: value {value!r} of attribute {name!r} is a {type}; a report gives one "
+    "string, number or boolean per attribute"
+)
+
+# Tabular encoding (fairuse_opt/tabular.py)
+MSG_UNKNOWN_LEVEL = (
+    "column {column!r} has value(s) {values} not seen in training; known levels: {levels}"
+)
+MSG_NOT_NUMBER = "column {column!r} must be numeric; value(s) {values} are not numbers"
+MSG_MISSING_INPUT_COLUMNS = "the data lacks column(s) {missing} that the model needs"
+MSG_FEATURE_NAME_COLLISION = (
+    "encoded feature name {name!r} would be made by {sources}; rename a column or a level so "
+    "that every feature has its own name"
+)
+MSG_LEVELS_AMBIGUOUS = (
+    "column {column!r} has values {values} that are the same number written differently; "
+    "write each level one way"
+)
+MSG_ENCODE_MISSING = "column {column!r} has {n} missing value(s); the encoding needs complete columns"
+
+# Command line (fairuse_opt/cli.py)
+MSG_NO_FILE = "data file {path} does not exist"
+MSG_NOT_A_FILE = "data file {path} is not a file"
+MSG_EMPTY_FILE = "data file {path} is empty"
+MSG_NO_DATA_ROWS = "data file {path} has a header but no rows"
+MSG_BAD_CSV = "cannot read {path} as CSV: {reason}"
+MSG_NOT_UTF8 = "data file {path} is not UTF-8 text"
+MSG_UNKNOWN_COLUMNS = "column(s) {missing} not found in {path}; its columns are {columns}"
+MSG_COLUMN_TWICE = "column {column!r} is given as {roles}; a column can have one role only"
+MSG_COLUMN_REPEATED = "{flag} names column {column!r} more than once"
+MSG_NO_GROUPS = "--groups needs at least one column name"
+MSG_MISSING_VALUES = (
+    "{path} has missing values in {detail} ({n_rows} of {n_total} row(s)); "
+    "fix the file or pass --dropna to drop those rows"
+)
+MSG_MISSING_VALUES_PREDICT = (
+    "{path} has missing values in {detail} ({n_rows} of {n_total} row(s)); every row to score "
+    "needs its features and group values"
+)
+MSG_DROPPED = "dropped {n_rows} of {n_total} row(s) with missing values; rows lost per group: {detail}"
+MSG_ALL_DROPPED = "every row of {path} has a missing value in a used column; nothing is left to {what}"
+MSG_CLI_NOT_BINARY = (
+    "target column {column!r} has {n} distinct values ({values}); --task classification needs "
+    "exactly 2 (use --task regression for a numeric target)"
+)
+MSG_CLI_ONE_CLASS = "target column {column!r} has a single value ({value!r}); classification needs 2"
+MSG_NOT_NUMERIC_TARGET = (
+    "target column {column!r} is not numeric (for example {value!r}); --task regression needs numbers"
+)
+MSG_ONE_LEVEL = (
+    "group column {column!r} has a single value ({value!r}); a group attribute needs at least 2 "
+    "values (drop it from --groups)"
+)
+MSG_CLI_GROUP_AMBIGUOUS = (
+    "group column {column!r} writes one number in several ways ({values}); write each group "
+    "value one way"
+)
+MSG_UNKNOWN_GROUP_VALUE = (
+    "group column {column!r} has value(s) {values} that the model was not trained on; its "
+    "values are {levels}"
+)
+MSG_BAD_MARGIN = "--margin {value!r} is invalid: give a number >= 0 or 'se:k'"
+MSG_BAD_FAIR_USE = (
+    "--fair-use {value!r} is invalid: choose both, rationality, envy_freeness or none "
+    "(the values of fair_use= in Python)"
+)
+MSG_BAD_REPORT_ARG = (
+    "--report {value!r} is invalid: give every group attribute as NAME=VALUE, comma-separated "
+    "(attributes: {names})"
+)
+MSG_OLD_ALPHA = (
+    "fit --alpha is no longer the L2 penalty: use --l2 (the estimators' alpha); --alpha is "
+    "the audit's significance level"
+)
+MSG_BAD_MODEL = "{reason}"
+MSG_MODEL_NO_INPUT = (
+    "model file {path} does not name its target and group columns (it was not written by "
+    "'fairuse fit'); pass --target and --groups"
+)
+MSG_MODEL_NO_GROUPS = (
+    "model file {path} does not name its group columns (it was not written by 'fairuse fit'); "
+    "pass --groups"
+)
+MSG_NO_AUDIT = "the audit module (fairuse_opt.audit) is not available in this installation: {reason}"
+MSG_NEED_MATPLOTLIB = "--plot needs matplotlib, which is not installed: pip install 'fairuse_opt[plot]'"
+MSG_CANNOT_WRITE = "cannot write {path}: {reason}"
+MSG_OUT_DIR_MISSING = "cannot write {path}: folder {folder} does not exist"
+MSG_OUT_IS_DIR = "cannot write {path}: it is a folder"
+MSG_OUT_IS_INPUT = "{flag} {path} is the input file given to {other}; choose another output file"
+MSG_OUT_TWICE = "{flag} {path} is also given to {other}; give each output its own file"
+MSG_NEED_OUTPUT = "audit needs somewhere to write: give --out, --markdown or --plot"
+MSG_DEMO_OUT_IS_FILE = "demo --out {path} is an existing file; the demo writes a folder: choose a folder"
+MSG_DEMO_DATA_IN_OUT = "demo --data {path} is a file that the demo would overwrite in --out {out}"
+MSG_NO_COMMAND = "choose a command: {commands} (see 'fairuse --help')"
+MSG_INTERRUPTED = "interrupted; nothing was written"
+MSG_PLOT_METRIC_NOT_AUDITED = "--plot-metric {metric!r} is not among the audited metrics {metrics}"

@@ -7,70 +7,14 @@ shortest representation that round-trips, as Python's :mod:`json` does).  Loadin
 JSON only: no pickle, no import of a name found in the file, no code is executed.  A bad
 file raises :class:`~fairuse_opt.exceptions.InputError` saying what is wrong.
 
-Format ``fairuse_opt.model/1``
-------------------------------
-A JSON object with these keys (``*``: required).
-
-``format`` *
-    ``"fairuse_opt.model/1"``: name and major version of this format.
-``library`` *
-    ``{"name": "fairuse_opt", "version": "0.1.0"}``: the writer.
-``estimator`` *
-    ``"FairUseClassifier"`` or ``"FairUseRegressor"``.
-``task`` *
-    ``"classification"`` (logistic) or ``"regression"`` (squared error).
-``classes`` *
-    Classification: ``{"values": [c0, c1], "dtype": "<i8"}`` (the numpy dtype of
-    ``classes_``); ``c1`` is the positive class.  Regression: ``null``.
-``features`` *
-    ``{"names": [...], "names_in": [...] or null}``: the model's numeric features in
-    order (``names_in`` is ``feature_names_in_``: the estimator was fitted on a
-    DataFrame with these columns).
-``input``
-    ``null``, or how a raw table row becomes the features (written by the ``fairuse``
-    command line): ``{"target": "Apnea", "group_columns": ["Age", "Sex"], "columns":
-    [...]}`` where every entry of ``columns`` is either ``{"name": "BMI", "kind":
-    "numeric", "feature": "BMI"}`` (the value, as a number) or ``{"name": "site",
-    "kind": "categorical", "levels": ["A", "B", "C"], "reference": "A", "features":
-    {"B": "site=B", "C": "site=C"}}`` (one 0/1 feature per non-reference level; the
-    reference level, the first in sorted order, sets every one of them to 0; levels are
-    the text of the CSV cells; a level not listed is an error).
-``groups`` *
-    ``{"attributes": ["Age", "Sex"], "levels": {"Age": [...], "Sex": [...]}}``, or
-    ``null`` for a generic model (``encoding="none"``).
-``models`` *
-    For every reportable intersectional group, in the order of ``groups_``:
-    ``{"group": ["30_to_60", "Female"], "intercept": b, "coef": [w_1, ..., w_d]}``, the
-    effective linear model on the raw feature scale (``intercept_[k]``, ``coef_[k]``).
-    For a generic model, one entry with ``"group": null``.
-``generic`` *
-    The generic model (``generic_``): ``{"intercept": b, "coef": [...], "n_iter": k,
-    "certificate": {...}}``.  The certificate's ``generic_loss`` values are this model's
-    training losses, except when the estimator was fitted with ``generic=`` (then
-    ``settings.not_serialised`` names it, and they are that model's losses).
-``certificate`` *
-    ``certificate_.to_dict()``: per group n, generic loss, own loss, best alternative
-    report, slacks, duals; route, solver, status, verified (see
-    :class:`~fairuse_opt.certificate.Certificate`).  Missing numbers are ``null``.
-``settings`` *
-    ``{"params": {...}, "not_serialised": {...}, "set_spec": {...} or null, "n_iter":
-    k}``: the estimator's ``get_params()``.  Values that JSON cannot hold exactly are
-    tagged: ``{"__tuple__": [...]}``, ``{"__items__": [[key, value], ...]}`` (a mapping
-    whose keys are not all strings, such as per-group margins).  Parameters that cannot
-    be written at all (a ``generic`` model object, a ``constraint_hook`` function) are
-    recorded in ``not_serialised`` as ``{"name": "description"}`` and come back as
-    ``None``: the loaded model predicts identically but refitting it does not reuse them.
-``metadata``
-    Free-form information from the writer (command line: data file, rows dropped).
-
-Scoring a row without the library
----------------------------------
-Build the feature vector ``x`` (``input.columns`` tell how from a raw row), find the
-entry of ``models`` whose ``group`` equals the row's group attribute values (in the
-order of ``groups.attributes``) -- or the group the row *reports* -- and compute
-``s = intercept + sum_j coef[j] * x[j]``.  Classification: the probability of
-``classes.values[1]`` is ``1 / (1 + exp(-s))`` and the predicted class is
-``classes.values[1]`` when ``s > 0``.  Regression: the prediction is ``s``.
+The format ``fairuse_opt.model/1`` is specified in ``docs/model-file.md`` (every field,
+the scoring rule, the categorical encoding) and, machine-readably, by the JSON Schema
+shipped in the package (:func:`schema`).  In short: for every intersectional group,
+``models`` holds the effective linear model on the raw feature scale, and a row with
+features ``x`` reporting group ``r`` scores ``s = intercept_r + coef_r . x``; for a
+classifier the probability of ``classes.values[1]`` is ``1 / (1 + exp(-s))``.  How a raw
+table row becomes ``x`` is recorded in ``input.columns``
+(:class:`~fairuse_opt.tabular.TabularEncoding`).
 """
 
 from __future__ import annotations
@@ -79,14 +23,21 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .exceptions import FairUseWarning, InputError
+from .exceptions import (  # noqa: F401 - the encoding's messages, re-exported
+    MSG_MISSING_INPUT_COLUMNS,
+    MSG_NOT_NUMBER,
+    MSG_UNKNOWN_LEVEL,
+    FairUseWarning,
+    InputError,
+)
+from .tabular import TabularEncoding
 
 __all__ = [
     "FORMAT_NAME",
@@ -97,6 +48,7 @@ __all__ = [
     "dumps",
     "loads",
     "read",
+    "schema",
 ]
 
 #: Name of the format (without version).
@@ -129,6 +81,7 @@ MSG_BAD_GROUP_VALUE = (
     "hold; use strings, integers, floats or booleans as group values"
 )
 MSG_BAD_CLASS_VALUE = "classes_ value {value!r} has type {type}, which a model file cannot hold"
+MSG_BAD_METADATA = "metadata cannot be written as JSON: {reason}"
 MSG_NON_FINITE = "{what} has a non-finite value ({value}); a model file holds finite numbers only"
 MSG_FILE_MISSING = "model file {path} does not exist"
 MSG_FILE_UNREADABLE = "cannot read model file {path}: {reason}"
@@ -142,157 +95,16 @@ MSG_NEWER_FORMAT = (
 )
 MSG_MISSING_KEYS = "model file {source} lacks required key(s) {keys}"
 MSG_BAD_FIELD = "model file {source}: {field} {problem}"
+MSG_TOO_DEEP = "model file {source} is nested too deeply to be a model file"
+MSG_METADATA_TOO_DEEP = "metadata is nested too deeply to be written to a model file"
+MSG_NO_GENERIC_LOADED = (
+    "this model was fitted with an external generic= model ({description}), which a model file "
+    "does not hold; pass generic= where it is needed (for example to audit())"
+)
 MSG_UNKNOWN_PARAMS = (
     "model file {source} has setting(s) {names} that this version of fairuse_opt does not "
     "know; they are ignored"
 )
-MSG_UNKNOWN_LEVEL = (
-    "column {column!r} has value(s) {values} not seen in training; known levels: {levels}"
-)
-MSG_NOT_NUMBER = "column {column!r} must be numeric; value(s) {values} are not numbers"
-MSG_MISSING_INPUT_COLUMNS = "the data lacks column(s) {missing} that the model needs"
-
-
-# --------------------------------------------------------------------------- encoding
-@dataclass
-class TabularEncoding:
-    """How the columns of a raw table become a model's numeric features.
-
-    Numeric columns are used as they are; categorical columns are one-hot encoded with
-    the first level in sorted order as the reference (no column), so the features stay
-    linearly independent of an intercept.  Categorical levels are kept as strings (the
-    text of the cells).
-
-    Attributes
-    ----------
-    columns : list of dict
-        One entry per input column, as written to the model file (see the module
-        docstring, key ``input``).
-    """
-
-    columns: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, categorical: Sequence[str] = ()) -> "TabularEncoding":
-        """Learn the encoding of ``frame``'s columns.
-
-        Parameters
-        ----------
-        frame : DataFrame
-            The feature columns (no target, no group columns), without missing values.
-        categorical : sequence of str
-            Columns to treat as categorical even if numeric; every non-numeric,
-            non-boolean column is categorical anyway.
-
-        Returns
-        -------
-        TabularEncoding
-        """
-        cols: list[dict] = []
-        forced = set(categorical)
-        for name in frame.columns:
-            col = frame[name]
-            numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-            if numeric and name not in forced:
-                cols.append({"name": str(name), "kind": "numeric", "feature": str(name)})
-                continue
-            levels = sorted({_level_text(v) for v in col.tolist()})
-            feats = {lv: f"{name}={lv}" for lv in levels[1:]}
-            cols.append({"name": str(name), "kind": "categorical", "levels": levels,
-                         "reference": levels[0] if levels else None, "features": feats})
-        return cls(columns=cols)
-
-    @property
-    def input_columns(self) -> list[str]:
-        """Raw column names, in order."""
-        return [c["name"] for c in self.columns]
-
-    @property
-    def categorical(self) -> list[str]:
-        """Names of the categorical input columns."""
-        return [c["name"] for c in self.columns if c["kind"] == "categorical"]
-
-    @property
-    def feature_names(self) -> list[str]:
-        """Names of the numeric features produced, in order."""
-        out: list[str] = []
-        for c in self.columns:
-            out += [c["feature"]] if c["kind"] == "numeric" else list(c["features"].values())
-        return out
-
-    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Numeric features of ``frame`` (float64, columns :attr:`feature_names`).
-
-        Raises
-        ------
-        InputError
-            A needed column is absent, a categorical column has a level not seen in
-            training, or a numeric column holds text.
-        """
-        missing = [c for c in self.input_columns if c not in frame.columns]
-        if missing:
-            raise InputError(MSG_MISSING_INPUT_COLUMNS.format(missing=missing))
-        out: dict[str, np.ndarray] = {}
-        for c in self.columns:
-            col = frame[c["name"]]
-            if c["kind"] == "numeric":
-                values = pd.to_numeric(col, errors="coerce")
-                bad = values.isna() & col.notna()
-                if bad.any():
-                    raise InputError(MSG_NOT_NUMBER.format(column=c["name"],
-                                                           values=sorted(set(map(str, col[bad])))[:5]))
-                out[c["feature"]] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-                continue
-            text = np.array([_level_text(v) for v in col.tolist()], dtype=object)
-            unknown = sorted(set(text) - set(c["levels"]))
-            if unknown:
-                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=unknown[:5],
-                                                          levels=c["levels"]))
-            for level, feat in c["features"].items():
-                out[feat] = (text == level).astype(np.float64)
-        return pd.DataFrame(out, index=frame.index, columns=self.feature_names)
-
-    def to_dict(self) -> list[dict]:
-        """The ``input.columns`` entry of the model file."""
-        return [dict(c) for c in self.columns]
-
-    @classmethod
-    def from_dict(cls, columns: Any, source: str = "<text>") -> "TabularEncoding":
-        """Validate and rebuild an encoding read from a model file."""
-        if not isinstance(columns, list):
-            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.columns", problem="must be a list"))
-        out = []
-        for i, c in enumerate(columns):
-            where = f"input.columns[{i}]"
-            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                raise InputError(MSG_BAD_FIELD.format(source=source, field=where,
-                                                      problem="must be an object with a string 'name'"))
-            if c.get("kind") == "numeric":
-                if not isinstance(c.get("feature"), str):
-                    raise InputError(MSG_BAD_FIELD.format(source=source, field=where,
-                                                          problem="needs a string 'feature'"))
-            elif c.get("kind") == "categorical":
-                levels, feats = c.get("levels"), c.get("features")
-                if (not isinstance(levels, list) or not all(isinstance(v, str) for v in levels)
-                        or not isinstance(feats, dict) or not set(feats) <= set(levels)
-                        or not all(isinstance(v, str) for v in feats.values())):
-                    raise InputError(MSG_BAD_FIELD.format(
-                        source=source, field=where,
-                        problem="needs 'levels' (strings) and 'features' (level -> feature name)"))
-            else:
-                raise InputError(MSG_BAD_FIELD.format(source=source, field=where + ".kind",
-                                                      problem="must be 'numeric' or 'categorical'"))
-            out.append(dict(c))
-        return cls(columns=out)
-
-
-def _level_text(value: Any) -> str:
-    """A categorical cell as text (cells read from CSV are already strings)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 # --------------------------------------------------------------------------- writing
@@ -347,11 +159,7 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
         groups = None
         models = [{"group": None, "intercept": _num(est.intercept_[0], "intercept_[0]"),
                    "coef": _nums(est.coef_[0], "coef_[0]")}]
-    gen = est.generic_
-    generic = {"intercept": _num(gen.intercept_[0], "generic_.intercept_[0]"),
-               "coef": _nums(gen.coef_[0], "generic_.coef_[0]"),
-               "n_iter": int(getattr(gen, "n_iter_", 0) or 0),
-               "certificate": gen.certificate_.to_dict()}
+    generic = _generic_dict(est, _BaseFairUse)
     names_in = getattr(est, "feature_names_in_", None)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -374,9 +182,47 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
                         "group_columns": list(group_columns) if group_columns is not None else None,
                         "columns": encoding.to_dict() if encoding is not None else None}
     try:
-        return json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
+        text = json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
     except ValueError as exc:  # a NaN/inf slipped through (certificate, metadata)
         raise InputError(MSG_NON_FINITE.format(what="the model", value=exc)) from exc
+    except RecursionError:
+        raise InputError(MSG_METADATA_TOO_DEEP) from None
+    except TypeError as exc:  # metadata that JSON cannot hold
+        raise InputError(MSG_BAD_METADATA.format(reason=exc)) from None
+    for check in DOCUMENT_CHECKS:
+        check(json.loads(text))
+    return text
+
+
+#: Where the JSON Schema of the format lives inside the package.
+SCHEMA_RESOURCE = "schemas/model-file.schema.json"
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) of the model file, shipped with the package.
+
+    Validate a document with any JSON Schema library, for example
+    ``jsonschema.validate(doc, fairuse_opt.model_io.schema())`` (``jsonschema`` is not
+    needed by this library; the ``test`` extra installs it).
+    """
+    return json.loads((Path(__file__).parent / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+
+
+#: Functions called with every document :func:`dumps` writes (the test suite adds a
+#: JSON Schema validator here, so that every model file its fits write is checked).
+DOCUMENT_CHECKS: list = []
+
+
+def _generic_dict(est: Any, base: type) -> dict:
+    """The ``generic`` entry: the generic linear model, or a note that it is external."""
+    gen = getattr(est, "generic_", None)
+    if isinstance(gen, base) and hasattr(gen, "coef_") and getattr(gen, "group_index_", None) is None:
+        return {"intercept": _num(gen.intercept_[0], "generic_.intercept_[0]"),
+                "coef": _nums(gen.coef_[0], "generic_.coef_[0]"),
+                "n_iter": int(getattr(gen, "n_iter_", 0) or 0),
+                "certificate": gen.certificate_.to_dict()}
+    description = getattr(est, "generic_external_", None) or _describe(gen)
+    return {"external": description, "intercept": None, "coef": None, "n_iter": 0, "certificate": None}
 
 
 def _num(v: Any, what: str) -> float:
@@ -430,6 +276,8 @@ def _settings(est: Any) -> dict:
                     "intercept_bound": float(spec.intercept_bound),
                     "coef_center": [float(v) for v in np.asarray(spec.coef_center, dtype=np.float64)],
                     "coef_bound": float(spec.coef_bound)}
+    if params.get("generic") is None and getattr(est, "generic_external_", None):
+        skipped["generic"] = est.generic_external_  # loaded from a file: keep what was recorded
     return {"params": out, "not_serialised": skipped, "set_spec": set_spec,
             "n_iter": int(getattr(est, "n_iter_", 0) or 0)}
 
@@ -540,6 +388,8 @@ def read(text_or_path: Any) -> ModelFile:
     text, source = _text(text_or_path)
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InputError(MSG_TOO_DEEP.format(source=source)) from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(MSG_NOT_JSON.format(source=source, reason=exc)) from None
     if not isinstance(doc, dict):
@@ -619,9 +469,20 @@ def _bad(source: str, field_: str, problem: str) -> InputError:
 
 
 def _float(v: Any, source: str, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad(source, where, f"must be a finite number; got {_short(v)}")
+    try:
+        f = float(v)
+    except OverflowError:
+        raise _bad(source, where, "must be a finite number; got an integer too large for a float") from None
+    if not math.isfinite(f):
         raise _bad(source, where, f"must be a finite number; got {v!r}")
-    return float(v)
+    return f
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _vector(v: Any, d: int, source: str, where: str) -> np.ndarray:
@@ -672,10 +533,14 @@ def _build(doc: dict, source: str) -> Any:
             raise _bad(source, "classes.dtype", f"is not a numpy dtype: {c['dtype']!r}") from None
         if dtype.kind not in CLASS_DTYPE_KINDS:
             raise _bad(source, "classes.dtype", f"has kind {dtype.kind!r}; expected one of {CLASS_DTYPE_KINDS!r}")
+        if not all(_fits_kind(v, dtype.kind) for v in c["values"]):
+            raise _bad(source, "classes.values", f"do not match dtype {c['dtype']!r}: {c['values']!r}")
         try:
             classes = np.array(c["values"], dtype=dtype)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _bad(source, "classes.values", f"cannot be read as dtype {c['dtype']!r}") from None
+        if [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()] != list(c["values"]):
+            raise _bad(source, "classes.values", f"do not fit dtype {c['dtype']!r}: {c['values']!r}")
         if classes[0] == classes[1]:
             raise _bad(source, "classes.values", "must be two distinct labels")
 
@@ -732,7 +597,8 @@ def _build(doc: dict, source: str) -> Any:
         params[key] = None
     try:
         est = cls(**params)
-    except TypeError as exc:
+        est._check_params()  # the checks fit() makes: a file cannot carry a setting fit() refuses
+    except (TypeError, InputError) as exc:
         raise _bad(source, "settings.params", str(exc)) from None
     n_iter = settings.get("n_iter", 0)
     if isinstance(n_iter, bool) or not isinstance(n_iter, int):
@@ -754,6 +620,9 @@ def _build(doc: dict, source: str) -> Any:
     gdoc = doc["generic"]
     if not isinstance(gdoc, dict) or not {"intercept", "coef", "certificate"} <= set(gdoc):
         raise _bad(source, "generic", "must be an object with 'intercept', 'coef' and 'certificate'")
+    external = gdoc.get("external")
+    if external is not None and not isinstance(external, str):
+        raise _bad(source, "generic.external", "must be null or a string")
     gparams = dict(est.get_params(deep=False))
     gparams.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
     gen = cls(**gparams)
@@ -762,7 +631,8 @@ def _build(doc: dict, source: str) -> Any:
         raise _bad(source, "generic.n_iter", "must be an integer")
 
     certificate = _certificate(doc["certificate"], source, "certificate", Certificate)
-    gcert = _certificate(gdoc["certificate"], source, "generic.certificate", Certificate)
+    gcert = None if external is not None else _certificate(gdoc["certificate"], source,
+                                                           "generic.certificate", Certificate)
     if index is not None and "group" in certificate.table and len(certificate.table):
         cert_groups = [tuple(g) if isinstance(g, (list, tuple)) else (g,) for g in certificate.table["group"]]
         if sorted(map(repr, cert_groups)) != sorted(map(repr, index.keys)):
@@ -775,19 +645,99 @@ def _build(doc: dict, source: str) -> Any:
         obj.feature_names_ = list(names)
         if names_in is not None:
             obj.feature_names_in_ = np.array(names_in, dtype=object)
+    est._set_fitted(coef, intercept, index=index, certificate=certificate, set_spec=set_spec,
+                    n_iter=n_iter)
+    if external is not None:  # the generic model was an object the file does not hold
+        est.generic_ = None
+        est.generic_external_ = external
+        return est
     gen._set_fitted(_vector(gdoc["coef"], d, source, "generic.coef").reshape(1, d),
                     np.array([_float(gdoc["intercept"], source, "generic.intercept")]),
                     index=None, certificate=gcert, set_spec=None, n_iter=gen_n_iter)
-    est._set_fitted(coef, intercept, index=index, certificate=certificate, set_spec=set_spec,
-                    n_iter=n_iter)
     est.generic_ = gen
     return est
+
+
+def _fits_kind(v: Any, kind: str) -> bool:
+    """A class label from JSON suits a numpy dtype kind (no silent conversion)."""
+    if kind == "b":
+        return isinstance(v, bool)
+    if kind in "iu":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "f":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "U":
+        return isinstance(v, str)
+    return True
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: What each kind of certificate field may hold in the file (by its annotation in
+#: :class:`~fairuse_opt.certificate.Certificate`): ``float`` fields hold null for NaN.
+_FIELD_CHECKS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: v is None or _is_num(v), "a number or null"),
+    "float | None": (lambda v: v is None or _is_num(v), "a number or null"),
+    "tuple": (lambda v: isinstance(v, list), "a list"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+_STRING_LISTS = ("fair_use", "failures", "notes")
+#: Types of the certificate table's columns (other columns: any JSON scalar, list or null).
+_ROW_CHECKS = {
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "rationality_active": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "at_set_boundary": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "generic_fallback": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "group": (lambda v: _scalar_value(v) or (isinstance(v, list) and all(_scalar_value(x) for x in v)),
+              "a list of group values"),
+    "best_alternative": (lambda v: v is None or _scalar_value(v)
+                         or (isinstance(v, list) and all(_scalar_value(x) for x in v)),
+                         "a list of group values or null"),
+}
+_ROW_NUMBERS = ("weight", "generic_loss", "own_loss", "gain", "margin", "rationality_slack",
+                "best_alternative_loss", "envy_slack", "dual")
+
+
+def _check_certificate_types(d: dict, source: str, where: str, Certificate: Any) -> None:
+    """Type-check a certificate read from a file (``"verified": "yes"`` is not ``True``)."""
+    import dataclasses
+
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(Certificate)}
+    for name, value in d.items():
+        if name == "table":
+            continue
+        if name not in annotations:
+            raise _bad(source, f"{where}.{name}", "is not a certificate field")
+        check = _FIELD_CHECKS.get(annotations[name])
+        if check is not None and not check[0](value):
+            raise _bad(source, f"{where}.{name}", f"must be {check[1]}; got {_short(value)}")
+        if name in _STRING_LISTS and not all(isinstance(x, str) for x in value):
+            raise _bad(source, f"{where}.{name}", "must be a list of strings")
+        if name == "attempts" and not all(isinstance(a, list) and all(isinstance(x, str) for x in a)
+                                          for a in value):
+            raise _bad(source, f"{where}.attempts", "must be a list of [solver, status] string pairs")
+        if name == "trace" and not all(x is None or _is_num(x) for x in value):
+            raise _bad(source, f"{where}.trace", "must be a list of numbers")
+    for i, row in enumerate(d["table"]):
+        for col, value in row.items():
+            check = _ROW_CHECKS.get(col)
+            if col in _ROW_NUMBERS:
+                check = (lambda v: v is None or _is_num(v), "a number or null")
+            if check is not None and not check[0](value):
+                raise _bad(source, f"{where}.table[{i}].{col}", f"must be {check[1]}; got {_short(value)}")
 
 
 def _certificate(d: Any, source: str, where: str, Certificate: Any) -> Any:
     if not isinstance(d, dict) or not isinstance(d.get("table"), list) \
             or not all(isinstance(r, dict) for r in d["table"]):
         raise _bad(source, where, "must be an object with a 'table' list of rows")
+    _check_certificate_types(d, source, where, Certificate)
     try:
         cert = Certificate.from_dict(d)
     except (TypeError, ValueError, KeyError) as exc:

@@ -1,11 +1,16 @@
-"""Write ``walkthrough.ipynb`` (without outputs) from the cells below.
+"""Write ``walkthrough.ipynb`` from the cells below, executed, with its outputs.
 
-Run ``python notebooks/make_walkthrough.py`` after editing; ``tests/test_notebook.py``
-executes the notebook, so it cannot rot.
+Run ``FAIRUSE_DATA_DIR=/path/to/data python notebooks/make_walkthrough.py`` after editing
+(``--no-execute`` writes it without outputs).  The notebook runs in a temporary folder, so
+it writes nothing into the repository.  ``tests/test_notebook.py`` checks that the
+committed notebook is this script's, with outputs, and executes it again, so it cannot rot.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -126,12 +131,15 @@ harm or chance? That is what the audit answers.
 with the generic model (rationality; by default the model's own `generic_`, fitted on the same
 training rows without group attributes) and with every other report (envy), using a paired bootstrap
 stratified by (group, label), one-sided tests and a Holm correction across groups. Each verdict is
-`benefit`, `no significant gain`, `violation` or `too small to judge`."""),
+`benefit`, `violation`, `inconclusive (estimate: gain)` / `(estimate: harm)`, `cannot change` or
+`too small to judge`, with the one-sided bound it used (`lower_bound > 0` exactly for a benefit,
+`upper_bound < 0` exactly for a violation)."""),
     ("code", """\
 METRICS = ["error", "log_loss"]
 report_onehot = audit(onehot, X_te, y_te, groups=g_te, metrics=METRICS,  # generic: onehot.generic_
                       n_boot=500, alpha=0.10, random_state=SEED)
-cols = ["group", "metric", "condition", "comparison", "gain", "ci_low", "ci_high", "p_violation_adj", "verdict"]
+cols = ["group", "metric", "condition", "comparison", "gain", "lower_bound", "upper_bound", "p_violation_adj",
+        "verdict"]
 report_onehot.table.query("condition in ['rationality', 'envy']")[cols]"""),
     ("code", """\
 report_onehot.summary()"""),
@@ -173,7 +181,7 @@ assert (cert.table["rationality_slack"] >= -cert.tolerance).all()
 assert (cert.table["envy_slack"] >= -cert.tolerance).all()
 report_fair = audit(fair, X_te, y_te, groups=g_te, metrics=METRICS,
                     n_boot=500, alpha=0.10, random_state=SEED)
-pd.concat({"one-hot": report_onehot.summary(), "fair use": report_fair.summary()}, axis=1)"""),
+pd.concat({"one-hot": report_onehot.verdict_counts(), "fair use": report_fair.verdict_counts()}, axis=1)"""),
     ("code", """\
 compare = pd.DataFrame({
     name: rep.table.query("condition == 'rationality' and metric == 'log_loss'").set_index("group")["gain"]
@@ -182,7 +190,7 @@ compare["fair use - one-hot"] = compare["fair use"] - compare["one-hot"]
 compare"""),
     ("md", """\
 The certificate is a guarantee on the training data; on new patients the audit is the check. Groups
-whose test gain stays "no significant gain" are candidates for the minimal intervention: serve them
+whose test gain stays "inconclusive" are candidates for the minimal intervention: serve them
 the generic model.
 
 ## 5. A model file that any language can score
@@ -220,13 +228,29 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> Path:
+def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
+    """Run every cell (kernel ``python3``) in a temporary folder; raise on a failing cell."""
+    import nbclient
+
+    if not os.environ.get("FAIRUSE_DATA_DIR"):
+        raise SystemExit("set FAIRUSE_DATA_DIR to the folder holding apnea.csv")
+    os.environ["FAIRUSE_DATA_DIR"] = str(Path(os.environ["FAIRUSE_DATA_DIR"]).resolve())
+    with tempfile.TemporaryDirectory() as folder:
+        client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=timeout,
+                                         resources={"metadata": {"path": folder}})
+        client.execute()
+    return nb
+
+
+def main(run: bool = True) -> Path:
     path = Path(__file__).with_name("walkthrough.ipynb")
     nb = build()
+    if run:
+        execute(nb)
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return path
 
 
 if __name__ == "__main__":
-    print(main())
+    print(main(run="--no-execute" not in sys.argv[1:]))

@@ -1,8 +1,13 @@
 """Shared test fixtures.
 
 The apnea data is never copied into the repository: it is read from the folder named
-by ``FAIRUSE_DATA_DIR``, or from ``../shared/data`` beside the repository.  A missing
-file fails the tests that need it; it does not skip them.
+by ``FAIRUSE_DATA_DIR`` (a relative path is taken from the folder pytest was started
+in), or from ``../shared/data`` beside the repository.  A missing file fails the tests
+that need it; it does not skip them.
+
+Every model file that :func:`fairuse_opt.model_io.dumps` writes during the test session
+(every ``to_json``, every ``fairuse fit``) is validated against the JSON Schema shipped
+in the package.
 """
 
 from __future__ import annotations
@@ -15,21 +20,61 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: Folder named by FAIRUSE_DATA_DIR, resolved against the folder the tests started in.
+_STARTED_IN = Path.cwd()
 
 
-def data_dir() -> Path:
+def find_data_dir() -> Path:
+    """The folder holding ``apnea.csv``, as an absolute path (not checked)."""
     env = os.environ.get("FAIRUSE_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+    folder = Path(env).expanduser() if env else REPO.parent / "shared" / "data"
+    return (folder if folder.is_absolute() else _STARTED_IN / folder).resolve()
 
 
 @pytest.fixture(scope="session")
-def apnea():
+def data_dir() -> Path:
+    """The folder holding ``apnea.csv`` (absolute); fails, never skips, when it is missing."""
+    folder = find_data_dir()
+    if not (folder / "apnea.csv").is_file():
+        pytest.fail(f"apnea.csv not found in {folder}: set FAIRUSE_DATA_DIR to the folder holding it")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def apnea(data_dir):
     """``(X, y, groups)`` of the apnea data (1,922 rows, 6 groups)."""
-    path = data_dir() / "apnea.csv"
-    if not path.exists():
-        pytest.fail(f"apnea.csv not found at {path}: set FAIRUSE_DATA_DIR to the folder holding it")
-    df = pd.read_csv(path)
+    df = pd.read_csv(data_dir / "apnea.csv")
     return df.drop(columns=["Apnea", "Age", "Sex"]), df["Apnea"], df[["Age", "Sex"]]
+
+
+class SchemaCheck:
+    """Validates documents against the model-file schema and counts them."""
+
+    def __init__(self) -> None:
+        import jsonschema
+
+        from fairuse_opt import model_io
+
+        self.validator = jsonschema.Draft202012Validator(model_io.schema())
+        self.n_checked = 0
+
+    def __call__(self, doc: dict) -> None:
+        errors = sorted(self.validator.iter_errors(doc), key=lambda e: list(e.path))
+        if errors:
+            first = errors[0]
+            raise AssertionError(f"model file breaks its schema at {list(first.path)}: {first.message}")
+        self.n_checked += 1
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_file_schema():
+    """Every model file written during the session is checked against the schema."""
+    from fairuse_opt import model_io
+
+    check = SchemaCheck()
+    model_io.DOCUMENT_CHECKS.append(check)
+    yield check
+    model_io.DOCUMENT_CHECKS.remove(check)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pytest
 
 from fairuse_opt.audit import VERDICTS, FairUseReport, Metric, ModelInterfaceError, audit
 from fairuse_opt.audit import _stats
+from fairuse_opt.audit._report import format_number
 from fairuse_opt.audit._errors import (
     MSG_BAD_OUTPUT,
     MSG_CLASSES_MISMATCH,
@@ -328,9 +329,13 @@ def test_verdicts_follow_the_corrected_pvalues():
     t = audit(model, X, y, groups=g, metrics=["brier"], n_boot=300, alpha=0.1).table
     rat = t[t.condition == "rationality"]
     assert (rat.verdict == "violation").all() and (rat.ci_high < 0).all()
+    assert (rat.upper_bound < 0).all()
     for _, row in t.iterrows():
         expected = ("violation" if row.p_violation_adj <= 0.1 else
-                    "benefit" if row.p_benefit_adj <= 0.1 else "no significant gain")
+                    "benefit" if row.p_benefit_adj <= 0.1 else
+                    "inconclusive (estimate: gain)" if row.gain > 0 else
+                    "inconclusive (estimate: harm)" if row.gain < 0 else
+                    "inconclusive (estimate: 0)")
         assert row.verdict == expected
 
 
@@ -338,9 +343,18 @@ def test_identical_reports_give_exactly_zero_gaps():
     model, X, y, g = random_case()
     model.tables[("B",)] = model.tables[("A",)].copy()
     t = audit(model, X, y, groups=g, metrics=["error", "auc", "ece", "log_loss"], n_boot=100).table
-    sel = (t.condition == "envy_pair") & (t.group == "group=A") & (t.comparison == "group=B")
-    assert (t.loc[sel, ["gain", "ci_low", "ci_high"]].to_numpy() == 0).all()
-    assert (t.loc[sel, ["p_violation", "p_benefit"]].to_numpy() == 1).all()
+    # A under report B, and B (whose own scores are now A's) under report A
+    sel = (t.condition == "envy_pair") & (((t.group == "group=A") & (t.comparison == "group=B"))
+                                          | ((t.group == "group=B") & (t.comparison == "group=A")))
+    assert sel.sum() == 2 * 4
+    assert (t.loc[sel, ["gain", "ci_low", "ci_high", "lower_bound", "upper_bound"]].to_numpy()
+            == 0).all()
+    # no test: no p-value, not part of the correction family, verdict "cannot change"
+    assert t.loc[sel, ["p_violation", "p_benefit", "p_violation_adj"]].isna().all().all()
+    assert (t.loc[sel, "verdict"] == "cannot change").all() and t.loc[sel, "test"].isna().all()
+    rest = t[(t.condition == "envy_pair") & (t.metric == "error") & ~sel]
+    np.testing.assert_allclose(rest.p_violation_adj, _stats.adjust_pvalues(rest.p_violation, "holm"))
+    assert rest.p_violation.notna().all() and len(rest) == 4
 
 
 def test_too_small_groups():
@@ -454,8 +468,8 @@ def report():
     return audit(model, X, y, groups=g, metrics=["error", "auc", "ece"], n_boot=100)
 
 
-def test_summary_counts_verdicts(report):
-    s = report.summary()
+def test_verdict_counts(report):
+    s = report.verdict_counts()
     assert list(s.columns) == list(VERDICTS)
     assert list(s.index.names) == ["condition", "metric"]
     assert list(s.index) == [(c, m) for c in ("rationality", "envy") for m in ("error", "auc", "ece")]
@@ -471,7 +485,7 @@ def test_markdown_without_tabulate(report, monkeypatch):
     monkeypatch.setitem(sys.modules, "tabulate", None)  # importing it would fail
     md = report.to_markdown(pairs=True)
     assert md.startswith("# Fair-use audit")
-    for heading in ("## Summary", "## Groups", "## Rationality", "## Envy: own report vs the worst",
+    for heading in ("## Verdict counts", "## Groups", "## Rationality", "## Envy: own report vs the worst",
                     "## Envy: own report vs each other report"):
         assert heading in md
     lines = [line for line in md.splitlines() if line.startswith("| group=A | error | generic")]
@@ -496,13 +510,33 @@ def test_plot(report):
 
     fig = report.plot()
     try:
-        gain_ax, envy_ax = fig.axes[:2]
-        assert gain_ax.get_title() == "Rationality" and envy_ax.get_title() == "Envy"
-        assert sorted(t.get_text() for t in gain_ax.get_yticklabels()) == ["group=A", "group=B", "group=C"]
-        grid = np.ma.filled(envy_ax.images[0].get_array(), np.nan)
-        assert len(envy_ax.images) == 1 and grid.shape == (3, 3)  # groups x reports
-        assert np.isnan(np.diag(grid)).all() and np.isfinite(grid[~np.eye(3, dtype=bool)]).all()
-        assert len(fig.axes) == 3  # with the colour bar
+        # one row of panels per audited metric (AUC included), each heat map with its colour bar
+        panels = [ax for ax in fig.axes if ax.get_title()]
+        assert [ax.get_title() for ax in panels] == [
+            f"{kind}, {m}" for m in ("error", "auc", "ece")
+            for kind in ("Rationality", "Envy")]
+        assert len(fig.axes) == 9
+        t = report.table
+        for m, (gain_ax, envy_ax) in zip(("error", "auc", "ece"), zip(panels[::2], panels[1::2])):
+            rat = t[(t.metric == m) & (t.condition == "rationality")]
+            assert [x.get_text() for x in gain_ax.get_yticklabels()] == ["A", "B", "C"]
+            # what the verdict used: a bar from its one-sided bound to the gain
+            bars = [tuple(line.get_xdata()) for line in gain_ax.lines if len(line.get_xdata()) == 2]
+            for r in rat.itertuples():
+                if r.verdict == "too small to judge":
+                    continue
+                bound = r.upper_bound if r.verdict in ("violation",
+                                                       "inconclusive (estimate: harm)") else r.lower_bound
+                if np.isfinite(bound):
+                    assert (bound, r.gain) in bars, (m, r.group)
+            assert m in envy_ax.get_title()
+            grid = np.ma.filled(envy_ax.images[0].get_array(), np.nan)
+            assert len(envy_ax.images) == 1 and grid.shape == (3, 3)  # groups x reports
+            assert np.isnan(np.diag(grid)).all()
+        one = report.plot(metric="auc")
+        assert [ax.get_title() for ax in one.axes if ax.get_title()] == ["Rationality, auc",
+                                                                         "Envy, auc"]
+        plt.close(one)
     finally:
         plt.close(fig)
     with pytest.raises(InputError) as info:
@@ -620,3 +654,207 @@ def test_bad_model_output():
         audit(model, X, y, groups=g)
     assert str(info.value) == MSG_BAD_OUTPUT.format(call="model.predict_proba(X, report=...)",
                                                     problem="probabilities outside [0, 1]")
+
+
+# ------------------------------------------------------------------ bounds agree with verdicts
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def mixed_case(seed=0):
+    """Five groups whose own reports range from much better than the generic model (A) to
+    much worse (B), so that every verdict occurs."""
+    rng = np.random.default_rng(seed)
+    sizes, strength = (60, 90, 120, 150, 200), (2.0, 0.2, 1.0, 1.3, 0.7)
+    labels = np.repeat(list("ABCDE"), sizes)
+    n = labels.size
+    y = (rng.random(n) < 0.45).astype(int)
+    signal = 2 * y - 1
+    tables = {(k,): _sigmoid(s * signal + rng.normal(size=n)) for k, s in zip("ABCDE", strength)}
+    model = TableModel(tables, _sigmoid(signal + rng.normal(size=n)))
+    return model, np.arange(n, dtype=float)[:, None], y, pd.DataFrame({"group": labels})
+
+
+def _check_bounds_agree(t):
+    judged = t[t.verdict != "too small to judge"]
+    tested = judged[judged.verdict != "cannot change"]
+    assert len(tested) > 0
+    np.testing.assert_array_equal(tested.lower_bound > 0, tested.verdict == "benefit")
+    np.testing.assert_array_equal(tested.upper_bound < 0, tested.verdict == "violation")
+    assert (tested.lower_bound <= tested.upper_bound).all()
+    fixed = judged[judged.verdict == "cannot change"]
+    assert (fixed[["lower_bound", "upper_bound", "gain"]].to_numpy() == 0).all()
+
+
+@pytest.mark.parametrize("test", ["bootstrap", "exact"])
+def test_bounds_exclude_zero_exactly_when_the_verdict_is_significant(test, caplog):
+    model, X, y, g = mixed_case()
+    verdicts = {}
+    for correction in ("holm", "bonferroni", None):
+        with caplog.at_level("DEBUG", logger="fairuse_opt.audit._audit"):
+            t = audit(model, X, y, groups=g, metrics=["error", "auc", "brier"], n_boot=200,
+                      correction=correction, test=test, alpha=0.1).table
+        _check_bounds_agree(t)
+        # the bounds agree by their construction, not because the verdict overrode them
+        assert not [r for r in caplog.records if "set by its verdict" in r.getMessage()]
+        assert {"benefit", "violation"} <= set(t.verdict)
+        assert any(v.startswith("inconclusive") for v in t.verdict)
+        if test == "exact":
+            assert {"mcnemar", "delong", "bootstrap"} <= set(t.test.dropna())
+        # the level of each bound is the one its family's correction decided it at
+        for _, part in t.groupby(["metric", "condition"]):
+            for col, side in (("p_benefit", "lower"), ("p_violation", "upper")):
+                f = _stats.correction_factors(part[col], correction, 0.1)
+                np.testing.assert_allclose(part[f"{side}_level"], 1 - 0.1 / f)
+        verdicts[correction] = t.verdict
+    # Holm rejects more than Bonferroni here, so its step-down levels matter
+    holm_only = ((verdicts["holm"] == "benefit") | (verdicts["holm"] == "violation")) & (
+        verdicts["holm"] != verdicts["bonferroni"])
+    assert holm_only.any()
+
+
+def test_bootstrap_bounds_are_the_percentiles_of_the_resampled_gains():
+    model, X, y, g = mixed_case()
+    n_boot, alpha = 400, 0.1
+    t = audit(model, X, y, groups=g, metrics=["brier"], n_boot=n_boot, correction=None,
+              alpha=alpha).table
+    rat = t[t.condition == "rationality"]
+    # uncorrected: the lower bound is the k-th smallest of the 400 gains, k = 0.1 * 401 -> 40,
+    # between the 9% and 11% quantiles of the two-sided interval's distribution
+    wide = audit(model, X, y, groups=g, metrics=["brier"], n_boot=n_boot, correction=None,
+                 ci_level=1 - 2 * 40 / n_boot).table
+    wide = wide[wide.condition == "rationality"]
+    np.testing.assert_allclose(rat.lower_bound, wide.ci_low, atol=0.01)
+    np.testing.assert_allclose(rat.upper_bound, wide.ci_high, atol=0.01)
+    assert (rat.lower_level == 0.9).all() and (rat.ci_level == 0.95).all()
+    # the one-sided 90% bounds lie inside the two-sided 95% interval
+    assert (rat.lower_bound >= rat.ci_low).all() and (rat.upper_bound <= rat.ci_high).all()
+
+
+def test_intercept_shift_reports_cannot_change_auc():
+    model, X, y, g = random_case()
+    logit = np.log(model.tables[("A",)] / (1 - model.tables[("A",)]))
+    model.tables[("B",)] = _sigmoid(logit + 0.8)  # same ranking of every row, other errors
+    t = audit(model, X, y, groups=g, metrics=["auc", "brier"], n_boot=100).table
+    pair = t[(t.group == "group=A") & (t.comparison == "group=B") & (t.condition == "envy_pair")]
+    auc, brier = pair[pair.metric == "auc"].iloc[0], pair[pair.metric == "brier"].iloc[0]
+    assert auc.verdict == "cannot change" and auc.gain == 0 and np.isnan(auc.p_violation)
+    assert brier.verdict != "cannot change" and brier.gain != 0
+    assert brier.p_violation == brier.p_violation  # tested
+    # the worst-envy row of A tests only C (for AUC): union over 1 report, not 2
+    worst = _row(t, "group=A", "auc", "envy")
+    c_pair = t[(t.group == "group=A") & (t.comparison == "group=C") & (t.metric == "auc")].iloc[0]
+    assert worst.p_violation == pytest.approx(c_pair.p_violation)
+    assert worst.p_benefit == 1.0  # cannot beat a report that gives the same AUC
+    model.tables[("C",)] = _sigmoid(logit - 0.5)  # now every report ranks A's rows alike
+    report = audit(model, X, y, groups=g, metrics=["auc"], n_boot=50)
+    assert _row(report.table, "group=A", "auc", "envy").verdict == "cannot change"
+    summary = str(report.summary())
+    assert "cannot change (auc)" in summary and "only shifts an intercept" in " ".join(summary.split())
+
+
+# ------------------------------------------------------------------ labels
+def test_group_labels_do_not_collide():
+    # joined with ", " and "=" these two groups were one label, and plot() crashed
+    keys = [("x", "y, B=z"), ("x, B=y", "z")]
+    rng = np.random.default_rng(0)
+    n = 60
+    tables = {k: rng.random(n) for k in keys}
+    model = TableModel(tables, rng.random(n), names=("A", "B"))
+    frame = pd.DataFrame([keys[i % 2] for i in range(n)], columns=["A", "B"])
+    y = (rng.random(n) < 0.5).astype(int)
+    report = audit(model, np.arange(n, dtype=float)[:, None], y, groups=frame, n_boot=50,
+                   metrics=["brier"])
+    assert set(report.table.group) == {'A=x, B="y, B=z"', 'A="x, B=y", B=z'}
+    assert set(report.groups.group) == {'A=x, B="y, B=z"', 'A="x, B=y", B=z'}
+    assert report.settings["short_labels"] == {'A=x, B="y, B=z"': 'x, "y, B=z"',
+                                               'A="x, B=y", B=z': '"x, B=y", z'}
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = report.plot()
+    try:
+        grid = np.ma.filled(fig.axes[1].images[0].get_array(), np.nan)
+        assert grid.shape == (2, 2) and np.isfinite(grid[[0, 1], [1, 0]]).all()
+    finally:
+        plt.close(fig)
+
+
+def test_labels_of_values_that_print_alike():
+    from fairuse_opt.audit._labels import group_label, group_labels
+
+    # (1 and 1.0, or True and 1, are one dict key: merging them is the group index's call)
+    assert group_labels(["A"], [(1,), ("1",)]) == {(1,): "A=1", ("1",): "A='1'"}
+    assert group_labels(["A"], [(1.5,), ("1.5",), ("x",)]) == {
+        (1.5,): "A=1.5", ("1.5",): "A='1.5'", ("x",): "A='x'"}
+    assert group_labels(["A", "B"], [("a", 1), ("b", 2)]) == {("a", 1): "A=a, B=1",
+                                                              ("b", 2): "A=b, B=2"}
+    assert group_label(["A"], ['say "hi"\\']) == 'A="say \\"hi\\"\\\\"'
+    assert group_label(["A"], [" padded"]) == 'A=" padded"' and group_label(["A"], [""]) == 'A=""'
+
+
+# ------------------------------------------------------------------ readable results
+def test_summary_is_one_line_per_group_and_metric_with_the_bound_the_verdict_used():
+    model, X, y, g = mixed_case()
+    report = audit(model, X, y, groups=g, metrics=["error", "auc", "brier"], n_boot=200)
+    s = report.summary()
+    assert isinstance(s, pd.DataFrame)
+    assert list(s.index.names) == ["condition", "group", "metric"]
+    assert list(s.columns) == ["comparison", "gain", "side", "bound", "level", "p_adj", "verdict"]
+    assert len(s) == 2 * 5 * 3
+    t = report.table
+    for (cond, group, metric), r in s.iterrows():
+        row = _row(t, group, metric, cond)
+        assert r.verdict == row.verdict and r.gain == row.gain and r.comparison == row.comparison
+        if row.verdict in ("violation", "inconclusive (estimate: harm)"):
+            assert (r.side, r.bound, r.p_adj) == ("<=", row.upper_bound, row.p_violation_adj)
+            assert r.level == row.upper_level
+        else:
+            assert (r.side, r.bound, r.p_adj) == (">=", row.lower_bound, row.p_benefit_adj)
+    text = str(s)
+    assert text == repr(s) == s.to_string() and str(report).endswith(text)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100
+    # every (condition, group, metric) has its line, with the numbers in the one format
+    start = {c: lines.index(next(x for x in lines if x.startswith(f"{c}: own report")))
+             for c in ("rationality", "envy")}
+    blocks = {"rationality": lines[start["rationality"]:start["envy"]],
+              "envy": lines[start["envy"]:]}
+    short = report.settings["short_labels"]
+    for (cond, group, metric), r in s.iterrows():
+        hits = [x for x in blocks[cond] if x.startswith(f"{short[group]}  ")
+                and f"  {metric} " in x]
+        assert len(hits) == 1, (cond, group, metric)
+        x = hits[0]
+        assert format_number(r.gain) in x and f"{r.side} {format_number(r.bound)}" in x
+        assert x.rstrip().endswith(r.verdict) and format_number(r.p_adj) in x
+        if cond == "envy":
+            assert f"  {short[r.comparison]}  " in x
+    assert format_number(0.012345) == "0.0123" and format_number(-0.0) == "0"
+    assert format_number(np.nan) == "" and format_number(-np.inf) == "-inf"
+    assert format_number(7) == "7" and format_number(1.5e-7) == "1.5e-07"
+    # the same numbers, formatted alike, in markdown and JSON
+    md = report.to_markdown()
+    row = _row(t, "group=B", "brier", "rationality")
+    assert f"| group=B | brier | generic | 90 | {format_number(row.value)} |" in md
+    assert f"<= {format_number(row.upper_bound)} | {format_number(row.upper_level)} |" in md
+    data = json.loads(report.to_json())
+    rec = [r for r in data["table"] if r["group"] == "group=B" and r["metric"] == "brier"
+           and r["condition"] == "rationality"][0]
+    assert rec["upper_bound"] == float(format_number(row.upper_bound))
+    full = json.loads(report.to_json(digits=None))
+    rec = [r for r in full["table"] if r["group"] == "group=B" and r["metric"] == "brier"
+           and r["condition"] == "rationality"][0]
+    assert rec["upper_bound"] == row.upper_bound
+
+
+def test_too_few_resamples_for_the_level_say_so():
+    model, X, y, g = mixed_case()
+    # 5 groups, Holm: the first step is at 0.1 / 5 = 0.02 < 1 / 31, the smallest p-value
+    report = audit(model, X, y, groups=g, metrics=["brier"], n_boot=30)
+    rat = report.table[report.table.condition == "rationality"]
+    assert np.isinf(rat.lower_bound).all() and np.isinf(rat.upper_bound).all()
+    assert not rat.verdict.isin(["benefit", "violation"]).any()
+    assert "bound inf: with 30 resamples" in str(report.summary())
+    assert json.loads(report.to_json())["table"][0]["upper_bound"] is None

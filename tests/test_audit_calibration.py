@@ -10,6 +10,12 @@ report and every other report have the same expected loss in every group, for ev
 metric, so every rationality gain and envy gap is exactly zero.  A larger scale for one
 group's own report plants a harm there, whose size is computed by Monte Carlo.
 
+The one-sided bounds the verdicts use are checked on the same runs: over the nulls they
+exclude 0 at exactly the verdicts' rate (about alpha without correction, at most alpha
+with Holm), they cover the true gain at least at their level, and on every row the bound
+excludes 0 exactly when the verdict is significant (Holm, Bonferroni and no correction;
+bootstrap, McNemar and DeLong).
+
 Runs are seeded, so the test is deterministic; the seeds are consecutive integers, not
 chosen.  (A longer run of the same null, seeds 1000-1599 with 300 resamples, gave
 violation rates of 0.093 to 0.111 per metric and coverage of 0.945 to 0.953.)
@@ -154,11 +160,104 @@ def test_interval_coverage(null_runs, harm_runs):
     assert np.mean(covered) >= 0.93
 
 
-def test_exact_tests_are_calibrated():
-    t = run(range(50_000, 50_000 + N_NULL), np.ones(len(SIZES)), metrics=("error", "auc"), n_boot=1,
-            correction=None, test="exact")
+@pytest.fixture(scope="module")
+def exact_null_runs():
+    return run(range(50_000, 50_000 + N_NULL), np.ones(len(SIZES)), metrics=("error", "auc"),
+               n_boot=1, correction=None, test="exact")
+
+
+@pytest.fixture(scope="module")
+def bonferroni_harm_runs():
+    scale = np.ones(len(SIZES))
+    scale[HARMED] = HARM_SCALE
+    return run(range(30_000, 30_040), scale, metrics=("error", "auc", "brier"), n_boot=200,
+               correction="bonferroni", test="exact")
+
+
+def test_exact_tests_are_calibrated(exact_null_runs):
+    t = exact_null_runs
     rat = t[(t.condition.isin(["rationality", "envy_pair"])) & (t.metric.isin(["error", "auc"]))]
     assert set(rat.test) == {"mcnemar", "delong"}
     for test, low in (("mcnemar", 0.03), ("delong", 0.05)):  # McNemar is discrete, conservative
         rate = (rat[rat.test == test].verdict == "violation").mean()
         assert low <= rate <= ALPHA + 0.03, (test, rate)
+
+
+# ------------------------------------------------------------------ the one-sided bounds
+def _assert_bounds_agree_with_verdicts(t):
+    tested = t[~t.verdict.isin(["cannot change", "too small to judge"])]
+    assert len(tested) > 0 and tested.lower_bound.notna().all()
+    np.testing.assert_array_equal(tested.lower_bound > 0, tested.verdict == "benefit")
+    np.testing.assert_array_equal(tested.upper_bound < 0, tested.verdict == "violation")
+
+
+def test_bounds_exclude_zero_exactly_when_the_verdict_is_significant(
+        null_runs, harm_runs, exact_null_runs, bonferroni_harm_runs):
+    # no correction (bootstrap; exact), Holm (bootstrap), Bonferroni (exact and bootstrap)
+    for t in (null_runs, harm_runs, exact_null_runs, bonferroni_harm_runs):
+        _assert_bounds_agree_with_verdicts(t)
+    tests = set(bonferroni_harm_runs.test.dropna()) | set(exact_null_runs.test.dropna())
+    assert {"mcnemar", "delong", "bootstrap"} <= tests
+    # not vacuous: both directions are significant somewhere, in every run with a harm
+    for t in (harm_runs, bonferroni_harm_runs):
+        assert {"benefit", "violation"} <= set(t.verdict)
+
+
+def test_bounds_exclude_zero_at_the_verdicts_rate_under_the_null(null_runs, exact_null_runs):
+    for t, metrics in ((null_runs, METRICS), (exact_null_runs, ("error", "auc"))):
+        for metric in metrics:
+            for cond in ("rationality", "envy_pair"):
+                part = t[(t.metric == metric) & (t.condition == cond)]
+                upper = (part.upper_bound < 0).mean()
+                lower = (part.lower_bound > 0).mean()
+                assert upper == (part.verdict == "violation").mean()
+                assert lower == (part.verdict == "benefit").mean()
+                # one-sided at alpha: each bound excludes 0 in about alpha of the nulls
+                # (McNemar is discrete, so conservative)
+                low = 0.03 if t is exact_null_runs and metric == "error" else 0.05
+                assert low <= upper <= ALPHA + 0.03, (metric, cond, upper)
+                assert low <= lower <= ALPHA + 0.03, (metric, cond, lower)
+
+
+@pytest.fixture(scope="module")
+def holm_fwer_runs():
+    # one cheap metric, many seeds: a family-wise rate needs them (at 60 seeds its standard
+    # error is 0.04; seeds 10000-10059 of the harm runs happen to give 0.18 for log loss,
+    # seeds 10060-10299 give 0.067 to 0.096 over the four metrics)
+    scale = np.ones(len(SIZES))
+    scale[HARMED] = HARM_SCALE
+    return run(range(20_000, 20_300), scale, metrics=("brier",), n_boot=100, correction="holm")
+
+
+def test_holm_bounds_control_the_familywise_rate(holm_fwer_runs, harm_runs):
+    t = holm_fwer_runs
+    _assert_bounds_agree_with_verdicts(t)
+    rat = t[t.condition == "rationality"]
+    nulls = rat[rat.group != f"group={HARMED}"]
+    # a seed has a false alarm when the upper bound of any null group is below 0
+    fwer = (nulls.upper_bound < 0).groupby(nulls.seed).any().mean()
+    assert 0.04 <= fwer <= ALPHA + 0.04, fwer
+    assert (rat[rat.group == f"group={HARMED}"].upper_bound < 0).mean() >= 0.95
+    # the Holm levels: the bounds are decided at 1 - alpha / f with f in 1..4 groups, and
+    # after the harmed group is rejected the others are decided at a later step
+    levels = harm_runs[harm_runs.condition == "rationality"].upper_level
+    assert set(np.round(levels, 6)) <= {round(1 - ALPHA / f, 6) for f in (1, 2, 3, 4)}
+    assert set(np.round(nulls.upper_level, 6)) >= {round(1 - ALPHA / 3, 6)}
+
+
+def test_one_sided_bounds_cover_the_true_gain(null_runs, harm_runs):
+    rat_null = null_runs[null_runs.condition == "rationality"]
+    harm = harm_runs[harm_runs.condition == "rationality"]
+    for metric in METRICS:
+        truth_harmed = true_gain(metric, HARM_SCALE, OFFSETS[HARMED])
+        part = harm[harm.metric == metric]
+        truth = np.where(part.group == f"group={HARMED}", truth_harmed, 0.0)
+        null = rat_null[rat_null.metric == metric]
+        # each bound holds with confidence at least 1 - alpha (more after Holm)
+        for lower, upper, gain in ((null.lower_bound, null.upper_bound, 0.0),
+                                   (part.lower_bound, part.upper_bound, truth)):
+            assert (lower <= gain).mean() >= 1 - ALPHA - 0.03, metric
+            assert (upper >= gain).mean() >= 1 - ALPHA - 0.03, metric
+        harmed = part[part.group == f"group={HARMED}"]
+        assert (harmed.upper_bound >= truth_harmed).mean() >= 0.85, metric
+        assert (harmed.upper_bound < 0).mean() >= 0.80  # ... while showing the harm

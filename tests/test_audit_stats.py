@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from fairuse_opt.audit import _stats
@@ -198,3 +200,131 @@ def test_chunk_constant_is_memory_aware():
     rng = np.random.default_rng(0)
     sizes = [c.shape for _, c in resample_counts(rng, [100_000], 12)]
     assert all(b * n <= _stats.CHUNK_ELEMENTS for b, n in sizes)
+
+
+# ------------------------------------------------------------------ bounds that agree with the tests
+def test_correction_factors_hand_example():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm at 0.05: 0.005 * 4 and 0.01 * 3 pass, 0.03 * 2 = 0.06 fails: two rejected at steps
+    # 1 and 2 (levels alpha/4, alpha/3); the others were decided at the failing level alpha/2
+    np.testing.assert_array_equal(_stats.correction_factors(p, "holm", 0.05), [3, 2, 2, 4])
+    np.testing.assert_array_equal(_stats.correction_factors(p, "bonferroni", 0.05), [4] * 4)
+    np.testing.assert_array_equal(_stats.correction_factors(p, None, 0.05), [1] * 4)
+    # every test rejected: each at its own step
+    np.testing.assert_array_equal(_stats.correction_factors(p, "holm", 0.5), [3, 1, 2, 4])
+    out = _stats.correction_factors([0.01, np.nan, 0.04], "holm", 0.05)
+    assert np.isnan(out[1]) and list(out[[0, 2]]) == [2, 1]  # m = 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.01, 0.025, 0.05, 1 / 3])),
+                min_size=1, max_size=12),
+       st.sampled_from([0.01, 0.05, 0.1, 0.2]), st.sampled_from(["holm", "bonferroni", None]))
+def test_significant_at_the_factor_level_is_the_corrected_verdict(p, alpha, method):
+    f = _stats.correction_factors(p, method, alpha)
+    verdict = adjust_pvalues(p, method) <= alpha
+    np.testing.assert_array_equal(_stats.significant(p, f, alpha), verdict)
+    if method == "holm":  # the step-down procedure written from its definition
+        assert set(np.flatnonzero(verdict)) == _holm_rejections(p, alpha)
+        # a rejected test passes at its own step's level, alpha / (m - step)
+        order = np.argsort(p, kind="stable")
+        for step, i in enumerate(order):
+            if verdict[i]:
+                assert f[i] == len(p) - step
+
+
+def test_percentile_bound_hand_example():
+    gains = np.array([[-0.2], [-0.1], [0.0], [0.1], [0.3], [0.4], [0.5], [0.6], [0.7]])  # B = 9
+    low, high = _stats.bootstrap_tails(gains, 0.3)  # at most 0.3 * 10 = 3 values used
+    assert low.shape == high.shape == (4, 1)
+    np.testing.assert_array_equal(low[:, 0], [-0.2, -0.1, 0.0, 0.1])
+    np.testing.assert_array_equal(high[:, 0], [0.7, 0.6, 0.5, 0.4])
+    # level 0.3: attainable p = k / 10 <= 0.3 for k = 1, 2, 3: the 3rd smallest gain
+    assert _stats.percentile_bound(low[:, 0], 9, 1.0, 0.3) == 0.0
+    assert _stats.percentile_bound(high[:, 0], 9, 1.0, 0.3, side="upper") == 0.5
+    # p_benefit = (1 + 3) / 10 = 0.4 > 0.3: not significant, and the bound does not exclude 0
+    assert bootstrap_summary(gains, 0.9)["p_benefit"][0] == pytest.approx(0.4)
+    # level 0.3 / 2 = 0.15: k = 1, the smallest gain; level 0.3 / 4 = 0.075: no k, -inf
+    assert _stats.percentile_bound(low[:, 0], 9, 2.0, 0.3) == -0.2
+    # 3 * 0.1 > 0.3 in floating point, as in the Holm/Bonferroni adjusted p-value: k = 0
+    assert _stats.percentile_bound(low[:, 0], 9, 3.0, 0.3) == -np.inf
+    assert _stats.percentile_bound(low[:, 0], 9, 4.0, 0.3) == -np.inf
+    assert _stats.percentile_bound(high[:, 0], 9, 4.0, 0.3, side="upper") == np.inf
+    # a union over 2 comparisons at factor 1 is the level 0.3 / 2
+    assert _stats.percentile_bound(high[:, 0], 9, 1.0, 0.3, union=2.0, side="upper") == 0.7
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 10_000), st.sampled_from([0.05, 0.1, 0.2]),
+       st.sampled_from([1.0, 2.0, 3.0, 7.0]), st.sampled_from([1.0, 2.0, 5.0]))
+def test_percentile_bound_excludes_zero_exactly_when_the_bootstrap_test_rejects(
+        n_boot, seed, alpha, factor, union):
+    rng = np.random.default_rng(seed)
+    # coarse values, so that ties and exact zeros are common
+    gains = np.round(rng.normal(rng.normal(), 1.0, size=(n_boot, 3)), 1)
+    summ = bootstrap_summary(gains, 0.9)
+    low, high = _stats.bootstrap_tails(gains, alpha)
+    for k in range(3):
+        lower = _stats.percentile_bound(low[:, k], n_boot, factor, alpha)
+        upper = _stats.percentile_bound(high[:, k], n_boot, factor, alpha, union, side="upper")
+        assert (lower > 0) == bool(_stats.significant(summ["p_benefit"][k], factor, alpha))
+        assert (upper < 0) == bool(_stats.significant(summ["p_violation"][k], factor, alpha,
+                                                      union))
+        # the order statistic of the level, counted with exact fractions
+        level = Fraction(alpha).limit_denominator(100) / Fraction(factor)
+        j = int(level * (n_boot + 1))
+        order = np.concatenate([[-np.inf], np.sort(gains[:, k])])
+        if level * (n_boot + 1) == j and j >= 1:  # on the boundary rounding decides
+            assert lower in (order[j - 1], order[j])
+        else:
+            assert lower == order[j]
+
+
+def test_mcnemar_bound_is_the_clopper_pearson_inversion():
+    from scipy.stats import binomtest
+
+    for b, c, n, level in [(7, 2, 40, 0.05), (2, 7, 40, 0.05), (10, 0, 30, 0.1),
+                           (0, 6, 30, 0.025), (12, 11, 50, 0.1), (1, 0, 5, 0.2)]:
+        d = b + c
+        # one-sided 1 - level bound = one end of the two-sided 1 - 2 level interval
+        ci = binomtest(c, d).proportion_ci(1 - 2 * level, method="exact")
+        lower = _stats.mcnemar_bound(b, c, n, level, "lower")
+        upper = _stats.mcnemar_bound(b, c, n, level, "upper")
+        assert lower == pytest.approx(d / n * (1 - 2 * ci.high), abs=1e-12)
+        assert upper == pytest.approx(d / n * (1 - 2 * ci.low), abs=1e-12)
+        assert lower <= (b - c) / n <= upper
+        own = np.array([True] * b + [False] * c + [True] * (n - d))
+        base = np.array([False] * b + [True] * c + [True] * (n - d))
+        p_violation, p_benefit = mcnemar_test(own, base)
+        assert (lower > 0) == (p_benefit < level) and (upper < 0) == (p_violation < level)
+    assert _stats.mcnemar_bound(0, 0, 10, 0.05, "lower") == 0.0
+
+
+def test_mcnemar_bound_agrees_with_the_test_on_a_grid():
+    for b in range(0, 25):
+        for c in range(0, 25):
+            if b + c == 0:
+                continue
+            own = np.array([True] * b + [False] * c)
+            p_violation, p_benefit = mcnemar_test(own, ~own)
+            for level in (0.01, 0.05, 0.1 / 3):
+                assert (_stats.mcnemar_bound(b, c, 50, level, "lower") > 0) == (p_benefit < level)
+                assert (_stats.mcnemar_bound(b, c, 50, level, "upper") < 0) == (p_violation < level)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_delong_bound_inverts_the_test(seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(80) < 0.4).astype(int)
+    a = y + rng.normal(size=80)
+    b = y + 1.5 * rng.normal(size=80)
+    gain, se = _stats.delong_statistic(y, a, b)
+    g2, p_violation, p_benefit = delong_test(y, a, b)
+    assert gain == g2 and se > 0
+    for level in (0.01, 0.05, 0.2):
+        lower = _stats.delong_bound(gain, se, level, "lower")
+        upper = _stats.delong_bound(gain, se, level, "upper")
+        assert lower == pytest.approx(gain - norm.ppf(1 - level) * se)
+        assert upper == pytest.approx(gain + norm.ppf(1 - level) * se)
+        assert (lower > 0) == (p_benefit < level) and (upper < 0) == (p_violation < level)
+    assert _stats.delong_bound(0.1, 0.0, 0.05, "lower") == 0.1

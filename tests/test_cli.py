@@ -21,17 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-7
 
 
-def data_dir() -> Path:
-    env = os.environ.get("FAIRUSE_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
-def apnea_csv(tmp_path_factory) -> Path:
+def apnea_csv(tmp_path_factory, data_dir) -> Path:
     """apnea.csv plus a text column ``site`` (a categorical feature the CLI must one-hot encode)."""
-    src = data_dir() / "apnea.csv"
-    if not src.exists():
-        pytest.fail(f"apnea.csv not found at {src}: set FAIRUSE_DATA_DIR to the folder holding it")
+    src = data_dir / "apnea.csv"
     df = pd.read_csv(src)
     df["site"] = np.array(["north", "south", "east"])[np.arange(len(df)) % 3]
     path = tmp_path_factory.mktemp("cli") / "apnea_site.csv"
@@ -274,7 +268,8 @@ def test_bad_input_usage_errors_are_one_line(apnea_csv, tmp_path, capsys):
     assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_COLUMN_TWICE.format(
         column="Age", roles="--groups and --features")
     assert main([]) == 2
-    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_NO_COMMAND
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_NO_COMMAND.format(
+        commands=", ".join(f.__name__.removeprefix("add_") for f in cli.COMMANDS))
 
 
 def test_plot_without_matplotlib_is_one_line(apnea_csv, tmp_path, capsys, monkeypatch):
@@ -322,3 +317,386 @@ def test_library_warnings_are_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "m.json"), "--quiet"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fairuse: warning: group ('tiny',) has 5 row(s)")
+
+
+# --------------------------------------------------------------------------- conventions (issue 10, item 3)
+from fairuse_opt import exceptions as E  # noqa: E402
+
+
+def test_version(capsys):
+    from fairuse_opt import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fairuse (fairuse_opt) {__version__}"
+
+
+def test_subcommands_come_from_the_registry(capsys):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction))
+    names = [f.__name__.removeprefix("add_") for f in cli.COMMANDS]
+    assert list(sub.choices) == names and names[:4] == ["fit", "predict", "audit", "demo"]
+    for name in ("fit", "predict", "audit", "demo"):
+        assert sub.choices[name].get_default("func") is getattr(cli, f"cmd_{name}")
+
+
+def test_encodings_agree_with_the_library():
+    from fairuse_opt._family import ENCODINGS
+
+    assert set(cli.ENCODINGS) == set(ENCODINGS)
+
+
+def test_help_imports_no_heavy_module():
+    """``fairuse --help`` is fast because it imports none of numpy, pandas, scipy, sklearn, cvxpy."""
+    code = ("import sys; from fairuse_opt.cli import main; rc = main(['--help']); "
+            "heavy = [m for m in ('numpy', 'pandas', 'scipy', 'sklearn', 'cvxpy') if m in sys.modules]; "
+            "print('HEAVY', heavy, rc)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY [] 0" in proc.stdout
+
+
+def test_fit_alpha_is_refused_with_a_pointer_to_l2(apnea_csv, tmp_path, capsys):
+    assert main(fit_args(apnea_csv, tmp_path, "--alpha", "0.01")) == 2
+    assert one_line_error(capsys) == f"fairuse fit: error: {E.MSG_OLD_ALPHA} (see 'fairuse fit --help')"
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_l2_and_fair_use_are_spelled_as_in_python(apnea_csv, tmp_path, capsys):
+    """--l2 is the estimators' alpha; --fair-use values are fair_use= values, written as such."""
+    from fairuse_opt import FairUseClassifier
+
+    out = tmp_path / "m.json"
+    assert main(fit_args(apnea_csv, tmp_path, "--l2", "0.05", "--fair-use", "rationality",
+                         "--features", "bmi_lt_25,snoring,site")) == 0
+    capsys.readouterr()
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["settings"]["params"]["alpha"] == 0.05
+    assert doc["settings"]["params"]["fair_use"] == "rationality"
+    mf = model_io.read(out)
+    frame = pd.read_csv(apnea_csv, dtype={"Age": str, "Sex": str, "site": str})
+    X = mf.encoding.transform(frame)
+    est = FairUseClassifier(alpha=0.05, fair_use="rationality").fit(X, frame["Apnea"], groups=frame[["Age", "Sex"]])
+    np.testing.assert_allclose(mf.estimator.coef_, est.coef_, rtol=0, atol=1e-12)
+    for value, expected in (("both", "both"), ("none", None), ("envy_freeness", "envy_freeness")):
+        assert main(fit_args(apnea_csv, tmp_path, "--fair-use", value, "--features", "snoring")) == 0
+        assert json.loads(out.read_text(encoding="utf-8"))["settings"]["params"]["fair_use"] == expected
+    assert main(fit_args(apnea_csv, tmp_path, "--fair-use", "envy")) == 2
+    assert E.MSG_BAD_FAIR_USE.format(value="envy") in one_line_error(capsys)
+
+
+def test_progress_goes_through_logging_with_one_prefix(apnea_csv, tmp_path, capsys, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="fairuse_opt")
+    assert main(["fit", "--data", str(apnea_csv), "--target", "Apnea", "--groups", "Age,Sex",
+                 "--features", "snoring,site", "--fair-use", "none", "--out", str(tmp_path / "m.json")]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) >= 3 and all(ln.startswith("fairuse: [") for ln in err), err
+    records = [r for r in caplog.records if r.name == "fairuse_opt.cli"]
+    assert [r.getMessage() for r in records][-1] == f"wrote {tmp_path / 'm.json'}"
+    assert any("one-hot encoded site" in r.getMessage() for r in records)
+
+
+@pytest.fixture(scope="module")
+def small_model(apnea_csv, tmp_path_factory):
+    """A model file fitted on a few apnea features (intersectional, fair use)."""
+    folder = tmp_path_factory.mktemp("model")
+    model = folder / "m.json"
+    assert main(["fit", "--data", str(apnea_csv), "--target", "Apnea", "--groups", "Age,Sex", "--features",
+                 "bmi_lt_25,bmi_geq_35,snoring,site", "--out", str(model), "--quiet"]) == 0
+    return model
+
+
+def test_predict_scores_equal_the_library(small_model, apnea_csv, tmp_path, capsys):
+    frame = pd.read_csv(apnea_csv, dtype={"Age": str, "Sex": str, "site": str})
+    frame["id"] = np.arange(len(frame)) * 7
+    data = tmp_path / "d.csv"
+    frame.drop(columns="Apnea").to_csv(data, index=False)  # no target needed
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--model", str(small_model), "--data", str(data), "--keep", "id",
+                 "--out", str(out), "--quiet"]) == 0
+    assert "scored 1922 row(s) under each row's own group" in capsys.readouterr().out
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["id", "score", "probability", "prediction"]
+    mf = model_io.read(small_model)
+    X, G = mf.encoding.transform(frame), frame[["Age", "Sex"]]
+    np.testing.assert_array_equal(scores["id"], frame["id"])
+    np.testing.assert_allclose(scores["probability"], mf.estimator.predict_proba(X, groups=G)[:, 1], rtol=1e-15)
+    np.testing.assert_allclose(scores["score"], mf.estimator.decision_function(X, groups=G), rtol=1e-15)
+    np.testing.assert_array_equal(scores["prediction"], mf.estimator.predict(X, groups=G))
+    # every row as if it reported (60+, Male): group columns not needed
+    assert main(["predict", "--model", str(small_model), "--data", str(data), "--report", "Sex=Male,Age=60+",
+                 "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    expected = mf.estimator.predict_proba(X, report=("60+", "Male"))[:, 1]
+    np.testing.assert_allclose(pd.read_csv(out)["probability"], expected, rtol=1e-15)
+    assert not np.allclose(expected, mf.estimator.predict_proba(X, groups=G)[:, 1])
+
+
+def test_predict_bad_report(small_model, apnea_csv, tmp_path, capsys):
+    args = ["predict", "--model", str(small_model), "--data", str(apnea_csv), "--out", str(tmp_path / "s.csv")]
+    assert main([*args, "--report", "Age=60+"]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_BAD_REPORT_ARG.format(
+        value="Age=60+", names=["Age", "Sex"])
+    assert main([*args, "--report", "Age=99+,Sex=Male"]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_UNKNOWN_GROUP_VALUE.format(
+        column="Age", values=["99+"], levels=["30_to_60", "60+", "<30"])
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_audit_flags_reach_the_audit(small_model, apnea_csv, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["audit", "--data", str(apnea_csv), "--model", str(small_model), "--metrics", "error,log_loss",
+                 "--n-boot", "30", "--alpha", "0.05", "--correction", "bonferroni", "--test", "exact",
+                 "--ci-level", "0.9", "--seed", "5", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text(encoding="utf-8"))
+    s = report["settings"]
+    assert (s["alpha"], s["correction"], s["test"], s["ci_level"], s["random_state"], s["n_boot"]) == \
+        (0.05, "bonferroni", "exact", 0.9, 5, 30)
+    assert {r["test"] for r in report["table"] if r["metric"] == "error" and r["condition"] == "rationality"} \
+        <= {"mcnemar", "bootstrap"}
+    assert "mcnemar" in {r["test"] for r in report["table"]}
+    # per-group gains with the bounds the verdicts used are printed, not only verdict counts:
+    # the report's summary, recomputed here from the same inputs
+    from fairuse_opt.audit import audit, format_number
+
+    mf = model_io.read(small_model)
+    frame = pd.read_csv(apnea_csv, dtype={"Age": str, "Sex": str, "site": str})
+    again = audit(mf.estimator, mf.encoding.transform(frame), frame["Apnea"], groups=frame[["Age", "Sex"]],
+                  metrics=["error", "log_loss"], n_boot=30, alpha=0.05, correction="bonferroni", test="exact",
+                  ci_level=0.9, random_state=5)
+    assert printed.strip() == str(again.summary()).strip()
+    rat = [r for r in report["table"] if r["condition"] == "rationality"]
+    assert len(rat) == 12 and "bound" in printed
+    for r in rat:
+        assert r["group"] in printed or r["group"] in again.settings.get("short_labels", {})
+        if r["verdict"] == "benefit":
+            assert f">= {format_number(r['lower_bound'])}" in printed
+        if r["verdict"] in ("violation", "inconclusive (estimate: harm)"):
+            assert f"<= {format_number(r['upper_bound'])}" in printed
+    assert {r["verdict"] for r in rat} & {"benefit", "violation", "inconclusive (estimate: harm)"}
+    assert main(["audit", "--data", str(apnea_csv), "--model", str(small_model), "--n-boot", "20",
+                 "--correction", "none", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert json.loads(out.read_text(encoding="utf-8"))["settings"]["correction"] is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the plot extra is not installed")
+def test_audit_out_is_optional_with_markdown_or_plot(small_model, apnea_csv, tmp_path, capsys, monkeypatch):
+    md, png = tmp_path / "r.md", tmp_path / "r.png"
+    shown = []
+    from fairuse_opt.audit import FairUseReport
+
+    real_plot = FairUseReport.plot
+    monkeypatch.setattr(FairUseReport, "plot", lambda self, metric=None: shown.append(metric) or real_plot(self, metric))
+    assert main(["audit", "--data", str(apnea_csv), "--model", str(small_model), "--metrics", "error,log_loss",
+                 "--n-boot", "20", "--markdown", str(md), "--plot", str(png), "--plot-metric", "log_loss",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert md.read_text(encoding="utf-8").startswith("# Fair-use audit") and png.stat().st_size > 1000
+    assert shown == ["log_loss"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md", "r.png"]  # no report.json, no temp file
+    assert main(["audit", "--data", str(apnea_csv), "--model", str(small_model), "--n-boot", "20"]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_NEED_OUTPUT
+    assert main(["audit", "--data", str(apnea_csv), "--model", str(small_model), "--metrics", "error",
+                 "--plot", str(png), "--plot-metric", "auc"]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_PLOT_METRIC_NOT_AUDITED.format(
+        metric="auc", metrics=["error"])
+
+
+# --------------------------------------------------------------------------- no input lost (item 7)
+def test_output_may_not_be_an_input_or_another_output(small_model, apnea_csv, tmp_path, capsys, monkeypatch):
+    data = tmp_path / "train.csv"
+    data.write_bytes(apnea_csv.read_bytes())
+    model = tmp_path / "model.json"
+    model.write_bytes(small_model.read_bytes())
+    before = {p: p.read_bytes() for p in (data, model)}
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["fit", "--data", str(data), "--target", "Apnea", "--groups", "Age,Sex", "--out", "./train.csv"],
+         E.MSG_OUT_IS_INPUT.format(flag="--out", path="./train.csv", other="--data")),
+        (["audit", "--data", "train.csv", "--model", str(model), "--out", "model.json"],
+         E.MSG_OUT_IS_INPUT.format(flag="--out", path="model.json", other="--model")),
+        (["audit", "--data", "train.csv", "--model", "model.json", "--markdown", str(data)],
+         E.MSG_OUT_IS_INPUT.format(flag="--markdown", path=str(data), other="--data")),
+        (["audit", "--data", "train.csv", "--model", "model.json", "--out", "r.json", "--markdown", "./r.json"],
+         E.MSG_OUT_TWICE.format(flag="--markdown", path="./r.json", other="--out")),
+        (["predict", "--data", "train.csv", "--model", "model.json", "--out", "sub/../train.csv"],
+         E.MSG_OUT_IS_INPUT.format(flag="--out", path="sub/../train.csv", other="--data")),
+    ]
+    (tmp_path / "sub").mkdir()
+    for args, message in cases:
+        assert main(args) == 2, args
+        assert one_line_error(capsys) == "fairuse: error: " + message
+    os.symlink(data, tmp_path / "link.csv")  # another name for the same file
+    assert main(["fit", "--data", "link.csv", "--target", "Apnea", "--groups", "Age,Sex", "--out", "train.csv"]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_OUT_IS_INPUT.format(
+        flag="--out", path="train.csv", other="--data")
+    assert {p: p.read_bytes() for p in (data, model)} == before
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_failed_write_keeps_the_old_file(small_model, apnea_csv, tmp_path, capsys, monkeypatch):
+    """Every output is staged in a temporary file; one that fails leaves every target as it was."""
+    from fairuse_opt import _files
+
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    out.write_text("old report", encoding="utf-8")
+    md.write_text("old markdown", encoding="utf-8")
+    calls = []
+
+    def disk_full_on_second_file(fd):  # the JSON is staged, the markdown fails half-way
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fsync", disk_full_on_second_file)
+    assert main(["audit", "--data", str(apnea_csv), "--model", str(small_model), "--n-boot", "20",
+                 "--out", str(out), "--markdown", str(md), "--quiet"]) == 2
+    assert "No space left on device" in one_line_error(capsys)
+    assert out.read_text(encoding="utf-8") == "old report" and md.read_text(encoding="utf-8") == "old markdown"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
+
+
+def test_ctrl_c_mid_fit_exits_130_and_writes_nothing(apnea_csv, tmp_path, capsys, monkeypatch):
+    from fairuse_opt import FairUseClassifier
+
+    def interrupted(self, *a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FairUseClassifier, "fit", interrupted)
+    out = tmp_path / "m.json"
+    assert main(fit_args(apnea_csv, tmp_path)) == 130
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_INTERRUPTED
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_writing_keeps_the_old_file(small_model, apnea_csv, tmp_path, capsys, monkeypatch):
+    from fairuse_opt import _files
+
+    out = tmp_path / "m.json"
+    out.write_text("old model", encoding="utf-8")
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files.os, "fsync", interrupted)
+    assert main(fit_args(apnea_csv, tmp_path, "--features", "snoring", "--fair-use", "none")) == 130
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_INTERRUPTED
+    assert out.read_text(encoding="utf-8") == "old model" and list(tmp_path.iterdir()) == [out]
+
+
+def test_ctrl_c_while_modules_load_exits_130_without_traceback(apnea_csv, tmp_path):
+    """SIGINT to a real process after its first progress line, while cvxpy and the rest load."""
+    import signal
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "m.json"
+    proc = subprocess.Popen([sys.executable, "-m", "fairuse_opt", "fit", "--data", str(apnea_csv), "--target",
+                             "Apnea", "--groups", "Age,Sex", "--out", str(out)],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    first = proc.stderr.readline()
+    assert "loading the fitting modules" in first, first
+    proc.send_signal(signal.SIGINT)
+    stdout, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert "Traceback" not in rest and rest.strip().splitlines()[-1] == "fairuse: error: " + E.MSG_INTERRUPTED
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_header_only_csv(tmp_path, capsys):
+    path = tmp_path / "empty.csv"
+    path.write_text("x,grp,y\n", encoding="utf-8")
+    for task in ("regression", "classification"):
+        assert main(["fit", "--data", str(path), "--target", "y", "--groups", "grp", "--task", task,
+                     "--out", str(tmp_path / "m.json")]) == 2
+        assert one_line_error(capsys) == "fairuse: error: " + E.MSG_NO_DATA_ROWS.format(path=path)
+
+
+def test_demo_out_existing_file(tmp_path, capsys):
+    path = tmp_path / "report.txt"
+    path.write_text("keep me", encoding="utf-8")
+    assert main(["demo", "--out", str(path)]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_DEMO_OUT_IS_FILE.format(path=path)
+    assert path.read_text(encoding="utf-8") == "keep me"
+
+
+def test_demo_data_that_the_demo_would_overwrite(tmp_path, capsys, data_dir):
+    from fairuse_opt.demo import TABLE_CSV
+
+    target = tmp_path / TABLE_CSV
+    target.write_bytes((data_dir / "apnea.csv").read_bytes())
+    assert main(["demo", "--out", str(tmp_path), "--data", str(target)]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_DEMO_DATA_IN_OUT.format(path=target, out=tmp_path)
+
+
+def test_repeated_group_column(apnea_csv, tmp_path, capsys):
+    assert main(["fit", "--data", str(apnea_csv), "--target", "Apnea", "--groups", "Age,Sex,Age",
+                 "--out", str(tmp_path / "m.json")]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_COLUMN_REPEATED.format(flag="--groups", column="Age")
+
+
+def test_one_hot_feature_names_that_collide(tmp_path, capsys):
+    n = 60
+    df = pd.DataFrame({"a": np.where(np.arange(n) % 2, "b=c", "a"), "a=b": np.where(np.arange(n) % 3, "c", "b"),
+                       "grp": np.where(np.arange(n) % 4 < 2, "g1", "g2"), "y": np.arange(n) % 2})
+    path = tmp_path / "c.csv"
+    df.to_csv(path, index=False)
+    assert main(["fit", "--data", str(path), "--target", "y", "--groups", "grp", "--out", str(tmp_path / "m.json")]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_FEATURE_NAME_COLLISION.format(
+        name="a=b=c", sources="column 'a' level 'b=c' and column 'a=b' level 'c'")
+
+
+def value_csvs(tmp_path):
+    """Training CSV written by pandas from float columns with holes (cells "1.0", "2.0"),
+    and a CSV of the same rows written by another tool (cells "1", "2")."""
+    rng = np.random.default_rng(3)
+    n = 200
+    k = rng.integers(1, 4, n).astype(float)
+    grp = rng.integers(1, 3, n).astype(float)
+    x = rng.normal(size=n)
+    y = (x + 0.7 * (k == 2) - 0.5 * (grp == 2) + rng.logistic(size=n) > 0).astype(int)
+    train = pd.DataFrame({"x": x, "k": k, "grp": grp, "y": y})
+    train.loc[[0, 1], "k"] = np.nan  # a float column with missing values: pandas writes "1.0"
+    train_path = tmp_path / "train.csv"
+    train.to_csv(train_path, index=False)
+    assert "1.0" in train_path.read_text(encoding="utf-8")
+    other = train.dropna().astype({"k": int, "grp": int})
+    other_path = tmp_path / "other.csv"
+    other.to_csv(other_path, index=False)
+    assert ",1.0," not in other_path.read_text(encoding="utf-8")
+    return train_path, other_path, other
+
+
+def test_categorical_and_group_levels_are_matched_by_value(tmp_path, capsys):
+    train, other, frame = value_csvs(tmp_path)
+    model = tmp_path / "m.json"
+    assert main(["fit", "--data", str(train), "--target", "y", "--groups", "grp", "--categorical", "k",
+                 "--dropna", "--fair-use", "none", "--out", str(model), "--quiet"]) == 0
+    capsys.readouterr()
+    doc = json.loads(model.read_text(encoding="utf-8"))
+    k = next(c for c in doc["input"]["columns"] if c["name"] == "k")
+    assert k["levels"] == [1, 2, 3] and k["features"] == {"2": "k=2", "3": "k=3"}
+    out = tmp_path / "s.csv"
+    assert main(["predict", "--model", str(model), "--data", str(other), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    est = model_io.loads(model)
+    X = pd.DataFrame({"x": frame["x"], "k=2": (frame["k"] == 2).astype(float), "k=3": (frame["k"] == 3).astype(float)})
+    G = pd.DataFrame({"grp": frame["grp"].map(lambda v: f"{float(v)}")})  # the model's group values: text "1.0"
+    np.testing.assert_allclose(pd.read_csv(out)["probability"], est.predict_proba(X, groups=G)[:, 1], rtol=1e-15)
+    assert main(["audit", "--model", str(model), "--data", str(other), "--n-boot", "20", "--metrics", "error",
+                 "--out", str(tmp_path / "r.json"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert {r["group"] for r in json.loads((tmp_path / "r.json").read_text())["table"]} == {"grp=1.0", "grp=2.0"}
+
+
+def test_a_group_value_written_two_ways_is_refused(tmp_path, capsys):
+    n = 80
+    df = pd.DataFrame({"x": np.arange(n) / n, "grp": np.where(np.arange(n) % 3 == 0, "1", "2"), "y": np.arange(n) % 2})
+    df.loc[[3, 6], "grp"] = "1.0"
+    path = tmp_path / "g.csv"
+    df.to_csv(path, index=False)
+    assert main(["fit", "--data", str(path), "--target", "y", "--groups", "grp", "--out", str(tmp_path / "m.json")]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_CLI_GROUP_AMBIGUOUS.format(column="grp", values="1, 1.0")

@@ -9,6 +9,7 @@ the package is not installed.
 from __future__ import annotations
 
 import importlib.util
+import re
 import os
 from pathlib import Path
 
@@ -21,20 +22,6 @@ from fairuse_opt.exceptions import FairUseError, InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-
-def shared_data_dir() -> Path:
-    """The folder holding ``apnea.csv``: ``$FAIRUSE_DATA_DIR``, else ``../shared/data``.
-
-    Fails (does not skip) when the file is absent: the apnea tests must run.
-    """
-    env = os.environ.get(D.ENV_DATA_DIR)
-    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (folder / "apnea.csv").is_file():
-        pytest.fail(
-            f"apnea.csv not found in {folder}: set {D.ENV_DATA_DIR} to the folder holding it "
-            "(shared/data beside the repository)"
-        )
-    return folder
 
 
 def group_table(y: pd.Series, groups: pd.DataFrame) -> dict[tuple, tuple[int, float]]:
@@ -71,8 +58,8 @@ APNEA_TABLE = {  # shared/data/README.md
 }
 
 
-def test_apnea_matches_readme_table():
-    X, y, groups = D.load_apnea(shared_data_dir())
+def test_apnea_matches_readme_table(data_dir):
+    X, y, groups = D.load_apnea(data_dir)
     check_contract(X, y, groups)
     assert X.shape == (1922, 26)
     assert set(np.unique(X.to_numpy())) == {0.0, 1.0}
@@ -86,8 +73,8 @@ def test_apnea_matches_readme_table():
         assert table[key][1] == pytest.approx(prevalence, abs=5e-4), key
 
 
-def test_apnea_path_forms_and_env_var_agree(monkeypatch):
-    folder = shared_data_dir()
+def test_apnea_path_forms_and_env_var_agree(monkeypatch, data_dir):
+    folder = data_dir
     monkeypatch.setenv(D.ENV_DATA_DIR, str(folder))
     from_env = D.load_apnea()
     for loaded in (D.load_apnea(folder / "apnea.csv"), D.load_apnea(str(folder)), D.load("apnea")):
@@ -319,3 +306,17 @@ def test_band_refuses_missing_values():
         "<45", "45-54", "45-54", "55+"]
     with pytest.raises(InputError, match="'age'.*1 missing"):
         D._band(pd.Series([30.0, np.nan], name="age"), [50], ["<50", "50+"])
+
+
+def test_apnea_relative_data_dir_is_read_from_the_current_folder(monkeypatch, data_dir, tmp_path):
+    """FAIRUSE_DATA_DIR=../shared/data means: from the folder the loader is called in."""
+    import os as _os
+
+    reference = D.load_apnea(data_dir)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(D.ENV_DATA_DIR, _os.path.relpath(data_dir, tmp_path))
+    for a, b in zip(reference, D.load_apnea()):
+        pd.testing.assert_frame_equal(pd.DataFrame(a), pd.DataFrame(b))
+    monkeypatch.setenv(D.ENV_DATA_DIR, "no/such/folder")
+    with pytest.raises(D.DatasetNotFoundError, match=re.escape(str(tmp_path / "no" / "such" / "folder"))):
+        D.load_apnea()

@@ -21,10 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
 
-def data_dir() -> Path:
-    env = os.environ.get("FAIRUSE_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def group_labels(groups: pd.DataFrame) -> set[str]:
     return {", ".join(f"{n}={v}" for n, v in zip(groups.columns, row))
@@ -74,10 +70,8 @@ def test_demo_command_writes_report(tmp_path, capsys):
         assert audit["settings"]["n_boot"] == 100
 
 
-def test_demo_on_apnea(tmp_path, monkeypatch):
-    path = data_dir() / "apnea.csv"
-    if not path.exists():
-        pytest.fail(f"apnea.csv not found at {path}: set FAIRUSE_DATA_DIR to the folder holding it")
+def test_demo_on_apnea(tmp_path, monkeypatch, data_dir):
+    path = data_dir / "apnea.csv"
     monkeypatch.setenv("FAIRUSE_DATA_DIR", str(path.parent))
     result = run_demo(tmp_path / "apnea", data="apnea", n_boot=50, stdout=io.StringIO())
     assert result.verdicts is not None

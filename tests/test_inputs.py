@@ -223,3 +223,76 @@ def test_single_class_group_is_bounded_with_penalty(data):
         for enc in ("intersectional", "decoupled", "onehot"):
             m = FairUseClassifier(encoding=enc, group_reg="penalty", fair_use=None, alpha=1e-3).fit(X, y, groups=g)
             assert np.isfinite(m.intercept_).all() and np.abs(m.intercept_).max() < 50
+
+
+# --------------------------------------------------------------------------- keys that collide, raw errors (issue 10, item 7)
+@pytest.mark.parametrize("values", [(True, 1), (1, 1.0), (False, 0.0)], ids=["True-1", "1-1.0", "False-0.0"])
+def test_group_values_of_different_types_that_compare_equal_are_refused(data, values):
+    X, y, _ = data
+    g = pd.Series(np.array(values * (len(y) // 2), dtype=object), name="grp")
+    shown = sorted([values[0], values[1]], key=lambda v: type(v).__name__)
+    with pytest.raises(InputError, match=msg(E.MSG_GROUP_VALUES_AMBIGUOUS, name="grp",
+                                             values=[type(v)(values[0]) for v in shown])):
+        FairUseClassifier().fit(X, y, groups=g)
+    # one type per attribute: two groups, kept apart
+    as_text = g.map(repr)
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=as_text)
+    assert len(est.groups_) == 2
+
+
+def test_group_columns_are_matched_by_name_not_position(data):
+    X, y, g = data
+    groups = pd.DataFrame({"group_1": g.to_numpy(), "group_0": np.where(np.arange(len(y)) % 2, "u", "v")})
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=groups)
+    expected = est.predict_proba(X, groups=groups)
+    reordered = groups[["group_0", "group_1"]]
+    np.testing.assert_array_equal(est.predict_proba(X, groups=reordered), expected)
+    # other names, in any order, are not matched by position
+    other = est.fit(X, y, groups=groups.set_axis(["a", "b"], axis=1))
+    with pytest.raises(InputError, match=msg(E.MSG_GROUP_NAMES_MISMATCH, got=["group_1", "group_0"],
+                                             expected=["a", "b"])):
+        other.predict(X, groups=groups)
+    # unnamed groups (an array) still match by position
+    np.testing.assert_array_equal(other.predict_proba(X, groups=groups.to_numpy()),
+                                  other.predict_proba(X, groups=groups.set_axis(["a", "b"], axis=1)))
+
+
+def test_duplicated_group_column_names(data):
+    X, y, g = data
+    groups = pd.concat([g, g], axis=1)
+    with pytest.raises(InputError, match=msg(E.MSG_DUPLICATE_GROUP_COLUMNS, columns=["grp"])):
+        FairUseClassifier().fit(X, y, groups=groups)
+
+
+def test_report_with_a_list_inside(data):
+    X, y, g = data
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    with pytest.raises(InputError, match=msg(E.MSG_REPORT_VALUE, report=(["a"],), value=["a"], name="grp",
+                                             type="list")):
+        est.predict(X, report=(["a"],))
+
+
+def test_groups_as_a_list_of_dicts_are_records(data):
+    X, y, g = data
+    records = [{"grp": v} for v in g]
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=records)
+    ref = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    np.testing.assert_array_equal(est.coef_, ref.coef_)
+    assert est.groups_ == ref.groups_ == [("g0",), ("g1",), ("g2",)]
+    np.testing.assert_array_equal(est.predict_proba(X, groups=records), ref.predict_proba(X, groups=g))
+    with pytest.raises(InputError, match=msg(E.MSG_GROUP_RECORDS, row=1, keys=["other"])):
+        FairUseClassifier().fit(X, y, groups=[{"grp": "a"}, {"other": "b"}] + records[2:])
+
+
+def test_group_values_that_are_not_scalars(data):
+    X, y, g = data
+    bad = pd.Series([("t", 1)] * len(y), name="grp")
+    with pytest.raises(InputError, match=msg(E.MSG_GROUP_VALUE_UNHASHABLE, name="grp", type="tuple", value=("t", 1))):
+        FairUseClassifier().fit(X, y, groups=bad)
+
+
+def test_duplicated_feature_names_say_so(data):
+    X, y, g = data
+    X2 = pd.concat([X, X[["a"]]], axis=1)
+    with pytest.raises(InputError, match=msg(E.MSG_DUPLICATE_FEATURES, what="X", columns=["a"])):
+        FairUseClassifier().fit(X2, y, groups=g)

@@ -306,3 +306,235 @@ def test_loading_never_unpickles():
     source = open(model_io.__file__, encoding="utf-8").read()
     for word in ("import pickle", "eval(", "exec(", "importlib", "__import__"):
         assert word not in source
+
+
+# --------------------------------------------------------------------------- issue 10, item 7: loader and writer
+from fairuse_opt import exceptions as E  # noqa: E402
+
+
+def test_integer_intercept_too_large_for_a_float(good_doc):
+    text = json.dumps(good_doc).replace(json.dumps(good_doc["models"][0]["intercept"]), "1" + "0" * 400, 1)
+    _bad(text, re.escape("models[0].intercept must be a finite number; got an integer too large for a float"))
+
+
+def test_metadata_nested_too_deeply(good_doc):
+    depth = 100_000
+    text = json.dumps(good_doc)[:-1] + ', "metadata": ' + "[" * depth + "]" * depth + "}"
+    _bad(text, msg(model_io.MSG_TOO_DEEP, source="<text>"))
+    X, y, g = make()
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    deep: list = []
+    for _ in range(depth):
+        deep = [deep]
+    with pytest.raises(InputError, match=msg(model_io.MSG_METADATA_TOO_DEEP)):
+        dumps(est, metadata={"deep": deep})
+
+
+@pytest.mark.parametrize("classes", [
+    {"values": [0, 300], "dtype": "|i1"},
+    {"values": [-1, 1], "dtype": "|u1"},
+    {"values": [0.5, 1], "dtype": "<i8"},
+    {"values": ["no", "yes"], "dtype": "<i8"},
+    {"values": [0, 1], "dtype": "|b1"},
+    {"values": [2 ** 70, 1], "dtype": "<i8"},
+], ids=["int8-range", "uint8-negative", "float-in-int", "text-in-int", "int-in-bool", "int64-range"])
+def test_classes_outside_their_dtype(good_doc, classes):
+    _bad({**good_doc, "classes": classes}, re.escape("classes.values"))
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("verified", "yes", "certificate.verified must be true or false; got 'yes'"),
+    ("iterations", "3", "certificate.iterations must be an integer; got '3'"),
+    ("objective", "0.4", "certificate.objective must be a number or null; got '0.4'"),
+    ("route", 7, "certificate.route must be a string; got 7"),
+    ("fair_use", "rationality", "certificate.fair_use must be a list; got 'rationality'"),
+    ("failures", [1], "certificate.failures must be a list of strings"),
+    ("made_up", 1, "certificate.made_up is not a certificate field"),
+])
+def test_certificate_fields_are_type_checked(good_doc, field, value, expected):
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"][field] = value
+    _bad(doc, re.escape(expected))
+
+
+def test_certificate_rows_are_type_checked(good_doc):
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"]["table"][0]["n"] = "42"
+    _bad(doc, re.escape("certificate.table[0].n must be an integer; got '42'"))
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"]["table"][1]["own_loss"] = "low"
+    _bad(doc, re.escape("certificate.table[1].own_loss must be a number or null; got 'low'"))
+    doc = json.loads(json.dumps(good_doc))
+    doc["generic"]["certificate"]["verified"] = 1
+    _bad(doc, re.escape("generic.certificate.verified must be true or false; got 1"))
+
+
+@pytest.mark.parametrize("make_generic", ["logistic", "forest"])
+def test_model_fitted_with_an_external_generic_is_written(make_generic, tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from fairuse_opt.audit import audit
+
+    X, y, g = make()
+    generic = (LogisticRegression() if make_generic == "logistic"
+               else RandomForestClassifier(n_estimators=10, max_depth=2, random_state=0)).fit(X, y)
+    est = FairUseClassifier(generic=generic).fit(X, y, groups=g)
+    path = tmp_path / "m.json"
+    text = est.to_json(path)
+    doc = json.loads(text)
+    name = type(generic).__name__
+    assert doc["generic"] == {"external": name, "intercept": None, "coef": None, "n_iter": 0, "certificate": None}
+    assert doc["settings"]["not_serialised"] == {"generic": name}
+    back = FairUseClassifier.from_json(path)
+    assert back.generic_ is None and back.generic_external_ == name
+    np.testing.assert_array_equal(back.predict_proba(X, groups=g), est.predict_proba(X, groups=g))
+    assert back.certificate_.to_dict() == est.certificate_.to_dict()
+    assert dumps(back) == text
+    with pytest.raises(InputError, match="generic"):
+        audit(back, X, y, groups=g, n_boot=10)
+    report = audit(back, X, y, groups=g, generic=generic, n_boot=10, metrics=["log_loss"])
+    expected = audit(est, X, y, groups=g, n_boot=10, metrics=["log_loss"])
+    pd.testing.assert_frame_equal(report.table, expected.table)
+
+
+def test_to_json_write_is_atomic(tmp_path, monkeypatch):
+    from fairuse_opt import _files
+
+    X, y, g = make()
+    est = FairUseClassifier(fair_use=None).fit(X, y, groups=g)
+    path = tmp_path / "m.json"
+    good = est.to_json(path)
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        FairUseClassifier(encoding="none").fit(X, y).to_json(path)
+    assert path.read_text(encoding="utf-8") == good and list(tmp_path.iterdir()) == [path]
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # an ordinary file, not mkstemp's private mode
+
+
+# --------------------------------------------------------------------------- issue 10, item 5: the schema
+def _fits():
+    """Fitted models of every kind a model file holds (encodings, regressor, margins,
+    generic=, fallback certificates, string classes, numeric groups, the CLI's encoding)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, g = make()
+    Xr, yr, gr = make(task="regression", seed=1)
+    out = {f"clf-{enc}": (FairUseClassifier(encoding=enc).fit(X, y, groups=g), {})
+           for enc in ("none", "onehot", "intersectional", "decoupled")}
+    out["clf-penalty"] = (FairUseClassifier(group_reg="penalty").fit(X, y, groups=g), {})
+    out["clf-margin-se"] = (FairUseClassifier(margin="se:0.1").fit(X, y, groups=g), {})
+    out["clf-margin-map"] = (FairUseClassifier(margin={("F", "old"): 0.001}, fair_use=("rationality",)).fit(
+        X, y, groups=g), {})
+    out["clf-generic-fu"] = (FairUseClassifier(generic=FairUseClassifier(encoding="none").fit(X, y)).fit(
+        X, y, groups=g), {})
+    out["clf-generic-lr"] = (FairUseClassifier(generic=LogisticRegression().fit(X, y)).fit(X, y, groups=g), {})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["clf-fallback"] = (FairUseClassifier(margin=0.01, on_infeasible="generic").fit(X, y, groups=g), {})
+    Xs, ys, gs = make(labels=("no", "yes"), group_values=((1, 2), (0.5, 1.5)))
+    out["clf-text-classes"] = (FairUseClassifier(fair_use=None).fit(Xs.to_numpy(), ys, groups=gs), {})
+    for enc in ("none", "onehot", "intersectional", "decoupled"):
+        out[f"reg-{enc}"] = (FairUseRegressor(encoding=enc).fit(Xr, yr, groups=gr), {})
+    frame = X.assign(site=np.where(np.arange(len(X)) % 3, "a", "b"), k=np.arange(len(X)) % 3 + 1.0)
+    enc = TabularEncoding.fit(frame, categorical=["k"])
+    out["clf-cli-input"] = (FairUseClassifier(fair_use=None).fit(enc.transform(frame), y, groups=g),
+                            {"encoding": enc, "target": "y", "group_columns": ["sex", "age"],
+                             "metadata": {"data": "d.csv", "n_rows": len(X)}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def fits():
+    return _fits()
+
+
+def test_every_kind_of_model_file_matches_the_schema(fits, model_file_schema):
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(model_io.schema())
+    jsonschema.Draft202012Validator.check_schema(model_io.schema())
+    assert fits["clf-fallback"][0].certificate_.table["generic_fallback"].any()
+    assert fits["clf-cli-input"][1]["encoding"].columns[-1]["levels"] == [1, 2, 3]
+    before = model_file_schema.n_checked
+    for name, (est, kw) in fits.items():
+        doc = json.loads(dumps(est, **kw))
+        errors = list(validator.iter_errors(doc))
+        assert not errors, (name, errors[0].message)
+        assert loads(json.dumps(doc)).get_params(deep=False).keys() == est.get_params(deep=False).keys()
+    assert model_file_schema.n_checked == before + len(fits)  # the session-wide hook saw each one
+
+
+def test_the_schema_rejects_what_the_loader_rejects(good_doc):
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(model_io.schema())
+    assert not list(validator.iter_errors(good_doc))
+    for path, value in [(("certificate", "verified"), "yes"), (("models", 0, "intercept"), "1.0"),
+                        (("format",), "fairuse_opt.model/2"), (("task",), "ranking"),
+                        (("certificate", "table", 0, "n"), 4.5), (("settings", "params", "fair_use"), "always")]:
+        doc = json.loads(json.dumps(good_doc))
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        assert list(validator.iter_errors(doc)), path
+        with pytest.raises(InputError):
+            loads(json.dumps(doc))
+
+
+def test_the_schema_allows_the_optimality_bound_fields(good_doc):
+    import jsonschema
+
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"].update(objective_lower_bound=0.4, optimality_gap=0.0, gain_out_of_reach=None)
+    jsonschema.validate(doc, model_io.schema())
+    doc["certificate"]["optimality_gap"] = "small"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, model_io.schema())
+
+
+# --------------------------------------------------------------------------- the tabular encoding
+def test_tabular_encoding_lives_in_its_own_module():
+    import fairuse_opt.tabular
+
+    assert model_io.TabularEncoding is fairuse_opt.tabular.TabularEncoding
+
+
+def test_categorical_levels_are_matched_by_value():
+    train = pd.DataFrame({"k": [1.0, 2.0, 3.0, 2.0], "c": ["b", "a", "c", "a"]})
+    enc = TabularEncoding.fit(train, categorical=["k"])
+    assert enc.columns[0]["levels"] == [1, 2, 3] and enc.feature_names == ["k=2", "k=3", "c=b", "c=c"]
+    expected = enc.transform(train)
+    for cells in (["1", "2", "3", "2"], ["1.0", "2.0", "3.0", "2.0"], [1, 2, 3, 2], ["1", "2.0", "3", "2"]):
+        pd.testing.assert_frame_equal(enc.transform(train.assign(k=cells)), expected)
+    back = TabularEncoding.from_dict(json.loads(json.dumps(enc.to_dict())))
+    pd.testing.assert_frame_equal(back.transform(train.assign(k=["1", "2", "3", "2"])), expected)
+    with pytest.raises(InputError, match=msg(E.MSG_UNKNOWN_LEVEL, column="k", values=["4"], levels=[1, 2, 3])):
+        enc.transform(train.assign(k=["1", "4", "3", "2"]))
+    # text levels stay text: "b" is not "B"
+    with pytest.raises(InputError, match=msg(E.MSG_UNKNOWN_LEVEL, column="c", values=["B"], levels=["a", "b", "c"])):
+        enc.transform(train.assign(c=["B", "a", "c", "a"]))
+    # numbers read as text sort by value: 10 after 9
+    enc2 = TabularEncoding.fit(pd.DataFrame({"k": ["9", "10", "9"]}), categorical=["k"])
+    assert enc2.columns[0]["levels"] == [9, 10] and enc2.feature_names == ["k=10"]
+
+
+def test_one_number_written_two_ways_is_refused():
+    with pytest.raises(InputError, match=msg(E.MSG_LEVELS_AMBIGUOUS, column="k", values=["1", "1.0"])):
+        TabularEncoding.fit(pd.DataFrame({"k": ["1", "1.0", "2"]}), categorical=["k"])
+
+
+def test_encoded_feature_names_may_not_collide():
+    frame = pd.DataFrame({"a": ["a", "b=c"], "a=b": ["b", "c"]})
+    with pytest.raises(InputError, match=msg(E.MSG_FEATURE_NAME_COLLISION, name="a=b=c",
+                                             sources="column 'a' level 'b=c' and column 'a=b' level 'c'")):
+        TabularEncoding.fit(frame)
+    with pytest.raises(InputError, match=re.escape("would be made by numeric column 'x=1'")):
+        TabularEncoding.fit(pd.DataFrame({"x=1": [0.5, 1.5], "x": ["0", "1"]}))

@@ -3,6 +3,7 @@ help (rationality) and does the group prefer its own report to every other (envy
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -32,21 +33,39 @@ from ._errors import (
     ModelInterfaceError,
 )
 from ._frames import distinct_rows, group_codes
+from ._labels import group_labels, short_labels
 from ._metrics import CLASSIFICATION, REGRESSION, Metric, resolve_metrics
-from ._report import FairUseReport
+from ._report import (
+    BENEFIT,
+    CANNOT_CHANGE,
+    INCONCLUSIVE_GAIN,
+    INCONCLUSIVE_HARM,
+    INCONCLUSIVE_ZERO,
+    TOO_SMALL,
+    VIOLATION,
+    FairUseReport,
+)
 from ._stats import (
     adjust_pvalues,
     bootstrap_summary,
-    delong_test,
+    bootstrap_tails,
+    correction_factors,
+    delong_bound,
+    delong_pvalues,
+    delong_statistic,
     distinct_columns,
+    mcnemar_bound,
+    mcnemar_counts,
     mcnemar_test,
+    percentile_bound,
     resample_counts,
     spawn_generators,
 )
 
 __all__ = ["audit"]
 
-TOO_SMALL = "too small to judge"
+logger = logging.getLogger(__name__)
+
 RATIONALITY, ENVY, ENVY_PAIR = "rationality", "envy", "envy_pair"
 
 
@@ -111,10 +130,11 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     test : {"bootstrap", "exact"}, default "bootstrap"
         ``"exact"`` replaces the bootstrap p-values of the error rate by exact one-sided
         McNemar tests and those of AUC by DeLong's test (normal approximation; the
-        bootstrap is kept when a class has fewer than two rows).  Intervals are always
-        bootstrap percentile intervals.  The ``test`` column says which test was used.
+        bootstrap is kept when a class has fewer than two rows), and their bounds by the
+        tests' inversion.  The ``test`` column says which test was used.
     ci_level : float, default 0.95
-        Level of the two-sided percentile intervals.
+        Level of the two-sided percentile intervals ``ci_low``/``ci_high`` (descriptive:
+        the verdicts use the one-sided bounds).
     n_bins : int, default 10
         Equal-width bins of ``"ece"``.
     min_group_size : int, default 10
@@ -138,17 +158,40 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     :func:`~fairuse_opt.audit._stats.bootstrap_summary`).
 
     *Verdicts.*  ``"violation"`` when the corrected ``p_violation <= alpha``,
-    ``"benefit"`` when the corrected ``p_benefit <= alpha``, ``"no significant gain"``
-    otherwise, ``"too small to judge"`` as above.
+    ``"benefit"`` when the corrected ``p_benefit <= alpha``, otherwise ``"inconclusive
+    (estimate: gain)"``, ``"inconclusive (estimate: harm)"`` or ``"inconclusive
+    (estimate: 0)"`` by the sign of the point estimate; ``"cannot change"`` when the metric
+    is equal for the two columns under every weighting of the rows (the same scores; for
+    AUC the same ranking of the group's rows, as under reports that only shift an
+    intercept; for error, log loss, Brier, MSE and MAE the same per-row losses): the gain
+    is 0 on every resample, nothing is tested and the row is left out of the correction;
+    ``"too small to judge"`` as above.
+
+    *Bounds that agree with the verdicts.*  Each row has a lower bound (``lower_bound``,
+    confidence ``lower_level``) and an upper bound (``upper_bound``, ``upper_level``) on
+    its gain, at the corrected level at which its benefit and violation tests were
+    decided: ``alpha`` without correction, ``alpha / m`` with Bonferroni, and with Holm
+    ``alpha / (m - j + 1)`` for the hypothesis rejected at step ``j`` and ``alpha / (m -
+    r)`` for those not rejected after ``r`` rejections (see
+    :func:`~fairuse_opt.audit._stats.correction_factors` for why these levels and not
+    simultaneous ones).  By construction ``lower_bound > 0`` exactly when the verdict is
+    ``"benefit"`` and ``upper_bound < 0`` exactly when it is ``"violation"``.  Bootstrap
+    bounds are order statistics of the resampled gains (the percentile at the level, see
+    :func:`~fairuse_opt.audit._stats.percentile_bound`); McNemar bounds invert the exact
+    binomial test given the discordant rows (Clopper-Pearson); DeLong bounds are ``gain
+    -/+ z se``.  For the worst-envy row the lower bound is the smallest per-report lower
+    bound (intersection-union) and the upper bound the smallest per-report upper bound at
+    level ``alpha / (f R)`` (union), bounds on the smallest gap.
 
     *Envy.*  Each (group, report) pair is tested (``condition="envy_pair"``).  The
     ``condition="envy"`` row answers "does the group envy some report?" without the
     selection bias of testing the report that looks worst: its ``p_violation`` is the
-    Bonferroni union test ``min(1, (R - 1) min_r p_violation_r)`` over the group's
-    ``R - 1`` alternatives, its ``p_benefit`` is the intersection-union test
-    ``max_r p_benefit_r`` (own report better than every alternative), and its
+    Bonferroni union test ``min(1, R min_r p_violation_r)`` over the group's ``R``
+    alternatives that can change the metric, its ``p_benefit`` is the intersection-union
+    test ``max_r p_benefit_r`` over all alternatives (own report better than every
+    alternative; 1 when one cannot change the metric), and its
     interval is ``[min_r low_r, min_r high_r]`` built from per-pair intervals at level
-    ``1 - (1 - ci_level) / (R - 1)``, a simultaneous (Bonferroni) interval for the
+    ``1 - (1 - ci_level) / K`` over all ``K`` alternatives, a simultaneous (Bonferroni) interval for the
     smallest gap.  Its ``gain`` is the smallest estimated gap and ``comparison`` the
     report that attains it.
     """
@@ -175,6 +218,7 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     target = _target(y, n, task, model, generic)
     scores = _scores(model, generic, X, frame, reports, task, n)
     generators, seed = spawn_generators(random_state, index.n_groups)
+    labels = group_labels(names, list(index.keys) + list(reports))
 
     rows: list[dict] = []
     group_rows: list[dict] = []
@@ -185,16 +229,16 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
             members = np.flatnonzero(codes == g)
             rows += _audit_group(
                 key, members, target, scores, reports, metric_list, generators[g], task=task,
-                n_boot=n_boot, ci_level=ci_level, test=test, min_group_size=min_group_size,
-                names=names)
-            group_rows.append(_group_row(names, key, target[members], task, min_group_size,
-                                         in_data=True))
+                n_boot=n_boot, ci_level=ci_level, alpha=alpha, test=test,
+                min_group_size=min_group_size, labels=labels)
+            group_rows.append(_group_row(names, key, labels[key], target[members], task,
+                                         min_group_size, in_data=True))
     for key in reports:
         if key not in set(index.keys):
-            group_rows.append(_group_row(names, key, np.empty(0), task, min_group_size,
-                                         in_data=False))
+            group_rows.append(_group_row(names, key, labels[key], np.empty(0), task,
+                                         min_group_size, in_data=False))
 
-    table = _finalise(pd.DataFrame(rows), task, correction, alpha)
+    table = _finalise(pd.DataFrame(rows), task, correction, alpha, ci_level)
     settings = {
         "task": task,
         "metrics": [m.name for m in metric_list],
@@ -207,7 +251,8 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
         "min_group_size": min_group_size,
         "n_bins": n_bins,
         "group_names": names,
-        "reports": [_label(names, r) for r in reports],
+        "reports": [labels[r] for r in reports],
+        "short_labels": short_labels(list(index.keys) + list(reports), labels),
         "n_rows": n,
         "elapsed_s": round(time.perf_counter() - started, 4),
     }
@@ -356,15 +401,11 @@ def _scores(model, generic, X, frame, reports, task, n) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _label(names: list[str], key: tuple) -> str:
-    return ", ".join(f"{n}={v}" for n, v in zip(names, key))
-
-
 _GROUP_COLUMNS = {"group", "n", "n_pos", "prevalence", "y_mean", "status"}
 
 
-def _group_row(names, key, y, task, min_group_size, *, in_data: bool) -> dict:
-    row: dict[str, Any] = {"group": _label(names, key)}
+def _group_row(names, key, label, y, task, min_group_size, *, in_data: bool) -> dict:
+    row: dict[str, Any] = {"group": label}
     # attribute columns; a name that clashes with a column of this table gets "_value"
     row.update({(f"{name}_value" if name in _GROUP_COLUMNS else name): value
                 for name, value in zip(names, key)})
@@ -381,7 +422,7 @@ def _group_row(names, key, y, task, min_group_size, *, in_data: bool) -> dict:
 
 # ------------------------------------------------------------------ one group
 def _audit_group(key, members, target, scores, reports, metric_list, rng, *, task, n_boot,
-                 ci_level, test, min_group_size, names) -> list[dict]:
+                 ci_level, alpha, test, min_group_size, labels) -> list[dict]:
     """All rows of one group: rationality, each envy pair and the worst envy gap."""
     y = target[members]
     order = np.argsort(y, kind="stable") if task == CLASSIFICATION else np.arange(y.size)
@@ -414,26 +455,39 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
     if judged:
         _bootstrap(rng, cells, n_boot, judged, states, inverse, gains)
 
-    base = {"group": _label(names, key), "n": n_g}
+    base = {"group": labels[key], "n": n_g}
     if task == CLASSIFICATION:
         base.update(n_pos=n_pos, prevalence=n_pos / n_g)
     else:
         base["y_mean"] = float(y.mean())
+    # the comparisons' columns of S: the generic model, then each other report
+    compared = [0] + list(range(2, S.shape[1]))
+    comparisons = ["generic"] + [labels[r] for r in alternatives]
     out = []
     for m in metric_list:
         v = values[m.name]
         sign = -1.0 if m.greater_is_better else 1.0
         point = sign * (np.delete(v, 1) - v[1]) + 0.0
-        comparisons = ["generic"] + [_label(names, r) for r in alternatives]
+        k_all = len(comparisons)
+        nan = np.full(k_all, np.nan)
+        fixed = np.zeros(k_all, dtype=bool)
+        parts: list = [None] * k_all
+        test_used: list = [None] * k_all
         if is_judged[m.name]:
             summ = bootstrap_summary(gains[m.name], ci_level)
-            test_used = ["bootstrap"] * len(comparisons)
+            low, high = bootstrap_tails(gains[m.name], alpha)
+            # a gain between columns the metric cannot tell apart is 0 on every resample
+            classes = np.asarray(m.equal_columns(states[m.name]))[inverse]
+            fixed = classes[compared] == classes[1]
+            for k in range(k_all):
+                parts[k] = ("fixed",) if fixed[k] else ("bootstrap", low[:, k], high[:, k], n_boot)
+                test_used[k] = None if fixed[k] else "bootstrap"
             if test == "exact":
-                _exact_pvalues(m, y, S, summ, test_used)
+                _exact_tests(m, y, S, compared, fixed, summ, parts, test_used)
+            for col in ("p_violation", "p_benefit"):
+                summ[col] = np.where(fixed, np.nan, summ[col])
         else:
-            nan = np.full(len(comparisons), np.nan)
             summ = {"ci_low": nan, "ci_high": nan, "p_violation": nan, "p_benefit": nan}
-            test_used = [None] * len(comparisons)
         for k, comparison in enumerate(comparisons):
             out.append({**base, "metric": m.name,
                         "condition": RATIONALITY if k == 0 else ENVY_PAIR,
@@ -441,7 +495,8 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
                         "baseline": v[0] if k == 0 else v[k + 1], "gain": point[k],
                         "ci_low": summ["ci_low"][k], "ci_high": summ["ci_high"][k],
                         "p_violation": summ["p_violation"][k], "p_benefit": summ["p_benefit"][k],
-                        "judged": is_judged[m.name], "test": test_used[k]})
+                        "judged": is_judged[m.name], "test": test_used[k],
+                        "_fixed": bool(fixed[k]), "_parts": [parts[k]], "_union": 1.0})
         if alternatives:
             out.append(_worst_row(out[-len(alternatives):], gains.get(m.name), ci_level,
                                   is_judged[m.name]))
@@ -458,20 +513,25 @@ def _bootstrap(rng, cells, n_boot, metric_list, states, inverse, gains) -> None:
             gains[m.name][start:start + len(v)] = sign * (baseline - v[:, [1]]) + 0.0
 
 
-def _exact_pvalues(m: Metric, y, S, summ, test_used) -> None:
-    """Replace bootstrap p-values by McNemar (error) or DeLong (AUC) where they apply."""
+def _exact_tests(m: Metric, y, S, compared, fixed, summ, parts, test_used) -> None:
+    """McNemar (error) or DeLong (AUC) p-values and the evidence for their bounds."""
     kind = getattr(m, "exact_test", None)
     if kind is None:
         return
     correct = (S > 0.5) == (y == 1)[:, None]  # as the "error" metric: positive when p > 0.5
-    for k, col in enumerate([0] + list(range(2, S.shape[1]))):
+    for k, col in enumerate(compared):
+        if fixed[k]:
+            continue
         if kind == "mcnemar":
+            b, c = mcnemar_counts(correct[:, 1], correct[:, col])
             p_v, p_b = mcnemar_test(correct[:, 1], correct[:, col])
+            parts[k] = ("mcnemar", b, c, int(y.size))
         else:
-            res = delong_test(y, S[:, 1], S[:, col])
-            if res is None:
+            stat = delong_statistic(y, S[:, 1], S[:, col])
+            if stat is None:  # a class with fewer than two rows: the bootstrap stays
                 continue
-            _, p_v, p_b = res
+            p_v, p_b = delong_pvalues(*stat)
+            parts[k] = ("delong", *stat)
         summ["p_violation"][k], summ["p_benefit"][k] = p_v, p_b
         test_used[k] = kind
 
@@ -488,31 +548,101 @@ def _worst_row(pairs: list[dict], gains: np.ndarray | None, ci_level: float,
     pair_gains = gains[:, 1:]
     level = 1.0 - (1.0 - ci_level) / n_alt
     simultaneous = bootstrap_summary(pair_gains, level)
-    p_violation = np.array([p["p_violation"] for p in pairs])
-    p_benefit = np.array([p["p_benefit"] for p in pairs])
-    tests = {p["test"] for p in pairs}
+    tested = [p for p in pairs if not p["_fixed"]]
     row.update(ci_low=float(simultaneous["ci_low"].min()),
                ci_high=float(simultaneous["ci_high"].min()),
-               p_violation=float(min(1.0, n_alt * p_violation.min())),
+               _parts=[p["_parts"][0] for p in pairs], _union=float(max(len(tested), 1)),
+               _fixed=not tested)
+    if not tested:  # every other report gives the same metric on every resample
+        row.update(p_violation=np.nan, p_benefit=np.nan, test=None)
+        return row
+    p_violation = np.array([p["p_violation"] for p in tested])
+    # "better than every report" fails for a report that cannot differ: p = 1 there
+    p_benefit = np.array([1.0 if p["_fixed"] else p["p_benefit"] for p in pairs])
+    row.update(p_violation=float(min(1.0, len(tested) * p_violation.min())),
                p_benefit=float(p_benefit.max()),
-               test="+".join(sorted(tests)))
+               test="+".join(sorted({p["test"] for p in tested})))
     return row
 
 
 # ------------------------------------------------------------------ corrections, verdicts
-def _finalise(table: pd.DataFrame, task: str, correction: str | None, alpha: float) -> pd.DataFrame:
+def _part_bound(part: tuple, side: str, factor: float, alpha: float, union: float) -> float:
+    """One comparison's one-sided bound at the level ``alpha / (factor * union)``."""
+    kind = part[0]
+    if kind == "fixed":
+        return 0.0
+    if kind == "bootstrap":
+        _, low, high, n_boot = part
+        return percentile_bound(low if side == "lower" else high, n_boot, factor, alpha, union,
+                                side=side)
+    level = alpha / (factor * union)
+    if kind == "mcnemar":
+        return mcnemar_bound(*part[1:], level, side)
+    return delong_bound(*part[1:], level, side)
+
+
+def _bounds(table: pd.DataFrame, alpha: float) -> None:
+    """``lower_bound``/``upper_bound`` of every row at the level its verdict was decided.
+
+    The lower bound of a row is the minimum over its comparisons' lower bounds at level
+    ``alpha / f`` (``f`` from the correction of the benefit p-values); for the group's
+    worst-envy row that is the bound on the smallest gap matching the intersection-union
+    test.  The upper bound is the minimum of the comparisons' upper bounds at ``alpha /
+    (f R)`` (``f`` from the violation family, ``R`` tested reports: the Bonferroni union
+    test), a simultaneous bound on the smallest gap.  Bootstrap bounds agree with the
+    p-values by construction (:func:`~fairuse_opt.audit._stats.percentile_bound`); for
+    an exact test the inverted bound and the p-value are two computations that can
+    differ in the last bits when the p-value equals the level, and the verdict decides.
+    """
+    for side, family, col in (("lower", "benefit", "p_benefit"),
+                              ("upper", "violation", "p_violation")):
+        bound = np.full(len(table), np.nan)
+        sig = (table["verdict"] == (BENEFIT if side == "lower" else VIOLATION)).to_numpy()
+        factors = table[f"_f_{family}"].to_numpy()
+        for i, (parts, union, fixed, judged) in enumerate(zip(
+                table["_parts"], table["_union"], table["_fixed"], table["judged"])):
+            if not judged:
+                continue
+            if fixed:
+                bound[i] = 0.0
+                continue
+            u = union if side == "upper" else 1.0
+            bound[i] = min(_part_bound(p, side, factors[i], alpha, u) for p in parts)
+            excludes = bound[i] > 0 if side == "lower" else bound[i] < 0
+            if excludes != sig[i]:
+                logger.debug("%s bound %r of row %d set by its verdict at the level's boundary",
+                             side, bound[i], i)
+                bound[i] = (np.nextafter(0.0, 1.0 if side == "lower" else -1.0) if sig[i]
+                            else 0.0)
+        table[f"{side}_bound"] = bound
+        table[f"{side}_level"] = 1.0 - alpha / factors
+
+
+def _finalise(table: pd.DataFrame, task: str, correction: str | None, alpha: float,
+              ci_level: float) -> pd.DataFrame:
     if table.empty:
         return table
-    for col in ("p_violation", "p_benefit"):
+    for col, family in (("p_violation", "violation"), ("p_benefit", "benefit")):
         adjusted = np.full(len(table), np.nan)
+        factors = np.full(len(table), np.nan)
         for _, idx in table.groupby(["metric", "condition"], sort=False).groups.items():
-            adjusted[table.index.get_indexer(idx)] = adjust_pvalues(table.loc[idx, col], correction)
+            where = table.index.get_indexer(idx)
+            adjusted[where] = adjust_pvalues(table.loc[idx, col], correction)
+            factors[where] = correction_factors(table.loc[idx, col], correction, alpha)
         table[col + "_adj"] = adjusted
-    verdict = np.where(table["p_violation_adj"] <= alpha, "violation",
-                       np.where(table["p_benefit_adj"] <= alpha, "benefit", "no significant gain"))
+        table[f"_f_{family}"] = factors
+    gain = table["gain"].to_numpy()
+    inconclusive = np.where(gain > 0, INCONCLUSIVE_GAIN,
+                            np.where(gain < 0, INCONCLUSIVE_HARM, INCONCLUSIVE_ZERO))
+    verdict = np.where(table["p_violation_adj"] <= alpha, VIOLATION,
+                       np.where(table["p_benefit_adj"] <= alpha, BENEFIT, inconclusive))
+    verdict = np.where(table["_fixed"], CANNOT_CHANGE, verdict)
     table["verdict"] = np.where(table["judged"], verdict, TOO_SMALL)
+    _bounds(table, alpha)
+    table["ci_level"] = np.where(table["judged"], ci_level, np.nan)
     first = ["group", "metric", "condition", "comparison", "n"]
     first += ["n_pos", "prevalence"] if task == CLASSIFICATION else ["y_mean"]
     rest = ["value", "baseline", "gain", "ci_low", "ci_high", "p_violation", "p_benefit",
-            "p_violation_adj", "p_benefit_adj", "verdict", "test"]
+            "p_violation_adj", "p_benefit_adj", "verdict", "test",
+            "lower_bound", "lower_level", "upper_bound", "upper_level", "ci_level"]
     return table[first + rest].reset_index(drop=True)

@@ -100,6 +100,16 @@ class Metric:
         """Precompute what :meth:`evaluate` needs for one group's rows."""
         return np.asarray(y), np.asarray(scores, dtype=np.float64)
 
+    def equal_columns(self, state: Any) -> np.ndarray:
+        """Classes of score columns on which the metric is equal under *every* weighting.
+
+        Columns with the same class cannot differ on any resample, so a gain between
+        them "cannot change" and is not tested.  A user's metric is only known to be
+        equal on identical columns (which the audit merges before :meth:`prepare`),
+        so every column is its own class.
+        """
+        return np.arange(np.asarray(state[1]).shape[1])
+
     def evaluate(self, state: Any, weights: np.ndarray) -> np.ndarray:
         """Metric of every score column under every row of count ``weights``.
 
@@ -131,6 +141,11 @@ class _AdditiveMetric(Metric):
     def evaluate(self, losses, weights):
         weights = np.asarray(weights, dtype=np.float64)
         return (weights @ losses) / weights.sum(axis=1, keepdims=True)
+
+    def equal_columns(self, losses):
+        """Columns with the same per-row losses (for the error rate: the same rows
+        misclassified) have the same weighted mean under every weighting."""
+        return distinct_columns(np.asarray(losses))[1]
 
 
 def _clip(p):
@@ -185,6 +200,11 @@ class _AUCMetric(Metric):
             hi = np.searchsorted(sorted_neg, scores[pos, k], side="right")
             columns.append((neg[order], lo, None if np.array_equal(lo, hi) else hi))
         return neg, pos, columns, inverse
+
+    def equal_columns(self, state):
+        """Columns that rank the group's rows identically have the same AUC under every
+        weighting (e.g. reports that only shift a group intercept)."""
+        return state[3]
 
     def evaluate(self, state, weights):
         neg, pos, columns, inverse = state
@@ -268,6 +288,9 @@ class _ECEMetric(Metric):
         return sparse.csr_array(((scores - y[:, None]).ravel(),
                                  (np.repeat(np.arange(n), n_cols), cols.ravel())),
                                 shape=(n, n_cols * self.n_bins))
+
+    def equal_columns(self, matrix):
+        return np.arange(matrix.shape[1] // self.n_bins)
 
     def evaluate(self, matrix, weights):
         weights = np.asarray(weights, dtype=np.float64)

@@ -13,13 +13,145 @@ import pandas as pd
 from ._errors import MSG_NEED_MATPLOTLIB, MSG_PLOT_METRIC
 from ..exceptions import InputError
 
-__all__ = ["FairUseReport", "VERDICTS"]
+__all__ = ["FairUseReport", "AuditSummary", "VERDICTS", "format_number"]
 
+BENEFIT = "benefit"
+VIOLATION = "violation"
+INCONCLUSIVE_GAIN = "inconclusive (estimate: gain)"
+INCONCLUSIVE_ZERO = "inconclusive (estimate: 0)"
+INCONCLUSIVE_HARM = "inconclusive (estimate: harm)"
+CANNOT_CHANGE = "cannot change"
+TOO_SMALL = "too small to judge"
 #: Verdicts, in the order the summary lists them.
-VERDICTS = ("benefit", "no significant gain", "violation", "too small to judge")
+VERDICTS = (BENEFIT, INCONCLUSIVE_GAIN, INCONCLUSIVE_ZERO, INCONCLUSIVE_HARM, VIOLATION,
+            CANNOT_CHANGE, TOO_SMALL)
 _CONDITIONS = ("rationality", "envy")
-_COLOURS = {"benefit": "tab:green", "no significant gain": "tab:gray",
-            "violation": "tab:red", "too small to judge": "lightgray"}
+_COLOURS = {BENEFIT: "tab:green", INCONCLUSIVE_GAIN: "yellowgreen", INCONCLUSIVE_ZERO: "tab:gray",
+            INCONCLUSIVE_HARM: "tab:orange", VIOLATION: "tab:red", CANNOT_CHANGE: "black",
+            TOO_SMALL: "lightgray"}
+#: Width of the terminal view of :meth:`FairUseReport.summary`.
+WIDTH = 100
+DIGITS = 3
+
+
+def format_number(value: Any, digits: int = DIGITS) -> str:
+    """The one number format of the report (terminal, markdown and JSON).
+
+    ``digits`` significant digits (``%g``: ``0.0115``, ``-0.154``, ``1.2e-05``); integers
+    as they are; ``""`` for a missing value (``None``, NaN); ``"inf"``/``"-inf"``;
+    ``-0`` is written ``0``.  Other values are returned as text.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return ""
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        text = f"{v:.{digits}g}"
+        return "0" if text in ("-0", "0") else text
+    return str(value)
+
+
+def _used_bound(verdict: str, lower: float, upper: float) -> tuple[str, float]:
+    """The bound a verdict reads: the lower one for a (possible) gain, else the upper."""
+    if verdict in (VIOLATION, INCONCLUSIVE_HARM):
+        return "<=", upper
+    if verdict in (BENEFIT, INCONCLUSIVE_GAIN, INCONCLUSIVE_ZERO, CANNOT_CHANGE):
+        return ">=", lower
+    return "", np.nan
+
+
+def _used_p(verdict: str, p_violation: float, p_benefit: float) -> float:
+    return p_violation if verdict in (VIOLATION, INCONCLUSIVE_HARM) else p_benefit
+
+
+class AuditSummary(pd.DataFrame):
+    """Per group and metric, the verdicts and the numbers they rest on (a DataFrame).
+
+    Index ``(condition, group, metric)`` for the rationality and worst-envy rows; columns
+    ``comparison`` (``"generic"`` or the worst other report), ``gain``, ``side``
+    (``">="`` for a lower bound, ``"<="`` for an upper bound), ``bound`` (the one-sided
+    confidence bound the verdict used), ``level`` (its confidence level), ``p_adj``
+    (the corrected one-sided p-value of that direction) and ``verdict``.  Printing it
+    (``print``, ``str``, :meth:`to_string` without arguments) gives a view that fits
+    :data:`WIDTH` columns; any other use is the DataFrame's.
+    """
+
+    _metadata = ["header", "footer", "short_labels"]
+
+    @property
+    def _constructor(self):  # results of DataFrame operations are plain frames
+        return pd.DataFrame
+
+    def __repr__(self) -> str:
+        return self.to_string()
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+    def to_string(self, *args, **kwargs) -> str:
+        """The terminal view (with arguments: :meth:`pandas.DataFrame.to_string`)."""
+        if args or kwargs:
+            return pd.DataFrame(self).to_string(*args, **kwargs)
+        return _render_summary(self)
+
+
+def _render_summary(s: AuditSummary) -> str:
+    short = getattr(s, "short_labels", None) or {}
+    lines = list(getattr(s, "header", None) or [])
+    frame = pd.DataFrame(s).reset_index()
+    titles = {"rationality": "rationality: own report vs the generic model",
+              "envy": "envy: own report vs the worst other report"}
+    for condition in _CONDITIONS:
+        part = frame[frame["condition"] == condition]
+        if not len(part):
+            continue
+        cells = []
+        for r in part.itertuples(index=False):
+            bound = "" if not r.side else f"{r.side} {format_number(r.bound)}"
+            cells.append([short.get(r.group, r.group), r.metric,
+                          short.get(r.comparison, r.comparison), format_number(r.gain), bound,
+                          format_number(r.p_adj), r.verdict])
+        head = ["group", "metric", "worst report", "gap" if condition == "envy" else "gain",
+                "bound", "p_adj", "verdict"]
+        keep = [0, 1, 2, 3, 4, 5, 6] if condition == "envy" else [0, 1, 3, 4, 5, 6]
+        lines += ["", titles[condition]]
+        lines += _columns([[head[k] for k in keep]] + [[c[k] for k in keep] for c in cells],
+                          numeric={3, 4, 5} if condition == "envy" else {2, 3, 4})
+    lines += list(getattr(s, "footer", None) or [])
+    return "\n".join(lines)
+
+
+def _columns(rows: list[list[str]], numeric: set[int]) -> list[str]:
+    """Align rows of cells; numbers right-aligned.  Wider than :data:`WIDTH`: the first
+    column (the group) becomes a heading line above its rows."""
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+
+    def line(cells, skip_first=False):
+        out = []
+        for k, (cell, w) in enumerate(zip(cells, widths)):
+            if skip_first and k == 0:
+                continue
+            out.append(cell.rjust(w) if k in numeric else cell.ljust(w))
+        return "  ".join(out).rstrip()
+
+    text = [line(r) for r in rows]
+    if max(len(t) for t in text) <= WIDTH:
+        return text
+    out, current = [line(rows[0], skip_first=True)], None
+    out[0] = "  " + out[0]
+    for r in rows[1:]:
+        if r[0] != current:
+            current = r[0]
+            out.append(current)
+        out.append("  " + line(r, skip_first=True))
+    return out
 
 
 @dataclass(repr=False)
@@ -29,17 +161,40 @@ class FairUseReport:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per group, metric and comparison.  Columns: ``group`` (label such as
-        ``"sex=F, age=old"``), ``metric``, ``condition`` (``"rationality"``: own report
-        vs the generic model; ``"envy_pair"``: own report vs one other report;
-        ``"envy"``: own report vs the worst other report), ``comparison`` (``"generic"``
-        or the other report), ``n``, ``n_pos`` and ``prevalence`` (classification) or
-        ``y_mean`` (regression), ``value`` (metric under the own report), ``baseline``
-        (metric of the comparison), ``gain`` (positive = own report better),
-        ``ci_low``/``ci_high`` (bootstrap interval of the gain), ``p_violation``,
-        ``p_benefit`` (one-sided, raw), ``p_violation_adj``, ``p_benefit_adj``
-        (corrected), ``verdict`` and ``test`` (``"bootstrap"``, ``"mcnemar"``,
-        ``"delong"``).
+        One row per group, metric and comparison.  Columns:
+
+        * ``group``: the group's label, such as ``"sex=F, age=old"`` (values with
+          ``,``, ``=`` or quotes are quoted; labels are unique, see
+          :mod:`fairuse_opt.audit._labels`);
+        * ``metric``;
+        * ``condition``: ``"rationality"`` (own report vs the generic model),
+          ``"envy_pair"`` (own report vs one other report) or ``"envy"`` (own report
+          vs the worst other report);
+        * ``comparison``: ``"generic"`` or the other report's label;
+        * ``n``; ``n_pos`` and ``prevalence`` (classification) or ``y_mean``
+          (regression);
+        * ``value``: the metric under the own report; ``baseline``: the metric of the
+          comparison;
+        * ``gain``: the estimated gain, positive when the own report is better;
+        * ``ci_low``, ``ci_high``: two-sided bootstrap percentile interval of the gain at
+          level ``ci_level`` (unadjusted; for ``"envy"`` rows a simultaneous interval
+          for the smallest gap).  Not what the verdict uses;
+        * ``p_violation``, ``p_benefit``: raw one-sided p-values (H1 gain < 0, gain > 0);
+          ``p_violation_adj``, ``p_benefit_adj``: corrected across groups;
+        * ``verdict``: one of :data:`VERDICTS`: ``"benefit"`` (``p_benefit_adj <=
+          alpha``), ``"violation"`` (``p_violation_adj <= alpha``), ``"inconclusive
+          (estimate: gain)"`` / ``"(estimate: harm)"`` / ``"(estimate: 0)"`` by the sign
+          of ``gain`` otherwise, ``"cannot change"`` (the metric is the same for both on
+          every resample, e.g. AUC under reports that only shift an intercept: no
+          test, no p-value) and ``"too small to judge"``;
+        * ``test``: ``"bootstrap"``, ``"mcnemar"`` or ``"delong"`` (``None``: no test);
+        * ``lower_bound``, ``lower_level``: one-sided lower confidence bound of the gain
+          and its confidence level, at the corrected level at which the benefit test
+          was decided: ``lower_bound > 0`` exactly when the verdict is ``"benefit"``;
+        * ``upper_bound``, ``upper_level``: the same for the violation test:
+          ``upper_bound < 0`` exactly when the verdict is ``"violation"``;
+        * ``ci_level``: level of ``ci_low``/``ci_high``.
+
     groups : pandas.DataFrame
         One row per group: label, attribute values, size, prevalence or mean, status.
     settings : dict
@@ -56,14 +211,84 @@ class FairUseReport:
                 f"n_boot={s.get('n_boot')}, alpha={s.get('alpha')}, "
                 f"correction={s.get('correction')!r})\n{self.summary().to_string()}")
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self) -> AuditSummary:
+        """Per group and metric: gain, the bound the verdict used, corrected p, verdict.
+
+        Returns
+        -------
+        AuditSummary
+            A DataFrame (index ``(condition, group, metric)``, rationality and worst-envy
+            rows) that prints as a table fitting 100 columns: ``print(report.summary())``.
+            See :meth:`verdict_counts` for counts.
+        """
+        rows = self.table[self.table["condition"].isin(_CONDITIONS)]
+        metric_order = {m: i for i, m in enumerate(self.settings.get("metrics", []))}
+        group_order = {g: i for i, g in enumerate(dict.fromkeys(rows["group"]))}
+        rows = rows.assign(_c=rows["condition"].map({c: i for i, c in enumerate(_CONDITIONS)}),
+                           _g=rows["group"].map(group_order),
+                           _m=rows["metric"].map(metric_order)).sort_values(
+            ["_c", "_g", "_m"], kind="stable")
+        records = []
+        for r in rows.itertuples(index=False):
+            side, bound = _used_bound(r.verdict, r.lower_bound, r.upper_bound)
+            level = (r.upper_level if side == "<=" else r.lower_level) if side else np.nan
+            records.append({"condition": r.condition, "group": r.group, "metric": r.metric,
+                            "comparison": r.comparison, "gain": r.gain, "side": side,
+                            "bound": bound, "level": level,
+                            "p_adj": _used_p(r.verdict, r.p_violation_adj, r.p_benefit_adj),
+                            "verdict": r.verdict})
+        columns = ["condition", "group", "metric", "comparison", "gain", "side", "bound",
+                   "level", "p_adj", "verdict"]
+        out = AuditSummary(pd.DataFrame(records, columns=columns)
+                           .set_index(["condition", "group", "metric"]))
+        out.header = self._header_lines()
+        out.footer = self._footer_lines(rows)
+        out.short_labels = self.settings.get("short_labels", {})
+        return out
+
+    def _header_lines(self) -> list[str]:
+        s = self.settings
+        corr = {"holm": "Holm", "bonferroni": "Bonferroni", None: "no"}.get(
+            s.get("correction"), s.get("correction"))
+        names = ", ".join(map(str, s.get("group_names", [])))
+        return [f"Fair-use audit: {s.get('n_rows', '?')} rows, {len(self.groups)} groups "
+                f"({names}), metrics {', '.join(s.get('metrics', []))}",
+                f"one-sided tests at alpha {format_number(s.get('alpha'))} ("
+                + ("McNemar/DeLong where they apply, else " if s.get("test") == "exact" else "")
+                + f"bootstrap, {s.get('n_boot')} resamples, seed {s.get('random_state')}), "
+                f"{corr} correction across groups",
+                "gain > 0: the own report does better.  bound: one-sided confidence bound on the gain",
+                "at the corrected level the verdict used (benefit: lower bound > 0; violation: upper < 0)"]
+
+    def _footer_lines(self, rows: pd.DataFrame) -> list[str]:
+        notes = []
+        fixed = rows[rows["verdict"] == CANNOT_CHANGE]
+        if len(fixed):
+            metrics = ", ".join(dict.fromkeys(fixed["metric"]))
+            notes.append(f"cannot change ({metrics}): both score the group's rows alike for this "
+                         "metric (for AUC: the same ranking, as when a report only shifts an "
+                         "intercept), so the gain is 0 on every resample; not tested")
+        infinite = ~np.isfinite(rows["lower_bound"].to_numpy(dtype=float)) & rows[
+            "lower_bound"].notna().to_numpy()
+        infinite |= ~np.isfinite(rows["upper_bound"].to_numpy(dtype=float)) & rows[
+            "upper_bound"].notna().to_numpy()
+        if infinite.any():
+            notes.append(f"bound inf: with {self.settings.get('n_boot')} resamples no bootstrap "
+                         "p-value can be as small as the corrected level, so the test cannot "
+                         "reject; use more resamples (n_boot)")
+        if (rows["verdict"] == TOO_SMALL).any():
+            notes.append(f"too small to judge: fewer than {self.settings.get('min_group_size')} "
+                         "rows, or a single class for AUC")
+        return ([""] + [_wrap("note: " + n) for n in notes]) if notes else []
+
+    def verdict_counts(self) -> pd.DataFrame:
         """Count verdicts per condition and metric.
 
         Returns
         -------
         pandas.DataFrame
             Index ``(condition, metric)`` for the group-level conditions
-            (``rationality`` and ``envy``), one column per verdict.
+            (``rationality`` and ``envy``), one column per verdict of :data:`VERDICTS`.
         """
         rows = self.table[self.table["condition"].isin(_CONDITIONS)]
         conditions = [c for c in _CONDITIONS if c in set(rows["condition"])]
@@ -73,7 +298,7 @@ class FairUseReport:
                   .unstack(fill_value=0))
         return counts.reindex(index=index, columns=list(VERDICTS), fill_value=0).astype(int)
 
-    def to_markdown(self, *, pairs: bool = False, digits: int = 3) -> str:
+    def to_markdown(self, *, pairs: bool = False, digits: int = DIGITS) -> str:
         """The report as GitHub-flavoured markdown (no extra dependency).
 
         Parameters
@@ -81,38 +306,53 @@ class FairUseReport:
         pairs : bool, default False
             Also list every (group, other report) comparison.
         digits : int, default 3
-            Significant digits of the numbers.
+            Significant digits of the numbers (:func:`format_number`).
 
         Returns
         -------
         str
         """
         s = self.settings
-        lines = ["# Fair-use audit", "",
-                 f"{s.get('task', '')} audit of {s.get('n_rows', '?')} rows, "
-                 f"{len(self.groups)} groups; metrics {', '.join(s.get('metrics', []))}; "
-                 f"{s.get('n_boot')} stratified bootstrap resamples (seed "
-                 f"{s.get('random_state')}); one-sided tests at alpha = {s.get('alpha')}, "
-                 f"correction {s.get('correction')}; {s.get('ci_level')} intervals; "
-                 f"p-values: {s.get('test')}.", "",
-                 "Gains are positive when the group's own report does better than the "
-                 "comparison.", "", "## Summary", "",
-                 _markdown_table(self.summary().reset_index(), digits), "",
+        lines = ["# Fair-use audit", "", *[h for h in self._header_lines()], "",
+                 "## Verdict counts", "",
+                 _markdown_table(self.verdict_counts().reset_index(), digits), "",
                  "## Groups", "", _markdown_table(self.groups, digits), ""]
-        columns = ["group", "metric", "comparison", "n", "value", "baseline", "gain",
-                   "ci_low", "ci_high", "p_violation_adj", "p_benefit_adj", "verdict"]
         sections = [("rationality", "## Rationality: own report vs the generic model"),
                     ("envy", "## Envy: own report vs the worst other report")]
         if pairs:
             sections.append(("envy_pair", "## Envy: own report vs each other report"))
+        level = format_number(s.get("ci_level"), digits)
         for condition, title in sections:
             part = self.table[self.table["condition"] == condition]
-            if len(part):
-                lines += [title, "", _markdown_table(part[columns], digits), ""]
+            if not len(part):
+                continue
+            shown = pd.DataFrame({
+                "group": part["group"], "metric": part["metric"],
+                "comparison": part["comparison"], "n": part["n"], "value": part["value"],
+                "baseline": part["baseline"], "gain": part["gain"],
+                "bound": [_bound_text(r, digits) for r in part.itertuples(index=False)],
+                "bound level": part.apply(lambda r: _used_level(r), axis=1),
+                "p_adj": [_used_p(r.verdict, r.p_violation_adj, r.p_benefit_adj)
+                          for r in part.itertuples(index=False)],
+                "verdict": part["verdict"],
+                f"{level} interval (two-sided)": [
+                    "" if math.isnan(r.ci_low) else
+                    f"[{format_number(r.ci_low, digits)}, {format_number(r.ci_high, digits)}]"
+                    for r in part.itertuples(index=False)]})
+            lines += [title, "", _markdown_table(shown, digits), ""]
         return "\n".join(lines)
 
-    def to_json(self, *, indent: int | None = None) -> str:
-        """The settings, groups and table as JSON (NaN becomes ``null``).
+    def to_json(self, *, indent: int | None = None, digits: int | None = DIGITS) -> str:
+        """The settings, groups and table as JSON.
+
+        Parameters
+        ----------
+        indent : int, optional
+            Passed to :func:`json.dumps`.
+        digits : int or None, default 3
+            Significant digits of the numbers, as in the terminal and markdown views
+            (:func:`format_number`); ``None`` keeps full precision.  Missing values
+            (NaN) and infinite bounds (too few resamples for the level) become ``null``.
 
         Returns
         -------
@@ -121,111 +361,161 @@ class FairUseReport:
         payload = {"settings": self.settings,
                    "groups": _records(self.groups),
                    "table": _records(self.table)}
-        return json.dumps(payload, indent=indent, default=_json_default, allow_nan=False)
+        return json.dumps(_round(payload, digits), indent=indent, default=_json_default,
+                          allow_nan=False)
 
-    def plot(self, metric: str | None = None):
-        """Plot gains with intervals coloured by verdict, and an envy heatmap.
+    def plot(self, metric: str | list[str] | None = None):
+        """Plot each group's gain with the bound its verdict used, and an envy heat map.
 
         Needs matplotlib (the ``plot`` extra: ``pip install 'fairuse_opt[plot]'``).
 
         Parameters
         ----------
-        metric : str, optional
-            Metric to show; default the first audited metric.
+        metric : str or list of str, optional
+            Metric(s) to show, one row of panels each; default every audited metric.
 
         Returns
         -------
         matplotlib.figure.Figure
-            Left: each group's rationality gain and interval; right: the envy gap of
-            each group (rows) under each other report (columns), violations marked ✕.
+            Per metric, left: each group's rationality gain (dot) and the one-sided
+            confidence bound the verdict used (bar from the bound, ``|``, to the gain),
+            coloured by verdict; right: the envy gap of each group (rows) under each other
+            report (columns), violations marked ``x``, "cannot change" marked ``=``.
         """
         try:
             import matplotlib.pyplot as plt
+            from matplotlib.lines import Line2D
         except ImportError as exc:
             raise ImportError(MSG_NEED_MATPLOTLIB) from exc
         known = self.settings.get("metrics", [])
-        metric = known[0] if metric is None else metric
-        if metric not in known:
-            raise InputError(MSG_PLOT_METRIC.format(name=metric, known=known))
-        table = self.table[self.table["metric"] == metric]
-        rat = table[table["condition"] == "rationality"]
-        pairs = table[table["condition"] == "envy_pair"]
-        fig, (ax_gain, ax_envy) = plt.subplots(
-            1, 2, figsize=(12, 1.5 + 0.45 * max(len(rat), 2)), layout="constrained")
-
-        pos = np.arange(len(rat))[::-1]
-        for verdict in VERDICTS:
-            sel = (rat["verdict"] == verdict).to_numpy()
-            if not sel.any():
-                continue
-            gain = rat["gain"].to_numpy()[sel]
-            err = np.vstack([gain - rat["ci_low"].to_numpy()[sel],
-                             rat["ci_high"].to_numpy()[sel] - gain])
-            ax_gain.errorbar(gain, pos[sel], xerr=np.nan_to_num(err), fmt="o", capsize=3,
-                             color=_COLOURS[verdict], label=verdict)
-        ax_gain.axvline(0.0, color="black", lw=0.8)
-        ax_gain.set_yticks(pos, rat["group"])
-        ax_gain.set_xlabel(f"gain in {metric} over the generic model (positive = helps)")
-        ax_gain.set_title("Rationality")
-        ax_gain.legend(loc="best", fontsize="small")
-
-        if len(pairs):
-            groups = list(dict.fromkeys(pairs["group"]))
-            reports = list(dict.fromkeys(list(rat["group"]) + list(pairs["comparison"])))
-            reports = [r for r in reports if r in set(pairs["comparison"])]
-            grid = (pairs.pivot(index="group", columns="comparison", values="gain")
-                    .reindex(index=groups, columns=reports))
-            values = grid.to_numpy(dtype=np.float64)
-            finite = values[np.isfinite(values)]
-            lim = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-            image = ax_envy.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-            fig.colorbar(image, ax=ax_envy, label="envy gap (positive = own report better)")
-            flagged = pairs[pairs["verdict"] == "violation"]
-            for _, row in flagged.iterrows():
-                ax_envy.text(reports.index(row["comparison"]), groups.index(row["group"]), "✕",
-                             ha="center", va="center")
-            ax_envy.set_xticks(range(len(reports)), reports, rotation=45, ha="right")
-            ax_envy.set_yticks(range(len(groups)), groups)
-            ax_envy.set_xlabel("report")
-        else:
-            ax_envy.text(0.5, 0.5, "no other report to compare", ha="center", va="center")
-            ax_envy.set_axis_off()
-        ax_envy.set_title("Envy")
+        metrics = list(known) if metric is None else [metric] if isinstance(metric, str) \
+            else list(metric)
+        for name in metrics:
+            if name not in known:
+                raise InputError(MSG_PLOT_METRIC.format(name=name, known=known))
+        short = self.settings.get("short_labels", {})
+        n_groups = max(int((self.table["condition"] == "rationality").sum()
+                           // max(len(known), 1)), 2)
+        fig, axes = plt.subplots(len(metrics), 2, squeeze=False,
+                                 figsize=(13, 0.9 + len(metrics) * (1.3 + 0.4 * n_groups)),
+                                 layout="constrained", width_ratios=(1, 1.15))
+        used: set[str] = set()
+        for (ax_gain, ax_envy), name in zip(axes, metrics):
+            used |= _plot_rationality(ax_gain, self.table, name, short)
+            _plot_envy(fig, ax_envy, self.table, name, short)
+        handles = [Line2D([], [], color=_COLOURS[v], marker="o", lw=2, label=v)
+                   for v in VERDICTS if v in used]
+        handles.append(Line2D([], [], color="black", marker="|", ls="none", ms=10, mew=2,
+                              label="one-sided bound used by the verdict (corrected level)"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+                   fontsize="small", frameon=False)
         return fig
 
 
-def _format(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.{digits}g}"
-    return str(value).replace("|", "\\|")
+def _plot_rationality(ax, table: pd.DataFrame, metric: str, short: dict) -> set[str]:
+    rat = table[(table["metric"] == metric) & (table["condition"] == "rationality")]
+    pos = np.arange(len(rat))[::-1]
+    used = set()
+    for y0, r in zip(pos, rat.itertuples(index=False)):
+        colour = _COLOURS[r.verdict]
+        used.add(r.verdict)
+        side, bound = _used_bound(r.verdict, r.lower_bound, r.upper_bound)
+        if side and np.isfinite(bound):
+            ax.plot([bound, r.gain], [y0, y0], color=colour, lw=2)
+            ax.plot([bound], [y0], marker="|", ms=12, mew=2, color=colour)
+        ax.plot([r.gain], [y0], marker="o", color=colour, ls="none")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.set_yticks(pos, [short.get(g, g) for g in rat["group"]])
+    ax.set_xlabel(f"gain in {metric} over the generic model (> 0: own report better)")
+    ax.set_title(f"Rationality, {metric}")
+    ax.grid(axis="x", alpha=0.3)
+    return used
+
+
+def _plot_envy(fig, ax, table: pd.DataFrame, metric: str, short: dict) -> None:
+    pairs = table[(table["metric"] == metric) & (table["condition"] == "envy_pair")]
+    ax.set_title(f"Envy, {metric}")
+    if not len(pairs):
+        ax.text(0.5, 0.5, "no other report to compare", ha="center", va="center")
+        ax.set_axis_off()
+        return
+    groups = list(dict.fromkeys(pairs["group"]))
+    reports = list(dict.fromkeys(list(groups) + list(pairs["comparison"])))
+    reports = [r for r in reports if r in set(pairs["comparison"])]
+    grid = (pairs.pivot(index="group", columns="comparison", values="gain")
+            .reindex(index=groups, columns=reports))
+    values = grid.to_numpy(dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    lim = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    image = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    bar = fig.colorbar(image, ax=ax, fraction=0.06, pad=0.02)
+    bar.set_label(f"gap in {metric}\n(> 0: own report better)", fontsize="small")
+    marks = {VIOLATION: "x", CANNOT_CHANGE: "=", BENEFIT: "+"}
+    for r in pairs.itertuples(index=False):
+        if r.verdict in marks:
+            ax.text(reports.index(r.comparison), groups.index(r.group), marks[r.verdict],
+                    ha="center", va="center", fontsize="large", fontweight="bold")
+    ax.set_xticks(range(len(reports)), [short.get(r, r) for r in reports], rotation=30,
+                  ha="right")
+    ax.set_yticks(range(len(groups)), [short.get(g, g) for g in groups])
+    ax.set_xlabel("report  (x violation, + benefit, = cannot change)")
+
+
+def _used_level(row) -> float:
+    side, _ = _used_bound(row["verdict"], row["lower_bound"], row["upper_bound"])
+    if side == "<=":
+        return row["upper_level"]
+    return row["lower_level"] if side else np.nan
+
+
+def _bound_text(row, digits: int) -> str:
+    side, bound = _used_bound(row.verdict, row.lower_bound, row.upper_bound)
+    return f"{side} {format_number(bound, digits)}" if side and not math.isnan(bound) else ""
+
+
+def _wrap(text: str, width: int = WIDTH) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent="  "))
 
 
 def _markdown_table(frame: pd.DataFrame, digits: int) -> str:
-    header = "| " + " | ".join(_format(c, digits) for c in frame.columns) + " |"
+    def cell(v):
+        return format_number(v, digits).replace("|", "\\|")
+
+    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(_format(v, digits) for v in row) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |"
             for row in frame.itertuples(index=False, name=None)]
     return "\n".join([header, rule, *body])
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{str(k): (None if isinstance(v, float) and math.isnan(v) else v)
-             for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _round(value: Any, digits: int | None) -> Any:
+    """Numbers of a JSON payload through :func:`format_number`; NaN and inf to ``None``."""
+    if isinstance(value, dict):
+        return {str(k): _round(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v, digits) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            return None
+        return v if digits is None else float(format_number(v, digits))
+    return value
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (tuple, set)):
+    if isinstance(value, set):
         return list(value)
     return str(value)

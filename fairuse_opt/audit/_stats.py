@@ -5,8 +5,13 @@
   drawn in memory-bounded chunks of resamples.
 * :func:`bootstrap_summary` - percentile intervals and one-sided bootstrap p-values.
 * :func:`adjust_pvalues` - Holm and Bonferroni corrections.
+* :func:`correction_factors` - for each test, the divisor of ``alpha`` at which the
+  corrected procedure decided it, so that a one-sided bound can agree with the verdict.
+* :func:`bootstrap_tails`, :func:`percentile_bound` - one-sided percentile bounds that
+  exclude 0 exactly when the bootstrap test at the same level rejects.
 * :func:`mcnemar_test`, :func:`delong_test` - exact (McNemar) and asymptotic (DeLong)
-  paired tests, the alternatives to the bootstrap for error rate and AUC.
+  paired tests, the alternatives to the bootstrap for error rate and AUC;
+  :func:`mcnemar_bound`, :func:`delong_bound` - the bounds obtained by inverting them.
 
 The bootstrap is written as counts: resample ``b`` of a group is a vector ``w_b`` of how
 many times each row was drawn.  Within each (group, label) cell of ``m`` rows, ``w_b``
@@ -18,11 +23,12 @@ cell sizes of the sample.  Additive metrics are then a matrix product ``W @ loss
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from ._errors import MSG_BAD_RANDOM_STATE
 from ..exceptions import InputError
@@ -33,8 +39,17 @@ __all__ = [
     "resample_counts",
     "bootstrap_summary",
     "adjust_pvalues",
+    "correction_factors",
+    "significant",
+    "bootstrap_tails",
+    "percentile_bound",
     "mcnemar_test",
+    "mcnemar_counts",
+    "mcnemar_bound",
     "delong_test",
+    "delong_statistic",
+    "delong_pvalues",
+    "delong_bound",
     "distinct_columns",
 ]
 
@@ -196,6 +211,153 @@ def adjust_pvalues(pvalues, method: str | None) -> np.ndarray:
     return p
 
 
+def correction_factors(pvalues, method: str | None, alpha: float) -> np.ndarray:
+    """The divisor ``f`` of ``alpha`` at which each test of one family was decided.
+
+    With ``f`` from here, test ``i`` is significant after the correction exactly when
+    :func:`significant` ``(p_i, f_i, alpha)`` holds, i.e. ``min(1, f_i p_i) <= alpha``
+    with the same floating-point products as :func:`adjust_pvalues`; a one-sided bound
+    at level ``1 - alpha / f_i`` therefore excludes 0 exactly when the test is
+    significant.
+
+    * ``None``: ``f = 1``.
+    * ``"bonferroni"``: ``f = m`` (the number of tests, NaN entries excluded).
+    * ``"holm"``: with the p-values sorted and ``r`` of them rejected, the ``j``-th
+      smallest (1-based) is rejected at step ``j``, at level ``alpha / (m - j + 1)``,
+      so ``f = m - j + 1``; every test not rejected gets ``f = m - r``, the level at
+      which the step-down procedure stopped (its p-value is at least the one that
+      failed there).  These are the levels at which Holm's procedure tested each
+      hypothesis.  They are not simultaneous bounds: the Holm-compatible simultaneous
+      bounds (Strassburger and Bretz, 2008) give a rejected hypothesis the bound 0 unless
+      all are rejected, which says nothing about the size of a gain.  Each bound here is
+      at least as wide as the unadjusted ``1 - alpha`` bound (``f >= 1``), and the
+      Bonferroni bound (``f = m`` for all) would disagree with Holm's verdicts on the
+      tests Holm rejects at a later step.
+
+    Parameters
+    ----------
+    pvalues : array-like
+        Raw p-values of one family; NaN entries are not tests (their factor is NaN).
+    method : {"holm", "bonferroni"} or None
+    alpha : float
+        Significance level, in (0, 1).
+
+    Returns
+    -------
+    ndarray of float
+        The factors, in the input order.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    if method is None:
+        out[ok] = 1.0
+    elif method == "bonferroni":
+        out[ok] = float(m)
+    elif method == "holm":
+        order = np.argsort(q, kind="stable")
+        factor = (m - np.arange(m)).astype(np.float64)
+        rejected = np.minimum(1.0, np.maximum.accumulate(factor * q[order])) <= alpha
+        n_rejected = int(rejected.sum())  # a prefix: the running maximum only grows
+        factor[n_rejected:] = float(m - n_rejected)
+        f = np.empty(m)
+        f[order] = factor
+        out[ok] = f
+    else:  # checked by the caller
+        raise ValueError(f"unknown correction {method!r}")
+    return out
+
+
+def significant(p, factor, alpha: float, union: float = 1.0) -> np.ndarray:
+    """Whether p-value ``p`` is significant at level ``alpha / factor``.
+
+    ``factor * min(1, union * p) <= alpha``: the arithmetic of :func:`adjust_pvalues`
+    applied to a p-value ``min(1, union * p)`` (``union > 1`` for a Bonferroni union
+    test over ``union`` comparisons), so that it agrees with the corrected verdict to
+    the last bit.
+    """
+    return np.asarray(factor, dtype=np.float64) * np.minimum(
+        1.0, float(union) * np.asarray(p, dtype=np.float64)) <= alpha
+
+
+def bootstrap_tails(gains: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest bootstrap gains that a bound at level ``<= alpha`` can use.
+
+    A one-sided percentile bound at level ``alpha / f`` (``f >= 1``) is the ``k``-th
+    smallest (or largest) gain with ``k <= alpha (B + 1)``; only those are kept, so a
+    report keeps ``alpha (B + 1) + 1`` values per comparison and side, not ``B``.
+
+    Parameters
+    ----------
+    gains : ndarray, shape (B, K)
+    alpha : float
+
+    Returns
+    -------
+    low : ndarray, shape (k, K)
+        The ``k`` smallest gains of each column, ascending.
+    high : ndarray, shape (k, K)
+        The ``k`` largest, descending.
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    n_boot = gains.shape[0]
+    k = min(n_boot, _n_passing(int(n_boot), 1.0, float(alpha), 1.0) + 1)
+    low = np.sort(np.partition(gains, k - 1, axis=0)[:k], axis=0)
+    high = -np.sort(np.partition(-gains, k - 1, axis=0)[:k], axis=0)
+    return low, high
+
+
+@functools.lru_cache(maxsize=1024)
+def _n_passing(n_boot: int, factor: float, alpha: float, union: float) -> int:
+    """How many of the attainable p-values ``(1 + k) / (B + 1)`` are significant."""
+    candidates = (1.0 + np.arange(n_boot + 1, dtype=np.float64)) / (n_boot + 1.0)
+    return int(significant(candidates, factor, alpha, union).sum())
+
+
+def percentile_bound(tail: np.ndarray, n_boot: int, factor: float, alpha: float,
+                     union: float = 1.0, side: str = "lower") -> float:
+    """One-sided percentile bound that agrees exactly with the bootstrap p-value.
+
+    The lower bound (for a benefit) from the ascending ``tail`` of
+    :func:`bootstrap_tails`: the benefit p-value of a shifted null, ``p(t) =
+    (1 + #{b : gain_b <= t}) / (B + 1)``, is significant for every ``t`` below the
+    ``k``-th smallest gain and for none above, where ``k`` is the number of attainable
+    p-values that are significant (:func:`significant`).  The bound is that order
+    statistic, the ``alpha / f`` percentile of the resampled gains (``k ~ alpha (B +
+    1) / f``), and it is ``> 0`` exactly when ``p(0)`` - the ``p_benefit`` of
+    :func:`bootstrap_summary` - is significant.  With the descending tail the same
+    gives the upper bound (for a violation), ``< 0`` exactly when ``p_violation`` is
+    significant.  ``-inf`` (``+inf``) when no attainable p-value is significant (too
+    few resamples for the level).
+
+    Parameters
+    ----------
+    tail : ndarray, shape (k,)
+        One column of ``low`` (lower bound) or ``high`` (upper bound).
+    n_boot : int
+        Number of resamples ``B``.
+    factor, alpha, union : float
+        As in :func:`significant`.
+    side : {"lower", "upper"}, default "lower"
+        Which bound ``tail`` gives (only used when no p-value is significant).
+
+    Returns
+    -------
+    float
+    """
+    tail = np.asarray(tail, dtype=np.float64)
+    k = _n_passing(int(n_boot), float(factor), float(alpha), float(union))
+    if k == 0:
+        return -np.inf if side == "lower" else np.inf
+    if k > tail.size:  # the tail holds every value a bound at level <= alpha can use
+        raise ValueError("tail too short for this level")
+    return float(tail[k - 1])
+
+
 def mcnemar_test(correct_own: np.ndarray, correct_base: np.ndarray) -> tuple[float, float]:
     """Exact one-sided McNemar tests for a paired difference in error rate.
 
@@ -215,15 +377,56 @@ def mcnemar_test(correct_own: np.ndarray, correct_base: np.ndarray) -> tuple[flo
     p_benefit : float
         ``P(X >= b)``, small when it makes fewer.  Both are 1 without discordant rows.
     """
-    own = np.asarray(correct_own, dtype=bool)
-    base = np.asarray(correct_base, dtype=bool)
-    b = int(np.sum(own & ~base))
-    c = int(np.sum(~own & base))
+    b, c = mcnemar_counts(correct_own, correct_base)
     if b + c == 0:
         return 1.0, 1.0
     p_violation = stats.binomtest(c, b + c, 0.5, alternative="greater").pvalue
     p_benefit = stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue
     return float(p_violation), float(p_benefit)
+
+
+def mcnemar_counts(correct_own: np.ndarray, correct_base: np.ndarray) -> tuple[int, int]:
+    """Discordant rows: ``b`` only the own model gets right, ``c`` only the baseline."""
+    own = np.asarray(correct_own, dtype=bool)
+    base = np.asarray(correct_base, dtype=bool)
+    return int(np.sum(own & ~base)), int(np.sum(~own & base))
+
+
+def mcnemar_bound(b: int, c: int, n: int, level: float, side: str) -> float:
+    """One-sided bound on the error-rate gain by inverting the exact McNemar test.
+
+    Given the ``d = b + c`` discordant rows, ``c ~ Binomial(d, pi)`` and the gain is
+    ``(d / n)(1 - 2 pi)``.  The Clopper-Pearson bound on ``pi`` at one-sided level
+    ``level`` (``pi_U = Beta^{-1}(1 - level; c + 1, d - c)`` for the lower bound of
+    the gain, ``pi_L = Beta^{-1}(level; c, d - c + 1)`` for the upper) is the exact
+    inversion of the binomial test of :func:`mcnemar_test`: the lower bound is ``> 0``
+    exactly when ``p_benefit < level``, the upper ``< 0`` exactly when ``p_violation <
+    level``.  The bound is conditional on ``d`` (the share of discordant rows is taken
+    as observed); only the p-value is exact unconditionally.
+
+    Parameters
+    ----------
+    b, c : int
+        From :func:`mcnemar_counts`.
+    n : int
+        Rows of the group.
+    level : float
+        One-sided significance level (the bound holds with confidence ``1 - level``).
+    side : {"lower", "upper"}
+
+    Returns
+    -------
+    float
+    """
+    d = b + c
+    if d == 0:
+        return 0.0
+    # Beta quantiles (scipy.special.betaincinv is scipy.stats.beta.ppf without its overhead)
+    if side == "lower":
+        pi = 1.0 if c == d else float(special.betaincinv(c + 1, d - c, 1.0 - level))
+    else:
+        pi = 0.0 if c == 0 else float(special.betaincinv(c, d - c + 1, level))
+    return (d / n) * (1.0 - 2.0 * pi)
 
 
 def _delong_components(y01: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +467,32 @@ def delong_test(y01: np.ndarray, score_own: np.ndarray,
         ``p_violation = Phi(z)`` and ``p_benefit = 1 - Phi(z)``; with a zero standard
         error both are 1 for a zero gain, and 0 / 1 by the sign of the gain otherwise.
     """
+    stat = delong_statistic(y01, score_own, score_base)
+    if stat is None:
+        return None
+    return (stat[0], *delong_pvalues(*stat))
+
+
+def delong_pvalues(gain: float, se: float) -> tuple[float, float]:
+    """``(p_violation, p_benefit) = (Phi(z), 1 - Phi(z))`` for ``z = gain / se`` (see
+    :func:`delong_test`, which also gives the degenerate ``se = 0`` case)."""
+    if se <= 0:
+        if gain == 0:
+            return 1.0, 1.0
+        return float(gain > 0), float(gain < 0)
+    z = gain / se
+    return float(special.ndtr(z)), float(special.ndtr(-z))
+
+
+def delong_statistic(y01: np.ndarray, score_own: np.ndarray,
+                     score_base: np.ndarray) -> tuple[float, float] | None:
+    """The AUC gain and its DeLong standard error (see :func:`delong_test`).
+
+    Returns
+    -------
+    (gain, se) or None
+        ``None`` when a class has fewer than two rows.
+    """
     y01 = np.asarray(y01)
     m = int(np.sum(y01 == 1))
     n = int(np.sum(y01 == 0))
@@ -273,12 +502,20 @@ def delong_test(y01: np.ndarray, score_own: np.ndarray,
     v10_b, v01_b = _delong_components(y01, np.asarray(score_base, dtype=np.float64))
     gain = float(v10_a.mean() - v10_b.mean())
     var = np.var(v10_a - v10_b, ddof=1) / m + np.var(v01_a - v01_b, ddof=1) / n
-    if var <= 0:
-        if gain == 0:
-            return gain, 1.0, 1.0
-        return gain, float(gain > 0), float(gain < 0)
-    z = gain / np.sqrt(var)
-    return gain, float(stats.norm.cdf(z)), float(stats.norm.sf(z))
+    return gain, float(np.sqrt(var)) if var > 0 else 0.0
+
+
+def delong_bound(gain: float, se: float, level: float, side: str) -> float:
+    """One-sided bound on the AUC gain by inverting DeLong's test: ``gain -/+ z se``.
+
+    ``z = Phi^{-1}(1 - level)``; the lower bound is ``> 0`` exactly when ``p_benefit <
+    level`` and the upper ``< 0`` exactly when ``p_violation < level`` (a normal
+    approximation, as the test).  With ``se = 0`` both bounds are the gain.
+    """
+    if se <= 0:
+        return float(gain)
+    z = float(-special.ndtri(level))  # Phi^{-1}(1 - level), accurate for small levels
+    return float(gain - z * se) if side == "lower" else float(gain + z * se)
 
 
 def distinct_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
