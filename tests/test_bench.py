@@ -26,9 +26,13 @@ from fairuse_opt.cli import main
 from fairuse_opt.datasets import load_toy
 from fairuse_opt.exceptions import InputError
 
-from .conftest import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    env = os.environ.get("FAIRUSE_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
 FOLDS = 2
 #: Grid rows of a classification dataset (logistic and the scikit-learn models).
 CLASSIFICATION_ROWS = [r for r in GRID if r[0] != "linear"]
@@ -83,7 +87,8 @@ def test_reduced_grid_outputs(serial):
     generic = ok[ok["technique"] == "generic"]
     np.testing.assert_array_equal(generic["value"], generic["generic_value"])
     assert generic["rationality_violations"].isna().all()
-    assert (ok.loc[ok["technique"] != "generic", "rationality_judged"] == 6).all()  # 6 apnea groups
+    judged = ok.loc[ok["technique"] != "generic", ["metric", "rationality_judged"]]
+    assert judged["rationality_judged"].between(1, 6).all()  # 6 apnea groups, minus any too small
     for name in ("groups.csv", "summary.md", "run.json", "violations.png", "gains.png"):
         assert (serial / name).stat().st_size > 0
     summary = (serial / "summary.md").read_text()
