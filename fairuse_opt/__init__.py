@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "FairUseClassifier": ".estimators",
     "FairUseRegressor": ".estimators",
+    "FairUseSystem": ".system",
+    "fit_system": ".system",
     "Certificate": ".certificate",
     "ModelVariables": "._formulation",
     "audit": ".audit",

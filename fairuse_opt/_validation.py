@@ -60,6 +60,7 @@ __all__ = [
     "check_sample_weight",
     "warn_small_groups",
     "check_param",
+    "check_reports",
 ]
 
 
@@ -341,3 +342,48 @@ def check_param(name: str, value: Any, *, choices=None, low=None, high=None,
     if high is not None and value > high:
         raise InputError(MSG_BAD_PARAM.format(name=name, value=value, reason=reason or f"must be <= {high}"))
     return value
+
+
+def check_reports(groups: Any, n_rows: int) -> pd.DataFrame:
+    """Group attributes as *reports*: like :func:`check_groups`, but a missing value
+    (``None``, NaN, ``pd.NA``) is allowed and means "not reported".
+
+    Used by :class:`~fairuse_opt.FairUseSystem`, where declining to report an attribute
+    is a reporting option; the estimators keep rejecting missing values.
+
+    Returns
+    -------
+    DataFrame
+        One object column per attribute; Python scalars, ``None`` where not reported.
+    """
+    if isinstance(groups, pd.DataFrame):
+        frame = groups.copy()
+        frame.columns = [str(c) for c in frame.columns]
+    elif isinstance(groups, pd.Series):
+        frame = groups.to_frame(name=str(groups.name) if groups.name is not None else "group")
+    else:
+        arr = np.asarray(groups, dtype=object)
+        if arr.ndim == 1:
+            frame = pd.DataFrame({"group": arr})
+        elif arr.ndim == 2:
+            frame = pd.DataFrame(arr, columns=[f"group_{j}" for j in range(arr.shape[1])])
+        else:
+            raise InputError(MSG_BAD_NDIM.format(what="groups", expected="1-D or 2-D", shape=arr.shape))
+    if frame.shape[1] == 0:
+        raise InputError(MSG_NO_GROUP_ATTRIBUTES)
+    if len(frame) != n_rows:
+        raise InputError(MSG_LENGTH_MISMATCH.format(what="groups", n_other=len(frame), n_rows=n_rows))
+    # object Series, so that pandas does not infer a string dtype that turns None into NaN
+    return pd.DataFrame({name: pd.Series([None if _missing(v) else _py(v) for v in frame[name].tolist()],
+                                         dtype=object)
+                         for name in frame.columns})
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        out = pd.isna(value)
+    except (TypeError, ValueError):
+        return False
+    return bool(out) if np.ndim(out) == 0 else False

@@ -53,6 +53,17 @@ class Certificate:
         tolerance ``tolerance`` and holds.
     failures : list of str
         What did not verify (empty when ``verified``).
+    objective_lower_bound : float or None
+        A proven lower bound on the objective of every model in the family that meets
+        the requested constraints: the Lagrangian dual value of the rationality-only
+        program (a convex relaxation of the problem with envy-freeness), or the
+        unconstrained optimum.  ``None`` where no bound was computed.
+    optimality_gap : float or None
+        ``objective - objective_lower_bound``: what a better fit could at most gain.
+    gain_out_of_reach : float or None
+        Share of the available gain (``objective_generic - objective_unconstrained``)
+        that no model meeting the constraints can keep:
+        ``(objective_lower_bound - objective_unconstrained) / available gain``.
     """
 
     table: pd.DataFrame
@@ -72,6 +83,9 @@ class Certificate:
     failures: list = field(default_factory=list)
     attempts: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    objective_lower_bound: float | None = None
+    optimality_gap: float | None = None
+    gain_out_of_reach: float | None = None
 
     @property
     def n_violations(self) -> int:
@@ -82,6 +96,21 @@ class Certificate:
         if "envy_freeness" in self.fair_use:
             bad += int((t["envy_slack"] < -self.tolerance).sum())
         return bad
+
+    def verify(self, model, X, y, *, groups=None, sample_weight=None, tol: float | None = None) -> list[str]:
+        """Recompute every guaranteed constraint from the model's predictions on ``(X, y)``.
+
+        Group losses are recomputed from ``predict_proba`` (classifier) or ``predict``
+        (regressor) with ``report=`` for every report, and the generic losses from
+        ``model.generic_``; nothing of the fit is reused.  Returns the constraints that
+        do not hold at ``tol`` (default: this certificate's tolerance); an empty list
+        means the guarantee holds on these data.  On the training data of a verified
+        certificate it is empty.
+        """
+        from .fairness.certify import verify_model
+
+        return verify_model(self, model, X, y, groups=groups, sample_weight=sample_weight,
+                            tol=self.tolerance if tol is None else tol)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""

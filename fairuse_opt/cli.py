@@ -342,12 +342,13 @@ def add_demo(sub) -> None:
 
 
 
-def add_bench(sub: Any) -> None:
-    """``fairuse bench``: the study benchmark (options and run in :mod:`fairuse_opt.bench`)."""
-    from .bench._cli import add_arguments, cmd_bench
+def add_bench(sub) -> None:
+    """Register ``fairuse bench`` (the study benchmark, :mod:`fairuse_opt.bench`)."""
+    from .bench._cli import add_arguments as _bench_arguments, cmd_bench
+
     bench = sub.add_parser("bench", help="run the study benchmark (datasets x models x methods x folds)",
                            description="The study benchmark: see benchmarks/README.md.")
-    add_arguments(bench).set_defaults(func=cmd_bench)
+    _bench_arguments(bench).set_defaults(func=cmd_bench)
 
 #: The subcommands, in the order ``--help`` lists them: each registers its own parser.
 COMMANDS: list[Callable[[Any], None]] = [add_fit, add_predict, add_audit, add_demo, add_bench]

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.validation import check_is_fitted
 
-from . import _fairuse
-from ._family import ENCODINGS, GROUP_REGS, Family
-from ._formulation import Program, SetSpec, TrainData, objective_value
-from ._native import native_record, newton
 from ._groups import GroupIndex
-from ._losses import get_loss
-from ._solve import raise_failed, solve, solver_order
 from ._validation import (
     check_classification_target,
     check_features,
@@ -39,94 +33,46 @@ from .exceptions import (
     MSG_N_FEATURES,
     MSG_Y_NONE,
     InputError,
+    SolverError,
 )
+from .fairness import routes
+from .fairness.certify import Served, row_scores, served_losses
+from .fairness.margins import check_margin, generic_predictions
+from .model.family import ENCODINGS, GROUP_REGS, Family
+from .model.losses import Loss, LogisticLoss, SquaredLoss
+from .problem import FORMS, Problem, SetSpec, TrainData
+from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
+from .solvers import native
+from .solvers.conic import raise_failed
 
 __all__ = ["FairUseClassifier", "FairUseRegressor"]
 
 FAIR_USE_CHOICES = ("rationality", "envy_freeness")
+#: Upper bound of ``tol``: it is the tolerance of a numerical check, not a slack of the
+#: guarantee; gains worth certifying are 1e-3 and up (apnea's are ~1e-2), so a larger
+#: tolerance would certify violations the size of the gains themselves.
+MAX_TOL = 1e-3
+
+_log = logging.getLogger("fairuse_opt.fit")
 
 
-@dataclass
-class FitContext:
-    """Everything a fit needs, prepared once (passed to :mod:`fairuse_opt._fairuse`)."""
-
-    family: Family
-    loss: Any
-    data: TrainData
-    alpha: float
-    mean: np.ndarray
-    scale: np.ndarray
-    set_spec: SetSpec | None
-    index: GroupIndex | None
-    feature_names: list[str]
-    solvers: list[str]
-    forms: list[str]
-    solver_options: dict | None
-    hook: Callable | None
-    verbose: bool
-    Z_rows: np.ndarray  # every training row, standardised (not merged)
-    row_codes: np.ndarray
-    y: np.ndarray
-    w: np.ndarray
-    native: bool = False  # try the numpy Newton solver first on unconstrained problems
-
-    def row_loss(self, theta: np.ndarray) -> np.ndarray:
-        """Unweighted loss of every training row under its own report."""
-        Ws, bs = self.family.effective(theta)
-        s = np.einsum("ij,ij->i", self.Z_rows, Ws[self.row_codes]) + bs[self.row_codes]
-        return self.loss.row_loss(self.y, s)
-
-    def program(self, **kw) -> Program:
-        """Build the program for this fit, with the given fair-use parts."""
-        return Program(self.family, self.loss, self.data, alpha=self.alpha, scale=self.scale,
-                       mean=self.mean, set_spec=self.set_spec, hook=self.hook,
-                       groups=self.index.keys if self.index else None,
-                       feature_names=self.feature_names, **kw)
-
-    def solve(self, program_kw: dict | None = None, prepare: Callable | None = None):
-        """Build and solve, trying every solver and, for each, every form.
-
-        Returns ``(program, record)`` of the first ``optimal`` attempt, or else of the
-        first usable (``optimal_inaccurate``) one, or else of the last attempt.
-        ``prepare(program)`` sets parameter values before solving.
-        """
-        programs: dict[str, Program] = {}
-        attempts, usable, last = [], None, None
-        for solver in self.solvers:
-            for form in self.forms:
-                if form not in programs:
-                    programs[form] = self.program(form=form, **(program_kw or {}))
-                prog = programs[form]
-                if prepare is not None:
-                    prepare(prog)
-                rec = solve(prog.problem, [solver], self.solver_options)
-                attempts += [(f"{s}/{form}", st) for s, st in rec.attempts]
-                rec.attempts = attempts
-                if rec.status == "optimal":
-                    return prog, rec
-                if rec.ok and usable is None:
-                    usable = (prog, rec, prog.value())
-                last = (prog, rec)
-        if usable is not None:
-            prog, rec, theta = usable
-            prog.theta.value = theta
-            rec.attempts = attempts
-            return prog, rec
-        return last
-
-    def log(self, msg: str) -> None:
-        if self.verbose:
-            print(f"[fairuse_opt] {msg}", file=sys.stderr, flush=True)
-
-
-def _baseline_score(loss, y, w) -> float:
-    """Intercept of the best constant model: log-odds of the weighted prevalence, or the
-    weighted mean (a Newton start that is finite even for rare outcomes)."""
-    m = float(np.average(y, weights=w))
-    if loss.name == "log_loss":
-        m = min(max(m, 1e-6), 1 - 1e-6)
-        return float(np.log(m / (1 - m)))
-    return m
+@contextlib.contextmanager
+def _progress(verbose: bool):
+    """``verbose=True``: progress of the ``fairuse_opt.fit`` logger on standard error."""
+    if not verbose:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[fairuse_opt] %(message)s"))
+    old = _log.level
+    _log.addHandler(handler)
+    if not _log.isEnabledFor(logging.INFO):
+        _log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(old)
 
 
 class _BaseFairUse(BaseEstimator):
@@ -172,18 +118,20 @@ class _BaseFairUse(BaseEstimator):
     # ------------------------------------------------------------ parameters
     def _fair_use_set(self) -> tuple[str, ...]:
         fu = self.fair_use
-        if fu is None or fu == "none":
+        reason = "use None, 'rationality', 'envy_freeness', 'both' or a list of those"
+        if fu is None or (isinstance(fu, str) and fu == "none"):
             return ()
-        if fu == "both":
+        if isinstance(fu, str) and fu == "both":
             return FAIR_USE_CHOICES
-        items = [fu] if isinstance(fu, str) else list(fu)
-        if isinstance(fu, str) and "," in fu:
-            items = [s.strip() for s in fu.split(",")]
-        bad = [i for i in items if i not in FAIR_USE_CHOICES]
+        if isinstance(fu, str):
+            items = [s.strip() for s in fu.split(",")] if "," in fu else [fu]
+        elif isinstance(fu, (list, tuple, set, frozenset)):
+            items = list(fu)
+        else:
+            raise InputError(MSG_BAD_PARAM.format(name="fair_use", value=fu, reason=reason))
+        bad = [i for i in items if not isinstance(i, str) or i not in FAIR_USE_CHOICES]
         if bad or not items:
-            raise InputError(MSG_BAD_PARAM.format(
-                name="fair_use", value=fu,
-                reason="use None, 'rationality', 'envy_freeness', 'both' or a list of those"))
+            raise InputError(MSG_BAD_PARAM.format(name="fair_use", value=fu, reason=reason))
         return tuple(c for c in FAIR_USE_CHOICES if c in items)
 
     def _check_params(self) -> None:
@@ -195,6 +143,12 @@ class _BaseFairUse(BaseEstimator):
         check_param("min_group_size", self.min_group_size, low=0, integer=True)
         check_param("max_iter", self.max_iter, low=1, integer=True)
         check_param("tol", self.tol, low=0.0)
+        if self.tol > MAX_TOL:
+            raise InputError(MSG_BAD_PARAM.format(
+                name="tol", value=self.tol,
+                reason=f"must be <= {MAX_TOL:g}: it is the tolerance of the numerical check, and a larger "
+                       "one would certify violations the size of the gains"))
+        check_margin(self.margin)
         for name in ("intercept_bound", "coef_bound"):
             value = getattr(self, name)
             if value != "auto":
@@ -203,7 +157,7 @@ class _BaseFairUse(BaseEstimator):
                     raise InputError(MSG_BAD_PARAM.format(name=name, value=value, reason="must be > 0"))
         if not isinstance(self.solver, str):
             raise InputError(MSG_BAD_PARAM.format(name="solver", value=self.solver,
-                                                  reason="a solver name: 'auto', 'CLARABEL', 'ECOS' or 'SCS'"))
+                                                  reason=f"a solver name: one of {list(SOLVER_CHOICES)}"))
         if self.constraint_hook is not None and not callable(self.constraint_hook):
             raise InputError(MSG_BAD_PARAM.format(name="constraint_hook", value=self.constraint_hook,
                                                   reason="must be callable"))
@@ -231,6 +185,15 @@ class _BaseFairUse(BaseEstimator):
         self
         """
         self._check_params()
+        with _progress(self.verbose):
+            return self._fit(X, y, groups=groups, sample_weight=sample_weight)
+
+    def _get_loss(self) -> Loss:
+        """The loss of this estimator (override to fit another loss: one object, see
+        :class:`fairuse_opt.model.Loss`)."""
+        return LogisticLoss() if self._task == "classification" else SquaredLoss()
+
+    def _fit(self, X, y, *, groups=None, sample_weight=None):
         if y is None:
             raise InputError(MSG_Y_NONE.format(name=type(self).__name__))
         X_feat, groups = split_group_columns(X, self.group_cols, groups)
@@ -241,6 +204,7 @@ class _BaseFairUse(BaseEstimator):
             self.classes_ = classes
         else:
             y01 = check_regression_target(y, n)
+        self._get_loss().check_target(y01)
         w = check_sample_weight(sample_weight, n)
         if groups is None and self.encoding != "none":
             raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
@@ -266,73 +230,103 @@ class _BaseFairUse(BaseEstimator):
 
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
-        loss = get_loss(self._task)
+        loss = self._get_loss()
         mean = np.average(Xa, axis=0, weights=w) if d else np.zeros(0)
         sd = np.sqrt(np.average((Xa - mean) ** 2, axis=0, weights=w)) if d else np.zeros(0)
         scale = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mean)), sd, 1.0)
         Z = (Xa - mean) / scale
         G = index.n_groups if index is not None else 1
-        stats = loss.stats(y01, w)
-        data = TrainData.build(Z, codes, stats, G, merge=self.merge_rows)
+        keys = index.keys if index is not None else [()]
+        data = TrainData.build(Z, codes, loss.stats(y01, w), G, merge=self.merge_rows)
+        del Z
         solvers = solver_order(self.solver, self._task)
         if self.formulation != "auto":
             forms = [self.formulation]
         elif self._task == "regression":  # the direct form keeps a quadratic objective (QP)
             forms = ["direct", "epigraph"]
         else:  # one epigraph variable per group: each row's exponential cones once
-            forms = ["epigraph", "direct"]
+            forms = list(FORMS)
         level_codes = index.level_codes() if index is not None else np.zeros((1, 0), dtype=np.int64)
         n_levels = [len(index.levels[a]) for a in index.names] if index is not None else []
+        choice = self.solver.lower()
+        served = Served(X=Xa, codes=codes, y=y01, w=w, loss=loss, n_groups=G, feature_names=self.feature_names_)
 
-        def context(encoding, set_spec=None, hook=None):
+        def problem(encoding, set_spec=None, hook=None):
             fam = Family(encoding, self.group_reg, d, level_codes, n_levels, shift=mean / scale)
-            return FitContext(family=fam, loss=loss, data=data, alpha=float(self.alpha), mean=mean,
-                              scale=scale, set_spec=set_spec, index=index,
-                              feature_names=self.feature_names_, solvers=solvers, forms=forms,
-                              solver_options=self.solver_options, hook=hook, verbose=self.verbose,
-                              Z_rows=Z, row_codes=codes, y=y01, w=w,
-                              native=self.solver == "auto" and hook is None)
+            return Problem(fam, loss, data, alpha=float(self.alpha), scale=scale, mean=mean,
+                           set_spec=set_spec, hook=hook, groups=keys, feature_names=self.feature_names_)
 
         # 1. the generic model (also the anchor of the common set)
-        gctx = context("none")
-        gctx.log(f"fitting the generic model on {n} rows ({data.n_distinct} distinct)")
+        gprob = problem("none")
+        _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
-        if gctx.native:
+        if choice in ("auto", "native"):
             start = np.zeros(d + 1)
-            start[d] = _baseline_score(loss, y01, w)
-            res = newton(gctx.family, loss, data, start, gctx.alpha, scale)
-            if res.converged:
-                theta0, grec = res.theta, native_record(res)
+            start[d] = loss.start(y01, w)
+            res = native.newton(gprob, start)
+            if res.status == "optimal":
+                theta0, grec = res.solution, res
         if theta0 is None:
-            gprog, grec = gctx.solve()
+            if choice == "native":
+                raise SolverError("the native backend did not converge on the generic model")
+            grec = ConicBackend(gprob, solvers, forms, self.solver_options).solve(Task("unconstrained"))
             if not grec.ok:
                 raise_failed(grec, "generic model")
             # interior-point solutions leave gradients ~1e-6 on small problems, and the
             # generic losses are the bound of every rationality constraint: polish them
-            theta0 = newton(gctx.family, loss, data, gprog.value(), gctx.alpha, scale, max_steps=8).theta
+            theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
         w0, b0 = theta0[:d], float(theta0[d])
+        gcoef, gint = self._raw_models(*gprob.effective(theta0), mean, scale)
         # the model the guarantee is certified against: the one passed in, else the internal fit
-        self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gctx, grec)
+        self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gprob, grec)
+        if self.generic is None:
+            L0, E0 = served_losses(served, gcoef[:1], gint[:1])
+            L0, E0 = L0[:, 0], E0[:, 0]
+            generic_row_loss = loss.row_loss(y01, (Xa - mean) / scale @ w0 + b0) if d else \
+                loss.row_loss(y01, np.full(n, b0))
+            generic_served = (gcoef[0].copy(), float(gint[0]))
+        else:
+            pred = generic_predictions(lambda: self._external_predict(X_orig, groups_orig), loss, n,
+                                       self._task == "classification")
+            generic_row_loss = loss.loss_of_prediction(y01, pred)
+            wsum = np.bincount(codes, weights=w, minlength=G)
+            L0 = np.bincount(codes, weights=w * generic_row_loss, minlength=G) / wsum
+            E0, generic_served = np.zeros(G), None
         # 2. the personalized model
         set_spec = self._set_spec(loss, y01, w, w0, b0)
-        ctx = context(self.encoding, set_spec, self.constraint_hook)
-        if self.generic is None:
-            generic_row_loss = gctx.row_loss(theta0)
-        else:
-            scores = _fairuse.external_scores(self.generic, X_orig, groups_orig, self.group_cols, self._task)
-            generic_row_loss = _fairuse.losses_from_scores(scores, ctx, self)
+        hook = self.constraint_hook
+        prob = problem(self.encoding, set_spec, hook)
         fair_use = self._fair_use_set() if self.encoding != "none" else ()
-        theta_generic = ctx.family.embed_generic(w0, b0)
-        theta, Ws, bs, cert = _fairuse.fit(
-            ctx, fair_use=fair_use, theta_generic=theta_generic,
-            generic_row_loss=generic_row_loss, margin=self.margin, on_infeasible=self.on_infeasible,
-            max_iter=int(self.max_iter), tol=float(self.tol),
-            objective_generic=objective_value(ctx.family, loss, data, theta_generic, ctx.alpha, scale))
+        theta_generic = prob.family.embed_generic(w0, b0)
+        setup = routes.FitSetup(problem=prob, keys=keys, index=index, served=served,
+                                to_raw=lambda Ws, bs: self._raw_models(Ws, bs, mean, scale),
+                                native=choice in ("auto", "native") and hook is None,
+                                native_only=choice == "native" and hook is None,
+                                solvers=solvers, forms=forms, solver_options=self.solver_options)
+        theta, coef, intercept, cert = routes.fit(
+            setup, fair_use=fair_use, theta_generic=theta_generic, generic_row_loss=generic_row_loss,
+            generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,
+            on_infeasible=self.on_infeasible, max_iter=int(self.max_iter), tol=float(self.tol),
+            objective_generic=prob.objective(theta_generic), start=theta_generic)
         self._theta = theta
-        self._family = ctx.family
+        self._family = prob.family
         self._mean, self._scale = mean, scale
-        self._set_fitted(*self._raw_models(Ws, bs, mean, scale), index=index, certificate=cert,
-                         set_spec=set_spec, n_iter=max(1, cert.iterations))
+        self._set_fitted(coef, intercept, index=index, certificate=cert, set_spec=set_spec,
+                         n_iter=max(1, cert.iterations))
+
+    def _external_predict(self, X, groups):
+        """Predictions of the user's ``generic=`` model on the training rows."""
+        generic = self.generic
+        classification = self._task == "classification"
+        if isinstance(generic, _BaseFairUse):
+            kw = {"groups": groups} if groups is not None else {}
+            return generic.predict_proba(X, **kw) if classification else generic.predict(X, **kw)
+        Xf = X.drop(columns=list(self.group_cols)) if self.group_cols is not None else X
+        method = "predict_proba" if classification else "predict"
+        if not hasattr(generic, method):
+            raise InputError(MSG_BAD_PARAM.format(name="generic", value=generic,
+                                                  reason=f"a fitted model with {method}() is required"))
+        return getattr(generic, method)(Xf)
 
     def _set_fitted(self, coef, intercept, *, index, certificate, set_spec, n_iter) -> None:
         """Set the fitted attributes that describe the served models (one place, used by
@@ -364,17 +358,17 @@ class _BaseFairUse(BaseEstimator):
               else float(self.coef_bound))
         return SetSpec(intercept_center=b0, intercept_bound=ib, coef_center=w0, coef_bound=cb)
 
-    def _make_generic(self, theta0, gctx, grec):
+    def _make_generic(self, theta0, gprob, grec):
         params = self.get_params(deep=False)
         params.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
         gen = type(self)(**params)
         for attr in ("classes_", "n_features_in_", "feature_names_in_", "feature_names_"):
             if hasattr(self, attr):
                 setattr(gen, attr, getattr(self, attr))
-        gen._theta, gen._family = theta0, gctx.family
-        gen._mean, gen._scale = gctx.mean, gctx.scale
-        coef, intercept = self._raw_models(*gctx.family.effective(theta0), gctx.mean, gctx.scale)
-        cert = Certificate(table=pd.DataFrame(), route="generic", solver=grec.solver, status=grec.status,
+        gen._theta, gen._family = theta0, gprob.family
+        gen._mean, gen._scale = gprob.mean, gprob.scale
+        coef, intercept = self._raw_models(*gprob.effective(theta0), gprob.mean, gprob.scale)
+        cert = Certificate(table=pd.DataFrame(), route="generic", solver=grec.backend, status=grec.status,
                            objective=grec.objective, objective_generic=grec.objective,
                            seconds=grec.seconds, verified=True, attempts=grec.attempts)
         gen._set_fitted(coef[:1], intercept[:1], index=None, certificate=cert, set_spec=None, n_iter=1)
@@ -413,7 +407,7 @@ class _BaseFairUse(BaseEstimator):
             needed.
         """
         Xa, idx = self._rows(X, groups, report, "decision_function")
-        return np.einsum("ij,ij->i", Xa, self.coef_[idx]) + self.intercept_[idx]
+        return row_scores(Xa, idx, self.coef_, self.intercept_)
 
     def group_model(self, group) -> tuple[np.ndarray, float]:
         """The effective linear model ``(coef, intercept)`` served to ``group``."""
@@ -542,8 +536,9 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
 
     def predict_proba(self, X, *, groups=None, report=None) -> np.ndarray:
         """Probabilities of ``classes_`` (n_samples, 2); see :meth:`decision_function`."""
-        p = expit(self.decision_function(X, groups=groups, report=report))
-        return np.column_stack([1.0 - p, p])
+        s = self.decision_function(X, groups=groups, report=report)
+        loss = self._get_loss()
+        return np.column_stack([loss.inverse_link(-s), loss.inverse_link(s)])
 
     def predict(self, X, *, groups=None, report=None) -> np.ndarray:
         """Predicted class labels; see :meth:`decision_function`."""
@@ -565,8 +560,8 @@ class FairUseRegressor(RegressorMixin, _BaseFairUse):
     _task = "regression"
 
     def predict(self, X, *, groups=None, report=None) -> np.ndarray:
-        """Predicted values; see :meth:`decision_function`."""
-        return self.decision_function(X, groups=groups, report=report)
+        """Predicted values (the inverse link of the score); see :meth:`decision_function`."""
+        return self._get_loss().inverse_link(self.decision_function(X, groups=groups, report=report))
 
     def score(self, X, y, *, groups=None, sample_weight=None) -> float:
         """Coefficient of determination R^2 on ``(X, y)``."""

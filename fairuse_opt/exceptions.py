@@ -113,6 +113,31 @@ MSG_INFEASIBLE_MARGIN = (
 )
 MSG_VERIFY_FAILED = "the fitted model failed verification: {failures}"
 MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
+
+# The fitting core (fairuse_opt/model, problem, solvers, fairness)
+MSG_TARGET_RANGE = ("y has {n_bad} value(s) outside [{low:g}, {high:g}], the range of the {loss} loss "
+                    "(first at row {first})")
+MSG_BAD_PREDICTIONS = "the {what} model's predictions cannot be certified against: {problem}"
+MSG_GENERIC_FAILED = "the generic model passed as generic= could not predict on the training data: {error}"
+MSG_LITTLE_GAIN = (
+    "the fair-use fit kept {kept:.0%} of the gain of personalization (at most {reach:.0%} is provably "
+    "reachable): {reason}"
+)
+MSG_LITTLE_GAIN_ONEHOT = (
+    "groups that share additive offsets cannot all prefer their own report; the intersectional "
+    "encoding (encoding='intersectional') gives every group its own intercept and keeps the gain"
+)
+MSG_SERVED_PRECISION = (
+    "the served raw-scale model cannot represent the fit to the verification tolerance: rounding in "
+    "intercept + coef . x can reach {err:.2g} in a group's mean loss (feature(s) {features} have "
+    "offsets up to {ratio:.2g} times their spread); center or rescale those features"
+)
+MSG_ILL_SCALED = (
+    "feature(s) {features} have offsets up to {ratio:.2g} times their spread; {what} is defined at "
+    "x = 0 and cannot be fitted accurately in float64: center or rescale those features"
+)
+MSG_TOO_LARGE = ("X has values up to {value:.3g} in column(s) {columns}; squares of values above "
+                 "1e150 overflow float64: rescale those features")
 MSG_DUPLICATE_FEATURES = "{what} has duplicated column name(s) {columns}; every feature column needs its own name"
 MSG_DUPLICATE_GROUP_COLUMNS = "groups has duplicated column name(s) {columns}; every group attribute needs its own name"
 MSG_GROUP_VALUE_UNHASHABLE = (
@@ -221,3 +246,45 @@ MSG_DEMO_DATA_IN_OUT = "demo --data {path} is a file that the demo would overwri
 MSG_NO_COMMAND = "choose a command: {commands} (see 'fairuse --help')"
 MSG_INTERRUPTED = "interrupted; nothing was written"
 MSG_PLOT_METRIC_NOT_AUDITED = "--plot-metric {metric!r} is not among the audited metrics {metrics}"
+
+# The certified system (fairuse_opt/system/)
+MSG_SYSTEM_NO_CANDIDATES = "candidates is empty; give at least one fitted personalized model"
+MSG_SYSTEM_CANDIDATES_TYPE = (
+    "candidates must be a dict {{name: fitted model}} or a list of fitted models; got {got}"
+)
+MSG_SYSTEM_CANDIDATE_NAME = "candidate names must be non-empty strings; got {name!r}"
+MSG_SYSTEM_RESERVED_NAME = "candidate name {name!r} is reserved for the generic model"
+MSG_SYSTEM_NOT_FITTED = "{what} is not fitted: fit it before building the system"
+MSG_SYSTEM_NO_METHOD = "{what} has no {method}() method, which a {task} system needs"
+MSG_SYSTEM_GENERIC_USES_GROUPS = (
+    "the generic model uses group attributes {names!r}; it must be trained without them"
+)
+MSG_SYSTEM_GROUP_COLS = (
+    "{what} reads its group attributes from columns of X (group_cols={cols!r}); fit the "
+    "candidate with groups= instead"
+)
+MSG_SYSTEM_UNKNOWN_ATTRIBUTES = (
+    "{what} uses group attribute(s) {unknown!r} that the assignment data does not have "
+    "(attributes: {names!r})"
+)
+MSG_SYSTEM_N_FEATURES = "{what} expects {got} features but the generic model expects {expected}"
+MSG_SYSTEM_CLASSES = "{what} has classes_ {got} but the generic model has {expected}"
+MSG_SYSTEM_EXACT_METRIC = (
+    "test='exact' is the McNemar test, which applies to metric='error' only; got metric={metric!r}"
+)
+MSG_SYSTEM_UNKNOWN_LEVEL = (
+    "group attribute {name!r} has value(s) {values!r} never seen by the system (known: {known!r}); "
+    "pass None to leave an attribute unreported"
+)
+MSG_SYSTEM_BAD_REPORT = (
+    "report {report!r} must give one value (or None) for each group attribute {names!r}"
+)
+MSG_SYSTEM_NEEDS_GROUPS = "FairUseSystem.{method}() needs groups= (one report per row) or report="
+MSG_SYSTEM_NOT_LINEAR = (
+    "candidate {name!r} ({kind}) is not a linear library model and cannot be written to a model file"
+)
+MSG_SYSTEM_ASSIGN_SIZE = "assign_size={value!r} is invalid: give a share in (0, 1) or a row count"
+MSG_SYSTEM_SPLIT_FALLBACK = (
+    "{n_small} (group, label) cell(s) have fewer than {min_rows} rows; the split stratifies them "
+    "by {fallback}"
+)

@@ -66,8 +66,6 @@ def test_each_failure_mode_breaks_standard_practice(suite):
     assert fair["harmed_violation"] and fair["train_violations"] == 0
 
 
-@pytest.mark.xfail(not system_available(), strict=True,
-                   reason="fairuse_opt.FairUseSystem (issue 8) is not in this version yet")
 def test_the_certified_system_does_not_harm_the_named_group(suite):
     assert system_available()
     for scenario in ("additive_xor", "small_group", "logloss_vs_error"):

@@ -244,7 +244,7 @@ def test_ecos_and_clarabel_agree_apnea(apnea):
 
 
 def test_row_merging_is_skipped_only_when_rows_are_almost_all_distinct():
-    from fairuse_opt._formulation import TrainData, _worth_merging
+    from fairuse_opt.problem.data import TrainData, _worth_merging
 
     rng = np.random.default_rng(0)
     n = 30_000

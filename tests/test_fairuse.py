@@ -24,7 +24,8 @@ from fairuse_opt import (
     SolverError,
     VerificationError,
 )
-from fairuse_opt import _fairuse, _solve
+from fairuse_opt.fairness import routes as _routes
+from fairuse_opt.solvers import conic as _solve
 
 TOL = 1e-7
 
@@ -358,7 +359,7 @@ def test_native_newton_serves_unconstrained_fits_and_conic_solvers_the_rest():
 def test_verification_failure_raises_or_falls_back(monkeypatch):
     X, y, g = small_data(seed=3)
     # a model that needs the constrained route (one-hot, envy), then a verification that always fails
-    monkeypatch.setattr(_fairuse, "_feasible", lambda L, bound, fair_use, tol: False)
+    monkeypatch.setattr(_routes, "feasible", lambda L, bound, fair_use, tol: False)
     with pytest.raises(VerificationError, match="failed verification"):
         FairUseClassifier(encoding="onehot").fit(X, y, groups=g)
     with pytest.warns(FallbackWarning):

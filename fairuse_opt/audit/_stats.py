@@ -51,6 +51,7 @@ __all__ = [
     "delong_pvalues",
     "delong_bound",
     "distinct_columns",
+    "stratified_halves",
 ]
 
 #: Largest number of count entries (resamples x rows) drawn at once.  2**19 entries
@@ -527,3 +528,31 @@ def distinct_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                         for k in range(matrix.shape[1])], dtype=np.int64)
     first = np.array([int(np.flatnonzero(inverse == u)[0]) for u in range(len(seen))], dtype=np.int64)
     return matrix[:, first], inverse
+
+
+def stratified_halves(rng: np.random.Generator, strata: np.ndarray) -> np.ndarray:
+    """Split rows into two halves within every stratum, at random.
+
+    Each stratum of ``m`` rows puts ``floor(m / 2)`` rows in the first half, plus its
+    odd row with probability 1/2, so both halves keep every stratum's share.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    strata : ndarray of int, shape (n,)
+        Stratum of every row.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        ``True`` for the rows of the first half.
+    """
+    strata = np.asarray(strata)
+    first = np.zeros(strata.size, dtype=bool)
+    for s in np.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        rows = rows[rng.permutation(rows.size)]
+        k = rows.size // 2 + int(rows.size % 2 == 1 and rng.random() < 0.5)
+        first[rows[:k]] = True
+    return first

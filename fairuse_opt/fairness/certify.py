@@ -1,0 +1,253 @@
+"""Verification and the certificate, in one place.
+
+Every fitted model is verified on what it *serves*: the raw-scale ``coef_`` and
+``intercept_`` applied to the raw training rows, exactly the arithmetic of
+``decision_function``.  Floating-point rounding of ``intercept + coef . x`` is bounded
+per row (``gamma_{d+1} (|coef| . |x| + |intercept|)``, the standard bound of a dot
+product) and carried into each group's mean loss; a constraint is verified only if it
+holds with room for that rounding twice (in this check and in any recomputation), so a
+verified certificate holds whichever way the predictions are recomputed.  A served form
+that cannot carry the guarantee (features with offsets far larger than their spread)
+fails verification with a message saying so.  Constraints between two bitwise equal
+served models hold exactly and need no room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..certificate import Certificate
+from ..exceptions import MSG_SERVED_PRECISION
+
+__all__ = ["Served", "served_losses", "check_constraints", "build_certificate", "row_scores"]
+
+_U = np.finfo(np.float64).eps / 2
+_CHUNK = 1 << 16
+
+
+@dataclass
+class Served:
+    """The raw training rows a certificate is computed on."""
+
+    X: np.ndarray  # (n, d) raw features as validated
+    codes: np.ndarray  # (n,) group of each row
+    y: np.ndarray
+    w: np.ndarray
+    loss: object
+    n_groups: int
+    feature_names: list
+
+    def offsets(self) -> tuple[list, float]:
+        """Features whose offset dwarfs their spread (rounding of the served form)."""
+        if not self.X.shape[1]:
+            return [], 0.0
+        mean = np.average(self.X, axis=0, weights=self.w)
+        sd = np.sqrt(np.average((self.X - mean) ** 2, axis=0, weights=self.w))
+        ratio = np.abs(mean) / np.maximum(sd, np.finfo(float).tiny)
+        order = np.argsort(-ratio)
+        names = [self.feature_names[j] for j in order[:3] if ratio[j] > 1e3]
+        return names, float(ratio[order[0]])
+
+
+def row_scores(X: np.ndarray, codes: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Score of each row under the model of its code (chunked: no n x d temporary)."""
+    out = np.empty(X.shape[0])
+    for a in range(0, X.shape[0], _CHUNK):
+        b = min(a + _CHUNK, X.shape[0])
+        idx = codes[a:b]
+        out[a:b] = np.einsum("ij,ij->i", X[a:b], coef[idx]) + intercept[idx] if X.shape[1] \
+            else intercept[idx]
+    return out
+
+
+def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
+    """``L[g, r]`` of the served models and a bound ``E[g, r]`` on its rounding error.
+
+    ``coef`` (R, d), ``intercept`` (R,): R served models (R = G reports, or 1 generic).
+    Returns ``(L, E)`` of shape (G, R).
+    """
+    X, codes, y, w, loss = served.X, served.codes, served.y, served.w, served.loss
+    G, R = served.n_groups, coef.shape[0]
+    d = X.shape[1]
+    gamma = (d + 2) * _U / (1 - (d + 2) * _U)
+    tot = np.zeros((G, R))
+    err = np.zeros((G, R))
+    wsum = np.bincount(codes, weights=w, minlength=G)
+    shared = R > 1 and np.all(coef == coef[:1])
+    acoef, aint = np.abs(coef), np.abs(intercept)
+    for a in range(0, X.shape[0], _CHUNK):
+        b = min(a + _CHUNK, X.shape[0])
+        Xc, cc, yc, wc = X[a:b], codes[a:b], y[a:b], w[a:b]
+        if shared:
+            base = Xc @ coef[0] if d else np.zeros(b - a)
+            S = base[:, None] + intercept[None, :]
+            mag = (np.abs(Xc) @ acoef[0] if d else np.zeros(b - a))[:, None] + aint[None, :]
+        else:
+            S = (Xc @ coef.T if d else np.zeros((b - a, R))) + intercept[None, :]
+            mag = (np.abs(Xc) @ acoef.T if d else np.zeros((b - a, R))) + aint[None, :]
+        e = gamma * mag
+        st = loss.stats(yc, np.ones_like(yc))
+        for r in range(R):
+            s = S[:, r]
+            lr = loss.row_loss(yc, s)
+            dl = np.abs(loss.grad(st, s)) * e[:, r] + loss.curvature(st, s) * e[:, r] ** 2
+            tot[:, r] += np.bincount(cc, weights=wc * lr, minlength=G)
+            err[:, r] += np.bincount(cc, weights=wc * dl, minlength=G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tot / wsum[:, None], err / wsum[:, None]
+
+
+def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, same_generic):
+    """Failures (strings) of the requested constraints, with room for rounding."""
+    failures, precision = [], []
+    own = np.diag(L)
+    G = L.shape[0]
+    if "rationality" in fair_use:
+        for g in range(G):
+            slack = L0[g] - margins[g] - own[g]
+            room = 0.0 if (same_generic[g] and margins[g] == 0) else 2 * (E[g, g] + E0[g])
+            if slack < -tol:
+                failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound "
+                                f"{L0[g] - margins[g]:.9g}")
+            elif slack < -tol + room:
+                precision.append(room)
+                failures.append(f"rationality for {keys[g]}: slack {slack:.3g} within the rounding "
+                                f"({room:.2g}) of the served model")
+    if "envy_freeness" in fair_use:
+        for g in range(G):
+            for r in range(G):
+                if r == g:
+                    continue
+                slack = L[g, r] - own[g]
+                room = 0.0 if same_model[g, r] else 2 * (E[g, g] + E[g, r])
+                if slack < -tol:
+                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
+                elif slack < -tol + room:
+                    precision.append(room)
+                    failures.append(f"envy: {keys[g]} vs report {keys[r]}: slack {slack:.3g} within the "
+                                    f"rounding ({room:.2g}) of the served model")
+    return failures, (max(precision) if precision else 0.0)
+
+
+def build_certificate(*, served: Served, coef, intercept, generic_losses, generic_err, generic_coef,
+                      generic_intercept, margins, fair_use, tol, keys, at_boundary, route, solver,
+                      status, iterations, objective, objective_unconstrained, objective_generic, trace,
+                      seconds, attempts, duals=None, start=None, fallback_groups=(), notes=(),
+                      lower_bound=None) -> Certificate:
+    """The certificate of served models ``coef``, ``intercept`` (raw scale)."""
+    G = len(keys)
+    L, E = served_losses(served, coef, intercept)
+    own = np.diag(L).copy()
+    L0, E0 = generic_losses, generic_err
+    same_model = np.array([[bool(np.array_equal(coef[g], coef[r]) and intercept[g] == intercept[r])
+                            for r in range(G)] for g in range(G)])
+    if generic_coef is not None:
+        same_generic = np.array([bool(np.array_equal(coef[g], generic_coef) and intercept[g] == generic_intercept)
+                                 for g in range(G)])
+    else:
+        same_generic = np.zeros(G, dtype=bool)
+    failures, room = check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, same_generic)
+    if room > 0:
+        names, ratio = served.offsets()
+        failures.append(MSG_SERVED_PRECISION.format(err=room, features=names or "none", ratio=ratio))
+    n_rows = np.bincount(served.codes, minlength=G)
+    weight = np.bincount(served.codes, weights=served.w, minlength=G)
+    fb = set(fallback_groups)
+    rows = []
+    for g in range(G):
+        alt = [r for r in range(G) if r != g]
+        best_r = min(alt, key=lambda r: L[g, r]) if alt else None
+        rows.append({
+            "group": keys[g],
+            "n": int(n_rows[g]),
+            "weight": float(weight[g]),
+            "generic_loss": float(L0[g]),
+            "own_loss": float(own[g]),
+            "gain": float(L0[g] - own[g]),
+            "margin": float(margins[g]),
+            "rationality_slack": float(L0[g] - margins[g] - own[g]),
+            "best_alternative": keys[best_r] if best_r is not None else None,
+            "best_alternative_loss": float(L[g, best_r]) if best_r is not None else float("nan"),
+            "envy_slack": float(L[g, best_r] - own[g]) if best_r is not None else float("nan"),
+            "rationality_active": bool("rationality" in fair_use
+                                       and L0[g] - margins[g] - own[g] <= max(1e-6, 10 * tol)),
+            "dual": float(duals.get(g, float("nan"))) if duals else (
+                0.0 if route == "unconstrained-feasible" else float("nan")),
+            "at_set_boundary": bool(at_boundary[g]),
+            "generic_fallback": g in fb,
+        })
+    table = pd.DataFrame(rows)
+    denom = objective_generic - objective_unconstrained
+    kept = (objective_generic - objective) / denom if denom > 1e-12 else float("nan")
+    bound = gap = reach = None
+    if lower_bound is not None and np.isfinite(lower_bound):
+        bound = float(min(lower_bound, objective))
+        gap = float(objective - bound)
+        if denom > 1e-12:
+            reach = float(np.clip((bound - objective_unconstrained) / denom, 0.0, 1.0))
+    return Certificate(table=table, fair_use=tuple(fair_use), route=route, solver=solver, status=status,
+                       iterations=int(iterations or 0), objective=float(objective),
+                       objective_unconstrained=float(objective_unconstrained),
+                       objective_generic=float(objective_generic), gain_kept=float(kept),
+                       trace=[float(t) for t in trace], seconds=float(seconds), verified=not failures,
+                       tolerance=tol, failures=failures, attempts=list(attempts),
+                       notes=list(notes) + ([f"best start: {start}"] if start else []),
+                       objective_lower_bound=bound, optimality_gap=gap, gain_out_of_reach=reach)
+
+
+def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: float) -> list[str]:
+    """See :meth:`fairuse_opt.Certificate.verify`."""
+    from .._validation import check_groups, check_sample_weight, split_group_columns
+
+    fair_use = tuple(cert.fair_use)
+    loss = model._get_loss()
+    classification = hasattr(model, "predict_proba")
+    if classification:
+        yv = np.asarray(y)
+        y01 = (yv == model.classes_[1]).astype(np.float64)
+    else:
+        y01 = np.asarray(y, dtype=np.float64)
+    n = len(y01)
+    w = check_sample_weight(sample_weight, n)
+    index = model.group_index_
+    if index is None or not fair_use:
+        return []
+    _, grp = split_group_columns(X, model.group_cols, groups)
+    codes = index.codes(check_groups(grp, n, fit=False))
+    G = index.n_groups
+    keys = index.keys
+
+    def group_means(row_loss):
+        wsum = np.bincount(codes, weights=w, minlength=G)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(codes, weights=w * row_loss, minlength=G) / wsum
+
+    def losses(pred):
+        return loss.loss_of_prediction(y01, pred)
+
+    def predict(est, **kw):
+        return est.predict_proba(X, **kw) if classification else est.predict(X, **kw)
+
+    L = np.column_stack([group_means(losses(predict(model, report=keys[r]))) for r in range(G)])
+    gen = model.generic_
+    if hasattr(gen, "group_index_"):
+        p0 = predict(gen, groups=grp) if gen.group_index_ is not None else predict(gen)
+    else:
+        Xf = X.drop(columns=list(model.group_cols)) if model.group_cols is not None else X
+        p0 = gen.predict_proba(Xf) if classification else gen.predict(Xf)
+    L0 = group_means(losses(np.asarray(p0, dtype=np.float64)))
+    margins = cert.table["margin"].to_numpy(dtype=np.float64) if "margin" in cert.table else np.zeros(G)
+    present = np.bincount(codes, minlength=G) > 0
+    failures = []
+    own = np.diag(L)
+    for g in np.flatnonzero(present):
+        if "rationality" in fair_use and own[g] > L0[g] - margins[g] + tol:
+            failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound {L0[g] - margins[g]:.9g}")
+        if "envy_freeness" in fair_use:
+            for r in range(G):
+                if r != g and own[g] > L[g, r] + tol:
+                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
+    return failures

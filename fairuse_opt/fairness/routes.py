@@ -1,0 +1,609 @@
+"""Training with fair use by construction: the routes, each a small object.
+
+A fit asks the :class:`~fairuse_opt.problem.Problem` for what it needs and the
+backends for solutions; every candidate is verified in numpy before it is kept.  The
+routes, tried in this order (see ``docs/fair-use-training.md``):
+
+* :class:`Unconstrained` - the fit without guarantees (returned as is when none is
+  asked, and as the global optimum, ``"unconstrained-feasible"``, when it already meets
+  every constraint);
+* :class:`RationalityProgram` - one convex program with the rationality constraints:
+  ``"exact"`` for ``group_reg="set"`` with the intersectional or decoupled encoding (its
+  optimum is envy-free by the block-optimality theorem), ``"convex"`` when only
+  rationality is asked;
+* :class:`RestrictionSequence` - otherwise (``onehot``, or penalised group blocks, with
+  envy-freeness): a sequence of convex restrictions (envy constraints linearised on
+  their concave side, every iterate feasible) from several starts, ``"ccp"``;
+* :class:`Fallback` - margins no model can meet, or no verified point: raise, or serve
+  the generic model (``on_infeasible="generic"``), ``"generic-fallback"``.
+
+Each subproblem goes to the native backend first when it may (``solver="auto"`` or
+``"native"``, no ``constraint_hook``), then to the conic backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import (
+    MSG_FALLBACK,
+    MSG_INFEASIBLE_MARGIN,
+    MSG_LITTLE_GAIN,
+    MSG_LITTLE_GAIN_ONEHOT,
+    MSG_VERIFY_FAILED,
+    FairUseInfeasibleError,
+    FairUseWarning,
+    FallbackWarning,
+    SolverError,
+    VerificationError,
+)
+from ..solvers import native
+from ..solvers.base import NATIVE, Result, Task
+from ..solvers.conic import ConicBackend, raise_failed
+from .certify import Served, build_certificate, row_scores, served_losses
+from .margins import resolve_margins
+
+__all__ = ["FitSetup", "Outcome", "fit", "feasible", "violations"]
+
+logger = logging.getLogger("fairuse_opt.fit")
+
+
+@dataclass
+class FitSetup:
+    """Everything a fair-use fit needs, prepared once by the estimator."""
+
+    problem: Any  # fairuse_opt.problem.Problem
+    keys: list
+    index: Any
+    served: Served
+    to_raw: Any  # (Ws, bs) standardised -> (coef, intercept) raw
+    native: bool  # the native backend may be used
+    native_only: bool
+    solvers: list
+    forms: list
+    solver_options: dict | None
+    conic: ConicBackend | None = None
+
+    def backend(self) -> ConicBackend:
+        if self.conic is None:
+            self.conic = ConicBackend(self.problem, self.solvers, self.forms, self.solver_options)
+        return self.conic
+
+
+@dataclass
+class Outcome:
+    """A route's result: parameters (or served effective models) and how they were found."""
+
+    theta: np.ndarray
+    route: str
+    solver: str | None
+    status: str
+    iterations: int = 1
+    duals: dict | None = None
+    start: str | None = None
+    effective: tuple | None = None
+    fallback_groups: list = field(default_factory=list)
+    margins_override: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+
+
+def violations(L: np.ndarray, bound: np.ndarray, fair_use, tol: float, keys) -> list[str]:
+    """Every requested constraint on the loss matrix ``L[g, r]`` that does not hold."""
+    failures = []
+    own = np.diag(L)
+    if "rationality" in fair_use:
+        for g in np.flatnonzero(own > bound + tol):
+            failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound {bound[g]:.9g}")
+    if "envy_freeness" in fair_use:
+        G = L.shape[0]
+        for g in range(G):
+            for r in range(G):
+                if r != g and own[g] > L[g, r] + tol:
+                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} "
+                                    f"({L[g, r]:.9g} < {own[g]:.9g})")
+    return failures
+
+
+def feasible(L, bound, fair_use, tol) -> bool:
+    """All requested constraints hold on ``L`` (NaN rows of empty groups excepted)."""
+    return not violations(np.nan_to_num(L, nan=0.0), bound, fair_use, tol, list(range(L.shape[0])))
+
+
+# ------------------------------------------------------------------------- routes
+class Unconstrained:
+    """The objective alone, over the common set: Newton in numpy when its solution stays
+    inside the set (then the set is inactive), else a conic backend."""
+
+    name = "unconstrained"
+
+    def run(self, setup: FitSetup, start: np.ndarray) -> Result:
+        prob = setup.problem
+        if setup.native:
+            res = native.newton(prob, start, logger=_newton_logger("unconstrained fit"))
+            if res.status == "optimal" and (prob.set_spec is None or not prob.set_spec.at_boundary(
+                    prob.family, *prob.effective(res.solution)).any()):
+                return res
+            if setup.native_only:
+                theta = prob.set_spec.project_inside(prob.family, res.solution, 0.0) \
+                    if prob.set_spec is not None else res.solution
+                if prob.set_spec is not None:  # the set binds: SLSQP with the set as constraint
+                    res2 = native.slsqp(prob, theta, None, [], 0.0)
+                    if res2.ok:
+                        return res2
+                if res.status == "optimal":
+                    return res
+        if setup.native_only:
+            raise SolverError("the native backend did not converge on the unconstrained fit")
+        rec = setup.backend().solve(Task("unconstrained"))
+        if not rec.ok:
+            raise_failed(rec, "unconstrained fit")
+        return rec
+
+
+class RationalityProgram:
+    """One convex program: objective + one rationality constraint per group."""
+
+    def __init__(self, exact: bool):
+        self.name = "exact" if exact else "convex"
+
+    def run(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts) -> tuple[Outcome | None, bool]:
+        prob = setup.problem
+        if setup.native:
+            # SLSQP (gradients only: O(n d) a step) when it ends at a KKT point, which for
+            # a convex program is the global optimum; else the interior-point method
+            res = native.slsqp(prob, theta_u, bound, [], tol)
+            if res.ok and res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
+                duals, kkt = native.kkt_duals(prob, res.solution, bound, tol, residual=True)
+                if kkt <= 1e-6:
+                    attempts.append(("NATIVE/slsqp", "optimal"))
+                    logger.info("%s program (native SLSQP): objective %.7f in %d iteration(s)", self.name,
+                                prob.objective(res.solution), res.iterations or 0)
+                    return Outcome(res.solution, self.name, NATIVE, "optimal", 1, duals=duals), False
+            attempts.append(("NATIVE/slsqp", "not a KKT point" if res.ok else "failed"))
+            ipm = native.barrier(prob, theta_u, bound=bound - 0.1 * tol, pairs=[], lin_grad=None,
+                                 lin_const=None, rho=1e4)
+            attempts.extend(ipm.attempts)
+            if ipm.status == "optimal" and feasible(prob.loss_matrix(ipm.solution), bound, fair_use, tol):
+                logger.info("%s program (native interior point): objective %.7f in %d iteration(s)",
+                            self.name, prob.objective(ipm.solution), ipm.iterations or 0)
+                return Outcome(ipm.solution, self.name, NATIVE, "optimal", 1, duals=ipm.duals), False
+            if setup.native_only:
+                return None, False
+        infeasible = False
+        for tighten in (0.0, 10 * tol, 100 * tol):
+            rec = setup.backend().solve(Task("rationality", bound=bound - tighten, rationality=True))
+            attempts.extend(rec.attempts)
+            if not rec.ok:
+                infeasible = any(st == "infeasible" for _, st in rec.attempts)
+                return None, infeasible
+            if feasible(prob.loss_matrix(rec.solution), bound, fair_use, tol):
+                logger.info("%s program (%s): objective %.7f", self.name, rec.backend, prob.objective(rec.solution))
+                return Outcome(rec.solution, self.name, rec.backend, rec.status, 1, duals=rec.duals), False
+        logger.info("the %s program's solution did not verify; trying the sequence of restrictions", self.name)
+        return None, False
+
+
+class RestrictionSequence:
+    """The convex-concave procedure from the repaired unconstrained fit and the generic
+    model, each subproblem a convex restriction with penalised slacks (so that it has an
+    interior); a candidate is accepted only if it verifies and lowers the objective,
+    otherwise the step towards it is halved.  Every accepted iterate is feasible."""
+
+    name = "ccp"
+
+    def __init__(self, rho_descent: float = 100.0):
+        self.rho_descent = rho_descent
+
+    def run(self, setup: FitSetup, fair_use, bound, tol, max_iter, theta_u, theta_generic, trace, attempts):
+        prob = setup.problem
+        G = prob.G
+        act = set(prob.active)
+        pairs = ([(g, r) for g in range(G) for r in range(G) if r != g and g in act]
+                 if "envy_freeness" in fair_use else [])
+        rationality = "rationality" in fair_use
+        best = None
+
+        def is_feasible(theta):
+            return feasible(prob.loss_matrix(theta), bound, fair_use, tol)
+
+        def step(theta, rho):
+            task = Task("restriction", bound=bound if rationality else None, pairs=pairs,
+                        rationality=rationality, theta=theta, rho=rho)
+            if pairs:
+                L, E = prob.loss_matrix(theta, jacobian=True)
+                Gp = prob.pair_gradients(E, pairs)
+                task.lin_grad = Gp.toarray() if not setup.native else Gp
+                task.lin_const = np.array([L[g, r] for g, r in pairs]) - np.asarray(Gp @ theta).ravel()
+            if setup.native:
+                res = native.barrier(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
+                                     lin_const=task.lin_const, rho=rho)
+                attempts.extend((f"{s}/ccp", st) for s, st in res.attempts)
+                if res.solution is not None and np.all(np.isfinite(res.solution)):
+                    return res
+                if setup.native_only:
+                    return None
+                if pairs:
+                    task.lin_grad = Gp.toarray()
+            rec = setup.backend().solve(task, per_solver=False, first_usable=True)
+            attempts.extend((f"{s}/ccp", st) for s, st in rec.attempts)
+            return rec if rec.ok else None
+
+        def descend(theta, label, iterations):
+            nonlocal best
+            obj = prob.objective(theta)
+            local_trace = [obj]
+            info = {"solver": None, "status": "start", "iterations": 0, "start": label, "duals": None}
+            for it in range(iterations):
+                rec = step(theta, self.rho_descent)
+                if rec is None:
+                    break
+                cand = rec.solution
+                accepted = None
+                t = 1.0
+                while t >= 1.0 / 64:
+                    trial = theta + t * (cand - theta)
+                    trial_obj = prob.objective(trial)
+                    if trial_obj < obj - 1e-12 and is_feasible(trial):
+                        accepted = (trial, trial_obj)
+                        break
+                    t /= 2
+                if accepted is None:
+                    break
+                improvement = obj - accepted[1]
+                theta, obj = accepted
+                local_trace.append(obj)
+                info = {"solver": rec.backend, "status": rec.status, "iterations": it + 1, "start": label,
+                        "duals": rec.duals if (rationality and t == 1.0) else None}
+                logger.info("ccp from %s: iteration %d, objective %.7f (step %g)", label, it + 1, obj, t)
+                if improvement <= 1e-7 * (1.0 + abs(obj)):
+                    break
+            if is_feasible(theta) and (best is None or obj < best[2]):
+                best = (theta, info, obj, local_trace)
+
+        repaired = self._repair(theta_u, is_feasible, step)
+        if repaired is not None:
+            descend(repaired, "repaired unconstrained fit", max_iter)
+        if is_feasible(theta_generic):
+            # from the generic model the procedure crawls (measured: 86% of the time of a
+            # 300-second fit for no better objective); when the repair worked it gets a few
+            # steps only, enough to show whether its basin is better
+            descend(theta_generic, "generic model", max_iter if repaired is None else min(max_iter, 5))
+        if best is None:
+            return None
+        theta, info, obj, local_trace = best
+        # the hook's terms are cvxpy expressions: no numpy polish then; SLSQP's dense QP
+        # is cubic in the number of constraints: only for a few hundred of them
+        if prob.hook is None and len(pairs) + G <= 600:
+            res = native.slsqp(prob, theta, bound if rationality else None, pairs, tol)
+            if res.ok:
+                p_obj = prob.objective(res.solution)
+                if p_obj < obj - 1e-12 and is_feasible(res.solution):
+                    logger.info("local polish (SLSQP): objective %.7f -> %.7f", obj, p_obj)
+                    theta, obj = res.solution, p_obj
+                    local_trace = local_trace + [p_obj]
+                    info = {**info, "duals": None, "polished": True}
+        trace.extend(local_trace)
+        return Outcome(theta, "ccp", info["solver"], info["status"], info["iterations"],
+                       duals=info.get("duals"), start=info["start"])
+
+    @staticmethod
+    def _repair(theta_u, is_feasible, step, max_rounds=20, rho0=1.0, growth=4.0, rho_max=1e4):
+        """Move the unconstrained fit into the feasible set: restrictions with slacks whose
+        penalty grows geometrically from ``rho0`` and is capped at ``rho_max``; the first
+        verified feasible point, or ``None`` when the slacks do not vanish."""
+        theta, rho = theta_u, rho0
+        for _ in range(max_rounds):
+            rec = step(theta, rho)
+            if rec is None:
+                return None
+            theta = rec.solution
+            if is_feasible(theta):
+                logger.info("repair reached a feasible point (penalty %g)", rho)
+                return theta
+            rho = min(rho * growth, rho_max)
+        return None
+
+
+def _newton_logger(label):
+    def log(step, objective, gnorm):
+        logger.debug("%s: Newton step %d, objective %.9f, gradient %.2e", label, step, objective, gnorm)
+    return log
+
+
+def margin_infeasible(setup: FitSetup, bound, tol) -> list[int]:
+    """Groups whose bound is below the lowest loss they can reach in the family."""
+    prob = setup.problem
+    bad = []
+    for g in prob.active:
+        floor = _floor(setup, g)
+        if floor is not None and floor > bound[g] + tol:
+            bad.append(g)
+    return bad
+
+
+def _floor(setup: FitSetup, g: int) -> float | None:
+    """The lowest mean loss group g can reach (its rows only, the common set, the hook)."""
+    prob = setup.problem
+    if setup.native:
+        sub = _GroupOnly(prob, g)
+        start = np.zeros(prob.p)
+        if prob.set_spec is not None:
+            start = prob.set_spec.project_inside(prob.family, start + _centre(prob), 1e-6)
+            res = native.barrier(sub, start, bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0)
+        else:
+            res = native.newton(sub, start)
+        if res.ok and res.status == "optimal":
+            # the value reached is (up to the solver's accuracy) the floor: claim
+            # infeasibility only with a clear margin
+            return float(res.objective) - 1e-9
+        if setup.native_only:
+            return None
+    rec = setup.backend().solve(Task("floor", floor_of=g))
+    return float(rec.objective) if rec.ok else None
+
+
+def _centre(prob):
+    theta = np.zeros(prob.p)
+    spec = prob.set_spec
+    for i in prob.family.block_intercept:
+        theta[i] = spec.intercept_center
+    for idx in prob.family.block_weights:
+        if len(idx):
+            theta[idx] = spec.coef_center
+    return theta
+
+
+class _GroupOnly:
+    """Group g's own mean loss as an objective (no penalty): the floor problem."""
+
+    def __init__(self, prob, g):
+        self.prob, self.g = prob, g
+        self.p, self.G, self.active = prob.p, prob.G, [g]
+        self.alpha, self.q2 = 0.0, np.zeros(prob.p)
+        self.set_spec, self.family = prob.set_spec, prob.family
+        self.Wg = np.zeros(prob.G)
+        self.Wg[g] = 1.0
+        self.data = type("_Weights", (), {"total_weight": 1.0})()
+
+    def effective_hessians(self, theta):
+        return self.prob.effective_hessians(theta)
+
+    def combine_hessians(self, blocks, weights):
+        H = self.prob.combine_hessians(blocks, weights)
+        H[np.diag_indices_from(H)] += 1e-10  # parameters group g does not use
+        return H
+
+    def penalty(self, theta):
+        return 0.0
+
+    def value_grad(self, theta, grad=True):
+        vals, grads = self.prob.own_losses(theta, grad=True)
+        return float(vals[self.g]), grads[self.g]
+
+    def objective(self, theta):
+        return self.value_grad(theta)[0]
+
+    def own_losses(self, theta, grad=False):
+        return self.prob.own_losses(theta, grad=grad)
+
+    def hessian(self, theta):
+        blocks = self.prob.effective_hessians(theta)
+        w = np.zeros(self.G)
+        w[self.g] = 1.0
+        H = self.prob.combine_hessians(blocks, w)
+        # parameters group g does not use: keep the system regular
+        H[np.diag_indices_from(H)] += 1e-10
+        return H
+
+    def loss_matrix(self, theta, jacobian=False):
+        return self.prob.loss_matrix(theta, jacobian=jacobian)
+
+
+# -------------------------------------------------------------------------- the fit
+def fit(setup: FitSetup, *, fair_use: tuple, theta_generic: np.ndarray, generic_row_loss: np.ndarray,
+        generic_losses: np.ndarray, generic_err: np.ndarray, generic_served: tuple | None, margin: Any,
+        on_infeasible: str, max_iter: int, tol: float, objective_generic: float, start: np.ndarray):
+    """Fit ``setup``'s problem with the requested guarantees and certify what is served.
+
+    Returns ``(theta, coef, intercept, certificate)``: the parameters and the models
+    served to each group (raw scale; with ``on_infeasible="generic"`` some groups may
+    be served the generic model, which ``theta`` alone does not express).
+    """
+    t0 = time.perf_counter()
+    prob = setup.problem
+    keys = setup.keys
+    G = prob.G
+    trace: list[float] = []
+    attempts: list = []
+    state = {}
+
+    def finish(out: Outcome, margins, lower_bound=None):
+        theta = out.theta
+        Ws, bs = prob.effective(theta) if out.effective is None else out.effective
+        coef, intercept = setup.to_raw(Ws, bs)
+        if generic_served is not None and out.fallback_groups:
+            # groups given the generic model are served exactly its coefficients
+            coef[out.fallback_groups], intercept[out.fallback_groups] = generic_served
+        if out.margins_override is not None:
+            margins = out.margins_override
+        at_b = (prob.set_spec.at_boundary(prob.family, Ws, bs) if prob.set_spec is not None
+                else np.zeros(G, dtype=bool))
+        gc, gi = generic_served if generic_served is not None else (None, None)
+        cert = build_certificate(
+            served=setup.served, coef=coef, intercept=intercept, generic_losses=generic_losses,
+            generic_err=generic_err, generic_coef=gc, generic_intercept=gi, margins=margins,
+            fair_use=fair_use, tol=tol, keys=keys, at_boundary=at_b, route=out.route, solver=out.solver,
+            status=out.status, iterations=out.iterations, objective=prob.objective(theta),
+            objective_unconstrained=state.get("obj_u", float("nan")), objective_generic=objective_generic,
+            trace=trace, seconds=time.perf_counter() - t0, attempts=attempts, duals=out.duals,
+            start=out.start, fallback_groups=out.fallback_groups, notes=out.notes, lower_bound=lower_bound)
+        return theta, coef, intercept, cert
+
+    def fallback(reasons, exc_type=VerificationError, message=None):
+        if on_infeasible == "raise":
+            raise exc_type(message or MSG_VERIFY_FAILED.format(failures="; ".join(reasons)))
+        warnings.warn(MSG_FALLBACK.format(groups=list(keys), reason="; ".join(reasons)), FallbackWarning,
+                      stacklevel=5)
+        out = Outcome(theta_generic, "generic-fallback", None, "fallback", 0,
+                      fallback_groups=list(range(G)), margins_override=np.zeros(G), notes=list(reasons))
+        if generic_served is not None:
+            gW, gb = prob.effective(theta_generic)
+            out.effective = (gW, gb)
+        return finish(out, np.zeros(G))
+
+    try:
+        result = _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses, margin,
+                             on_infeasible, max_iter, tol, objective_generic, start, trace, attempts, state)
+    except (FairUseInfeasibleError, SolverError, VerificationError) as exc:
+        if on_infeasible == "raise":
+            raise
+        return fallback([str(exc)])
+    kind = result[0]
+    if kind == "fallback":
+        _, reasons, exc_type, message = result
+        return fallback(reasons, exc_type, message)
+    if kind == "partial":
+        _, groups, why, relaxed, inner = result
+        theta, Ws, bs = inner
+        gW, gb = prob.effective(theta_generic)
+        Ws, bs = Ws.copy(), bs.copy()
+        Ws[groups], bs[groups] = gW[groups], gb[groups]
+        names = [keys[g] for g in groups]
+        out = Outcome(theta, "generic-fallback", None, "fallback", 0, effective=(Ws, bs),
+                      fallback_groups=list(groups), margins_override=relaxed,
+                      notes=[f"margin infeasible for {names}: served the generic model"])
+        theta_f, coef, intercept, cert = finish(out, relaxed)
+        if not cert.verified:
+            return fallback([why] + cert.failures)
+        warnings.warn(MSG_FALLBACK.format(groups=names, reason=why), FallbackWarning, stacklevel=4)
+        return theta_f, coef, intercept, cert
+    _, out, margins, lower_bound = result
+    theta, coef, intercept, cert = finish(out, margins, lower_bound)
+    if fair_use and not cert.verified:
+        return fallback(cert.failures)
+    _warn_little_gain(cert, prob)
+    return theta, coef, intercept, cert
+
+
+def _warn_little_gain(cert, prob) -> None:
+    if cert.route != "ccp" or not np.isfinite(cert.gain_kept) or cert.gain_kept >= 0.5:
+        return
+    reach = 1.0 - cert.gain_out_of_reach if cert.gain_out_of_reach is not None else 1.0
+    if prob.family.encoding == "onehot":
+        reason = MSG_LITTLE_GAIN_ONEHOT
+    else:
+        reason = ("penalised group blocks (group_reg='penalty') shrink towards each other, so groups "
+                  "can prefer another's block; group_reg='set' makes the fit one exact convex program")
+    warnings.warn(MSG_LITTLE_GAIN.format(kept=max(cert.gain_kept, 0.0), reach=reach, reason=reason),
+                  FairUseWarning, stacklevel=5)
+
+
+def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses, margin, on_infeasible,
+                max_iter, tol, objective_generic, start, trace, attempts, state):
+    prob = setup.problem
+    keys = setup.keys
+    G = prob.G
+    # the bounds the fit aims at: the generic losses on the fitting scale (the certificate
+    # checks the served models against the served generic model's losses)
+    codes, w = setup.served.codes, setup.served.w
+    L0 = np.array([np.average(generic_row_loss[codes == g], weights=w[codes == g]) for g in range(G)])
+
+    # 1. the unconstrained fit
+    rec = Unconstrained().run(setup, start)
+    theta_u = rec.solution
+    attempts.extend(rec.attempts)
+    obj_u = prob.objective(theta_u)
+    state["obj_u"] = obj_u
+    logger.info("unconstrained fit: objective %.6f (%s, %s)", obj_u, rec.backend, rec.status)
+    margins = np.zeros(G)
+    if fair_use:
+        served = setup.served
+        coef_u, int_u = setup.to_raw(*prob.effective(theta_u))
+        model_row_loss = served.loss.row_loss(served.y, row_scores(served.X, served.codes, coef_u, int_u))
+        margins = resolve_margins(margin, keys, setup.index, served.codes, served.w, generic_row_loss,
+                                  model_row_loss)
+    bound = L0 - margins
+    if not fair_use:
+        trace.append(obj_u)
+        return "done", Outcome(theta_u, "unconstrained", rec.backend, rec.status, 1), margins, obj_u
+    L_u = prob.loss_matrix(theta_u)
+    if feasible(L_u, bound, fair_use, tol):
+        trace.append(obj_u)
+        logger.info("the unconstrained fit meets every constraint: it is the global optimum")
+        return "done", Outcome(theta_u, "unconstrained-feasible", rec.backend, rec.status, 1), margins, obj_u
+
+    fam = prob.family
+    exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
+    proven_infeasible = False
+    relaxation = None  # (theta, duals) of the rationality program, for the lower bound
+    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
+        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
+        if out is not None:
+            trace.append(prob.objective(out.theta))
+            lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
+            return "done", out, margins, lb
+
+    # 2. margins that some group cannot reach alone
+    if margins.any():
+        bad = margin_infeasible(setup, bound, tol)
+        if bad:
+            names = [keys[g] for g in bad]
+            why = "the required margin exceeds the lowest training loss the model family can reach for them"
+            if on_infeasible == "raise":
+                raise FairUseInfeasibleError(MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why))
+            relaxed = margins.copy()
+            relaxed[bad] = 0.0
+            try:
+                inner = fit(setup, fair_use=fair_use, theta_generic=theta_generic,
+                            generic_row_loss=generic_row_loss, generic_losses=generic_losses,
+                            generic_err=np.zeros(G), generic_served=None, margin=relaxed, on_infeasible="raise",
+                            max_iter=max_iter, tol=tol, objective_generic=objective_generic, start=start)
+            except (FairUseInfeasibleError, SolverError, VerificationError) as exc:
+                return "fallback", [why, str(exc)], FairUseInfeasibleError, None
+            theta_i = inner[0]
+            return "partial", bad, why, relaxed, (theta_i, *prob.effective(theta_i))
+
+    # 3. the sequence of convex restrictions
+    best = None
+    if not (proven_infeasible and margins.any()):
+        best = RestrictionSequence().run(setup, fair_use, bound, tol, max_iter, theta_u, theta_generic,
+                                         trace, attempts)
+    if best is None and margins.any():
+        names = [keys[g] for g in np.flatnonzero(margins > 0)]
+        why = ("each group can reach its margin alone, but no model in the family meets every "
+               "margin at once (the groups share parameters)")
+        return "fallback", [why], FairUseInfeasibleError, MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why)
+    if best is None:
+        return "fallback", ["no start produced a verified feasible point"], VerificationError, None
+    lb = _lower_bound(setup, theta_u, bound if "rationality" in fair_use else None, None, tol)
+    return "done", best, margins, lb
+
+
+def _lower_bound(setup, theta_u, bound, duals, tol) -> float | None:
+    """A lower bound on the objective of every model meeting the constraints.
+
+    The rationality-only program is convex and a relaxation of the problem with
+    envy-freeness: the Lagrangian dual value at its multipliers bounds every feasible
+    objective from below (weak duality).  Without rationality the relaxation is the
+    unconstrained problem.
+    """
+    prob = setup.problem
+    obj_u = prob.objective(theta_u)
+    if bound is None:
+        return obj_u - 1e-12 * max(1.0, abs(obj_u))
+    if prob.set_spec is not None:
+        return None
+    if duals is None:
+        res = native.slsqp(prob, theta_u, bound, [], tol)
+        if not res.ok:
+            return None
+        duals = native.kkt_duals(prob, res.solution, bound, tol)
+        theta_u = res.solution
+    lb = native.lagrangian_bound(prob, theta_u, bound, duals)
+    return lb if np.isfinite(lb) else None

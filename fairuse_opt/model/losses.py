@@ -1,0 +1,239 @@
+"""Losses, one object each.
+
+A loss object carries everything the library needs to know about a loss, and nothing
+else knows it: its value, derivative and curvature in the linear score ``s``, the
+inverse link (score -> prediction), the start value (the best constant score), the
+range of its targets and of its predictions, and its cvxpy atom.  Adding a loss is
+adding one subclass of :class:`Loss`; an estimator uses it by returning it from
+``_get_loss()`` (as scikit-learn's generalised linear models do).
+
+Rows are handled as *merged rows*: rows identical in (features, group) share one
+score, so their losses add up to a function of the score and a few sufficient
+statistics.  For the logistic loss with labels ``y in {0, 1}`` and weights ``w``:
+``sum w_i [log(1 + e^s) - y_i s] = W log(1 + e^s) - W1 s`` with ``W = sum w_i`` and
+``W1 = sum w_i y_i``.  For the squared error:
+``sum w_i (y_i - s)^2 = W s^2 - 2 Wy s + Wyy``.  The same formulas hold for a single
+row (``W = w_i``), so one code path serves merged and unmerged data.  Column 0 of the
+statistics is always the total weight ``W``.
+"""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+from scipy.special import expit
+
+from ..exceptions import MSG_BAD_PREDICTIONS, MSG_TARGET_RANGE, InputError
+
+__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "get_loss"]
+
+
+class Loss:
+    """Interface of a loss of a linear score ``s`` (override every method).
+
+    Attributes
+    ----------
+    name : str
+        Name used in certificates and messages (``"log_loss"``).
+    n_stats : int
+        Number of sufficient statistics per merged row (:meth:`stats`).
+    target_range : tuple of float
+        Closed interval every target must lie in (``(0, 1)`` for labels coded 0/1).
+    prediction_range : tuple of float
+        Closed interval of the predictions (:meth:`inverse_link`); a user-supplied
+        generic model's predictions are checked against it.
+    """
+
+    name = "loss"
+    n_stats = 2
+    target_range = (-np.inf, np.inf)
+    prediction_range = (-np.inf, np.inf)
+
+    # ------------------------------------------------------------ statistics
+    def stats(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Per-row sufficient statistics, an array ``(n, n_stats)``; column 0 is ``w``."""
+        return np.column_stack([w, w * y])
+
+    # --------------------------------------------------------- of the score
+    def row_loss(self, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Unweighted loss of each row."""
+        raise NotImplementedError
+
+    def value(self, stats: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Weighted loss of each merged row."""
+        raise NotImplementedError
+
+    def grad(self, stats: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Derivative of :meth:`value` in ``s``."""
+        raise NotImplementedError
+
+    def curvature(self, stats: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Second derivative of :meth:`value` in ``s`` (non-negative: the loss is convex)."""
+        raise NotImplementedError
+
+    def constant(self, stats: np.ndarray) -> float:
+        """The part of the summed loss that :meth:`cvx` leaves out (0 unless overridden)."""
+        return 0.0
+
+    def cvx(self, stats: np.ndarray, s: cp.Expression) -> cp.Expression:
+        """Sum of :meth:`value` over the given merged rows minus :meth:`constant`, in cvxpy."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------ of a prediction
+    def inverse_link(self, s: np.ndarray) -> np.ndarray:
+        """Prediction (probability, mean) of a score."""
+        raise NotImplementedError
+
+    def link(self, pred: np.ndarray) -> np.ndarray:
+        """Score of a prediction (the inverse of :meth:`inverse_link`)."""
+        raise NotImplementedError
+
+    def loss_of_prediction(self, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        """Unweighted row losses of predictions ``pred`` (for a user's generic model)."""
+        return self.row_loss(y, self.link(pred))
+
+    def start(self, y: np.ndarray, w: np.ndarray) -> float:
+        """The best constant score: a finite start for Newton's method."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- checks
+    def check_target(self, y: np.ndarray) -> None:
+        """Raise :class:`InputError` when a target lies outside :attr:`target_range`."""
+        lo, hi = self.target_range
+        bad = ~((y >= lo) & (y <= hi))
+        if bad.any():
+            raise InputError(MSG_TARGET_RANGE.format(loss=self.name, low=lo, high=hi, n_bad=int(bad.sum()),
+                                                     first=int(np.flatnonzero(bad)[0])))
+
+    def check_predictions(self, pred: np.ndarray, n_rows: int, what: str = "generic") -> np.ndarray:
+        """Predictions of a user's model as a float vector of ``n_rows`` in range, or raise."""
+        lo, hi = self.prediction_range
+        try:
+            arr = np.asarray(pred, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(MSG_BAD_PREDICTIONS.format(what=what, problem="they are not numbers")) from None
+        if arr.ndim != 1 or arr.shape[0] != n_rows:
+            raise InputError(MSG_BAD_PREDICTIONS.format(
+                what=what, problem=f"expected {n_rows} values, one per row; got an array of shape {arr.shape}"))
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise InputError(MSG_BAD_PREDICTIONS.format(
+                what=what, problem=f"{int(bad.sum())} are NaN or infinite (first at row {int(np.flatnonzero(bad)[0])})"))
+        out = (arr < lo) | (arr > hi)
+        if out.any():
+            k = int(np.flatnonzero(out)[0])
+            raise InputError(MSG_BAD_PREDICTIONS.format(
+                what=what, problem=f"{int(out.sum())} lie outside [{lo:g}, {hi:g}] (first: {arr[k]!r} at row {k})"))
+        return arr
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class LogisticLoss(Loss):
+    """Logistic loss (log loss in nats) of a score ``s`` (log-odds); labels 0/1."""
+
+    name = "log_loss"
+    n_stats = 2  # W, W1
+    target_range = (0.0, 1.0)
+    prediction_range = (0.0, 1.0)
+
+    def row_loss(self, y, s):
+        return np.logaddexp(0.0, s) - y * s
+
+    def value(self, stats, s):
+        return stats[:, 0] * np.logaddexp(0.0, s) - stats[:, 1] * s
+
+    def grad(self, stats, s):
+        return stats[:, 0] * expit(s) - stats[:, 1]
+
+    def curvature(self, stats, s):
+        p = expit(s)
+        return stats[:, 0] * p * (1.0 - p)
+
+    def cvx(self, stats, s):
+        return stats[:, 0] @ cp.logistic(s) - stats[:, 1] @ s
+
+    def inverse_link(self, s):
+        return expit(s)
+
+    def link(self, pred):
+        p = np.clip(pred, 1e-15, 1 - 1e-15)
+        return np.log(p) - np.log1p(-p)
+
+    def loss_of_prediction(self, y, pred):
+        """Log loss of probabilities: ``pred`` is P(y = 1) (n,), or both columns (n, 2) of
+        ``predict_proba`` (more accurate near 0 and 1).  Probabilities of exactly 0 or 1
+        are clipped to 1e-15 (as scikit-learn's ``log_loss`` does)."""
+        pred = np.asarray(pred, dtype=np.float64)
+        if pred.ndim == 2:
+            p1 = np.clip(pred[:, 1], 1e-300, 1.0)
+            p0 = np.clip(pred[:, 0], 1e-300, 1.0)
+            return -(y * np.log(p1) + (1 - y) * np.log(p0))
+        p = np.clip(pred, 1e-15, 1 - 1e-15)
+        return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+    def start(self, y, w):
+        m = min(max(float(np.average(y, weights=w)), 1e-6), 1 - 1e-6)
+        return float(np.log(m / (1 - m)))
+
+
+class SquaredLoss(Loss):
+    """Squared error ``(y - s)^2``."""
+
+    name = "squared_error"
+    n_stats = 3  # W, Wy, Wyy
+
+    def stats(self, y, w):
+        return np.column_stack([w, w * y, w * y * y])
+
+    def row_loss(self, y, s):
+        return (y - s) ** 2
+
+    def value(self, stats, s):
+        return stats[:, 0] * s * s - 2.0 * stats[:, 1] * s + stats[:, 2]
+
+    def grad(self, stats, s):
+        return 2.0 * (stats[:, 0] * s - stats[:, 1])
+
+    def curvature(self, stats, s):
+        return 2.0 * stats[:, 0] * np.ones_like(s)
+
+    def cvx(self, stats, s):
+        """``sum W (s - ybar)^2`` (without the constant: see :meth:`constant`).
+
+        Written as one sum of squares, a single second-order cone per group.
+        """
+        W = stats[:, 0]
+        keep = W > 0
+        ybar = np.divide(stats[:, 1], W, out=np.zeros_like(W), where=keep)
+        return cp.sum_squares(cp.multiply(np.sqrt(W), s - ybar))
+
+    def constant(self, stats):
+        """``sum Wyy - Wy^2 / W``: the part of the loss no score can remove."""
+        W = stats[:, 0]
+        keep = W > 0
+        return float(np.sum(stats[keep, 2] - stats[keep, 1] ** 2 / W[keep]))
+
+    def inverse_link(self, s):
+        return np.asarray(s, dtype=np.float64)
+
+    def link(self, pred):
+        return np.asarray(pred, dtype=np.float64)
+
+    def loss_of_prediction(self, y, pred):
+        return (y - pred) ** 2
+
+    def start(self, y, w):
+        return float(np.average(y, weights=w))
+
+
+def get_loss(task: str) -> Loss:
+    """Loss object of a task (``"classification"`` or ``"regression"``)."""
+    return LogisticLoss() if task == "classification" else SquaredLoss()

@@ -1,0 +1,271 @@
+"""The fitting problem, once: family, loss, data, penalty, common set and constraints.
+
+:class:`Problem` is what every backend consumes.  Its numpy methods give the
+objective, its gradient and Hessian, every group's loss under every report (the
+matrix ``L[g, r]``) and its Jacobian; :meth:`Problem.to_cvxpy` compiles the same
+problem (with the requested constraints) to cvxpy.  The native backend and the conic
+backends therefore solve the same object, and a test checks that both agree on values
+and gradients.
+
+Notation: ``theta`` (length ``p``) are the parameters on the standardised scale;
+``eff[r] = M_r @ theta`` is the effective model ``[w_r; b_r]`` served to report ``r``.
+Group g's mean loss under report r is
+``L[g, r] = (1/W_g) sum_{i in g} loss_i(z_i . w_r + b_r)``.  Its gradient in the effective
+coordinates is ``E[g, r] = (1/W_g) sum_i loss_i' [z_i; 1]``; in ``theta`` it is
+``M_r' E[g, r]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..model.family import Family
+from ..model.losses import Loss
+from .data import TrainData
+
+__all__ = ["Problem", "SetSpec"]
+
+
+@dataclass
+class SetSpec:
+    """The common set C of every group block (standardised scale).
+
+    ``|b_g - intercept_center| <= intercept_bound`` and
+    ``||w_g - coef_center||_2 <= coef_bound`` (decoupled only).
+    """
+
+    intercept_center: float
+    intercept_bound: float
+    coef_center: np.ndarray
+    coef_bound: float
+
+    def at_boundary(self, family: Family, Ws: np.ndarray, bs: np.ndarray, rel: float = 1e-6) -> np.ndarray:
+        """Per group: its block (effective intercept ``bs``, weights ``Ws``, standardised
+        scale) touches the set's boundary, within relative ``rel``.  All False for a
+        family without set-constrained blocks."""
+        out = np.zeros(Ws.shape[0], dtype=bool)
+        if not family.uses_set:
+            return out
+        out |= np.abs(bs - self.intercept_center) >= self.intercept_bound * (1 - rel)
+        if family.block_weights and Ws.shape[1]:
+            out |= np.linalg.norm(Ws - self.coef_center[None, :], axis=1) >= self.coef_bound * (1 - rel)
+        return out
+
+    def constraints(self, family: Family, theta: np.ndarray):
+        """Values ``>= 0`` when inside the set and their gradients: ``(c (m,), J (m, p))``."""
+        vals, rows = [], []
+        p = len(theta)
+        for i in family.block_intercept:
+            e = np.zeros(p)
+            e[i] = 1.0
+            vals += [self.intercept_bound - (theta[i] - self.intercept_center),
+                     self.intercept_bound + (theta[i] - self.intercept_center)]
+            rows += [-e, e]
+        for idx in family.block_weights:
+            if len(idx):
+                diff = theta[idx] - self.coef_center
+                e = np.zeros(p)
+                e[idx] = -2 * diff
+                vals.append(self.coef_bound ** 2 - float(diff @ diff))
+                rows.append(e)
+        return np.array(vals), (np.array(rows) if rows else np.zeros((0, p)))
+
+    def project_inside(self, family: Family, theta: np.ndarray, shrink: float = 1e-9) -> np.ndarray:
+        """``theta`` moved (if need be) strictly inside the set, towards its centre."""
+        theta = np.array(theta, dtype=np.float64, copy=True)
+        lim = self.intercept_bound * (1 - shrink)
+        for i in family.block_intercept:
+            theta[i] = self.intercept_center + np.clip(theta[i] - self.intercept_center, -lim, lim)
+        for idx in family.block_weights:
+            if len(idx):
+                diff = theta[idx] - self.coef_center
+                nrm = float(np.linalg.norm(diff))
+                if nrm > self.coef_bound * (1 - shrink):
+                    theta[idx] = self.coef_center + diff * (self.coef_bound * (1 - shrink) / nrm)
+        return theta
+
+
+class Problem:
+    """One family's fitting problem on one data set.
+
+    Parameters
+    ----------
+    family : Family
+    loss : Loss
+    data : TrainData
+    alpha : float
+        Weight of the squared L2 penalty (raw feature scale).
+    scale, mean : ndarray (d,)
+        Standardisation of the features.
+    set_spec : SetSpec, optional
+        The common set of the group blocks (``group_reg="set"``).
+    hook : callable, optional
+        A researcher's ``constraint_hook`` (cvxpy terms: conic backends only).
+    """
+
+    def __init__(self, family: Family, loss: Loss, data: TrainData, *, alpha: float, scale: np.ndarray,
+                 mean: np.ndarray, set_spec: SetSpec | None = None, hook: Callable | None = None,
+                 groups: list | None = None, feature_names: list[str] | None = None):
+        self.family, self.loss, self.data = family, loss, data
+        self.alpha, self.scale, self.mean = float(alpha), scale, mean
+        self.set_spec = set_spec if family.uses_set else None
+        self.hook, self.groups, self.feature_names = hook, groups, feature_names
+        self.q = family.penalty_scale(scale)
+        self.q2 = self.q * self.q
+        G, d, p = family.n_groups, family.n_features, family.n_params
+        self.G, self.d, self.p = G, d, p
+        self.M_all = sp.vstack(family.maps).tocsr() if G else sp.csr_matrix((0, p))  # (G(d+1), p)
+        self.M_all_T = self.M_all.T.tocsr()
+        self.active = [g for g in range(G) if data.group_size(g) > 0]
+        self.Wg = data.group_weight
+        # shared feature weights: every report has the same w (none, onehot, intersectional)
+        self.shared_weights = family.encoding != "decoupled"
+
+    # ----------------------------------------------------------- the model
+    def effective(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Effective models on the standardised scale: ``W`` (G, d), ``b`` (G)."""
+        eff = (self.M_all @ theta).reshape(self.G, self.d + 1)
+        return eff[:, :-1], eff[:, -1]
+
+    def _own_scores(self, g: int, Wf: np.ndarray, bf: np.ndarray) -> np.ndarray:
+        rows = self.data.group_rows[g]
+        return self.data.Z[rows] @ Wf[g] + bf[g]
+
+    def penalty(self, theta: np.ndarray) -> float:
+        return self.alpha * float(np.sum(self.q2 * theta * theta))
+
+    # ---------------------------------------------------------- objective
+    def objective(self, theta: np.ndarray) -> float:
+        """Weighted mean loss + ``alpha`` * penalty, in numpy."""
+        return self.value_grad(theta, grad=False)[0]
+
+    def value_grad(self, theta: np.ndarray, grad: bool = True):
+        """Objective and (optionally) its gradient."""
+        Wf, bf = self.effective(theta)
+        data, loss = self.data, self.loss
+        val = 0.0
+        E = np.zeros((self.G, self.d + 1)) if grad else None
+        for g in self.active:
+            rows = data.group_rows[g]
+            st = data.stats[rows]
+            s = data.Z[rows] @ Wf[g] + bf[g]
+            val += float(loss.value(st, s).sum())
+            if grad:
+                ls = loss.grad(st, s)
+                E[g, :-1] = data.Z[rows].T @ ls
+                E[g, -1] = ls.sum()
+        W = data.total_weight
+        val = val / W + self.penalty(theta)
+        if not grad:
+            return val, None
+        gr = self.M_all_T @ E.ravel() / W + 2 * self.alpha * self.q2 * theta
+        return val, np.asarray(gr).ravel()
+
+    def effective_hessians(self, theta: np.ndarray) -> list:
+        """Per group ``(1/W_g) [Z 1]' diag(loss'') [Z 1]`` (effective coordinates)."""
+        Wf, bf = self.effective(theta)
+        data, out = self.data, []
+        for g in range(self.G):
+            if g not in self.active:
+                out.append(None)
+                continue
+            rows = data.group_rows[g]
+            Z = data.Z[rows]
+            c = self.loss.curvature(data.stats[rows], Z @ Wf[g] + bf[g])
+            H = np.empty((self.d + 1, self.d + 1))
+            Zc = Z * c[:, None]
+            H[:-1, :-1] = Zc.T @ Z
+            H[:-1, -1] = H[-1, :-1] = Zc.sum(axis=0)
+            H[-1, -1] = c.sum()
+            out.append(H / self.Wg[g])
+        return out
+
+    def combine_hessians(self, blocks: list, weights: np.ndarray) -> np.ndarray:
+        """``sum_g weights[g] * M_g' blocks[g] M_g`` (dense p x p)."""
+        k = self.d + 1
+        diag = sp.block_diag([(weights[g] * blocks[g]) if blocks[g] is not None else np.zeros((k, k))
+                              for g in range(self.G)], format="csr")
+        H = self.M_all_T @ diag @ self.M_all
+        return np.asarray(H.todense())
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """Hessian of the objective (dense p x p)."""
+        blocks = self.effective_hessians(theta)
+        H = self.combine_hessians(blocks, self.Wg / self.data.total_weight)
+        H[np.diag_indices_from(H)] += 2 * self.alpha * self.q2
+        return H
+
+    # --------------------------------------------------------- group losses
+    def own_losses(self, theta: np.ndarray, grad: bool = False):
+        """Mean loss of each group under its own report ``(G,)`` and, with ``grad``, their
+        gradients in ``theta`` ``(G, p)`` (dense).  Empty groups: NaN and zeros."""
+        Wf, bf = self.effective(theta)
+        data, loss = self.data, self.loss
+        vals = np.full(self.G, np.nan)
+        E = np.zeros((self.G, self.G * (self.d + 1))) if grad else None
+        k = self.d + 1
+        for g in self.active:
+            rows = data.group_rows[g]
+            st = data.stats[rows]
+            s = data.Z[rows] @ Wf[g] + bf[g]
+            vals[g] = float(loss.value(st, s).sum()) / self.Wg[g]
+            if grad:
+                ls = loss.grad(st, s) / self.Wg[g]
+                E[g, g * k:g * k + k - 1] = data.Z[rows].T @ ls
+                E[g, g * k + k - 1] = ls.sum()
+        if not grad:
+            return vals
+        return vals, np.asarray((self.M_all_T @ E.T).T)
+
+    def loss_matrix(self, theta: np.ndarray, jacobian: bool = False):
+        """``L[g, r]`` (G, G): group g's mean loss when its rows report r.
+
+        With ``jacobian``, also ``E`` (G, G, d+1): the gradient of ``L[g, r]`` in the
+        effective coordinates of report r (see :meth:`pair_gradients`).
+        """
+        return self.loss_matrix_of(*self.effective(theta), jacobian=jacobian)
+
+    def loss_matrix_of(self, Wf: np.ndarray, bf: np.ndarray, jacobian: bool = False):
+        """:meth:`loss_matrix` for given effective models (standardised scale)."""
+        data, loss, G = self.data, self.loss, self.G
+        L = np.full((G, G), np.nan)
+        E = np.zeros((G, G, self.d + 1)) if jacobian else None
+        shared = self.shared_weights or G == 1 or np.all(Wf == Wf[:1])
+        for g in self.active:
+            rows = data.group_rows[g]
+            Z, st = data.Z[rows], data.stats[rows]
+            if shared:
+                S = (Z @ Wf[0])[:, None] + bf[None, :]  # O(n_g d + n_g G)
+            else:
+                S = Z @ Wf.T + bf[None, :]  # O(n_g d G)
+            # loss.value works on merged rows, one report at a time (columns of S)
+            L[g] = np.array([loss.value(st, S[:, r]).sum() for r in range(G)]) / self.Wg[g]
+            if jacobian:
+                Ls = np.column_stack([loss.grad(st, S[:, r]) for r in range(G)]) / self.Wg[g]
+                E[g, :, :-1] = (Z.T @ Ls).T
+                E[g, :, -1] = Ls.sum(axis=0)
+        return (L, E) if jacobian else L
+
+    def pair_gradients(self, E: np.ndarray, pairs: list[tuple[int, int]]) -> sp.csr_matrix:
+        """Gradients in ``theta`` of ``L[g, r]`` for the given pairs, a sparse ``(K, p)``."""
+        K, k = len(pairs), self.d + 1
+        if K == 0:
+            return sp.csr_matrix((0, self.p))
+        g_idx = np.array([g for g, _ in pairs])
+        r_idx = np.array([r for _, r in pairs])
+        vals = E[g_idx, r_idx]  # (K, k)
+        rows = np.repeat(np.arange(K), k)
+        cols = (r_idx[:, None] * k + np.arange(k)[None, :]).ravel()
+        S = sp.csr_matrix((vals.ravel(), (rows, cols)), shape=(K, self.G * k))
+        return (S @ self.M_all).tocsr()
+
+    # ---------------------------------------------------------- the compiler
+    def to_cvxpy(self, **kw):
+        """This problem as a cvxpy program (see :class:`fairuse_opt.problem.cvx.Program`)."""
+        from .cvx import Program
+
+        return Program(self, **kw)

@@ -1,0 +1,232 @@
+"""The conic backends (CLARABEL, ECOS, SCS) through cvxpy: tolerances, statuses, retries.
+
+:func:`solve` tries the requested solvers in order and returns the first *usable*
+result: status ``optimal``, or ``optimal_inaccurate`` when no solver in the list
+reaches ``optimal`` (that result is kept, flagged, and always re-verified in numpy by
+the caller).  Solver exceptions are wrapped; they never leak raw.  A Ctrl-C during a
+solve raises :class:`KeyboardInterrupt` (ECOS catches the signal itself and would
+otherwise return its current iterate).
+
+:class:`ConicBackend` compiles a :class:`~fairuse_opt.problem.Problem` task to cvxpy
+(once per task shape and form; parameters change between solves) and solves it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+
+import cvxpy as cp
+import numpy as np
+
+from ..exceptions import MSG_SOLVER_FAILED, MSG_SOLVER_UNKNOWN, InputError, SolverError
+from .base import CONIC_SOLVERS, Result, Task
+
+__all__ = ["solve", "solver_order", "ConicBackend", "DEFAULT_OPTIONS", "raise_failed"]
+
+#: Tolerances one order tighter than the solvers' defaults (the fair-use check is done
+#: at 1e-7 in numpy afterwards); 1e-10 made both Clarabel and ECOS stop at
+#: "optimal_inaccurate" on ordinary problems.
+DEFAULT_OPTIONS = {
+    "CLARABEL": {"tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9, "tol_feas": 1e-9, "max_iter": 200},
+    "ECOS": {"abstol": 1e-9, "reltol": 1e-9, "feastol": 1e-9, "max_iters": 200},
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
+}
+
+_ECOS_SIGINT = -5  # ECOS exit flag: interrupted by a signal
+
+
+def solver_order(solver: str, task: str = "classification") -> list[str]:
+    """Conic solvers to try, first the requested one, then the others as fallbacks.
+
+    ``"auto"`` (and ``"native"``, whose fallback this is): ECOS first for the logistic
+    loss (exponential cones), Clarabel first for the squared error (it takes the
+    quadratic objective directly).  Measured in ``benchmarks/results/solvers.md``: on
+    logistic problems ECOS never failed while Clarabel raised on the exact fair-use
+    program at n = 5,000 and on many steps of the sequence of restrictions.
+    """
+    installed = set(cp.installed_solvers())
+    if solver.lower() in ("auto", "native"):
+        first = "ECOS" if task == "classification" else "CLARABEL"
+        if first not in installed:
+            first = "CLARABEL"
+    else:
+        first = solver.upper()
+        if first not in CONIC_SOLVERS or first not in installed:
+            raise InputError(MSG_SOLVER_UNKNOWN.format(
+                solver=solver, installed=sorted(set(CONIC_SOLVERS) & installed)))
+    # SCS is a fallback only when asked for: its first-order accuracy rarely passes the
+    # 1e-7 verification, and at tight tolerances it runs for minutes.
+    rest = [s for s in ("CLARABEL", "ECOS") if s != first and s in installed]
+    return [first] + rest
+
+
+@contextlib.contextmanager
+def _interrupt_guard(name: str):
+    """Turn a Ctrl-C that a solver swallowed into :class:`KeyboardInterrupt`."""
+    if name != "ECOS":
+        yield
+        return
+    import ecos
+
+    real = ecos.solve
+    interrupted = []
+
+    def guarded(*args, **kw):
+        out = real(*args, **kw)
+        if isinstance(out, dict) and out.get("info", {}).get("exitFlag") == _ECOS_SIGINT:
+            interrupted.append(True)
+            raise KeyboardInterrupt("ECOS was interrupted")
+        return out
+
+    ecos.solve = guarded
+    try:
+        yield
+    finally:
+        ecos.solve = real
+    if interrupted:  # pragma: no cover - raised above already
+        raise KeyboardInterrupt
+
+
+def _attempt(problem: cp.Problem, name: str, opts: dict) -> str:
+    """One solve; returns cvxpy's status or ``"error: ..."``."""
+    try:
+        with warnings.catch_warnings(), _interrupt_guard(name):
+            warnings.simplefilter("ignore")
+            problem.solve(solver=name, **opts)
+        return str(problem.status)
+    except KeyboardInterrupt:
+        raise
+    except (cp.error.SolverError, ValueError, ArithmeticError, KeyError, IndexError) as exc:
+        return f"error: {type(exc).__name__}: {str(exc)[:120]}"
+
+
+def solve(problem: cp.Problem, solvers: list[str], options: dict | None = None,
+          accept_inaccurate: bool = True, first_usable: bool = False) -> Result:
+    """Solve ``problem`` with the first solver in ``solvers`` that reaches ``optimal``.
+
+    Each solver is tried with the tight :data:`DEFAULT_OPTIONS` and, when it stops at
+    ``optimal_inaccurate`` or fails, once more with its own default tolerances.  When
+    no attempt reaches ``optimal``, the first ``optimal_inaccurate`` solution is
+    restored and returned (the caller verifies it).  With ``first_usable`` (steps of a
+    sequence whose every iterate is verified in numpy anyway) an ``optimal_inaccurate``
+    result is returned at once.
+    """
+    rec = Result()
+    fallback = None
+    t0 = time.perf_counter()
+
+    def done(name, status):
+        rec.backend, rec.status = name, status
+        rec.objective = float(problem.value)
+        rec.iterations = _iterations(problem)
+        rec.seconds = time.perf_counter() - t0
+        rec.solution = _theta_value(problem)
+        return rec
+
+    for name in solvers:
+        user = (options or {}).get(name, {})
+        tight = {**DEFAULT_OPTIONS.get(name, {}), **user}
+        for label, opts in (("", tight), ("/default-tol", user)):
+            status = _attempt(problem, name, opts)
+            rec.attempts.append((name + label, status))
+            if status == "optimal":
+                return done(name, status)
+            if status == "optimal_inaccurate" and first_usable:
+                return done(name, status)
+            if status == "optimal_inaccurate" and accept_inaccurate and fallback is None:
+                fallback = (name, status, float(problem.value), _iterations(problem),
+                            [None if v.value is None else np.array(v.value, copy=True)
+                             for v in problem.variables()])
+            if status == "infeasible":
+                break  # a certificate of infeasibility: no need to retry at looser tolerances
+    rec.seconds = time.perf_counter() - t0
+    if fallback is not None:
+        name, status, obj, iters, values = fallback
+        for v, val in zip(problem.variables(), values):
+            v.value = val
+        rec.backend, rec.status, rec.objective, rec.iterations = name, status, obj, iters
+        rec.solution = _theta_value(problem)
+    return rec
+
+
+def _theta_value(problem: cp.Problem):
+    for v in problem.variables():
+        if v.name() == "theta":
+            return None if v.value is None else np.asarray(v.value, dtype=np.float64).copy()
+    return None
+
+
+def raise_failed(rec: Result, context: str = ""):
+    """Raise a :class:`SolverError` describing every attempt of ``rec``."""
+    attempts = "; ".join(f"{s}: {st}" for s, st in rec.attempts) or "no solver tried"
+    raise SolverError(MSG_SOLVER_FAILED.format(attempts=(context + ": " if context else "") + attempts))
+
+
+def _iterations(problem: cp.Problem) -> int | None:
+    stats = problem.solver_stats
+    return None if stats is None else stats.num_iters
+
+
+class ConicBackend:
+    """A :class:`~fairuse_opt.problem.Problem`'s tasks, compiled to cvxpy and solved.
+
+    Programs are cached per task shape and form, so a sequence of restrictions
+    compiles once (only ``cp.Parameter`` values change).
+    """
+
+    def __init__(self, problem, solvers: list[str], forms: list[str], options: dict | None = None):
+        self.problem, self.solvers, self.forms, self.options = problem, list(solvers), list(forms), options
+        self._programs: dict = {}
+
+    def program(self, task: Task, form: str):
+        key = (task.kind, task.rationality, tuple(task.pairs), task.rho is not None, task.floor_of, form)
+        if key not in self._programs:
+            self._programs[key] = self.problem.to_cvxpy(
+                form=form, rationality=task.rationality or task.kind == "rationality",
+                envy_pairs=task.pairs, repair=task.rho is not None, floor_of=task.floor_of)
+        prog = self._programs[key]
+        if prog.rhs is not None and task.bound is not None:
+            prog.rhs.value = np.asarray(task.bound, dtype=np.float64)
+        if task.pairs:
+            prog.set_linearisation(task.lin_grad, task.lin_const)
+        if prog.rho is not None and task.rho is not None:
+            prog.rho.value = float(task.rho)
+        return prog
+
+    def solve(self, task: Task, *, per_solver: bool = True, first_usable: bool = False) -> Result:
+        """Solve ``task``: every solver (and, for each, every form) until ``optimal``.
+
+        ``per_solver=False`` (steps of a sequence): for each form, all solvers at once,
+        the first usable result returned.
+        """
+        attempts, usable, last = [], None, None
+        if not per_solver:
+            for form in self.forms:
+                prog = self.program(task, form)
+                rec = solve(prog.problem, self.solvers, self.options, first_usable=first_usable)
+                attempts += [(f"{s}/{form}", st) for s, st in rec.attempts]
+                rec.attempts, rec.program = attempts, prog
+                if rec.ok:
+                    rec.duals = prog.rationality_duals() if prog.rationality else None
+                    return rec
+                last = rec
+            return last
+        for solver in self.solvers:
+            for form in self.forms:
+                prog = self.program(task, form)
+                rec = solve(prog.problem, [solver], self.options)
+                attempts += [(f"{s}/{form}", st) for s, st in rec.attempts]
+                rec.attempts, rec.program = attempts, prog
+                if rec.status == "optimal":
+                    rec.duals = prog.rationality_duals() if prog.rationality else None
+                    return rec
+                if rec.ok and usable is None:
+                    usable = (rec, prog.rationality_duals() if prog.rationality else None)
+                last = rec
+        if usable is not None:
+            rec, duals = usable
+            rec.attempts, rec.duals = attempts, duals
+            return rec
+        return last

@@ -1,0 +1,399 @@
+"""The native backend: numpy methods on the small parameter vector.
+
+Every problem of a fit is smooth and convex (or a sequence of convex ones) in a
+parameter vector of a few dozen entries whatever the number of rows, so second-order
+methods on that vector converge in a handful of steps of ``O(n d)`` (gradients) or
+``O(n d^2)`` (Hessians) work each, and need no copy of the data:
+
+* :func:`newton` - the unconstrained problems (damped Newton, backtracking);
+* :func:`slsqp` - the rationality program (scipy's SLSQP with exact gradients; a KKT
+  point of a convex program is its global optimum), duals by :func:`kkt_duals`;
+* :func:`barrier` - one convex restriction of the envy constraints with penalised
+  slacks (a primal log-barrier method whose Newton system is reduced to ``p x p``:
+  the slacks are eliminated in closed form);
+* :func:`lagrangian_bound` - the Lagrangian dual value of the rationality program, a
+  rigorous lower bound on every objective that meets rationality.
+
+Each returns a :class:`~fairuse_opt.solvers.base.Result`; the routes verify every
+result in numpy before using it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+from .base import NATIVE, Result
+
+__all__ = ["newton", "slsqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
+
+
+def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    p = len(g)
+    reg = 1e-12 * (np.trace(H) / max(p, 1) + 1e-300)
+    try:
+        return cho_solve(cho_factor(H + reg * np.eye(p)), g)
+    except (LinAlgError, ValueError):
+        return np.linalg.lstsq(H + reg * np.eye(p), g, rcond=None)[0]
+
+
+def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
+           logger=None) -> Result:
+    """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
+
+    Converged when the largest gradient entry is below ``gtol``, or below
+    ``1000 * gtol`` with a Newton decrement float64 cannot resolve in the objective;
+    each step is kept only if it does not raise the objective.  ``weights`` (G,)
+    re-weights the groups' mean losses (the Lagrangian of :func:`lagrangian_bound`).
+    """
+    t0 = time.perf_counter()
+    theta = np.asarray(theta, dtype=np.float64).copy()
+    fg = _weighted(problem, weights)
+    p = len(theta)
+    current, grad = fg(theta)
+    gnorm = np.inf
+    status = "not converged"
+    step = 0
+    for step in range(max_steps + 1):
+        gnorm = float(np.max(np.abs(grad))) if p else 0.0
+        if gnorm <= gtol:
+            status = "optimal"
+            break
+        if step == max_steps:
+            break
+        H = _weighted_hessian(problem, theta, weights)
+        delta = _solve_sym(H, grad)
+        # the predicted decrease (half the Newton decrement) is below what float64 can
+        # resolve in the objective: nothing is left to gain, the point is optimal
+        if 0 <= grad @ delta <= 1e-15 * max(1.0, abs(current)) and gnorm <= 1e3 * gtol:
+            status = "optimal"
+            break
+        t = 1.0
+        while t > 1e-6:
+            cand = theta - t * delta
+            val, cand_grad = fg(cand)
+            if np.isfinite(val) and val <= current:
+                break
+            t /= 2
+        else:
+            break
+        theta, current, grad = cand, val, cand_grad
+        if logger is not None:
+            logger(step + 1, current, gnorm)
+    return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
+                  seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)])
+
+
+def _weighted(problem, weights):
+    if weights is None:
+        return problem.value_grad
+
+    def fg(theta):
+        vals, grads = problem.own_losses(theta, grad=True)
+        act = problem.active
+        v = float(np.dot(weights[act], vals[act])) + problem.penalty(theta)
+        g = weights[act] @ grads[act] + 2 * problem.alpha * problem.q2 * theta
+        return v, g
+    return fg
+
+
+def _weighted_hessian(problem, theta, weights):
+    if weights is None:
+        return problem.hessian(theta)
+    H = problem.combine_hessians(problem.effective_hessians(theta), weights)
+    H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
+    return H
+
+
+def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pairs, shrink: float = 0.0):
+    """Values ``>= 0`` when satisfied, and their gradients, of every constraint:
+    rationality ``bound_g - L_g(own)``, envy ``L_g(r) - L_g(own)`` (both tightened by
+    ``shrink``), and the common set.  Returns ``(values, jacobian, kinds)``."""
+    own, own_grad = problem.own_losses(theta, grad=True)
+    vals, jacs, kinds = [], [], []
+    act = problem.active
+    if bound is not None:
+        for g in act:
+            vals.append(bound[g] - shrink - own[g])
+            jacs.append(-own_grad[g])
+            kinds.append(("rationality", g))
+    if pairs:
+        L, E = problem.loss_matrix(theta, jacobian=True)
+        Gp = problem.pair_gradients(E, pairs).toarray()
+        for k, (g, r) in enumerate(pairs):
+            vals.append(L[g, r] - own[g] - shrink)
+            jacs.append(Gp[k] - own_grad[g])
+            kinds.append(("envy", (g, r)))
+    if problem.set_spec is not None:
+        sv, sj = problem.set_spec.constraints(problem.family, theta)
+        vals += list(sv)
+        jacs += list(sj)
+        kinds += [("set", j) for j in range(len(sv))]
+    p = len(theta)
+    return np.array(vals), (np.array(jacs) if jacs else np.zeros((0, p))), kinds
+
+
+def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
+          max_iter: int = 300) -> Result:
+    """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
+
+    Exact gradients of the objective and of every group loss; the fair-use constraints
+    are tightened by ``0.1 * tol`` so that a point on their boundary verifies at
+    ``tol``.  Status ``"failed"`` when SLSQP raised or returned non-finite values.
+    """
+    from scipy.optimize import minimize
+
+    t0 = time.perf_counter()
+    cache: dict = {}
+
+    def cons(theta):
+        key = theta.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = constraint_values(problem, theta, bound, pairs, 0.1 * tol)
+        return cache[key]
+
+    constraints = []
+    if bound is not None or pairs or problem.set_spec is not None:
+        constraints = [{"type": "ineq", "fun": lambda t: cons(t)[0], "jac": lambda t: cons(t)[1]}]
+    try:
+        res = minimize(problem.value_grad, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
+                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14})
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
+                      seconds=time.perf_counter() - t0)
+    if not np.all(np.isfinite(res.x)):
+        return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
+                      seconds=time.perf_counter() - t0)
+    status = "optimal" if res.success else "not converged"
+    return Result(backend=NATIVE, status=status, solution=res.x, objective=float(res.fun),
+                  iterations=int(res.nit), seconds=time.perf_counter() - t0,
+                  attempts=[("NATIVE/slsqp", status)])
+
+
+def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residual: bool = False):
+    """Multipliers of the rationality constraints at a solution, from the KKT
+    conditions: non-negative least squares of ``grad f`` on the gradients of the
+    active constraints (rationality and common set).  Inactive constraints get 0.
+
+    With ``residual``, also the relative norm of ``grad f - sum_k lambda_k grad c_k``:
+    near zero at a KKT point, which for a convex program is its global optimum.
+    """
+    from scipy.optimize import nnls
+
+    _, grad = problem.value_grad(theta)
+    vals, jacs, kinds = constraint_values(problem, theta, bound, [], 0.0)
+    active = np.flatnonzero(vals <= max(1e-6, 100 * tol))
+    duals = {g: 0.0 for kind, g in kinds if kind == "rationality"}
+    res = float(np.linalg.norm(grad))
+    if len(active):
+        # min f s.t. c(theta) >= 0:  grad f = sum_k lambda_k grad c_k,  lambda >= 0
+        lam, res = nnls(jacs[active].T, grad)
+        for k, j in enumerate(active):
+            kind, g = kinds[j]
+            if kind == "rationality":
+                duals[g] = float(lam[k])
+    if residual:
+        return duals, float(res) / max(1.0, float(np.linalg.norm(grad)))
+    return duals
+
+
+def lagrangian_bound(problem, theta: np.ndarray, bound: np.ndarray, duals: dict) -> float:
+    """A lower bound on the optimum of ``min f s.t. L_g(theta, g) <= bound_g``.
+
+    Weak duality: for any ``lambda >= 0``,
+    ``min_theta f(theta) + sum_g lambda_g (L_g(theta, g) - bound_g)`` is at most the
+    optimum.  The inner problem is the objective with group g's rows re-weighted by
+    ``1 + lambda_g W / W_g``, solved by Newton from ``theta``.  Needs a family without
+    a common set (the set would have to stay a constraint of the inner problem); NaN
+    when Newton does not converge.  Duals equal to zero give the unconstrained optimum.
+    """
+    if problem.set_spec is not None:
+        return float("nan")
+    lam = np.array([max(0.0, float(duals.get(g, 0.0))) for g in range(problem.G)])
+    W = problem.data.total_weight
+    weights = problem.Wg / W + lam
+    res = newton(problem, theta, weights=weights)
+    if res.status != "optimal":
+        return float("nan")
+    act = problem.active
+    value = res.objective - float(np.dot(lam[act], bound[act]))
+    # Newton stops at a gradient ~1e-10: the inner minimum is below the value reached
+    # by at most |g|^2 / (2 mu); mu >= 2 alpha min q2 > 0 is not available in general,
+    # so take a conservative float64 allowance
+    return float(value - 1e-12 * max(1.0, abs(value)))
+
+
+# ------------------------------------------------------ the interior-point method
+def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin_grad, lin_const,
+            rho: float, tol: float = 1e-10, max_iter: int = 80, mu: float = 10.0) -> Result:
+    """One convex restriction with penalised slacks, by a primal-dual interior-point method::
+
+        minimise  f(theta) + rho * sum_k s_k
+        subject to L_g(k)(theta, own) - rhs_k(theta) <= s_k,  s_k >= 0,   theta in C
+
+    where ``rhs_k`` is the rationality bound ``bound_g`` or the linearisation
+    ``lin_const_k + lin_grad_k . theta`` of ``L_g(theta, r)`` (``pairs[k] = (g, r)``).
+    The slacks make any start strictly feasible.  The Newton system in ``(theta, s)`` is
+    reduced to ``p x p`` (the slack block is diagonal and eliminated in closed form);
+    only the groups' own-report losses are non-linear, so each step costs ``O(n d^2)``
+    (their Hessians, in the effective coordinates) and each line-search trial ``O(n d)``.
+    Boyd & Vandenberghe, *Convex Optimization*, section 11.7.
+    """
+    t0 = time.perf_counter()
+    G = problem.G
+    act = problem.active
+    grp, const = [], []
+    if bound is not None:
+        grp += list(act)
+        const += [float(bound[g]) for g in act]
+    n_rat = len(grp)
+    grp += [g for g, _ in pairs]
+    grp = np.array(grp, dtype=np.int64)
+    K = len(grp)
+    p = problem.p
+    A_lin = (sp.vstack([sp.csr_matrix((n_rat, p)), sp.csr_matrix(lin_grad)]).tocsr() if pairs
+             else sp.csr_matrix((n_rat, p)))
+    c_lin = np.concatenate([np.array(const, dtype=np.float64),
+                            np.asarray(lin_const if pairs else [], dtype=np.float64)])
+    sel = sp.csr_matrix((np.ones(K), (np.arange(K), grp)), shape=(K, G))
+    spec = problem.set_spec
+    fam = problem.family
+    wg = problem.Wg / problem.data.total_weight
+    box = list(fam.block_intercept) if spec is not None else []
+    balls = [idx for idx in fam.block_weights if len(idx)] if spec is not None else []
+
+    theta = spec.project_inside(fam, theta0, 1e-6) if spec is not None else np.array(theta0, dtype=np.float64)
+
+    def own_of(th, grad):
+        out = problem.own_losses(th, grad=grad)
+        if grad:
+            return np.where(np.isnan(out[0]), 0.0, out[0]), out[1]
+        return np.where(np.isnan(out), 0.0, out)
+
+    def cons(th, s_, own):
+        """Values of every constraint (all must be < 0): slack rows, slacks, set."""
+        h = own[grp] - c_lin - A_lin @ th
+        parts = [h - s_, -s_]
+        if box:
+            x = th[box] - spec.intercept_center
+            parts += [x - spec.intercept_bound, -x - spec.intercept_bound]
+        for idx in balls:
+            v = th[idx] - spec.coef_center
+            parts.append(np.array([float(v @ v) - spec.coef_bound ** 2]))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def objective(th, s_, own):
+        return float(np.dot(wg[act], own[act])) + problem.penalty(th) + rho * float(s_.sum())
+
+    own = own_of(theta, False)
+    h0 = own[grp] - c_lin - A_lin @ theta
+    s = np.maximum(h0, 0.0) + 1e-2
+    lam_a = np.full(K, rho / 2)
+    lam_b = np.full(K, rho / 2)
+    m_set = 2 * len(box) + len(balls)
+    fv = cons(theta, s, own)
+    lam_c = np.full(m_set, 1e-3) / np.maximum(-fv[2 * K:], 1e-12) * 1e-3 if m_set else np.zeros(0)
+    m = 2 * K + m_set
+    status, it = "not converged", 0
+
+    def residuals(th, s_, la, lb, lc, t, own, og, fv):
+        A = sel @ sp.csr_matrix(og) - A_lin
+        gf = wg[act] @ og[act] + 2 * problem.alpha * problem.q2 * th
+        r_th = gf + A.T @ la
+        if box:
+            r_th[box] += lc[:len(box)] - lc[len(box):2 * len(box)]
+        for j, idx in enumerate(balls):
+            r_th[idx] += lc[2 * len(box) + j] * 2 * (th[idx] - spec.coef_center)
+        r_s = rho - la - lb
+        lam = np.concatenate([la, lb, lc])
+        r_cent = -lam * fv - 1.0 / t
+        return np.asarray(r_th).ravel(), r_s, r_cent, A, gf
+
+    for it in range(1, max_iter + 1):
+        own, og = own_of(theta, True)
+        fv = cons(theta, s, own)
+        lam = np.concatenate([lam_a, lam_b, lam_c])
+        eta = float(-fv @ lam)
+        t = mu * m / max(eta, 1e-300)
+        r_th, r_s, r_cent, A, gf = residuals(theta, s, lam_a, lam_b, lam_c, t, own, og, fv)
+        r_dual = np.sqrt(r_th @ r_th + r_s @ r_s)
+        if eta <= tol * max(1.0, abs(objective(theta, s, own))) and r_dual <= 1e-9:
+            status = "optimal"
+            break
+        ra = -fv[:K]  # s - h > 0
+        sb = -fv[K:2 * K]  # s > 0
+        dA, dB = lam_a / ra, lam_b / sb
+        # Hessian of the Lagrangian in theta, plus the reduced rank-one terms
+        cw = wg + np.asarray(sel.T @ lam_a).ravel()
+        H = problem.combine_hessians(problem.effective_hessians(theta), cw)
+        H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
+        H += np.asarray((A.T @ sp.diags(dA * dB / (dA + dB)) @ A).todense())
+        # barrier gradient / t
+        b_th = -(gf + A.T @ (1.0 / (t * ra)))
+        b_s = -(rho - 1.0 / (t * ra) - 1.0 / (t * sb))
+        if m_set:
+            fc = -fv[2 * K:]
+            lc_over = lam_c / fc
+            nb = len(box)
+            for j, i in enumerate(box):
+                H[i, i] += lc_over[j] + lc_over[nb + j]
+                b_th[i] -= 1.0 / (t * fc[j]) - 1.0 / (t * fc[nb + j])
+            for j, idx in enumerate(balls):
+                v = theta[idx] - spec.coef_center
+                k = 2 * nb + j
+                H[np.ix_(idx, idx)] += 2 * lam_c[k] * np.eye(len(idx)) + lc_over[k] * 4 * np.outer(v, v)
+                b_th[idx] -= 2 * v / (t * fc[k])
+        b_th = np.asarray(b_th).ravel()
+        rhs = b_th + np.asarray(A.T @ (dA * b_s / (dA + dB))).ravel()
+        dth = _solve_sym(H, rhs)
+        Adth = np.asarray(A @ dth).ravel()
+        ds = (b_s + dA * Adth) / (dA + dB)
+        # multiplier steps: dlam_i = (lam_i / -f_i) (grad f_i . dx) - lam_i + 1 / (t (-f_i))
+        dla = dA * (Adth - ds) - lam_a + 1.0 / (t * ra)
+        dlb = dB * (-ds) - lam_b + 1.0 / (t * sb)
+        if m_set:
+            gdx = np.zeros(m_set)
+            nb = len(box)
+            gdx[:nb] = dth[box]
+            gdx[nb:2 * nb] = -dth[box]
+            for j, idx in enumerate(balls):
+                gdx[2 * nb + j] = 2 * float((theta[idx] - spec.coef_center) @ dth[idx])
+            dlc = lc_over * gdx - lam_c + 1.0 / (t * fc)
+        else:
+            dlc = np.zeros(0)
+        dlam = np.concatenate([dla, dlb, dlc])
+        neg = dlam < 0
+        step = min(1.0, 0.99 * float(np.min(-lam[neg] / dlam[neg]))) if neg.any() else 1.0
+        norm0 = np.sqrt(r_dual ** 2 + r_cent @ r_cent)
+        while step > 1e-14:
+            th_n, s_n = theta + step * dth, s + step * ds
+            own_n = own_of(th_n, False)
+            fv_n = cons(th_n, s_n, own_n)
+            if np.all(fv_n < 0):
+                break
+            step *= 0.5
+        else:
+            break
+        while step > 1e-14:
+            th_n, s_n = theta + step * dth, s + step * ds
+            la_n, lb_n, lc_n = lam_a + step * dla, lam_b + step * dlb, lam_c + step * dlc
+            own_n, og_n = own_of(th_n, True)
+            fv_n = cons(th_n, s_n, own_n)
+            if np.all(fv_n < 0):
+                rt, rs, rc, _, _ = residuals(th_n, s_n, la_n, lb_n, lc_n, t, own_n, og_n, fv_n)
+                if np.sqrt(rt @ rt + rs @ rs + rc @ rc) <= (1 - 0.01 * step) * norm0:
+                    break
+            step *= 0.5
+        else:
+            break
+        theta, s, lam_a, lam_b, lam_c = th_n, s_n, la_n, lb_n, lc_n
+    own = own_of(theta, False)
+    f_val = float(np.dot(wg[act], own[act])) + problem.penalty(theta)
+    duals = {int(g): float(lam_a[k]) for k, g in enumerate(grp[:n_rat])}
+    return Result(backend=NATIVE, status=status, solution=theta, objective=f_val + rho * float(s.sum()),
+                  duals=duals, iterations=it, seconds=time.perf_counter() - t0,
+                  attempts=[("NATIVE/interior-point", status)])

@@ -1,0 +1,546 @@
+""":class:`FairUseSystem`: serve every reporting option a model that an independent
+assignment sample shows to help it, or the generic model."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from .._groups import sort_key
+from .._validation import check_classification_target, check_param, check_regression_target
+from .._validation import check_reports
+from ..audit._metrics import CLASSIFICATION, REGRESSION, Metric, get_metric
+from ..audit._stats import spawn_generators
+from ..exceptions import (
+    MSG_BAD_PARAM,
+    MSG_GROUP_NAMES_MISMATCH,
+    MSG_LENGTH_MISMATCH,
+    MSG_SYSTEM_CANDIDATE_NAME,
+    MSG_SYSTEM_CANDIDATES_TYPE,
+    MSG_SYSTEM_CLASSES,
+    MSG_SYSTEM_EXACT_METRIC,
+    MSG_SYSTEM_GENERIC_USES_GROUPS,
+    MSG_SYSTEM_GROUP_COLS,
+    MSG_SYSTEM_N_FEATURES,
+    MSG_SYSTEM_NEEDS_GROUPS,
+    MSG_SYSTEM_NO_CANDIDATES,
+    MSG_SYSTEM_NO_METHOD,
+    MSG_SYSTEM_NOT_FITTED,
+    MSG_SYSTEM_RESERVED_NAME,
+    MSG_SYSTEM_UNKNOWN_ATTRIBUTES,
+    InputError,
+)
+from ._assign import GENERIC, AssignmentProblem, assign, function_label
+from ._options import (
+    ancestors_by_distance,
+    check_levels,
+    member_mask,
+    n_reported,
+    option_label,
+    option_order,
+    project,
+    report_key,
+    row_options,
+    sub_options,
+)
+
+__all__ = ["FairUseSystem"]
+
+logger = logging.getLogger("fairuse_opt.system")
+
+KINDS = ("full", "minimal")
+
+
+def _is_classifier(system: "FairUseSystem") -> bool:
+    return hasattr(system.generic, "predict_proba")
+
+
+def _n_rows(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    return len(X)
+
+
+def _take(X: Any, rows: np.ndarray) -> Any:
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.iloc[rows]
+    return np.asarray(X)[rows]
+
+
+def auto_name(model: Any) -> str:
+    """A readable name for an unnamed candidate, e.g. ``onehot+fair_use[Age,Sex]``."""
+    attrs = list(getattr(model, "group_names_", None) or [])
+    suffix = f"[{','.join(attrs)}]" if attrs else ""
+    if hasattr(model, "fair_use") and hasattr(model, "encoding"):
+        fu = model.fair_use
+        return f"{model.encoding}{'+fair_use' if fu not in (None, 'none') else ''}{suffix}"
+    if hasattr(model, "estimator") and hasattr(model, "encoding"):
+        return f"{type(model.estimator).__name__}:{model.encoding}{suffix}"
+    return f"{type(model).__name__}{suffix}"
+
+
+class FairUseSystem(BaseEstimator):
+    """Serve each reporting option a model certified on an independent assignment sample.
+
+    A *reporting option* is what a person reported: a value or nothing (``None``) for
+    every group attribute.  :meth:`fit` decides, on an assignment sample that none of
+    the models was trained on, which model each option is served: a candidate that
+    uses only what the option reports, kept only where a one-sided test shows that it
+    beats the generic model and the option's parents (the same report with one
+    attribute fewer); otherwise the generic model.  See ``docs/system.md``.
+
+    Guarantee: if the assignment sample is independent of the data the candidates and
+    the generic model were trained on, the probability that *any* option is served a
+    model whose population metric is worse than the generic model's is at most
+    ``alpha`` (approximately for the bootstrap test; under the test's assumptions for
+    McNemar).
+
+    Parameters
+    ----------
+    candidates : dict or list
+        Fitted personalized models, ``{name: model}`` or a list (named automatically).
+        Library estimators (any ``encoding``, with or without ``fair_use``),
+        :class:`~fairuse_opt.SklearnGroupModel` or any model with ``predict_proba``
+        (or ``predict``) taking ``report=``.  Each uses the attributes in its
+        ``group_names_`` (a subset of the system's), and serves only options that
+        report all of them.
+    generic : fitted model
+        The model without group attributes; its classes, and its
+        ``predict_proba`` or ``predict``, set the task.
+    metric : str or Metric, optional
+        Assignment metric: ``"error"`` (default for classification), ``"log_loss"``,
+        ``"brier"``, ``"auc"``, ``"ece"``; ``"mse"`` (default for regression), ``"mae"``.
+    alpha : float, default 0.10
+        Family-wise level, in (0, 0.5).
+    correction : {"holm", "bonferroni", None}, default "holm"
+        Correction across the options tested (``None``: no family-wise guarantee).
+    test : {"bootstrap", "exact"}, default "bootstrap"
+        Paired, stratified (report, label) bootstrap, or the exact one-sided McNemar test
+        (``metric="error"`` only).
+    n_boot : int, default 1000
+        Bootstrap resamples.
+    envy : bool, default True
+        Remove personalizations that another option would rather have (scored as if it
+        had reported that option), so that on the assignment sample no option does
+        better with another option's model.
+    kind : {"full", "minimal"}, default "full"
+        ``"minimal"``: a single candidate (the only one, or the best on the selection
+        half), served to the options where it significantly helps.
+    min_group_size : int, default 10
+        Options with fewer test rows keep the generic model.
+    random_state : int, numpy.random.Generator or None, default 0
+        Seed of the selection/test split and of the bootstrap.
+
+    Attributes
+    ----------
+    candidates_ : dict
+        Name to fitted candidate.
+    candidate_attributes_ : dict
+        Name to the group attributes the candidate uses.
+    generic_ : model
+        The generic model.
+    group_names_ : list of str
+        Group attributes (from the assignment data).
+    groups_ : list of tuple
+        Fully reported groups the system knows (the reports :func:`~fairuse_opt.audit`
+        tries).
+    levels_ : dict
+        Known values of every attribute.
+    classes_ : ndarray
+        Class labels (classification).
+    served_ : dict
+        Option to served function: ``("generic", ())`` or ``(candidate name, report)``.
+    assignment_ : DataFrame
+        One row per option seen in the assignment sample (and the root): ``option``, the
+        attribute values (``None``: not reported), ``reported``, ``n`` (assignment
+        rows), ``n_select``/``n_test`` (rows in each half), ``candidate`` (the plan
+        from the selection half), ``served``, ``gain_generic`` and its interval
+        ``gain_generic_low``/``gain_generic_high`` (test half; ``alpha`` and
+        ``1 - alpha`` bootstrap percentiles), the same against the parent's plan
+        (``parent_compared``, ``gain_parent``, ...), ``p_value`` (the largest of the
+        option's one-sided p-values), ``p_adjusted`` and ``reason``.
+    decisions_ : DataFrame
+        Every serving and envy decision, in order.
+    """
+
+    def __init__(self, candidates: Any, generic: Any, *, metric: Any = None, alpha: float = 0.10,
+                 correction: str | None = "holm", test: str = "bootstrap", n_boot: int = 1000,
+                 envy: bool = True, kind: str = "full", min_group_size: int = 10,
+                 random_state: Any = 0):
+        self.candidates = candidates
+        self.generic = generic
+        self.metric = metric
+        self.alpha = alpha
+        self.correction = correction
+        self.test = test
+        self.n_boot = n_boot
+        self.envy = envy
+        self.kind = kind
+        self.min_group_size = min_group_size
+        self.random_state = random_state
+
+    # ------------------------------------------------------------ checks
+    def _task(self) -> str:
+        return CLASSIFICATION if _is_classifier(self) else REGRESSION
+
+    def _check_params(self) -> None:
+        check_param("alpha", self.alpha)
+        if not 0.0 < self.alpha < 0.5:
+            raise InputError(MSG_BAD_PARAM.format(name="alpha", value=self.alpha, reason="must be in (0, 0.5)"))
+        check_param("correction", self.correction, choices=("holm", "bonferroni", None))
+        check_param("test", self.test, choices=("bootstrap", "exact"))
+        check_param("n_boot", self.n_boot, integer=True, low=1)
+        check_param("kind", self.kind, choices=KINDS)
+        check_param("min_group_size", self.min_group_size, integer=True, low=1)
+        if not isinstance(self.envy, (bool, np.bool_)):
+            raise InputError(MSG_BAD_PARAM.format(name="envy", value=self.envy, reason="True or False"))
+
+    def _metric(self, task: str) -> Metric:
+        metric = self.metric
+        if metric is None:
+            metric = "error" if task == CLASSIFICATION else "mse"
+        if isinstance(metric, str):
+            metric = get_metric(metric, task)
+        elif not isinstance(metric, Metric):
+            raise InputError(MSG_BAD_PARAM.format(name="metric", value=metric,
+                                                  reason="a metric name or a Metric"))
+        elif metric.task is not None and metric.task != task:
+            raise InputError(MSG_BAD_PARAM.format(name="metric", value=metric.name,
+                                                  reason=f"does not apply to {task}"))
+        if self.test == "exact" and metric.name != "error":
+            raise InputError(MSG_SYSTEM_EXACT_METRIC.format(metric=metric.name))
+        return metric
+
+    def _check_models(self, task: str) -> dict[str, Any]:
+        method = "predict_proba" if task == CLASSIFICATION else "predict"
+        generic = self.generic
+        _check_fitted(generic, "the generic model")
+        if not hasattr(generic, method):
+            raise InputError(MSG_SYSTEM_NO_METHOD.format(what="the generic model", method=method, task=task))
+        if getattr(generic, "group_names_", None):
+            raise InputError(MSG_SYSTEM_GENERIC_USES_GROUPS.format(names=list(generic.group_names_)))
+        cands = self.candidates
+        if isinstance(cands, Mapping):
+            items = list(cands.items())
+        elif isinstance(cands, (list, tuple)):
+            items = []
+            for model in cands:
+                base, k = auto_name(model), 2
+                name = base
+                while name in dict(items):
+                    name, k = f"{base}#{k}", k + 1
+                items.append((name, model))
+        else:
+            raise InputError(MSG_SYSTEM_CANDIDATES_TYPE.format(got=type(cands).__name__))
+        if not items:
+            raise InputError(MSG_SYSTEM_NO_CANDIDATES)
+        out: dict[str, Any] = {}
+        n_features = getattr(generic, "n_features_in_", None)
+        classes = getattr(generic, "classes_", None)
+        for name, model in items:
+            if not isinstance(name, str) or not name:
+                raise InputError(MSG_SYSTEM_CANDIDATE_NAME.format(name=name))
+            if name == GENERIC[0]:
+                raise InputError(MSG_SYSTEM_RESERVED_NAME.format(name=name))
+            what = f"candidate {name!r}"
+            _check_fitted(model, what)
+            if not hasattr(model, method):
+                raise InputError(MSG_SYSTEM_NO_METHOD.format(what=what, method=method, task=task))
+            if getattr(model, "group_cols", None):
+                raise InputError(MSG_SYSTEM_GROUP_COLS.format(what=what, cols=model.group_cols))
+            got = getattr(model, "n_features_in_", None)
+            if n_features is not None and got is not None and got != n_features:
+                raise InputError(MSG_SYSTEM_N_FEATURES.format(what=what, got=got, expected=n_features))
+            model_classes = getattr(model, "classes_", None)
+            if (task == CLASSIFICATION and classes is not None and model_classes is not None
+                    and not np.array_equal(np.asarray(model_classes), np.asarray(classes))):
+                raise InputError(MSG_SYSTEM_CLASSES.format(what=what, got=list(model_classes),
+                                                           expected=list(classes)))
+            out[name] = model
+        return out
+
+    # ------------------------------------------------------------ fit
+    def fit(self, X_assign: Any, y_assign: Any, *, groups: Any) -> "FairUseSystem":
+        """Assign a model to every reporting option on the assignment sample.
+
+        The assignment rows must not have been used to train any candidate or the
+        generic model: the guarantee rests on it.
+
+        Parameters
+        ----------
+        X_assign : array-like or DataFrame, shape (n, d)
+            Features, passed to the models unchanged.
+        y_assign : array-like, shape (n,)
+            Targets.
+        groups : DataFrame, Series or array-like
+            Group attributes, one column per attribute; a missing value (``None``,
+            NaN) means the row did not report that attribute.
+
+        Returns
+        -------
+        self
+        """
+        started = time.perf_counter()
+        self._check_params()
+        task = self._task()
+        metric = self._metric(task)
+        models = self._check_models(task)
+        n = _n_rows(X_assign)
+        frame = check_reports(groups, n)
+        names = list(frame.columns)
+        attrs = {}
+        for name, model in models.items():
+            used = [str(a) for a in (getattr(model, "group_names_", None) or [])]
+            unknown = [a for a in used if a not in names]
+            if unknown:
+                raise InputError(MSG_SYSTEM_UNKNOWN_ATTRIBUTES.format(what=f"candidate {name!r}",
+                                                                      unknown=unknown, names=names))
+            attrs[name] = used
+        if task == CLASSIFICATION:
+            y, classes = check_classification_target(y_assign, n)
+            known = getattr(self.generic, "classes_", None)
+            if known is not None and not np.array_equal(np.asarray(known), classes):
+                # the assignment sample may lack a class; map the labels by the generic's classes
+                known = np.asarray(known)
+                if not np.isin(classes, known).all():
+                    raise InputError(MSG_SYSTEM_CLASSES.format(what="y_assign", got=list(classes),
+                                                               expected=list(known)))
+                classes = known
+                y = (np.asarray(y_assign) == known[1]).astype(np.float64)
+            self.classes_ = classes
+        else:
+            y = check_regression_target(y_assign, n)
+
+        row_keys, row_codes = row_options(frame)
+        positions = {name: [names.index(a) for a in used] for name, used in attrs.items()}
+        known_groups = {name: _known_groups(model) for name, model in models.items()}
+        levels = {a: set() for a in names}
+        for key in row_keys:
+            for a, v in zip(names, key):
+                if v is not None:
+                    levels[a].add(v)
+        for name, groups_c in known_groups.items():
+            for key in groups_c or []:
+                for a, v in zip(attrs[name], key):
+                    levels[a].add(v)
+        self.levels_ = {a: sorted(v, key=sort_key) for a, v in levels.items()}
+        options = sorted({o for k in row_keys for o in sub_options(k)}, key=option_order)
+        members = {o: member_mask(o, row_keys, row_codes) for o in options}
+        eligible: dict[tuple, list[tuple]] = {}
+        for o in options:
+            eligible[o] = []
+            for name in models:
+                pos = positions[name]
+                if any(o[j] is None for j in pos):
+                    continue
+                proj = project(o, pos)
+                if pos and known_groups[name] is not None and proj not in known_groups[name]:
+                    continue
+                eligible[o].append((name, proj))
+        fids = [GENERIC] + list(dict.fromkeys(f for fs in eligible.values() for f in fs))
+        method = "predict_proba" if task == CLASSIFICATION else "predict"
+        scores = np.empty((n, len(fids)))
+        for k, fid in enumerate(fids):
+            scores[:, k] = _call(self.generic if fid == GENERIC else models[fid[0]], method, X_assign,
+                                 fid, attrs)
+        columns = {f: k for k, f in enumerate(fids)}
+        logger.info("assignment: %d rows, %d option(s), %d candidate(s), %d function(s)",
+                    n, len(options), len(models), len(fids))
+        gens, seed = spawn_generators(self.random_state, len(options) + 1)
+        problem = AssignmentProblem(names=names, y=y, row_keys=row_keys, row_codes=row_codes,
+                                    options=options, members=members, scores=scores, columns=columns,
+                                    eligible=eligible, names_of=attrs,
+                                    classification=task == CLASSIFICATION)
+        result = assign(problem, metric=metric, alpha=float(self.alpha), correction=self.correction,
+                        test=self.test, n_boot=int(self.n_boot), envy=bool(self.envy), kind=self.kind,
+                        min_group_size=int(self.min_group_size), split_rng=gens[0],
+                        generators={o: gens[1 + i] for i, o in enumerate(options)})
+        self.candidates_ = models
+        self.candidate_attributes_ = attrs
+        self.generic_ = self.generic
+        self.group_names_ = names
+        self.metric_ = metric.name
+        self.served_ = result.served
+        self.planned_ = result.planned
+        self.assignment_ = result.table
+        self.decisions_ = result.decisions
+        self.option_sizes_ = {o: int(members[o].sum()) for o in options}
+        full = {k for k in row_keys if None not in k}
+        for name, groups_c in known_groups.items():
+            if groups_c is not None and len(attrs[name]) == len(names):
+                order = [attrs[name].index(a) for a in names]
+                full |= {tuple(k[i] for i in order) for k in groups_c}
+        self.groups_ = sorted(full, key=sort_key)
+        if getattr(self.generic, "n_features_in_", None) is not None:
+            self.n_features_in_ = self.generic.n_features_in_
+        self.random_state_ = seed if seed is not None else "numpy Generator"
+        n_personal = sum(f != GENERIC for o, f in result.served.items())
+        logger.info("assignment done in %.2fs: %d of %d option(s) personalized",
+                    time.perf_counter() - started, n_personal, len(options))
+        return self
+
+    # ------------------------------------------------------------ serving
+    def _serving_option(self, key: tuple) -> tuple:
+        """The option whose assignment serves ``key``: itself if seen, else its nearest
+        seen ancestor (fewest attributes dropped; then most assignment rows)."""
+        if key in self.served_:
+            return key
+        for level in ancestors_by_distance(key):
+            seen = [o for o in level if o in self.served_]
+            if seen:
+                return sorted(seen, key=lambda o: (-self.option_sizes_.get(o, 0), option_order(o)))[0]
+        return tuple(None for _ in self.group_names_)
+
+    def _keys(self, n: int, groups: Any, report: Any, method: str) -> tuple[int, list[tuple], np.ndarray]:
+        check_is_fitted(self, "served_")
+        names = self.group_names_
+        if report is not None:
+            key = report_key(report, names)
+            keys, codes = [key], np.zeros(n, dtype=np.int64)
+        else:
+            if groups is None:
+                raise InputError(MSG_SYSTEM_NEEDS_GROUPS.format(method=method))
+            frame = check_reports(groups, n)
+            got = list(frame.columns)
+            if sorted(got) == sorted(names):
+                frame = frame[names]
+            elif len(got) == len(names) and all(c.startswith("group") for c in got):
+                frame = frame.set_axis(names, axis=1)
+            else:
+                raise InputError(MSG_GROUP_NAMES_MISMATCH.format(got=got, expected=names))
+            keys, codes = row_options(frame)
+        check_levels(keys, names, self.levels_)
+        return n, keys, codes
+
+    def _served_functions(self, keys: list[tuple]) -> list[tuple]:
+        return [self.served_[self._serving_option(k)] for k in keys]
+
+    def _output(self, X: Any, groups: Any, report: Any, method: str, kind: str) -> np.ndarray:
+        n, keys, codes = self._keys(_n_rows(X), groups, report, method)
+        fids = self._served_functions(keys)
+        out = np.empty(n)
+        by_fid: dict[tuple, list[int]] = {}
+        for k, fid in enumerate(fids):
+            by_fid.setdefault(fid, []).append(k)
+        for fid, ks in by_fid.items():
+            rows = np.flatnonzero(np.isin(codes, ks))
+            if rows.size == 0:
+                continue
+            model = self.generic_ if fid == GENERIC else self.candidates_[fid[0]]
+            Xr = _take(X, rows)
+            if kind == "decision" and hasattr(model, "decision_function"):
+                out[rows] = _call(model, "decision_function", Xr, fid, self.candidate_attributes_)
+            elif kind == "decision":
+                p = _call(model, "predict_proba", Xr, fid, self.candidate_attributes_)
+                out[rows] = logit(np.clip(p, 1e-15, 1 - 1e-15))
+            else:
+                out[rows] = _call(model, "predict_proba" if kind == "proba" else "predict", Xr, fid,
+                                  self.candidate_attributes_)
+        return out
+
+    @available_if(_is_classifier)
+    def predict_proba(self, X: Any, *, groups: Any = None, report: Any = None) -> np.ndarray:
+        """Class probabilities (n, 2), each row from the model served to its option.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, shape (n, d)
+        groups : DataFrame, Series or array-like, optional
+            Each row's report (``None``/NaN: not reported); needed unless ``report``.
+        report : tuple, dict or scalar, optional
+            Score every row as if it had reported this option (in the order of
+            ``group_names_``; ``None`` entries for attributes not reported).
+
+        Returns
+        -------
+        ndarray
+        """
+        p = self._output(X, groups, report, "predict_proba", "proba")
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any, *, groups: Any = None, report: Any = None) -> np.ndarray:
+        """Class labels (probability above 1/2) or predicted values; see
+        :meth:`predict_proba`."""
+        if _is_classifier(self):
+            p = self._output(X, groups, report, "predict", "proba")
+            return np.asarray(self.classes_)[(p > 0.5).astype(np.int64)]
+        return self._output(X, groups, report, "predict", "predict")
+
+    def decision_function(self, X: Any, *, groups: Any = None, report: Any = None) -> np.ndarray:
+        """Score of the served model: log-odds (classification) or prediction; see
+        :meth:`predict_proba`."""
+        if _is_classifier(self):
+            return self._output(X, groups, report, "decision_function", "decision")
+        return self._output(X, groups, report, "decision_function", "predict")
+
+    def serving(self, groups: Any = None, *, report: Any = None) -> pd.DataFrame:
+        """Which option and model serve each distinct report.
+
+        Parameters
+        ----------
+        groups : DataFrame, Series or array-like, optional
+            Reports (``None``: not reported).
+        report : tuple or dict, optional
+            One report instead of ``groups``.
+
+        Returns
+        -------
+        DataFrame
+            ``report``, ``served_by`` (the option whose assignment applies: the report
+            itself, or its nearest ancestor seen in the assignment sample) and ``model``.
+        """
+        n = 1 if report is not None else (0 if groups is None else len(groups))
+        _, keys, _ = self._keys(n, groups, report, "serving")
+        rows = []
+        for k in keys:
+            o = self._serving_option(k)
+            rows.append({"report": option_label(self.group_names_, k),
+                         "served_by": option_label(self.group_names_, o),
+                         "model": function_label(self.served_[o], self.candidate_attributes_)})
+        return pd.DataFrame(rows)
+
+    def score(self, X: Any, y: Any, *, groups: Any = None) -> float:
+        """Accuracy (classification) or R^2 (regression) of the served models."""
+        from sklearn.metrics import accuracy_score, r2_score
+
+        pred = self.predict(X, groups=groups)
+        return float(accuracy_score(y, pred) if _is_classifier(self) else r2_score(y, pred))
+
+
+def _check_fitted(model: Any, what: str) -> None:
+    try:
+        check_is_fitted(model)
+    except NotFittedError as exc:
+        raise InputError(MSG_SYSTEM_NOT_FITTED.format(what=what)) from exc
+    except TypeError as exc:  # not an estimator at all
+        if not (hasattr(model, "predict_proba") or hasattr(model, "predict")):
+            raise InputError(MSG_SYSTEM_NO_METHOD.format(what=what, method="predict", task="any")) from exc
+
+
+def _known_groups(model: Any) -> set[tuple] | None:
+    groups = getattr(model, "groups_", None)
+    if groups is None:
+        return None
+    return {tuple(k) if isinstance(k, (tuple, list)) else (k,) for k in groups}
+
+
+def _call(model: Any, method: str, X: Any, fid: tuple, attrs: dict[str, list[str]]) -> np.ndarray:
+    """One function's output on ``X``: the candidate with its fixed report."""
+    kwargs = {}
+    if fid != GENERIC and attrs[fid[0]]:
+        kwargs["report"] = fid[1]
+    out = np.asarray(getattr(model, method)(X, **kwargs), dtype=np.float64)
+    if method == "predict_proba":
+        out = out[:, 1]
+    return out.reshape(-1)

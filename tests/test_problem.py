@@ -1,0 +1,121 @@
+"""The problem object: numpy values and gradients against cvxpy and finite differences.
+
+One :class:`~fairuse_opt.problem.Problem` is consumed by both the native and the conic
+backends; here its numpy methods (objective, gradient, Hessian, the group-loss matrix
+and its Jacobian) are checked against the cvxpy program compiled from the same object
+and against central finite differences, on random problems of every family.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fairuse_opt.model import Family, LogisticLoss, SquaredLoss
+from fairuse_opt.problem import Problem, SetSpec, TrainData
+
+ENCODINGS = [("none", "set"), ("onehot", "set"), ("intersectional", "set"), ("intersectional", "penalty"),
+             ("decoupled", "set"), ("decoupled", "penalty")]
+
+
+def random_problem(seed, encoding, group_reg, loss, n=120, d=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + rng.normal(size=d)
+    a, b = rng.integers(0, 2, n), rng.integers(0, 3, n)
+    keys = sorted(set(zip(a, b)))
+    codes = np.array([keys.index(k) for k in zip(a, b)])
+    G = len(keys)
+    if encoding == "none":
+        codes, G = np.zeros(n, dtype=np.int64), 1
+    y = (rng.random(n) < 0.4).astype(float) if isinstance(loss, LogisticLoss) else rng.normal(size=n) * 2
+    w = rng.uniform(0.2, 2.0, n)
+    mean = np.average(X, axis=0, weights=w)
+    scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w))
+    Z = (X - mean) / scale
+    lc = np.array([[k[0], k[1]] for k in keys]) if encoding != "none" else np.zeros((1, 0), dtype=np.int64)
+    fam = Family(encoding, group_reg, d, lc, [2, 3] if encoding != "none" else [], shift=mean / scale)
+    data = TrainData.build(Z, codes, loss.stats(y, w), G, merge=False)
+    spec = SetSpec(0.1, 5.0, np.zeros(d), 3.0)
+    prob = Problem(fam, loss, data, alpha=0.05, scale=scale, mean=mean, set_spec=spec)
+    theta = rng.normal(scale=0.5, size=fam.n_params)
+    return prob, theta, (X, codes, y, w)
+
+
+def brute_loss_matrix(prob, theta, raw, loss):
+    """L[g, r] from the raw rows and the effective models, row by row."""
+    X, codes, y, w = raw
+    Ws, bs = prob.effective(theta)
+    G = prob.G
+    Z = (X - prob.mean) / prob.scale
+    L = np.zeros((G, G))
+    for g in range(G):
+        m = codes == g
+        for r in range(G):
+            L[g, r] = np.average(loss.row_loss(y[m], Z[m] @ Ws[r] + bs[r]), weights=w[m])
+    return L
+
+
+def fd_grad(f, theta, h=1e-6):
+    out = np.zeros_like(theta)
+    for k in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[k] = h
+        out[k] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return out
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()], ids=["logistic", "squared"])
+@pytest.mark.parametrize("encoding,group_reg", ENCODINGS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_numpy_methods_agree_with_cvxpy_and_finite_differences(loss, encoding, group_reg, seed):
+    prob, theta, raw = random_problem(seed, encoding, group_reg, loss)
+    # objective and gradient against cvxpy, compiled from the same problem
+    prog = prob.to_cvxpy(form="direct")
+    prog.theta.value = theta
+    val, grad = prob.value_grad(theta)
+    assert val == pytest.approx(float(prog.objective.value), rel=1e-10)
+    cvx_grad = np.asarray(prog.objective.grad[prog.theta].todense()).ravel()
+    np.testing.assert_allclose(grad, cvx_grad, rtol=1e-8, atol=1e-10)
+    # ... and against finite differences
+    np.testing.assert_allclose(grad, fd_grad(prob.objective, theta), rtol=1e-5, atol=1e-7)
+    # the Hessian against finite differences of the gradient
+    H = prob.hessian(theta)
+    Hfd = np.column_stack([fd_grad(lambda t: prob.value_grad(t)[1][k], theta) for k in range(prob.p)]).T
+    np.testing.assert_allclose(H, Hfd, rtol=1e-4, atol=1e-6)
+    # the group-loss matrix against a row-by-row recomputation and cvxpy
+    L, E = prob.loss_matrix(theta, jacobian=True)
+    np.testing.assert_allclose(L, brute_loss_matrix(prob, theta, raw, loss), rtol=1e-10)
+    pairs = [(g, r) for g in range(prob.G) for r in range(prob.G)]
+    J = prob.pair_gradients(E, pairs).toarray()
+    for k, (g, r) in enumerate(pairs[:: max(1, len(pairs) // 7)]):
+        kk = pairs.index((g, r))
+        expr = prog.group_loss_expr(g, r)
+        assert L[g, r] == pytest.approx(float(expr.value), rel=1e-10)
+        np.testing.assert_allclose(J[kk], np.asarray(expr.grad[prog.theta].todense()).ravel(),
+                                   rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(J[kk], fd_grad(lambda t: prob.loss_matrix(t)[g, r], theta),
+                                   rtol=1e-5, atol=1e-7)
+    # own losses: the diagonal, with the diagonal's gradients
+    own, og = prob.own_losses(theta, grad=True)
+    np.testing.assert_allclose(own, np.diag(L), rtol=1e-12)
+    np.testing.assert_allclose(og, J[[pairs.index((g, g)) for g in range(prob.G)]], rtol=1e-10, atol=1e-13)
+
+
+def test_merged_rows_give_the_same_problem():
+    loss = LogisticLoss()
+    rng = np.random.default_rng(3)
+    n = 400
+    Z = rng.integers(0, 3, size=(n, 2)).astype(float)
+    codes = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.5).astype(float)
+    w = np.ones(n)
+    w[::7] = 0.0  # zero-weight rows carry no loss
+    fam = Family("intersectional", "set", 2, np.array([[0], [1]]), [2])
+    kw = dict(alpha=0.01, scale=np.ones(2), mean=np.zeros(2))
+    a = Problem(fam, loss, TrainData.build(Z, codes, loss.stats(y, w), 2, merge=True), **kw)
+    b = Problem(fam, loss, TrainData.build(Z, codes, loss.stats(y, w), 2, merge=False), **kw)
+    assert a.data.n_distinct <= 18 < b.data.n_distinct
+    theta = rng.normal(size=fam.n_params)
+    np.testing.assert_allclose(a.value_grad(theta)[1], b.value_grad(theta)[1], rtol=1e-12)
+    np.testing.assert_allclose(a.loss_matrix(theta), b.loss_matrix(theta), rtol=1e-12)
+    np.testing.assert_allclose(a.hessian(theta), b.hessian(theta), rtol=1e-12)
