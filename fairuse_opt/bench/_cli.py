@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..exceptions import FairUseError, InputError
-from ._config import BenchConfig, load_config
-from ._runner import run_grid
-from ._summary import write_outputs
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the heavy modules are imported when the benchmark runs, not for --help
+    from ._config import BenchConfig
 
 __all__ = ["add_arguments", "run_bench", "main", "DEFAULT_OUT"]
 
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _datasets(config: BenchConfig, names: list[str] | None) -> list:
+def _datasets(config: "BenchConfig", names: list[str] | None) -> list:
     if names is None:
         return list(config.datasets)
     names = [n for item in names for n in _list(item)]
@@ -62,6 +62,9 @@ def _datasets(config: BenchConfig, names: list[str] | None) -> list:
 
 def run_bench(args: argparse.Namespace, command: str) -> int:
     """Run the benchmark for parsed arguments; write the outputs; return 0 (1 if a cell failed)."""
+    from ._config import load_config
+    from ._runner import run_grid
+    from ._summary import write_outputs
     config = load_config(args.config)
     config = config.with_overrides(datasets=_datasets(config, args.datasets), folds=args.folds,
                                    models=args.models, techniques=args.techniques,
@@ -100,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                    description=__doc__))
     args = parser.parse_args(argv)
     _setup_logging(args.quiet)
+    from ..exceptions import FairUseError, InputError
     try:
         return run_bench(args, " ".join(["python -m fairuse_opt.bench", *map(shlex.quote, argv)]))
     except (InputError, FileNotFoundError, ImportError, FairUseError) as exc:

@@ -74,7 +74,7 @@ def tidy_groups(records: list[dict]) -> pd.DataFrame:
 
 
 def _ratio(v: float, n: float) -> str:
-    return "" if pd.isna(n) or n == 0 else f"{int(v)}/{int(n)}"
+    return "" if pd.isna(n) else f"{int(v)}/{int(n)}"
 
 
 def headline_table(results: pd.DataFrame) -> pd.DataFrame:

@@ -228,10 +228,16 @@ def _one(sc: Scenario, seed: int, label: str, model: str, technique: str, method
                      "groups_judged": m["rationality_judged"],
                      "harmed_gain": h.get("gain"), "harmed_ci_low": h.get("ci_low"),
                      "harmed_ci_high": h.get("ci_high"),
-                     "harmed_violation": bool(h.get("p_violation_adj", 1.0) <= alpha),
+                     "harmed_violation": _significant(h.get("p_violation_adj"), alpha),
                      "train_violations": train["rationality"] + train["envy"],
                      "fit_seconds": fit_seconds})
     return rows
+
+
+def _significant(p, alpha: float) -> bool:
+    """A corrected p-value at or below alpha (no p-value: the group was served the generic
+    model, nothing to test)."""
+    return p is not None and bool(np.isfinite(p)) and bool(p <= alpha)
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
