@@ -151,17 +151,10 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
 GROUP_VALUE_TYPES = (str, bool, int, float)
 
 
-def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
-    """Normalise group attributes to a DataFrame with one column per attribute.
-
-    Accepts a DataFrame, a Series, a 1-D array or list (one attribute), a list of dicts
-    (one record per row), or a 2-D array (columns named ``group_0``, ``group_1``, ...).
-    Values are kept as given (numpy scalars become Python scalars) and must be strings,
-    numbers or booleans.  Raises on duplicated attribute names, length mismatch, missing
-    values and, at fit time, declared categorical levels with no rows and values of
-    different types that Python treats as equal (``True``, ``1`` and ``1.0``), which
-    would otherwise be merged into one group.
-    """
+def _group_frame(groups: Any, n_rows: int) -> pd.DataFrame:
+    """Group attributes in any accepted shape as a DataFrame, one column per attribute;
+    checks the shape, the names and the length (shared by :func:`check_groups` and
+    :func:`check_reports`)."""
     if isinstance(groups, pd.DataFrame):
         frame = groups.copy()
         frame.columns = [str(c) for c in frame.columns]
@@ -190,6 +183,21 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
         raise InputError(MSG_DUPLICATE_GROUP_COLUMNS.format(columns=dup))
     if len(frame) != n_rows:
         raise InputError(MSG_LENGTH_MISMATCH.format(what="groups", n_other=len(frame), n_rows=n_rows))
+    return frame
+
+
+def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
+    """Normalise group attributes to a DataFrame with one column per attribute.
+
+    Accepts a DataFrame, a Series, a 1-D array or list (one attribute), a list of dicts
+    (one record per row), or a 2-D array (columns named ``group_0``, ``group_1``, ...).
+    Values are kept as given (numpy scalars become Python scalars) and must be strings,
+    numbers or booleans.  Raises on duplicated attribute names, length mismatch, missing
+    values and, at fit time, declared categorical levels with no rows and values of
+    different types that Python treats as equal (``True``, ``1`` and ``1.0``), which
+    would otherwise be merged into one group.
+    """
+    frame = _group_frame(groups, n_rows)
     for name in frame.columns:
         col = frame[name]
         missing = col.isna().to_numpy()
@@ -356,23 +364,7 @@ def check_reports(groups: Any, n_rows: int) -> pd.DataFrame:
     DataFrame
         One object column per attribute; Python scalars, ``None`` where not reported.
     """
-    if isinstance(groups, pd.DataFrame):
-        frame = groups.copy()
-        frame.columns = [str(c) for c in frame.columns]
-    elif isinstance(groups, pd.Series):
-        frame = groups.to_frame(name=str(groups.name) if groups.name is not None else "group")
-    else:
-        arr = np.asarray(groups, dtype=object)
-        if arr.ndim == 1:
-            frame = pd.DataFrame({"group": arr})
-        elif arr.ndim == 2:
-            frame = pd.DataFrame(arr, columns=[f"group_{j}" for j in range(arr.shape[1])])
-        else:
-            raise InputError(MSG_BAD_NDIM.format(what="groups", expected="1-D or 2-D", shape=arr.shape))
-    if frame.shape[1] == 0:
-        raise InputError(MSG_NO_GROUP_ATTRIBUTES)
-    if len(frame) != n_rows:
-        raise InputError(MSG_LENGTH_MISMATCH.format(what="groups", n_other=len(frame), n_rows=n_rows))
+    frame = _group_frame(groups, n_rows)
     # object Series, so that pandas does not infer a string dtype that turns None into NaN
     return pd.DataFrame({name: pd.Series([None if _missing(v) else _py(v) for v in frame[name].tolist()],
                                          dtype=object)
