@@ -316,3 +316,22 @@ def test_bad_configs_are_clear_errors(tmp_path):
     assert str(err.value) == MSG_UNKNOWN_CHOICE.format(what="model", value="svm",
                                                       known=["logistic", "linear", "rf", "hgb", "mlp"])
     assert main(["bench", "--datasets", "apnea", "--folds", "1", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+
+
+def test_progress_lines_are_printed_once_with_one_prefix(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n = 200
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "sex": rng.choice(["F", "M"], n)})
+    frame["y"] = (frame["x1"] + rng.logistic(size=n) > 0).astype(int)
+    frame.to_csv(tmp_path / "clinic.csv", index=False)
+    (tmp_path / "bench.toml").write_text(
+        'datasets = []\nfolds = 2\nn_boot = 50\nmodels = ["logistic"]\n'
+        'techniques = ["generic", "onehot"]\nmethods = ["unconstrained"]\n'
+        '[[extra_datasets]]\nname = "clinic"\ncsv = "clinic.csv"\ntarget = "y"\ngroups = ["sex"]\n')
+    assert main(["bench", "--config", str(tmp_path / "bench.toml"), "--out", str(tmp_path / "out"),
+                 "--no-plots"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    cells = [line for line in lines if "clinic__f" in line]
+    ids = [next(w for w in line.split() if w.startswith("clinic__f")) for line in cells]
+    assert len(ids) == 2 * 2 and len(set(ids)) == len(ids)  # 4 cells, each reported once
+    assert all(line.startswith("fairuse: ") for line in lines)

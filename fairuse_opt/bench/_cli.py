@@ -82,15 +82,19 @@ def _setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("fairuse_opt.bench")
     if not any(getattr(h, "_fairuse_bench", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("fairuse bench: %(message)s"))
+        handler.setFormatter(logging.Formatter("fairuse: %(message)s"))
         handler._fairuse_bench = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def cmd_bench(args: argparse.Namespace, progress: Any = None) -> int:
-    """Entry point of the ``fairuse bench`` subcommand (``progress`` unused: logging)."""
-    _setup_logging(args.quiet)
+    """Entry point of the ``fairuse bench`` subcommand (``progress`` unused: logging).
+
+    The ``fairuse`` command's own handler (prefix ``fairuse:``) prints the progress; only
+    ``python -m fairuse_opt.bench`` installs :func:`_setup_logging`'s, so no line is
+    printed twice.
+    """
     argv = getattr(args, "argv", None)
     command = "fairuse " + " ".join(map(shlex.quote, argv)) if argv else PROG
     return run_bench(args, command)
