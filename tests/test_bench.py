@@ -335,3 +335,20 @@ def test_progress_lines_are_printed_once_with_one_prefix(tmp_path, capsys):
     ids = [next(w for w in line.split() if w.startswith("clinic__f")) for line in cells]
     assert len(ids) == 2 * 2 and len(set(ids)) == len(ids)  # 4 cells, each reported once
     assert all(line.startswith("fairuse: ") for line in lines)
+
+
+def test_committed_configs_load_and_the_default_one_is_the_default_grid(tmp_path):
+    configs = REPO / "benchmarks" / "configs"
+    assert load_config(configs / "default.toml") == load_config(None)
+    quick = load_config(configs / "quick.toml")
+    assert [d.name for d in quick.datasets] == ["apnea"] and quick.folds == 2 and quick.models == ("logistic",)
+    # the CSV example, copied beside a CSV that has its columns: resolved relative to the file
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"age": [50, 60], "sex": ["F", "M"], "age_band": ["<60", "60+"], "outcome": [0, 1]}
+                 ).to_csv(tmp_path / "data" / "my_clinic.csv", index=False)
+    shutil.copy(configs / "my-clinic.toml", tmp_path / "my-clinic.toml")
+    clinic = load_config(tmp_path / "my-clinic.toml")
+    extra = [d for d in clinic.datasets if d.name == "my_clinic"]
+    assert len(extra) == 1 and extra[0].csv == str((tmp_path / "data" / "my_clinic.csv").resolve())
+    assert extra[0].groups == ("sex", "age_band") and extra[0].target == "outcome"
+    assert len(clinic.datasets) == len(load_config(None).datasets) + 1
