@@ -296,7 +296,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     lam_b = np.full(K, rho / 2)
     m_set = 2 * len(box) + len(balls)
     fv = cons(theta, s, own)
-    lam_c = np.full(m_set, 1e-3) / np.maximum(-fv[2 * K:], 1e-12) * 1e-3 if m_set else np.zeros(0)
+    lam_c = np.full(m_set, 1e-3) / np.maximum(-fv[2 * K:], 1e-12) if m_set else np.zeros(0)
     m = 2 * K + m_set
     status, it = "not converged", 0
 
