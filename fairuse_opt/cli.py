@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from ._solver_names import SOLVER_CHOICES
 from .exceptions import (
     MSG_ALL_DROPPED,
     MSG_BAD_CSV,
@@ -97,7 +98,7 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 DEFAULT_METRICS = {"classification": "error,auc,ece,log_loss", "regression": "mse,mae"}
-SOLVERS = ("auto", "CLARABEL", "ECOS", "SCS")
+SOLVERS = SOLVER_CHOICES  # defined once, in fairuse_opt._solver_names
 #: ``encoding=`` values (``fairuse_opt._family.ENCODINGS``; a test checks they agree).
 ENCODINGS = ("none", "onehot", "intersectional", "decoupled")
 #: ``fair_use=`` values as the command line, the estimators and the model file spell them.
@@ -180,10 +181,10 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _solver_name(text: str) -> str:
-    name = "auto" if text.lower() == "auto" else text.upper()
-    if name not in SOLVERS:
-        raise argparse.ArgumentTypeError(f"invalid solver {text!r}; choose from {', '.join(SOLVERS)}")
-    return name
+    for name in SOLVERS:  # case-insensitive, as the estimators' solver=
+        if text.lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(f"invalid solver {text!r}; choose from {', '.join(SOLVERS)}")
 
 
 def _fair_use(text: str) -> Any:
@@ -262,7 +263,7 @@ def add_fit(sub) -> None:
                      help="when a guarantee cannot be met (on_infeasible=): fail (raise, default) or "
                           "give those groups the generic model (generic)")
     fit.add_argument("--solver", type=_solver_name, default="auto",
-                     help="solver tried first (solver=): auto (default), CLARABEL, ECOS or SCS")
+                     help=f"solver tried first (solver=): {', '.join(SOLVERS)} (default: auto)")
     fit.add_argument("--dropna", action="store_true",
                      help="drop rows with missing values in the used columns (reported per group)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")

@@ -42,6 +42,7 @@ from .model.family import ENCODINGS, GROUP_REGS, Family
 from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
+from .solvers.base import NATIVE_CHOICES
 from .solvers import native
 from .solvers.conic import raise_failed
 
@@ -260,7 +261,7 @@ class _BaseFairUse(BaseEstimator):
         gprob = problem("none")
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
-        if choice in ("auto", "native"):
+        if choice in NATIVE_CHOICES:
             start = np.zeros(d + 1)
             start[d] = loss.start(y01, w)
             res = native.newton(gprob, start)
@@ -300,7 +301,7 @@ class _BaseFairUse(BaseEstimator):
         theta_generic = prob.family.embed_generic(w0, b0)
         setup = routes.FitSetup(problem=prob, keys=keys, index=index, served=served,
                                 to_raw=lambda Ws, bs: self._raw_models(Ws, bs, mean, scale),
-                                native=choice in ("auto", "native") and hook is None,
+                                native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
                                 solvers=solvers, forms=forms, solver_options=self.solver_options)
         theta, coef, intercept, cert = routes.fit(

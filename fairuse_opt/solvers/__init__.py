@@ -2,7 +2,7 @@
 
 ``native`` (numpy methods on the parameter vector, :mod:`.native`) and the conic
 solvers ``CLARABEL``, ``ECOS``, ``SCS`` through cvxpy (:mod:`.conic`).  Solver names
-are defined once, in :mod:`.base`.
+are defined once, in :mod:`fairuse_opt._solver_names` (re-exported by :mod:`.base`).
 """
 
 from .base import CONIC_SOLVERS, NATIVE, SOLVER_CHOICES, Result, Task

@@ -1,4 +1,5 @@
-"""What every backend returns, and the names of the backends (one place)."""
+"""What every backend returns, and the names of the backends (defined in
+:mod:`fairuse_opt._solver_names`, re-exported here)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Result", "Task", "SOLVER_CHOICES", "CONIC_SOLVERS", "NATIVE"]
+from .._solver_names import (  # the names, defined once
+    CONIC_SOLVERS,
+    FALLBACK_SOLVERS,
+    NATIVE,
+    NATIVE_CHOICES,
+    SOLVER_CHOICES,
+)
 
-#: The conic solvers reached through cvxpy.
-CONIC_SOLVERS = ("CLARABEL", "ECOS", "SCS")
-#: The numpy backend.
-NATIVE = "NATIVE"
-#: What ``solver=`` accepts (case-insensitive).
-SOLVER_CHOICES = ("auto", "native") + CONIC_SOLVERS
+__all__ = ["Result", "Task", "SOLVER_CHOICES", "CONIC_SOLVERS", "NATIVE", "NATIVE_CHOICES", "FALLBACK_SOLVERS"]
 
 
 @dataclass

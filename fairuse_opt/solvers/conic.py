@@ -21,7 +21,7 @@ import cvxpy as cp
 import numpy as np
 
 from ..exceptions import MSG_SOLVER_FAILED, MSG_SOLVER_UNKNOWN, InputError, SolverError
-from .base import CONIC_SOLVERS, Result, Task
+from .base import CONIC_SOLVERS, FALLBACK_SOLVERS, NATIVE_CHOICES, Result, Task
 
 __all__ = ["solve", "solver_order", "ConicBackend", "DEFAULT_OPTIONS", "raise_failed"]
 
@@ -47,7 +47,7 @@ def solver_order(solver: str, task: str = "classification") -> list[str]:
     program at n = 5,000 and on many steps of the sequence of restrictions.
     """
     installed = set(cp.installed_solvers())
-    if solver.lower() in ("auto", "native"):
+    if solver.lower() in NATIVE_CHOICES:
         first = "ECOS" if task == "classification" else "CLARABEL"
         if first not in installed:
             first = "CLARABEL"
@@ -58,7 +58,7 @@ def solver_order(solver: str, task: str = "classification") -> list[str]:
                 solver=solver, installed=sorted(set(CONIC_SOLVERS) & installed)))
     # SCS is a fallback only when asked for: its first-order accuracy rarely passes the
     # 1e-7 verification, and at tight tolerances it runs for minutes.
-    rest = [s for s in ("CLARABEL", "ECOS") if s != first and s in installed]
+    rest = [s for s in FALLBACK_SOLVERS if s != first and s in installed]
     return [first] + rest
 
 
