@@ -5,7 +5,15 @@ else knows it: its value, derivative and curvature in the linear score ``s``, th
 inverse link (score -> prediction), the start value (the best constant score), the
 range of its targets and of its predictions, and its cvxpy atom.  Adding a loss is
 adding one subclass of :class:`Loss`; an estimator uses it by returning it from
-``_get_loss()`` (as scikit-learn's generalised linear models do).
+``_get_loss()`` (as scikit-learn's generalised linear models do)::
+
+    class FairUsePoissonRegressor(FairUseRegressor):
+        def _get_loss(self):
+            return PoissonLoss()  # row_loss, value, grad, curvature, cvx, inverse_link, link, start
+
+``tests/test_custom_loss.py`` defines a Poisson loss this way, outside the library, and
+checks its fits (generic, personalized, with fair-use constraints; native and cvxpy)
+against scikit-learn's ``PoissonRegressor`` and scipy.
 
 Rows are handled as *merged rows*: rows identical in (features, group) share one
 score, so their losses add up to a function of the score and a few sufficient
