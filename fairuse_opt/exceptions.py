@@ -118,6 +118,10 @@ MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
 MSG_TARGET_RANGE = ("y has {n_bad} value(s) outside [{low:g}, {high:g}], the range of the {loss} loss "
                     "(first at row {first})")
 MSG_BAD_PREDICTIONS = "the {what} model's predictions cannot be certified against: {problem}"
+MSG_NO_MINIMUM = (
+    "the {model} has no minimum: with {why}, its loss ({loss}) decreases without bound along "
+    "parameter(s) {direction} (for a classifier: the classes are separable); set alpha > 0"
+)
 MSG_GENERIC_FAILED = "the generic model passed as generic= could not predict on the training data: {error}"
 MSG_LITTLE_GAIN = (
     "the fair-use fit kept {kept:.0%} of the gain of personalization (at most {reach:.0%} is provably "

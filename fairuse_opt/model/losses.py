@@ -104,6 +104,14 @@ class Loss:
         """The best constant score: a finite start for Newton's method."""
         raise NotImplementedError
 
+    def recession(self, stats: np.ndarray) -> np.ndarray | None:
+        """Per merged row, the directions of the score along which its loss does not grow
+        without bound: ``+1`` (only ``s -> +inf``), ``-1`` (only ``s -> -inf``), ``0``
+        (neither).  ``None`` (the default): the loss grows without bound both ways for
+        every row, so any fit has a minimum.  Used to detect fits with no minimum
+        (separable classes with nothing penalised)."""
+        return None
+
     # -------------------------------------------------------------- checks
     def check_target(self, y: np.ndarray) -> None:
         """Raise :class:`InputError` when a target lies outside :attr:`target_range`."""
@@ -190,6 +198,14 @@ class LogisticLoss(Loss):
     def start(self, y, w):
         m = min(max(float(np.average(y, weights=w)), 1e-6), 1 - 1e-6)
         return float(np.log(m / (1 - m)))
+
+    def recession(self, stats):
+        """Rows whose labels are all 1 lose less as ``s -> +inf``, all 0 as ``s -> -inf``."""
+        W, W1 = stats[:, 0], stats[:, 1]
+        out = np.zeros(len(W), dtype=np.int64)
+        out[W1 >= W * (1 - 1e-12)] = 1
+        out[W1 <= W * 1e-12] = -1
+        return out
 
 
 class SquaredLoss(Loss):

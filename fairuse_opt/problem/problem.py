@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from ..exceptions import MSG_NO_MINIMUM, InputError
 from ..model.family import Family
 from ..model.losses import Loss
 from .data import TrainData
@@ -124,6 +125,72 @@ class Problem:
         self.Wg = data.group_weight
         # shared feature weights: every report has the same w (none, onehot, intersectional)
         self.shared_weights = family.encoding != "decoupled"
+        if hook is None:  # a hook's constraints may bound the problem: not checked then
+            self.check_minimum()
+
+    # ------------------------------------------------------ existence of a minimum
+    def free_parameters(self) -> np.ndarray:
+        """Parameters neither penalised nor held by the common set (bool (p,))."""
+        free = np.ones(self.p, dtype=bool) if self.alpha == 0 else (self.q == 0)
+        if self.set_spec is not None:
+            free[self.family.block_intercept] = False
+            for idx in self.family.block_weights:
+                free[idx] = False
+        return free
+
+    def unbounded_direction(self) -> np.ndarray | None:
+        """A direction of the free parameters along which the objective decreases without
+        bound (and so has no minimum), or ``None``.
+
+        The loss says which way each merged row's score may go without its loss growing
+        (:meth:`~fairuse_opt.model.Loss.recession`); such a direction exists when a linear
+        program finds free parameters moving every score that way (and none of the others)
+        with some score moving: separable classes, for the logistic loss.
+        """
+        signs = self.loss.recession(self.data.stats)
+        free = self.free_parameters()
+        if signs is None or not free.any() or self.data.n_distinct == 0:
+            return None
+        names = np.array(self.family.names)
+        if self.alpha > 0 and set(names[free]) <= {"b"}:  # the global intercept alone
+            if np.all(signs == 1) or np.all(signs == -1):
+                v = np.zeros(self.p)
+                v[free] = float(signs[0])
+                return v
+            return None
+        from scipy.optimize import linprog
+
+        D = self.family.design(self.data.Z, self.data.codes)[:, np.flatnonzero(free)].tocsr()
+        one_way = signs != 0
+        if not one_way.any():
+            return None
+        A = sp.diags(signs[one_way].astype(np.float64)) @ D[one_way]
+        c = -np.asarray(A.sum(axis=0)).ravel()
+        two_way = ~one_way
+        res = linprog(c, A_ub=-A, b_ub=np.zeros(A.shape[0]),
+                      A_eq=D[two_way] if two_way.any() else None,
+                      b_eq=np.zeros(int(two_way.sum())) if two_way.any() else None,
+                      bounds=(-1, 1), method="highs")
+        if res.status != 0 or -res.fun <= 1e-7:
+            return None
+        v = np.zeros(self.p)
+        v[free] = res.x
+        return v
+
+    def check_minimum(self) -> None:
+        """Raise :class:`~fairuse_opt.exceptions.InputError` when the objective has no
+        minimum (see :meth:`unbounded_direction`)."""
+        v = self.unbounded_direction()
+        if v is None:
+            return
+        fam = self.family
+        model = ("generic model" if fam.encoding == "none"
+                 else f"personalized model (encoding={fam.encoding!r}, group_reg={fam.group_reg!r})")
+        why = "alpha=0" if self.alpha == 0 else "the unpenalised intercept"
+        moving = [fam.names[k] for k in np.flatnonzero(np.abs(v) > 1e-9 * np.abs(v).max())]
+        raise InputError(MSG_NO_MINIMUM.format(
+            model=model, why=why, loss=self.loss.name,
+            direction=", ".join(moving[:6]) + (", ..." if len(moving) > 6 else "")))
 
     # ----------------------------------------------------------- the model
     def effective(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
