@@ -1,0 +1,324 @@
+"""Edge cases of the fitting core, each against an answer known in advance (issue 9).
+
+Separable and nearly separable groups, duplicated rows (the same fit as weights 2),
+zero-weight rows (the same fit as dropping them), a single feature, no feature, constant
+features, one row in a group.  References: scikit-learn, scipy on objectives written
+here from their definition, or values computed by hand; where no answer exists (a loss
+with no minimum) a clear :mod:`fairuse_opt.exceptions` error.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+from scipy.special import expit, logit
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from fairuse_opt import FairUseClassifier, FairUseRegressor, SmallGroupWarning
+from fairuse_opt.exceptions import MSG_EMPTY_WEIGHT_GROUP, InputError
+
+ALPHA = 1e-2
+
+
+def _fit(est, X, y, groups=None, w=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)
+        return est.fit(X, y, groups=groups, sample_weight=w)
+
+
+def reference_intersectional_set(X, y, codes, alpha, task, w=None, bound=5.0):
+    """The ``intersectional`` / ``group_reg="set"`` fit written from its definition and
+    minimised by scipy (L-BFGS-B with the common interval as bounds)::
+
+        min  mean_w loss(y, z . v + b_g) + alpha ||v / sd||^2,   |b_g - c| <= bound
+
+    on ``z = (x - mean) / sd`` (weighted), ``c`` the standardised intercept of the
+    generic model fitted by scikit-learn, ``bound`` 5 log-odds (classifier) or 5 sd of y.
+    Returns raw-scale ``(coef (d,), intercepts (G,))``.
+    """
+    n, d = X.shape
+    w = np.ones(n) if w is None else w
+    G = int(codes.max()) + 1
+    mean = np.average(X, axis=0, weights=w)
+    sd = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w))
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    Z = (X - mean) / sd
+    if task == "classification":
+        gen = LogisticRegression(C=1 / (2 * alpha * w.sum()), tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+        unit = 1.0
+    else:
+        gen = Ridge(alpha=alpha * w.sum(), tol=1e-12).fit(X, y, sample_weight=w)
+        unit = float(np.sqrt(np.average((y - np.average(y, weights=w)) ** 2, weights=w)))
+    c = float(np.ravel(gen.intercept_)[0] + np.ravel(gen.coef_) @ mean)
+
+    def f(p):
+        s = Z @ p[:d] + p[d:][codes]
+        if task == "classification":
+            rl, dl = np.logaddexp(0, s) - y * s, expit(s) - y
+        else:
+            rl, dl = (y - s) ** 2, 2 * (s - y)
+        r = w * dl / w.sum()
+        val = float(np.average(rl, weights=w) + alpha * np.sum((p[:d] / sd) ** 2))
+        return val, np.concatenate([Z.T @ r + 2 * alpha * p[:d] / sd ** 2, np.bincount(codes, weights=r, minlength=G)])
+
+    b = bound * unit
+    x0 = np.concatenate([np.zeros(d), np.full(G, c)])
+    res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=[(None, None)] * d + [(c - b, c + b)] * G,
+                   options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 20_000})
+    coef = res.x[:d] / sd
+    return coef, res.x[d:] - coef @ mean, res.x[d:], c, b
+
+
+def _codes(model, groups):
+    keys = list(groups.itertuples(index=False, name=None))
+    return np.array([model.groups_.index(k) for k in keys])
+
+
+def base_data(seed=0, n=240, d=2, G=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * [1.0, 2.5][:d] + [0.3, -1.0][:d]
+    g = np.concatenate([np.arange(G), rng.integers(0, G, n - G)])
+    y = (X @ np.array([0.8, -0.4][:d]) + 0.6 * (g - 1) + rng.logistic(size=n) > 0).astype(float)
+    return X, y, pd.DataFrame({"g": g})
+
+
+# ------------------------------------------------------------------ separable
+def test_separable_without_penalty_has_no_minimum_and_says_so():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 2))
+    y = (X[:, 0] - 0.3 * X[:, 1] > 0).astype(int)
+    for solver in ("native", "ECOS"):
+        with pytest.raises(InputError, match=r"the generic model has no minimum: with alpha=0.*set alpha > 0"):
+            FairUseClassifier(encoding="none", alpha=0.0, solver=solver).fit(X, y)
+    # with a penalty the minimum exists: scikit-learn's
+    m = FairUseClassifier(encoding="none", alpha=ALPHA).fit(X, y)
+    ref = LogisticRegression(C=1 / (2 * ALPHA * 100), tol=1e-12, max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("encoding,group_reg", [("intersectional", "penalty"), ("onehot", "set"),
+                                                ("decoupled", "penalty")])
+def test_separable_group_without_penalty_has_no_minimum(encoding, group_reg):
+    """Group 0 is all positive: its unpenalised offset would run to infinity."""
+    X, y, groups = base_data()
+    y = np.where(groups["g"] == 0, 1.0, y)
+    with pytest.raises(InputError, match=r"personalized model .* has no minimum: with alpha=0"):
+        _fit(FairUseClassifier(encoding=encoding, group_reg=group_reg, alpha=0.0, fair_use=None), X, y, groups)
+
+
+@pytest.mark.parametrize("alpha", [0.0, ALPHA])
+@pytest.mark.parametrize("flip", [0, 1], ids=["separable", "nearly-separable"])
+def test_separable_group_in_the_common_set(alpha, flip):
+    """Group 0 all positive (or all but one): held by the common interval.  Separable,
+    its intercept sits exactly on the interval's upper end; nearly separable, wherever
+    the bounded reference puts it.  The rest of the fit matches the reference."""
+    X, y, groups = base_data(seed=1)
+    g = groups["g"].to_numpy()
+    y = np.where(g == 0, 1.0, y)
+    if flip:
+        y[np.flatnonzero(g == 0)[0]] = 0.0
+    m = _fit(FairUseClassifier(encoding="intersectional", alpha=alpha, fair_use=None), X, y, groups)
+    if alpha == 0.0:
+        # sklearn's LogisticRegression has no exactly-unpenalised mode: compare at a tiny C
+        alpha_ref = 1e-9
+    else:
+        alpha_ref = alpha
+    codes = _codes(m, groups)
+    coef, intercepts, b_std, c, b = reference_intersectional_set(X, y, codes, alpha_ref, "classification")
+    np.testing.assert_allclose(m.coef_[0], coef, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.intercept_, intercepts, atol=1e-4)
+    at_b = m.certificate_.table["at_set_boundary"].to_numpy()
+    g0 = m.groups_.index((0,))
+    if not flip:
+        # hand-known: the loss of an all-positive group decreases in its intercept
+        assert b_std[g0] == pytest.approx(c + b, abs=1e-9)
+        own_std = m.intercept_[g0] + m.coef_[g0] @ np.average(X, axis=0)
+        gen_std = m.generic_.intercept_[0] + m.generic_.coef_[0] @ np.average(X, axis=0)
+        assert own_std == pytest.approx(gen_std + 5.0, abs=1e-6)
+        assert at_b[g0]
+    assert not at_b[[k for k in range(len(at_b)) if k != g0]].any()
+
+
+def test_separable_group_with_fair_use_verifies():
+    X, y, groups = base_data(seed=2)
+    y = np.where(groups["g"] == 0, 1.0, y)
+    for solver in ("native", "ECOS"):
+        m = _fit(FairUseClassifier(encoding="intersectional", alpha=ALPHA, fair_use="both", margin=0.02,
+                                   solver=solver), X, y, groups)
+        assert m.certificate_.verified and m.certificate_.route in ("exact", "unconstrained-feasible")
+
+
+# ---------------------------------------------------------- rows and weights
+def _compare(m1, m2, atol=1e-8, obj_rtol=1e-10):
+    np.testing.assert_allclose(m1.coef_, m2.coef_, atol=atol)
+    np.testing.assert_allclose(m1.intercept_, m2.intercept_, atol=atol)
+    assert m1.certificate_.objective == pytest.approx(m2.certificate_.objective, rel=obj_rtol)
+    assert m1.certificate_.route == m2.certificate_.route
+    t1, t2 = m1.certificate_.table, m2.certificate_.table
+    np.testing.assert_allclose(t1["own_loss"], t2["own_loss"], atol=atol)
+    np.testing.assert_allclose(t1["generic_loss"], t2["generic_loss"], atol=atol)
+
+
+#: (task, encoding, group_reg, fair_use, margin, route): the margins bind (checked)
+SETTINGS = [("classification", "intersectional", "set", "both", 0.002, "exact"),
+            ("classification", "onehot", "set", "both", 0.002, "ccp"),
+            ("regression", "onehot", "set", "both", 0.0055, "ccp"),
+            ("regression", "decoupled", "penalty", "rationality", 0.0, "unconstrained-feasible")]
+
+
+def _data(task, seed=3):
+    X, y, groups = base_data(seed=seed)
+    if task == "regression":
+        rng = np.random.default_rng(seed)
+        y = X @ [1.0, -0.5] + groups["g"].to_numpy() * 0.7 + rng.normal(size=len(y))
+    return X, y, groups
+
+
+def _est(task, **kw):
+    return (FairUseClassifier if task == "classification" else FairUseRegressor)(alpha=ALPHA, **kw)
+
+
+@pytest.mark.parametrize("merge_rows", [True, False])
+@pytest.mark.parametrize("task,encoding,group_reg,fair_use,margin,route", SETTINGS)
+def test_duplicated_rows_fit_as_weight_two(task, encoding, group_reg, fair_use, margin, route, merge_rows):
+    X, y, groups = _data(task)
+    dup = np.arange(0, len(y), 3)  # every third row twice
+    Xd = np.vstack([X, X[dup]])
+    yd = np.concatenate([y, y[dup]])
+    gd = pd.concat([groups, groups.iloc[dup]], ignore_index=True)
+    w = np.ones(len(y))
+    w[dup] = 2.0
+    kw = dict(encoding=encoding, group_reg=group_reg, fair_use=fair_use, margin=margin, merge_rows=merge_rows)
+    m_dup = _fit(_est(task, **kw), Xd, yd, gd)
+    m_w = _fit(_est(task, **kw), X, y, groups, w)
+    _compare(m_dup, m_w, atol=1e-6 if m_w.certificate_.route == "ccp" else 1e-8,
+             obj_rtol=1e-9 if m_w.certificate_.route == "ccp" else 1e-10)
+    assert m_w.certificate_.verified and m_dup.certificate_.verified
+    assert m_w.certificate_.route == route
+    assert m_w.certificate_.table["rationality_active"].any() == (margin > 0)
+
+
+@pytest.mark.parametrize("task,encoding,group_reg,fair_use,margin,route", SETTINGS)
+def test_zero_weight_rows_fit_as_dropped(task, encoding, group_reg, fair_use, margin, route):
+    X, y, groups = _data(task)
+    rng = np.random.default_rng(9)
+    k = 25
+    # extra rows far from the data, in every group, with weight 0
+    Xz = np.vstack([X, rng.normal(size=(k, 2)) * 50 + 100])
+    yz = np.concatenate([y, (rng.random(k) < 0.5).astype(float) if task == "classification" else rng.normal(size=k) * 1e3])
+    gz = pd.concat([groups, pd.DataFrame({"g": rng.integers(0, 3, k)})], ignore_index=True)
+    w = np.concatenate([np.ones(len(y)), np.zeros(k)])
+    kw = dict(encoding=encoding, group_reg=group_reg, fair_use=fair_use, margin=margin)
+    m_zero = _fit(_est(task, **kw), Xz, yz, gz, w)
+    m_drop = _fit(_est(task, **kw), X, y, groups)
+    assert m_drop.certificate_.route == route
+    _compare(m_zero, m_drop, atol=1e-8 if route != "ccp" else 1e-6, obj_rtol=1e-9)
+
+
+def test_group_of_zero_weight_rows_is_a_clear_error():
+    X, y, groups = base_data()
+    groups = groups.copy()
+    groups.loc[:4, "g"] = 7
+    w = np.ones(len(y))
+    w[:5] = 0.0
+    with pytest.raises(InputError) as info:
+        FairUseClassifier().fit(X, y, groups=groups, sample_weight=w)
+    assert str(info.value) == MSG_EMPTY_WEIGHT_GROUP.format(group=(7,))
+
+
+# ---------------------------------------------------------------- features
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_single_feature(task):
+    X, y, groups = _data(task)
+    X1 = X[:, :1]
+    n = len(y)
+    m = _fit(_est(task, encoding="none", fair_use=None), X1, y)
+    if task == "classification":
+        ref = LogisticRegression(C=1 / (2 * ALPHA * n), tol=1e-12, max_iter=10_000).fit(X1, y)
+    else:
+        ref = Ridge(alpha=ALPHA * n, tol=1e-12).fit(X1, y)
+    np.testing.assert_allclose(m.coef_[0], np.ravel(ref.coef_), rtol=1e-6)
+    assert m.intercept_[0] == pytest.approx(float(np.ravel(ref.intercept_)[0]), abs=1e-6)
+    # personalized: against the bounded reference written from the definition
+    m = _fit(_est(task, encoding="intersectional", fair_use=None), X1, y, groups)
+    coef, intercepts, *_ = reference_intersectional_set(X1, np.asarray(y, float), _codes(m, groups), ALPHA, task)
+    np.testing.assert_allclose(m.coef_[0], coef, rtol=1e-5)
+    np.testing.assert_allclose(m.intercept_, intercepts, atol=1e-5)
+
+
+def test_no_feature_gives_each_group_its_log_odds():
+    """No feature: each group's intercept is the logit of its positive rate (hand-known)."""
+    X, y, groups = base_data()
+    X0 = np.zeros((len(y), 0))
+    for solver in ("native", "ECOS"):
+        m = _fit(FairUseClassifier(encoding="intersectional", fair_use="both", solver=solver), X0, y, groups)
+        g = groups["g"].to_numpy()
+        expected = [logit(y[g == key[0]].mean()) for key in m.groups_]
+        np.testing.assert_allclose(m.intercept_, expected, atol=1e-6)
+        assert m.certificate_.route == "unconstrained-feasible"
+
+
+@pytest.mark.parametrize("alpha", [0.0, ALPHA])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_constant_feature_gets_zero_weight_and_changes_nothing(task, alpha):
+    """A constant column moves every score alike, as the intercepts do: with a penalty
+    its weight is 0, and the fit is the fit without it (hand-known)."""
+    X, y, groups = _data(task)
+    Xc = np.column_stack([X[:, 0], np.full(len(y), 3.0), X[:, 1]])
+    kw = dict(encoding="intersectional", fair_use="both", margin=0.002 if task == "classification" else 0.0055)
+    est = (FairUseClassifier if task == "classification" else FairUseRegressor)(alpha=alpha, **kw)
+    m_c = _fit(est, Xc, y, groups)
+    m = _fit((FairUseClassifier if task == "classification" else FairUseRegressor)(alpha=alpha, **kw), X, y, groups)
+    np.testing.assert_allclose(m_c.coef_[:, 1], 0.0, atol=1e-12)
+    np.testing.assert_allclose(m_c.coef_[:, [0, 2]], m.coef_, atol=1e-8)
+    np.testing.assert_allclose(m_c.intercept_, m.intercept_, atol=1e-8)
+    np.testing.assert_allclose(m_c.decision_function(Xc, groups=groups), m.decision_function(X, groups=groups),
+                               atol=1e-8)
+    assert m_c.certificate_.objective == pytest.approx(m.certificate_.objective, rel=1e-10)
+    assert m.certificate_.route == m_c.certificate_.route == "exact"
+
+
+# ----------------------------------------------------------- a one-row group
+def test_one_row_group_regression_fits_its_row_and_leaves_the_rest():
+    """A group of one row: its own intercept fits the row exactly (hand-known: its loss
+    is 0), and the shared weights are those of the fit without it, whose mean loss is
+    over one row fewer (alpha scaled by n / (n - 1))."""
+    X, y, groups = _data("regression")
+    n = len(y)
+    groups = groups.copy()
+    groups.loc[0, "g"] = 9
+    with pytest.warns(SmallGroupWarning, match=r"group \(9,\) has 1 row"):
+        m = FairUseRegressor(encoding="intersectional", alpha=ALPHA, fair_use="both").fit(X, y, groups=groups)
+    k = m.groups_.index((9,))
+    assert float(m.predict(X[:1], report=(9,))[0]) == pytest.approx(y[0], abs=1e-8)
+    assert m.certificate_.table["own_loss"][k] == pytest.approx(0.0, abs=1e-12)
+    rest = FairUseRegressor(encoding="intersectional", alpha=ALPHA * n / (n - 1), fair_use=None).fit(
+        X[1:], y[1:], groups=groups.iloc[1:])
+    np.testing.assert_allclose(m.coef_[0], rest.coef_[0], rtol=1e-7)
+    others = [m.groups_.index(key) for key in rest.groups_]
+    np.testing.assert_allclose(m.intercept_[others], rest.intercept_, atol=1e-7)
+    assert m.certificate_.verified
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_one_row_group_classification_sits_on_the_interval(label):
+    """A one-row group is separable: its intercept sits on the end of the common interval
+    its label points to (hand-known: the generic standardised intercept +- 5)."""
+    X, y, groups = base_data()
+    groups = groups.copy()
+    groups.loc[0, "g"] = 9
+    y = y.copy()
+    y[0] = label
+    with pytest.warns(SmallGroupWarning):
+        m = FairUseClassifier(encoding="intersectional", alpha=ALPHA, fair_use="both").fit(X, y, groups=groups)
+    k = m.groups_.index((9,))
+    mean = X.mean(axis=0)
+    own_std = m.intercept_[k] + m.coef_[k] @ mean
+    gen_std = m.generic_.intercept_[0] + m.generic_.coef_[0] @ mean
+    assert own_std == pytest.approx(gen_std + (5.0 if label else -5.0), abs=1e-6)
+    assert m.certificate_.table["at_set_boundary"][k]
+    assert m.certificate_.verified
