@@ -371,3 +371,94 @@ def test_native_and_cvxpy_agree_on_real_data(apnea):
 def test_native_and_cvxpy_agree_on_the_raw_diabetes_target(setting):
     X, y, groups = _diabetes()
     _agree_on("diabetes-raw", "regression", X, y, groups, *setting)
+
+
+# ------------------------------------------- the problem's numpy methods vs its cvxpy program
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fairuse_opt.model import Family, LogisticLoss, SquaredLoss  # noqa: E402
+from fairuse_opt.problem import Problem, SetSpec, TrainData  # noqa: E402
+
+
+def _fd(f, theta, h=1e-6):
+    out = np.zeros_like(theta)
+    for k in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[k] = h
+        out[k] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return out
+
+
+@st.composite
+def problem_specs(draw):
+    return dict(n=draw(st.integers(8, 60)), d=draw(st.integers(0, 3)), levels=draw(st.sampled_from([(2,), (2, 2), (3, 2)])),
+                loss=draw(st.sampled_from(["logistic", "squared"])),
+                encoding=draw(st.sampled_from(["onehot", "intersectional", "decoupled"])),
+                group_reg=draw(st.sampled_from(["set", "penalty"])), alpha=draw(st.sampled_from([1e-4, 0.03])),
+                weighted=draw(st.booleans()), discrete=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+def build_problem(spec):
+    rng = np.random.default_rng(spec["seed"])
+    n, d, levels = spec["n"], spec["d"], spec["levels"]
+    X = rng.integers(0, 3, size=(n, d)).astype(float) if spec["discrete"] else rng.normal(size=(n, d)) * 2 + 1
+    attrs = np.column_stack([rng.integers(0, k, n) for k in levels])
+    attrs[: np.prod(levels)] = np.array(np.unravel_index(np.arange(np.prod(levels)), levels)).T  # all present
+    keys = sorted(set(map(tuple, attrs)))
+    codes = np.array([keys.index(tuple(a)) for a in attrs])
+    loss = LogisticLoss() if spec["loss"] == "logistic" else SquaredLoss()
+    y = (rng.random(n) < 0.5).astype(float) if spec["loss"] == "logistic" else rng.normal(size=n) * 3
+    y[:2] = [0.0, 1.0]  # both classes (alpha > 0: a minimum exists; alpha = 0 is tested in test_edge_cases)
+    w = rng.uniform(0.2, 3.0, n) if spec["weighted"] else np.ones(n)
+    mean = np.average(X, axis=0, weights=w) if d else np.zeros(0)
+    sd = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w)) if d else np.zeros(0)
+    scale = np.where(sd > 1e-12, sd, 1.0)
+    Z = (X - mean) / scale
+    fam = Family(spec["encoding"], spec["group_reg"], d, np.array(keys), list(levels), shift=mean / scale)
+    data = TrainData.build(Z, codes, loss.stats(y, w), len(keys), merge=spec["discrete"])
+    spec_set = SetSpec(0.2, 4.0, np.zeros(d), 2.0)
+    prob = Problem(fam, loss, data, alpha=spec["alpha"], scale=scale, mean=mean, set_spec=spec_set)
+    theta = rng.normal(scale=0.4, size=fam.n_params)
+    return prob, theta
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(problem_specs())
+def test_problem_numpy_methods_agree_with_cvxpy_and_finite_differences(spec):
+    """Objective, gradient, own losses, the loss matrix and its Jacobian (numpy) against
+    the cvxpy program compiled from the same Problem (both forms, with the rationality
+    and envy constraints) and against central finite differences."""
+    prob, theta = build_problem(spec)
+    G = prob.G
+    pairs = [(g, r) for g in range(G) for r in range(G) if g != r]
+    val, grad = prob.value_grad(theta)
+    own, own_grad = prob.own_losses(theta, grad=True)
+    L, E = prob.loss_matrix(theta, jacobian=True)
+    J = prob.pair_gradients(E, pairs).toarray()
+    for form in ("direct", "epigraph"):
+        prog = prob.to_cvxpy(form=form, rationality=True, envy_pairs=pairs)
+        prog.theta.value = theta
+        if form == "epigraph":  # the epigraph variables at their tight value
+            u = [v for v in prog.problem.variables() if v.name() == "group_loss"][0]
+            u.value = np.array([float(s.value) if s is not None else 0.0 for s in prog.direct_sums])
+        assert val == pytest.approx(float(prog.objective.value), rel=1e-10, abs=1e-12)
+        for g in prob.active:
+            assert own[g] == pytest.approx(float(prog.group_loss[g].value), rel=1e-10, abs=1e-12)
+    prog = prob.to_cvxpy(form="direct")
+    prog.theta.value = theta
+    np.testing.assert_allclose(grad, np.asarray(prog.objective.grad[prog.theta].todense()).ravel(),
+                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(grad, _fd(prob.objective, theta), rtol=1e-5, atol=1e-7)
+    H = prob.hessian(theta)
+    np.testing.assert_allclose(H, np.array([_fd(lambda t: prob.value_grad(t)[1][k], theta) for k in range(prob.p)]),
+                               rtol=1e-4, atol=1e-6)
+    for k, (g, r) in enumerate(pairs):
+        expr = prog.group_loss_expr(g, r)
+        assert L[g, r] == pytest.approx(float(expr.value), rel=1e-10, abs=1e-12)
+        np.testing.assert_allclose(J[k], np.asarray(expr.grad[prog.theta].todense()).ravel(), rtol=1e-8, atol=1e-10)
+        if k % 3 == 0:
+            np.testing.assert_allclose(J[k], _fd(lambda t: prob.loss_matrix(t)[g, r], theta), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(own, np.diag(L), rtol=1e-12)
+    for g in prob.active:
+        np.testing.assert_allclose(own_grad[g], _fd(lambda t: prob.own_losses(t)[g], theta), rtol=1e-5, atol=1e-7)

@@ -322,3 +322,38 @@ def test_one_row_group_classification_sits_on_the_interval(label):
     assert own_std == pytest.approx(gen_std + (5.0 if label else -5.0), abs=1e-6)
     assert m.certificate_.table["at_set_boundary"][k]
     assert m.certificate_.verified
+
+
+def _separable_lp(X, y):
+    """Independent check, on the raw rows: is there ``(w, b)`` with every row on its
+    label's side of ``x . w + b = 0`` and some row strictly (complete or quasi-complete
+    separation)?  Linear program: maximise the sum of signed scores, each >= 0, in a box."""
+    from scipy.optimize import linprog
+
+    sgn = 2 * y - 1
+    A = sgn[:, None] * np.column_stack([X, np.ones(len(y))])
+    res = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(len(y)), bounds=(-1, 1), method="highs")
+    return res.status == 0 and -res.fun > 1e-7
+
+
+def test_no_minimum_is_detected_exactly_when_the_classes_are_separable():
+    """Random small data at alpha=0: the fit raises if and only if an independent linear
+    program finds a separating direction; otherwise it is scikit-learn's unpenalised fit."""
+    outcomes = {"separable": 0, "not separable": 0}
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        n, d = int(rng.integers(8, 30)), int(rng.integers(1, 3))
+        X = rng.normal(size=(n, d))
+        y = (X @ rng.normal(size=d) + rng.logistic(size=n) * rng.choice([0.01, 3.0]) > 0).astype(float)
+        if y.min() == y.max():
+            y[0] = 1 - y[0]
+        sep = _separable_lp(X, y)
+        outcomes["separable" if sep else "not separable"] += 1
+        if sep:
+            with pytest.raises(InputError, match="has no minimum"):
+                FairUseClassifier(encoding="none", alpha=0.0).fit(X, y)
+        else:
+            m = FairUseClassifier(encoding="none", alpha=0.0).fit(X, y)
+            ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
+            np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-4, atol=1e-5)
+    assert min(outcomes.values()) >= 5, outcomes
