@@ -288,6 +288,25 @@ class RestrictionSequence:
                     theta, obj = res.solution, p_obj
                     local_trace = local_trace + [p_obj]
                     info = {**info, "duals": None, "polished": True}
+            # groups pooled on one model (both envy constraints between them active) make
+            # the constraints degenerate: the restrictions crawl along the pooled manifold
+            # (~1e-7 a step) and SLSQP's linearisation is inconsistent there.  Tying the
+            # pooled groups' models (linear equalities; the envy between them then holds
+            # exactly) gives a regular program whose solution is verified like any other.
+            tied = _pooled_pairs(prob, theta, pairs) if pairs else []
+            if tied:
+                cluster = set(tied) | {(r, g) for g, r in tied}
+                res = native.slsqp(prob, theta, bound if rationality else None,
+                                   [pr for pr in pairs if pr not in cluster], tol,
+                                   equalities=_tie_equalities(prob, tied))
+                if res.ok:
+                    p_obj = prob.objective(res.solution)
+                    if p_obj < obj - 1e-12 and is_feasible(res.solution):
+                        logger.info("polish with pooled groups %s tied: objective %.7f -> %.7f",
+                                    [(setup.keys[g], setup.keys[r]) for g, r in tied], obj, p_obj)
+                        theta, obj = res.solution, p_obj
+                        local_trace = local_trace + [p_obj]
+                        info = {**info, "duals": None, "polished": True}
         trace.extend(local_trace)
         return Outcome(theta, "ccp", info["solver"], info["status"], info["iterations"],
                        duals=info.get("duals"), start=info["start"])
@@ -308,6 +327,30 @@ class RestrictionSequence:
                 return theta
             rho = min(rho * growth, rho_max)
         return None
+
+
+def _pooled_pairs(prob, theta, pairs, rel: float = 1e-6) -> list[tuple[int, int]]:
+    """Pairs ``g < r`` of groups that are indifferent between their two reports (both
+    envy slacks within ``rel`` of the loss): the groups share one model, or nearly."""
+    L = prob.loss_matrix(theta)
+    own = np.diag(L)
+    asked = set(pairs)
+    out = []
+    for g in range(prob.G):
+        for r in range(g + 1, prob.G):
+            if (g, r) in asked and (r, g) in asked:
+                scale = rel * max(1.0, abs(own[g]), abs(own[r]))
+                if abs(L[g, r] - own[g]) <= scale and abs(L[r, g] - own[r]) <= scale:
+                    out.append((g, r))
+    return out
+
+
+def _tie_equalities(prob, tied) -> np.ndarray:
+    """Rows ``A`` (full row rank) with ``A theta = 0`` iff every tied pair is served one model."""
+    maps = prob.family.maps
+    A = np.vstack([(maps[g] - maps[r]).toarray() for g, r in tied])
+    _, sv, Vt = np.linalg.svd(A, full_matrices=False)
+    return Vt[sv > 1e-10 * sv.max()] if sv.size and sv.max() > 0 else np.zeros((0, prob.p))
 
 
 def _newton_logger(label):

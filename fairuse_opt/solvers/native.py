@@ -137,12 +137,14 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
 
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
-          max_iter: int = 300) -> Result:
+          max_iter: int = 300, equalities: np.ndarray | None = None) -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
     are tightened by ``0.1 * tol`` so that a point on their boundary verifies at
-    ``tol``.  Status ``"failed"`` when SLSQP raised or returned non-finite values.
+    ``tol``.  ``equalities`` (m, p), full row rank: linear constraints
+    ``equalities @ theta = 0`` (groups tied to one model).  Status ``"failed"`` when
+    SLSQP raised or returned non-finite values.
     """
     from scipy.optimize import minimize
 
@@ -159,6 +161,9 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     constraints = []
     if bound is not None or pairs or problem.set_spec is not None:
         constraints = [{"type": "ineq", "fun": lambda t: cons(t)[0], "jac": lambda t: cons(t)[1]}]
+    if equalities is not None and len(equalities):
+        A_eq = np.asarray(equalities, dtype=np.float64)
+        constraints.append({"type": "eq", "fun": lambda t: A_eq @ t, "jac": lambda t: A_eq})
     try:
         res = minimize(problem.value_grad, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
                        constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14})
