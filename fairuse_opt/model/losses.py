@@ -104,6 +104,17 @@ class Loss:
         """The best constant score: a finite start for Newton's method."""
         raise NotImplementedError
 
+    def target_scale(self, stats: np.ndarray) -> float:
+        """A scale ``c`` of the targets such that the loss of ``(c y, c s)`` is ``c^2`` times
+        the loss of ``(y, s)`` (1: the loss is not rescaled).  The conic backends solve the
+        problem for targets ``y / c`` (scores and losses of order one), whose solution is
+        the original one divided by ``c`` (see :meth:`scaled_stats`)."""
+        return 1.0
+
+    def scaled_stats(self, stats: np.ndarray, c: float) -> np.ndarray:
+        """The statistics of the targets divided by ``c`` (see :meth:`target_scale`)."""
+        return stats
+
     def recession(self, stats: np.ndarray) -> np.ndarray | None:
         """Per merged row, the directions of the score along which its loss does not grow
         without bound: ``+1`` (only ``s -> +inf``), ``-1`` (only ``s -> -inf``), ``0``
@@ -244,6 +255,15 @@ class SquaredLoss(Loss):
         W = stats[:, 0]
         keep = W > 0
         return float(np.sum(stats[keep, 2] - stats[keep, 1] ** 2 / W[keep]))
+
+    def target_scale(self, stats):
+        """The root mean square of the targets: ``(y - s)^2`` is homogeneous of degree 2."""
+        W = float(stats[:, 0].sum())
+        rms = float(np.sqrt(stats[:, 2].sum() / W)) if W > 0 else 0.0
+        return rms if np.isfinite(rms) and rms > 0 else 1.0
+
+    def scaled_stats(self, stats, c):
+        return np.column_stack([stats[:, 0], stats[:, 1] / c, stats[:, 2] / (c * c)])
 
     def inverse_link(self, s):
         return np.asarray(s, dtype=np.float64)

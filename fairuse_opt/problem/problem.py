@@ -17,7 +17,7 @@ coordinates is ``E[g, r] = (1/W_g) sum_i loss_i' [z_i; 1]``; in ``theta`` it is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -329,6 +329,25 @@ class Problem:
         cols = (r_idx[:, None] * k + np.arange(k)[None, :]).ravel()
         S = sp.csr_matrix((vals.ravel(), (rows, cols)), shape=(K, self.G * k))
         return (S @ self.M_all).tocsr()
+
+    # ------------------------------------------------------------- rescaling
+    def rescaled(self) -> tuple["Problem", float]:
+        """The same problem for targets divided by the loss's :meth:`target_scale` ``c``:
+        ``(problem', c)`` with ``theta = c theta'`` and every loss and objective value
+        ``c^2`` times its value in ``problem'`` (multipliers unchanged).  Conic solvers
+        reach their tolerances on losses of order one, not on a regression target in the
+        hundreds.  ``c = 1`` (and ``self``) for losses that are not rescaled and with a
+        constraint hook (its constraints are written on the original scale)."""
+        c = float(self.loss.target_scale(self.data.stats)) if self.hook is None else 1.0
+        if c == 1.0:
+            return self, 1.0
+        data = replace(self.data, stats=self.loss.scaled_stats(self.data.stats, c))
+        spec = None
+        if self.set_spec is not None:
+            spec = SetSpec(self.set_spec.intercept_center / c, self.set_spec.intercept_bound / c,
+                           self.set_spec.coef_center / c, self.set_spec.coef_bound / c)
+        return Problem(self.family, self.loss, data, alpha=self.alpha, scale=self.scale, mean=self.mean,
+                       set_spec=spec, hook=None, groups=self.groups, feature_names=self.feature_names), c
 
     # ---------------------------------------------------------- the compiler
     def to_cvxpy(self, **kw):

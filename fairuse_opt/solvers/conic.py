@@ -178,29 +178,44 @@ class ConicBackend:
 
     def __init__(self, problem, solvers: list[str], forms: list[str], options: dict | None = None):
         self.problem, self.solvers, self.forms, self.options = problem, list(solvers), list(forms), options
+        # the programs are compiled for targets of order one (Problem.rescaled): theta = c theta',
+        # losses c^2 times; tasks are mapped in, results mapped back
+        self.scaled, self.c = problem.rescaled()
         self._programs: dict = {}
 
     def program(self, task: Task, form: str):
         key = (task.kind, task.rationality, tuple(task.pairs), task.rho is not None, task.floor_of, form)
         if key not in self._programs:
-            self._programs[key] = self.problem.to_cvxpy(
+            self._programs[key] = self.scaled.to_cvxpy(
                 form=form, rationality=task.rationality or task.kind == "rationality",
                 envy_pairs=task.pairs, repair=task.rho is not None, floor_of=task.floor_of)
         prog = self._programs[key]
+        c2 = self.c * self.c
         if prog.rhs is not None and task.bound is not None:
-            prog.rhs.value = np.asarray(task.bound, dtype=np.float64)
-        if task.pairs:
-            prog.set_linearisation(task.lin_grad, task.lin_const)
+            prog.rhs.value = np.asarray(task.bound, dtype=np.float64) / c2
+        if task.pairs:  # L(theta) ~ a + G . theta  <=>  L'(theta') ~ a / c^2 + (G / c) . theta'
+            prog.set_linearisation(task.lin_grad / self.c, np.asarray(task.lin_const, dtype=np.float64) / c2)
         if prog.rho is not None and task.rho is not None:
             prog.rho.value = float(task.rho)
         return prog
+
+    def _unscale(self, rec: Result) -> Result:
+        if self.c != 1.0:
+            if rec.solution is not None:
+                rec.solution = rec.solution * self.c
+            rec.objective = rec.objective * self.c * self.c
+        return rec
 
     def solve(self, task: Task, *, per_solver: bool = True, first_usable: bool = False) -> Result:
         """Solve ``task``: every solver (and, for each, every form) until ``optimal``.
 
         ``per_solver=False`` (steps of a sequence): for each form, all solvers at once,
-        the first usable result returned.
+        the first usable result returned.  Solutions and objectives are on the
+        problem's own scale.
         """
+        return self._unscale(self._solve(task, per_solver=per_solver, first_usable=first_usable))
+
+    def _solve(self, task: Task, *, per_solver: bool, first_usable: bool) -> Result:
         attempts, usable, last = [], None, None
         if not per_solver:
             for form in self.forms:
