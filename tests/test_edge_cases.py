@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from fairuse_opt import FairUseClassifier, FairUseRegressor, SmallGroupWarning
+from fairuse_opt import FairUseClassifier, FairUseInfeasibleError, FairUseRegressor, SmallGroupWarning
 from fairuse_opt.exceptions import MSG_EMPTY_WEIGHT_GROUP, InputError
 
 ALPHA = 1e-2
@@ -357,3 +357,41 @@ def test_no_minimum_is_detected_exactly_when_the_classes_are_separable():
             ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
             np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-4, atol=1e-5)
     assert min(outcomes.values()) >= 5, outcomes
+
+
+def test_jointly_infeasible_margins_are_reported_as_what_was_established():
+    """Margins each group can reach alone but not all at once (shared weights).  The
+    minimax program ``min t s.t. L_g(own) - (L_g(generic) - margin) <= t`` is convex;
+    scipy finds t* > 0: infeasible.  The conic path proves it (a certificate of
+    infeasibility) and says so; the native path has no certificate and says only that no
+    verified model was found."""
+    X, y, groups = _data("classification")
+    w = np.ones(len(y))
+    w[np.arange(0, len(y), 3)] = 2.0
+    margin = 0.003
+    g = groups["g"].to_numpy()
+    gen = LogisticRegression(C=1 / (2 * ALPHA * w.sum()), tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    s0 = gen.decision_function(X)
+    rl = np.logaddexp(0, s0) - y * s0
+    L0 = np.array([np.average(rl[g == k], weights=w[g == k]) for k in range(3)])
+
+    def excess(p, k):
+        s = X[g == k] @ p[:2] + p[2 + k]
+        return float(np.average(np.logaddexp(0, s) - y[g == k] * s, weights=w[g == k])) - (L0[k] - margin)
+
+    x0 = np.concatenate([gen.coef_[0], np.full(3, gen.intercept_[0]), [1.0]])
+    res = minimize(lambda p: p[-1], x0, method="SLSQP", options={"ftol": 1e-14, "maxiter": 1000},
+                   constraints=[{"type": "ineq", "fun": (lambda p, k=k: p[-1] - excess(p[:-1], k))} for k in range(3)])
+    assert res.success and res.x[-1] > 1e-5  # infeasible: every model leaves some group short
+    # each group alone can reach its margin (its floor is below its bound)
+    for k in range(3):
+        alone = minimize(lambda p: excess(np.concatenate([p[:2], np.full(3, p[2])]), k), x0[:3], method="BFGS")
+        assert alone.fun < 0
+    msgs = {}
+    for solver in ("native", "ECOS"):
+        with pytest.raises(FairUseInfeasibleError) as info:
+            _fit(FairUseClassifier(encoding="intersectional", alpha=ALPHA, fair_use="both", margin=margin,
+                                   solver=solver), X, y, groups, w)
+        msgs[solver] = str(info.value)
+    assert "no model in the family meets every margin at once" in msgs["ECOS"]
+    assert "no verified model meeting every margin at once was found" in msgs["native"]

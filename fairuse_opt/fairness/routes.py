@@ -359,12 +359,15 @@ def _newton_logger(label):
     return log
 
 
-def margin_infeasible(setup: FitSetup, bound, tol) -> list[int]:
-    """Groups whose bound is below the lowest loss they can reach in the family."""
+def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None) -> list[int]:
+    """Groups whose bound is below the lowest loss they can reach in the family (groups
+    whose lowest loss could not be computed are appended to ``unknown``)."""
     prob = setup.problem
     bad = []
     for g in prob.active:
         floor = _floor(setup, g)
+        if floor is None and unknown is not None:
+            unknown.append(g)
         if floor is not None and floor > bound[g] + tol:
             bad.append(g)
     return bad
@@ -593,8 +596,9 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
             return "done", out, margins, lb
 
     # 2. margins that some group cannot reach alone
+    unknown_floor: list = []
     if margins.any():
-        bad = margin_infeasible(setup, bound, tol)
+        bad = margin_infeasible(setup, bound, tol, unknown_floor)
         if bad:
             names = [keys[g] for g in bad]
             why = "the required margin exceeds the lowest training loss the model family can reach for them"
@@ -619,8 +623,15 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
                                          trace, attempts)
     if best is None and margins.any():
         names = [keys[g] for g in np.flatnonzero(margins > 0)]
-        why = ("each group can reach its margin alone, but no model in the family meets every "
-               "margin at once (the groups share parameters)")
+        if unknown_floor:  # say only what was established
+            why = (f"the lowest loss that {[keys[g] for g in unknown_floor]} can reach could not be computed, "
+                   "and no verified model meeting every margin was found")
+        elif proven_infeasible:
+            why = ("each group can reach its margin alone, but no model in the family meets every "
+                   "margin at once (the groups share parameters)")
+        else:
+            why = ("each group can reach its margin alone, but no verified model meeting every margin at "
+                   "once was found (the groups share parameters)")
         return "fallback", [why], FairUseInfeasibleError, MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why)
     if best is None:
         return "fallback", ["no start produced a verified feasible point"], VerificationError, None
