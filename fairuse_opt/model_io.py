@@ -76,6 +76,8 @@ CLASS_DTYPE_KINDS = "biufUO"
 # --------------------------------------------------------------------------- messages
 MSG_NOT_FITTED = "only a fitted model can be written to a model file; call fit() first"
 MSG_NOT_ESTIMATOR = "dumps() needs a fitted FairUseClassifier or FairUseRegressor; got {type}"
+MSG_CUSTOM_LOSS = ("{type} fits the {loss!r} loss, which a model file cannot represent: it would be read back "
+                   "as a {base} ({base_loss!r} loss) and predict differently")
 MSG_BAD_GROUP_VALUE = (
     "group value {value!r} of attribute {name!r} has type {type}, which a model file cannot "
     "hold; use strings, integers, floats or booleans as group values"
@@ -147,6 +149,12 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
     name = type(est).__name__
     if name not in ESTIMATORS:  # a subclass: write the base class it behaves as
         name = "FairUseClassifier" if est._task == "classification" else "FairUseRegressor"
+        from . import estimators
+
+        base_loss = getattr(estimators, name)()._get_loss()
+        if est._get_loss() != base_loss:  # another loss (inverse link): not the base class's model
+            raise InputError(MSG_CUSTOM_LOSS.format(type=type(est).__name__, loss=est._get_loss().name,
+                                                    base=name, base_loss=base_loss.name))
     index = est.group_index_
     if index is not None:
         for attr in index.names:

@@ -203,3 +203,20 @@ def test_poisson_target_range_is_checked():
     y[3] = -1.0
     with pytest.raises(InputError, match="outside"):
         FairUsePoissonRegressor(encoding="intersectional").fit(X, y, groups=groups)
+
+
+def test_model_file_refuses_a_loss_it_cannot_represent():
+    """The model file stores logistic and squared-error models: a Poisson model written
+    as a ``FairUseRegressor`` would be read back predicting ``s`` instead of ``exp(s)``
+    (it did, silently).  A subclass keeping its base class's loss is still written."""
+    X, y, groups, _ = poisson_data()
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use=None, alpha=ALPHA).fit(X, y, groups=groups)
+    with pytest.raises(InputError, match="fits the 'poisson' loss, which a model file cannot represent"):
+        m.to_json()
+
+    class Renamed(FairUseRegressor):
+        pass
+
+    r = Renamed(encoding="intersectional", fair_use=None, alpha=ALPHA).fit(X, y, groups=groups)
+    back = FairUseRegressor.from_json(r.to_json())
+    np.testing.assert_allclose(back.predict(X, groups=groups), r.predict(X, groups=groups), rtol=1e-12)
