@@ -388,3 +388,15 @@ def test_regression_cells_with_the_systems_match_an_independent_fit(tmp_path):
     assert row["generic_value"] == pytest.approx(float(np.mean((generic - y.iloc[te].to_numpy()) ** 2)), rel=1e-12)
     assert row["train_rationality_violations"] == 0 and row["train_envy_violations"] == 0
     assert row["n_personalized"] == sum(f[0] != "generic" for f in system.served_.values())
+
+
+def test_a_skipped_row_says_why_once_in_full():
+    from fairuse_opt.bench._errors import MSG_CAPPED
+    from fairuse_opt.bench._summary import method_table
+    reasons = [MSG_CAPPED.format(what="one-hot fair-use", cap=2500, n=n) for n in (7250, 7251)]
+    results = pd.DataFrame({"dataset": "d", "model": "logistic", "technique": "onehot", "method": "fairuse",
+                            "cell_id": ["a", "b"], "status": "skipped", "reason": reasons, "metric": np.nan})
+    row = method_table(results, "error").iloc[0]
+    assert row["cells ok"] == "0/2"
+    assert row["note"] == "skipped (2 of 2 cells): " + reasons[0]
+    assert "skipped: skipped" not in row["note"] and row["note"].endswith("to run it)")

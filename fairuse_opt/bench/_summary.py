@@ -73,6 +73,16 @@ def tidy_groups(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _note(cells: pd.DataFrame) -> str:
+    """Why a row has no numbers: the first cell's status and reason, and how many cells
+    share the status (reasons that differ only by a fold's size are not repeated)."""
+    first = cells.iloc[0]
+    reason = str(first["reason"]) if isinstance(first["reason"], str) else ""
+    same = int((cells["status"] == first["status"]).sum())
+    text = f"{first['status']} ({same} of {len(cells)} cells): {reason}" if reason else str(first["status"])
+    return text.replace("|", "/")
+
+
 def _ratio(v: float, n: float) -> str:
     return "" if pd.isna(n) else f"{int(v)}/{int(n)}"
 
@@ -113,7 +123,7 @@ def method_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
         status = ok["status"].value_counts()
         row["cells ok"] = f"{int(status.get('ok', 0))}/{len(ok)}"
         if not len(m):
-            row["note"] = "; ".join(sorted(set(ok["status"] + ": " + ok["reason"].fillna(""))))[:160]
+            row["note"] = _note(ok)
             rows.append(row)
             continue
         row[f"test {metric}"] = m["value"].mean()
@@ -214,8 +224,11 @@ def _summary_text(results: pd.DataFrame, run: Any, meta: dict, config: Any, figu
               "Test-set rationality violations (groups whose metric is significantly worse than the "
               "generic model's, summed over folds, out of the (fold, group) cells judged) and the "
               "mean overall test metric. Fair-use model: `FairUseClassifier()` (intersectional, "
-              "rationality and envy-freeness on the training data).", "",
-              markdown(headline_table(results)), ""]
+              "rationality and envy-freeness on the training data).", ""]
+    for task in HEADLINE_METRICS:
+        part = results[results["task"] == task]
+        if len(part):
+            lines += [f"{task.capitalize()}:", "", markdown(headline_table(part)), ""]
     for task, metrics in HEADLINE_METRICS.items():
         part = results[results["task"] == task]
         if not len(part):
