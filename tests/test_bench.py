@@ -400,3 +400,14 @@ def test_a_skipped_row_says_why_once_in_full():
     assert row["cells ok"] == "0/2"
     assert row["note"] == "skipped (2 of 2 cells): " + reasons[0]
     assert "skipped: skipped" not in row["note"] and row["note"].endswith("to run it)")
+
+
+def test_totals_sum_over_datasets_and_count_the_datasets_with_a_violation():
+    from fairuse_opt.bench._summary import totals_table
+    results = pd.DataFrame({
+        "dataset": ["a", "a", "b", "b", "c"], "model": "logistic", "technique": "onehot",
+        "method": "unconstrained", "cell_id": list("vwxyz"), "status": ["ok"] * 4 + ["failed"],
+        "metric": "error", "rationality_violations": [1, 0, 0, 0, 9], "rationality_benefits": [2, 1, 0, 3, 9],
+        "rationality_judged": [6, 6, 4, 4, 9]})
+    row = totals_table(results, "error").iloc[0]
+    assert (row["violations"], row["benefits"], row["datasets with a violation"]) == ("1/20", "6/20", "1/2")

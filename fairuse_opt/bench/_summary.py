@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["tidy_results", "tidy_groups", "headline_table", "method_table", "write_outputs",
+__all__ = ["tidy_results", "tidy_groups", "headline_table", "method_table", "totals_table", "write_outputs",
            "HEADLINE", "TIMING_COLUMNS"]
 
 RESULTS_CSV = "results.csv"
@@ -108,6 +108,21 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{label}: test {metric0}"] = float(m["value"].mean()) if len(m) else np.nan
         out.append(row)
     return pd.DataFrame(out)
+
+
+def totals_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (model, technique, method), over datasets and folds: rationality violations and
+    benefits out of the cells judged, and how many datasets had a violation."""
+    m = results[(results["status"] == "ok") & (results["metric"] == metric)]
+    rows = []
+    for key, part in m.groupby(["model", "technique", "method"], sort=False):
+        per_dataset = part.groupby("dataset", sort=False)["rationality_violations"].sum()
+        judged = part["rationality_judged"].sum()
+        rows.append({"model": key[0], "technique": key[1], "method": key[2],
+                     "violations": _ratio(part["rationality_violations"].sum(), judged),
+                     "benefits": _ratio(part["rationality_benefits"].sum(), judged),
+                     "datasets with a violation": f"{int((per_dataset > 0).sum())}/{len(per_dataset)}"})
+    return pd.DataFrame(rows)
 
 
 def method_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -229,6 +244,14 @@ def _summary_text(results: pd.DataFrame, run: Any, meta: dict, config: Any, figu
         part = results[results["task"] == task]
         if len(part):
             lines += [f"{task.capitalize()}:", "", markdown(headline_table(part)), ""]
+    lines += ["## Totals over the datasets", "",
+              "Per grid row and metric, summed over datasets and folds: test-set rationality "
+              "violations and benefits out of the (fold, group) cells judged, and the datasets "
+              "with at least one violation (out of those where the row ran).", ""]
+    for task, metrics in HEADLINE_METRICS.items():
+        part = results[results["task"] == task]
+        for metric in metrics if len(part) else ():
+            lines += [f"{task.capitalize()}, {metric}:", "", markdown(totals_table(part, metric)), ""]
     for task, metrics in HEADLINE_METRICS.items():
         part = results[results["task"] == task]
         if not len(part):
