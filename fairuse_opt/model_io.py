@@ -18,8 +18,8 @@ table row becomes ``x`` is recorded in ``input.columns``
 (:class:`~fairuse_opt.tabular.TabularEncoding`).  A system file instead lists, for every
 reporting option, the index of the linear model it is served (:mod:`fairuse_opt.system._io`).
 
-Versions: version 2 added the system file; an estimator file is still written as version 1
-(its content did not change, so every reader of version 1 reads it), and both versions load.
+Versions: version 2 added the system file; the estimator file did not change and is still
+version 1 (so every reader of version 1 reads it).  Both versions load.
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ MSG_NO_GENERIC_LOADED = (
 MSG_SYSTEM_NEEDS_V2 = (
     "model file {source} holds a FairUseSystem but has format {got!r}; a system file has format "
     "{expected!r}"
+)
+MSG_ESTIMATOR_NOT_V1 = (
+    "model file {source} has format {got!r} but does not hold a FairUseSystem; a model file of "
+    "an estimator has format {expected!r}"
 )
 MSG_UNKNOWN_PARAMS = (
     "model file {source} has setting(s) {names} that this version of fairuse_opt does not "
@@ -454,6 +458,8 @@ def read(text_or_path: Any) -> ModelFile:
         est, feature_names = system_from_document(doc, source)
         kind = "system"
     else:
+        if version != 1:  # format 2 added the system file; an estimator file is format 1
+            raise InputError(MSG_ESTIMATOR_NOT_V1.format(source=source, got=doc["format"], expected=FORMAT))
         missing = [k for k in REQUIRED_KEYS if k not in doc]
         if missing:
             raise InputError(MSG_MISSING_KEYS.format(source=source, keys=missing))

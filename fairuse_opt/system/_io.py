@@ -387,7 +387,7 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
              f"groups, each a list of {len(names)} value(s)")
     for i, k in enumerate(known):
         for a, v in zip(names, k):
-            if v not in levels[a]:
+            if not _scalar_value(v) or v not in levels[a]:
                 raise _bad(source, f"groups.known[{i}]", f"has {a}={v!r}, not among groups.levels")
 
     # candidates
@@ -426,14 +426,14 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
                 raise _bad(source, f"{where}.report", "must be null for the generic model")
             fids.append(GENERIC)
             continue
-        if cand not in cand_attrs:
+        if not isinstance(cand, str) or cand not in cand_attrs:
             raise _bad(source, f"{where}.candidate", f"names no candidate of 'candidates': {cand!r}")
         at = cand_attrs[cand]
         rep = m["report"]
         if not isinstance(rep, list) or len(rep) != len(at):
             raise _bad(source, f"{where}.report", f"must list one value for each of {at}")
         for a, v in zip(at, rep):
-            if v not in levels[a]:
+            if not _scalar_value(v) or v not in levels[a]:
                 raise _bad(source, f"{where}.report", f"has {a}={v!r}, not among groups.levels")
         fids.append((cand, tuple(rep)))
     if fids[0] != GENERIC:
@@ -541,8 +541,10 @@ SYSTEM_REQUIRED_KEYS = ("estimator", "task", "classes", "features", "groups", "m
 def _option(v: Any, names: list[str], levels: dict, source: str, where: str) -> tuple:
     if not isinstance(v, list) or len(v) != len(names):
         raise _bad(source, where, f"must list a value or null for each of {names}")
+    from ..model_io import _scalar_value
+
     for a, x in zip(names, v):
-        if x is not None and x not in levels[a]:
+        if x is not None and (not _scalar_value(x) or x not in levels[a]):
             raise _bad(source, where, f"has {a}={x!r}, not among groups.levels")
     return tuple(v)
 
