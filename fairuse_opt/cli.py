@@ -905,7 +905,13 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
             level = _level(args.alpha)
         except argparse.ArgumentTypeError as exc:
             raise CLIError(f"--alpha: {exc}") from None
+        if level >= 0.5:
+            raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
     size = _parse_assign_size(args.assign_size)
+    if args.metric is not None:  # before anything is fitted
+        from .audit._metrics import get_metric
+
+        get_metric(args.metric, args.task)
     outs = check_paths({"--data": args.data}, {"--out": args.out})
     table = load_training_table(args, partial_reports=True)
     progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
