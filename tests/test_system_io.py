@@ -421,3 +421,15 @@ def test_every_field_with_the_wrong_type_is_an_input_error(good, junk):
             model_io.loads(json.dumps(doc))
         except InputError:
             pass
+
+
+def test_a_generic_model_that_is_not_a_library_estimator_cannot_be_written():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, G = make_data(n=300, seed=1, missing=False)
+    cand = FairUseClassifier(encoding="intersectional", fair_use=None).fit(X[:150], y[:150], groups=G[:150])
+    generic = LogisticRegression().fit(X[:150], y[:150])
+    system = FairUseSystem({"c": cand}, generic, n_boot=50).fit(X[150:], y[150:], groups=G[150:])
+    with pytest.raises(InputError, match=r"the generic model \(LogisticRegression\) is not a linear model of "
+                                         r"this library.*it is served to \(nothing reported\)"):
+        system.to_json()

@@ -58,9 +58,9 @@ TABLE_ORDER = ("reported", "n", "n_select", "n_test", "candidate", "served", "re
 # --------------------------------------------------------------------------- messages
 MSG_SYSTEM_NOT_FITTED = "only a fitted FairUseSystem can be written to a model file; call fit() first"
 MSG_SYSTEM_NOT_LINEAR = (
-    "{what} ({type}) is not a linear model, so the model file cannot hold it; it is served to "
-    "{options}. A system file holds linear models only (FairUseClassifier / FairUseRegressor "
-    "candidates); leave this candidate out of the system to write it"
+    "{what} ({type}) is not a linear model of this library, so the model file cannot hold it; "
+    "it is served to {options}. A system file holds linear models only (FairUseClassifier / "
+    "FairUseRegressor); {advice}"
 )
 MSG_SYSTEM_TOO_MANY_OPTIONS = (
     "the system has {n} reporting options (every combination of a known value or nothing per "
@@ -186,7 +186,10 @@ def _linear(model: Any, what: str, report: tuple | None, task: str, options: lis
             and getattr(model, "group_cols", None) is None):
         return model.group_model(report if model.group_index_ is not None else None)
     shown = ", ".join(options[:5]) + (f" and {len(options) - 5} more" if len(options) > 5 else "")
-    raise InputError(MSG_SYSTEM_NOT_LINEAR.format(what=what, type=type(model).__name__, options=shown))
+    advice = ("use FairUseClassifier(encoding='none') or FairUseRegressor(encoding='none') as the generic model"
+              if what == "the generic model" else "leave this candidate out of the system to write it")
+    raise InputError(MSG_SYSTEM_NOT_LINEAR.format(what=what, type=type(model).__name__, options=shown or "no option",
+                                                  advice=advice))
 
 
 def _value(v: Any, what: str) -> Any:
