@@ -423,6 +423,7 @@ def test_every_field_with_the_wrong_type_is_an_input_error(good, junk):
             pass
 
 
+@pytest.mark.filterwarnings("ignore::fairuse_opt.exceptions.SmallGroupWarning")
 def test_a_generic_model_that_is_not_a_library_estimator_cannot_be_written():
     from sklearn.linear_model import LogisticRegression
 
