@@ -907,3 +907,19 @@ def test_fit_system_flags_and_bad_input(system_files, tmp_path, capsys):
                  str(target)]) == 2
     assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_FIT_NO_REPORTED_VALUE.format(column="B")
     assert not target.exists()
+
+
+def test_ctrl_c_mid_system_fit_exits_130_and_writes_nothing(system_files, tmp_path, capsys, monkeypatch):
+    from fairuse_opt import FairUseSystem
+
+    folder, train, test, out, args = system_files
+
+    def interrupted(self, *a, **kw):  # during the assignment, after the pool was trained
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FairUseSystem, "fit", interrupted)
+    target = tmp_path / "s.json"
+    assert main(["fit", "--system", "--data", str(train), "--target", "y", "--groups", "A,B", "--out",
+                 str(target), "--n-boot", "50", "--quiet"]) == 130
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_INTERRUPTED
+    assert list(tmp_path.iterdir()) == []
