@@ -428,7 +428,10 @@ def findings(cells: pd.DataFrame, counts: pd.DataFrame, overall: pd.DataFrame, a
     if any(harmed.values()):
         where = " | ".join(f"{s}: {_cells_text(cells, s, m, 'violation')}" for s in STANDARD if harmed[s])
         out.append(f"Standard practice harms some groups on new patients: of {total} held-out (fold, group) cells "
-                   f"per method ({folds} folds), the audit finds in {label} {per}. Violations: {where}.")
+                   f"per method ({folds} folds), the audit finds in {label} {per}. Violations: {where}. "
+                   f"(Each fold's audit of one method holds the chance of any false violation to {ALPHA}, "
+                   f"so a single violation in {folds} folds is weak evidence; the same group harmed in "
+                   f"several folds or by several methods is stronger.)")
     else:
         out.append(f"On this dataset no standard model harms any group significantly on held-out data: in "
                    f"{label}, {per} (of {total} (fold, group) cells per method).")
@@ -454,7 +457,10 @@ def findings(cells: pd.DataFrame, counts: pd.DataFrame, overall: pd.DataFrame, a
          f"{n_generic} of {len(served_cells)} held-out (fold, group) cells got the generic model.")
     if n_pers:
         s += " Personalized: " + "; ".join(lines) + "."
-    if n_generic >= len(served_cells) / 2:
+    if n_generic == len(served_cells):
+        s += (" So here the system serves every group the generic model: no assignment sample showed, "
+              "family-wise, that a personalized model helps any group.")
+    elif n_generic >= len(served_cells) / 2:
         s += (" So here the system mostly serves the generic model: the assignment samples did not show, "
               "family-wise, that the personalized models help the other groups.")
     out.append(s)
