@@ -156,17 +156,24 @@ class DemoResult:
     notes: list = field(default_factory=list)
 
 
-def load_demo_data(data: str) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, str]:
+def load_demo_data(data: str | tuple) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, str]:
     """``(X, y, groups, description)`` of the demo dataset.
 
     Parameters
     ----------
-    data : str
-        A name of :data:`DATA` (``"nhefs"``, ``"apnea"`` from ``FAIRUSE_DATA_DIR``, ...)
-        or the path of ``apnea.csv`` (or of its folder).
+    data : str or tuple
+        A name of :data:`DATA` (``"nhefs"``, ``"apnea"`` from ``FAIRUSE_DATA_DIR``, ...),
+        the path of ``apnea.csv`` (or of its folder), or ``(X, y, groups)`` (binary ``y``).
     """
     from . import datasets
 
+    if isinstance(data, tuple):
+        if len(data) != 3:
+            raise InputError(f"data given as a tuple must be (X, y, groups), got {len(data)} item(s)")
+        X, y, g = data
+        groups = g.to_frame() if isinstance(g, pd.Series) else pd.DataFrame(g)
+        return (pd.DataFrame(X).reset_index(drop=True), pd.Series(np.asarray(y)),
+                groups.astype(str).reset_index(drop=True), "data given to run_demo")
     if data in DATA:
         X, y, g = datasets.load_diabetes(binary=True) if data == "diabetes" else datasets.load(data)
         return X, y, g, DATA[data]
@@ -263,7 +270,7 @@ def count_verdicts(cells: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def run_demo(out: str | Path = DEFAULT_OUT, *, data: str = DEFAULT_DATA, folds: int = DEFAULT_FOLDS,
+def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA, folds: int = DEFAULT_FOLDS,
              n_boot: int = DEFAULT_N_BOOT, seed: int = 0, progress: Callable[[str], None] | None = None,
              command: str | None = None, stdout: Any = None) -> DemoResult:
     """Run the demo and write its report to ``out``.
@@ -272,8 +279,9 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str = DEFAULT_DATA, folds: 
     ----------
     out : str or Path, default ``"fairuse_demo_output"``
         Output folder (created if needed, with its parents).
-    data : str, default ``"nhefs"``
-        A name of :data:`DATA` or the path of ``apnea.csv``; see :func:`load_demo_data`.
+    data : str or tuple, default ``"nhefs"``
+        A name of :data:`DATA`, the path of ``apnea.csv`` or ``(X, y, groups)``; see
+        :func:`load_demo_data`.
     folds : int, default 5
         Folds (each fold is the test set once).
     n_boot : int, default 500
@@ -627,7 +635,7 @@ def _plot(cells: pd.DataFrame, path: Path, *, title: str) -> None:
     ypos = {gr: len(groups) - 1 - i for i, gr in enumerate(groups)}
     n_folds = int(c["fold"].max()) + 1
     fig = Figure(figsize=(2.6 * len(methods) + 2.5, 1.6 + 0.45 * len(groups)), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True, sharex=True))
+    axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True))  # own x scale: gains differ in size
     for ax, m in zip(axes, methods):
         part = c[c["method"] == m]
         for r in part.itertuples(index=False):
