@@ -410,9 +410,14 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
 
 
 # --------------------------------------------------------------------------- the story
+#: The reporting option with nothing reported (always served the generic model).
+ROOT = "(nothing reported)"
+
+
 def _served_summary(assignment: pd.DataFrame) -> tuple[int, int, list[str]]:
-    """(options served a personalized model, options, ``fold k: option -> model`` lines)."""
-    seen = assignment[assignment["n"] > 0]
+    """(options served a personalized model, options that report something, ``fold k: option ->
+    model`` lines), over the folds."""
+    seen = assignment[(assignment["n"] > 0) & (assignment["option"] != ROOT)]
     pers = seen[seen["served"] != "generic"]
     lines = [f"fold {int(r.fold) + 1}: {r.option} -> {r.served}" for r in pers.itertuples(index=False)]
     return len(pers), len(seen), lines
@@ -461,14 +466,15 @@ def findings(cells: pd.DataFrame, counts: pd.DataFrame, overall: pd.DataFrame, a
     n_generic = int((served_cells["served"] == "generic").sum())
     s = (f"The certified system (assigned on {label}) has {sys_v} violation(s) and {sys_b} benefit(s) in "
          f"{label} on held-out data. It served a personalized model to {n_pers} of {n_opt} (fold, reporting "
-         f"option) pairs seen in the assignment samples, and the generic model everywhere else: "
+         f"option) pairs seen in the assignment samples (options that report at least one attribute), and "
+         f"the generic model everywhere else: "
          f"{n_generic} of {len(served_cells)} held-out (fold, group) cells got the generic model.")
     if n_pers:
         s += " Personalized: " + "; ".join(lines) + "."
     if n_generic == len(served_cells):
         s += (" So here the system serves every group the generic model: no assignment sample showed, "
               "family-wise, that a personalized model helps any group.")
-    elif n_generic >= len(served_cells) / 2:
+    elif n_generic > len(served_cells) / 2:
         s += (" So here the system mostly serves the generic model: the assignment samples did not show, "
               "family-wise, that the personalized models help the other groups.")
     out.append(s)
