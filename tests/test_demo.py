@@ -220,3 +220,13 @@ def test_bad_arguments(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--data", "no-such-data"]) == 2
     assert "neither one of nhefs" in capsys.readouterr().err
     assert DEFAULT_DATA == "nhefs" and set(STANDARD) < set(METHODS)
+
+
+def test_default_data_without_the_demo_extra_says_what_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "causaldata", None)  # as if causaldata were not installed
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "needs the package 'causaldata'" in err and "pip install 'fairuse_opt[demo]'" in err
+    assert not (tmp_path / "out").exists()  # nothing written
