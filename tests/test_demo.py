@@ -219,6 +219,12 @@ def test_bad_arguments(tmp_path, capsys):
         run_demo(tmp_path, data="no-such-data")
     assert main(["demo", "--out", str(tmp_path), "--data", "no-such-data"]) == 2
     assert "neither one of nhefs" in capsys.readouterr().err
+    X, y, g = synthetic(200)
+    with pytest.raises(InputError, match="binary outcome coded 0/1"):
+        run_demo(tmp_path, data=(X, y + 1, g), folds=2)
+    with pytest.raises(InputError, match="must be \\(X, y, groups\\)"):
+        run_demo(tmp_path, data=(X, y), folds=2)
+    assert not list(tmp_path.iterdir())  # nothing written
     assert DEFAULT_DATA == "nhefs" and set(STANDARD) < set(METHODS)
 
 
