@@ -81,6 +81,16 @@ def test_counts_are_the_audits_counts(synthetic_run):
     for method in METHODS:
         for verdict in VERDICTS:
             assert int(table.loc[verdict, method]) == res.counts.loc[(method, "log_loss"), verdict]
+    # and so does the terminal summary, for both metrics
+    lines = synthetic_run[2].split("\n")
+    for metric, title in (("log_loss", "Held-out verdicts, log loss"), ("error", "Held-out verdicts, error rate")):
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
+        header = lines[start + 1]
+        assert " ".join(header.split()[2:]) == " ".join(METHODS)  # "verdict (cells)", then the methods
+        for line in lines[start + 2:start + 2 + len(VERDICTS)]:
+            verdict = next(v for v in VERDICTS if line.startswith(v + " "))
+            numbers = [int(x) for x in line[len(verdict):].split()]
+            assert numbers == [res.counts.loc[(m, metric), verdict] for m in METHODS]
 
 
 def test_known_truth_story(synthetic_run):
