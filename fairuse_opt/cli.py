@@ -6,7 +6,7 @@
     fairuse fit     --system --data D.csv --target COL --groups A,B [--assign-size 0.3] --out system.json
     fairuse predict --model model.json --data D.csv [--report A=a,B=b] --out scores.csv
     fairuse audit   --data D.csv --model model.json [--out report.json] [--markdown R.md] [--plot R.png]
-    fairuse demo    [--out DIR] [--data diabetes|apnea|PATH]
+    fairuse demo    [--out DIR] [--data nhefs|apnea|NAME|PATH] [--folds K]
     fairuse --version
 
 ``fit --system`` builds a certified system (:func:`~fairuse_opt.fit_system`) instead of one
@@ -400,16 +400,18 @@ def add_audit(sub) -> None:
 def add_demo(sub) -> None:
     """Register ``fairuse demo``."""
     demo = sub.add_parser("demo", help="run the demo on real data and write a report",
-                          description="Fit the generic, one-hot, intersectional and fair-use models on a "
-                                      "real dataset, audit them on a test split and write a report.")
+                          description="Over repeated held-out folds of a real dataset, audit standard "
+                                      "personalized models, the fair-use model and the certified system "
+                                      "on new patients, and write a report.")
     demo.add_argument("--out", default=None,
                       help="output folder (default: fairuse_demo_output in the current folder)")
-    demo.add_argument("--data", default="diabetes",
-                      help="diabetes (default; scikit-learn, binary), apnea (from FAIRUSE_DATA_DIR) "
-                           "or the path of apnea.csv")
+    demo.add_argument("--data", default="nhefs",
+                      help="nhefs (default; pip install 'fairuse_opt[demo]'), apnea (from FAIRUSE_DATA_DIR), "
+                           "framingham, pima, birthwt, diabetes, or the path of apnea.csv")
+    demo.add_argument("--folds", type=_positive_int, default=None, help="folds (default 5, at least 2)")
     demo.add_argument("--n-boot", type=_positive_int, default=None,
-                      help="bootstrap resamples of the audit (default 500)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the bootstrap (default 0)")
+                      help="bootstrap resamples of the audits and of the assignment (default 500)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the folds and the bootstrap (default 0)")
     _add_quiet(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -1177,18 +1179,19 @@ def _figure_writer(report: Any, metric: str | None) -> Callable[[str], None]:
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fairuse demo``: see :func:`fairuse_opt.demo.run_demo`."""
-    from .demo import DEFAULT_N_BOOT, DEFAULT_OUT, MODEL_JSON, REPORT_MD, REPORT_PNG, TABLE_CSV, run_demo
+    from .demo import (ASSIGN_CSV, DEFAULT_FOLDS, DEFAULT_N_BOOT, DEFAULT_OUT, FOLDS_CSV, REPORT_MD, REPORT_PNG,
+                       run_demo)
 
     out = Path(args.out or DEFAULT_OUT)
     if out.exists() and not out.is_dir():
         raise CLIError(MSG_DEMO_OUT_IS_FILE.format(path=out))
     data = Path(args.data)
     if data.is_file():
-        written = {_resolved(out / n) for n in (MODEL_JSON, REPORT_MD, REPORT_PNG, TABLE_CSV)}
-        if _resolved(data) in written or (_resolved(data).parent == _resolved(out)
-                                          and data.name.startswith("audit_")):
+        written = {_resolved(out / n) for n in (ASSIGN_CSV, FOLDS_CSV, REPORT_MD, REPORT_PNG)}
+        if _resolved(data) in written:
             raise CLIError(MSG_DEMO_DATA_IN_OUT.format(path=data, out=out))
-    run_demo(out, data=args.data, n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot,
+    run_demo(out, data=args.data, folds=DEFAULT_FOLDS if args.folds is None else args.folds,
+             n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot,
              seed=args.seed, progress=progress, command=_command_text(args))
     return 0
 

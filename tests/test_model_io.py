@@ -542,9 +542,10 @@ def test_encoded_feature_names_may_not_collide():
 
 
 def test_a_version_1_file_of_an_earlier_release_loads_as_before():
-    """docs/demo/fair_use_model.json was written before format 2 existed (and before the
-    certificate's optimality-bound fields): it loads, and scores by its own numbers."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "demo" / "fair_use_model.json"
+    """tests/data/model_file_v1_release_0.1.json (the demo's model file, as an earlier release
+    wrote it to docs/demo/) was written before format 2 existed (and before the certificate's
+    optimality-bound fields): it loads, and scores by its own numbers."""
+    path = Path(__file__).resolve().parent / "data" / "model_file_v1_release_0.1.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["format"] == "fairuse_opt.model/1"
     mf = read(path)
