@@ -28,6 +28,7 @@ from .exceptions import (
     MSG_GROUP_VALUE_UNHASHABLE,
     MSG_GROUP_VALUES_AMBIGUOUS,
     MSG_SPARSE,
+    MSG_TOO_LARGE,
     MSG_BAD_PARAM,
     MSG_EMPTY_GROUP,
     MSG_GROUP_COLS_NEED_FRAME,
@@ -54,6 +55,7 @@ from .exceptions import (
 __all__ = [
     "split_group_columns",
     "check_features",
+    "check_fit_magnitude",
     "check_groups",
     "check_classification_target",
     "check_regression_target",
@@ -146,6 +148,22 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
         col_names = names if names is not None else [f"column {j}" for j in range(arr.shape[1])]
         raise InputError(_non_finite_message(what, bad, arr, col_names))
     return arr, names
+
+
+#: Largest feature magnitude a fit accepts: squares (variances, Hessians) of values above
+#: ~1.3e154 overflow float64, and 1e150 leaves room for sums over rows.
+MAX_FEATURE_MAGNITUDE = 1e150
+
+
+def check_fit_magnitude(X: np.ndarray, names: list[str]) -> None:
+    """Refuse features too large to be fitted in float64 (they would otherwise be dropped:
+    their variance overflows to infinity and their standardised column to zero)."""
+    if not X.size:
+        return
+    top = np.max(np.abs(X), axis=0)
+    bad = np.flatnonzero(top > MAX_FEATURE_MAGNITUDE)
+    if bad.size:
+        raise InputError(MSG_TOO_LARGE.format(value=float(top[bad].max()), columns=[names[j] for j in bad]))
 
 
 GROUP_VALUE_TYPES = (str, bool, int, float)
