@@ -137,6 +137,10 @@ MSG_SERVED_PRECISION_SIZE = (
     "intercept + coef . x can reach {err:.2g} in a group's mean loss, whose size is {size:.2g}; "
     "rescale the target (or the features) so that the losses are of order 1"
 )
+MSG_SEPARABLE = (
+    "alpha=0 and the {what} classifies every training row correctly (the data are separable): "
+    "the log loss has no minimum, its weights grow without bound; use alpha > 0"
+)
 MSG_ILL_SCALED = (
     "feature(s) {features} have offsets up to {ratio:.2g} times their spread; {what} is defined at "
     "x = 0 and cannot be fitted accurately in float64: center or rescale those features"
