@@ -29,6 +29,7 @@ from .exceptions import (
     MSG_GROUP_VALUES_AMBIGUOUS,
     MSG_SPARSE,
     MSG_TOO_LARGE,
+    MSG_Y_SPREAD,
     MSG_BAD_PARAM,
     MSG_EMPTY_GROUP,
     MSG_GROUP_COLS_NEED_FRAME,
@@ -59,6 +60,7 @@ __all__ = [
     "check_groups",
     "check_classification_target",
     "check_regression_target",
+    "check_target_spread",
     "check_sample_weight",
     "warn_small_groups",
     "check_param",
@@ -274,6 +276,23 @@ def check_classification_target(y: Any, n_rows: int):
         shown = [_py(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
         raise InputError(MSG_NOT_BINARY.format(n_classes=len(classes), classes=shown))
     return codes.astype(np.float64), classes
+
+
+#: Largest rounding (eps * variance) of a squared error a regression fit accepts: beyond
+#: it the solvers' tolerances and the verification are meaningless (measured: spreads of
+#: 1e8 and more made the conic solvers report an unconstrained fit infeasible).
+MAX_SQUARED_ROUNDING = 1.0
+
+
+def check_target_spread(y: np.ndarray, w: np.ndarray) -> None:
+    """Refuse regression targets whose squared errors float64 cannot resolve."""
+    mean = float(np.average(y, weights=w))
+    top = float(np.max(np.abs(y - mean))) or 1.0
+    var = top ** 2 * float(np.average(((y - mean) / top) ** 2, weights=w))  # no overflow
+    err = var * np.finfo(float).eps
+    if err > MAX_SQUARED_ROUNDING:
+        sd = float(np.sqrt(var))
+        raise InputError(MSG_Y_SPREAD.format(sd=sd, var=var, err=err, unit=10.0 ** np.floor(np.log10(sd))))
 
 
 def check_regression_target(y: Any, n_rows: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from ._validation import (
     check_param,
     check_regression_target,
     check_sample_weight,
+    check_target_spread,
     split_group_columns,
     warn_small_groups,
 )
@@ -241,6 +242,8 @@ class _BaseFairUse(BaseEstimator):
             y01 = check_regression_target(y, n)
         self._get_loss().check_target(y01)
         w = check_sample_weight(sample_weight, n)
+        if self._task == "regression":
+            check_target_spread(y01, w)
         if groups is None and self.encoding != "none":
             raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
         index, codes = None, np.zeros(n, dtype=np.int64)

@@ -23,6 +23,7 @@ from fairuse_opt import (
     FairUseRegressor,
     FallbackWarning,
     InputError,
+    SmallGroupWarning,
     SolverError,
     UnseenGroupError,
     VerificationError,
@@ -351,3 +352,202 @@ def test_property_on_infeasible_generic_never_raises_and_is_verified():
         else:
             personalized += 1
     assert fallbacks >= 5 and personalized >= 5, (fallbacks, personalized)
+
+
+# ------------------------------------------------------------ bullet 5: errors that say what is wrong
+def test_regressor_with_y_around_1e10_fits_and_names_the_target_offset():
+    """y = 1e10 + signal: fitted centred, the generic fit equals scikit-learn's Ridge; a
+    fair-use fit either verifies (recomputed) or is refused naming y's offset."""
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    n = 200
+    X = rng.normal(size=(n, 2))
+    g = rng.integers(0, 3, n)
+    y = 1e10 + X @ [1.0, -0.5] + 0.8 * (g - 1) + rng.normal(size=n)
+    gen = FairUseRegressor(encoding="none", alpha=1e-3).fit(X, y)
+    ref = Ridge(alpha=1e-3 * n).fit(X, y)
+    np.testing.assert_allclose(gen.coef_[0], ref.coef_, rtol=1e-7)
+    assert abs(gen.intercept_[0] - ref.intercept_) <= 1e-5  # 1e10 carries 1e-6 of rounding
+    # the same fit on y - 1e10: the same slopes (it used to differ: W s^2 - 2 Wy s + Wyy cancelled)
+    np.testing.assert_allclose(FairUseRegressor(encoding="none", alpha=1e-3).fit(X, y - 1e10).coef_[0],
+                               gen.coef_[0], rtol=1e-7)
+    groups = pd.Series(g, name="g")
+    outcomes = []
+    for enc, reg in (("intersectional", "set"), ("decoupled", "set"), ("onehot", "set")):
+        try:
+            m = FairUseRegressor(encoding=enc, group_reg=reg).fit(X, y, groups=groups)
+        except VerificationError as exc:
+            assert "y (the target)" in str(exc) and "center or rescale those columns" in str(exc)
+            assert "no start produced" not in str(exc) and "infeasible" not in str(exc)
+            outcomes.append("refused")
+            continue
+        assert m.certificate_.verified
+        assert recomputed_violation(m, X, y, groups.to_frame()) <= RECOMPUTE_TOL
+        outcomes.append("verified")
+    assert outcomes == ["refused", "verified", "refused"]
+
+
+def test_regressor_with_a_huge_target_spread_says_so():
+    """y of spread 1e10 (squared errors ~1e20, rounding ~1e4): refused by name, for every
+    encoding (it used to end in a raw LinAlgError, 'infeasible' solver statuses or
+    RuntimeWarnings); a spread of 1e5 is fitted and verified."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    g = pd.Series(rng.integers(0, 3, 200), name="g")
+    signal = X[:, 0] + 0.8 * (g.to_numpy() - 1) + rng.normal(size=200)
+    y = 1e10 * signal
+    for enc, reg in (("intersectional", "set"), ("onehot", "set"), ("decoupled", "penalty"), ("none", "set")):
+        with pytest.raises(InputError, match=r"y has a spread of 1\.\de\+10, so squared errors of order "
+                                             r"\d\.\de\+20.*rescale y \(for example divide it by 1e\+10\)"):
+            FairUseRegressor(encoding=enc, group_reg=reg).fit(X, y, groups=g)
+    m = FairUseRegressor().fit(X, 1e5 * signal, groups=g)
+    assert m.certificate_.verified
+    assert recomputed_violation(m, X, 1e5 * signal, g.to_frame()) <= RECOMPUTE_TOL
+
+
+def test_decoupled_penalty_with_large_offsets_is_refused_by_name():
+    X, y, g = small_data()
+    Xo = X + np.array([1e12, 0.0])
+    with pytest.raises(InputError, match=re.escape(
+            "feature(s) ['x0'] have offsets up to 1e+12 times their spread; the penalised group offset of "
+            "encoding='decoupled' with group_reg='penalty' is defined at x = 0")):
+        FairUseClassifier(encoding="decoupled", group_reg="penalty").fit(Xo, y, groups=g)
+    # moderate offsets are fitted, and what is served verifies
+    m = FairUseClassifier(encoding="decoupled", group_reg="penalty", margin=0.002).fit(X + 1e4, y, groups=g)
+    assert m.certificate_.verified
+    assert recomputed_violation(m, X + 1e4, y, g.to_frame()) <= RECOMPUTE_TOL
+
+
+def test_large_offsets_verify_what_is_served_or_are_refused_for_precision():
+    """x + 1e12 with x ~ N(0, 1): the served raw-scale model rounds scores at ~1e-4.  A
+    fit either verifies what is served (recomputed from predict_proba) or is refused with
+    a message naming the feature, never as 'infeasible'; the generic fallback then holds."""
+    X, y, g = small_data()
+    Xo = X + np.array([1e12, 0.0])
+    outcomes = []
+    for enc, reg in (("intersectional", "set"), ("onehot", "set"), ("intersectional", "penalty")):
+        for margin in (0.0, 0.005, 0.01):
+            kw = dict(encoding=enc, group_reg=reg, margin=margin)
+            try:
+                m = FairUseClassifier(**kw).fit(Xo, y, groups=g)
+            except VerificationError as exc:
+                text = str(exc)
+                assert "the served raw-scale model cannot represent the fit" in text, text
+                assert "column(s) ['x0'] have offsets up to 1e+12 times their spread" in text, text
+                with pytest.warns(FallbackWarning):
+                    m = FairUseClassifier(on_infeasible="generic", **kw).fit(Xo, y, groups=g)
+                assert m.certificate_.verified and m.certificate_.route == "generic-fallback"
+                outcomes.append("refused")
+            else:
+                assert m.certificate_.verified
+                outcomes.append("verified")
+            assert recomputed_violation(m, Xo, y, g.to_frame()) <= RECOMPUTE_TOL
+    assert outcomes.count("refused") >= 2 and outcomes.count("verified") >= 2, outcomes
+
+
+def test_tiny_scale_features_are_features_not_constants():
+    """A feature of spread 1e-12 around 0 used to be taken for a constant (scale 1), so the
+    fit could not use it; it is the same fit as the feature times 1e12."""
+    X, y, g = small_data()
+    tiny = X * 1e-12
+    a = FairUseClassifier(fair_use=None, alpha=0.0).fit(tiny, y, groups=g)
+    b = FairUseClassifier(fair_use=None, alpha=0.0).fit(X, y, groups=g)
+    np.testing.assert_allclose(a.coef_ * 1e-12, b.coef_, rtol=1e-6)
+    np.testing.assert_allclose(a.predict_proba(tiny, groups=g), b.predict_proba(X, groups=g), atol=1e-9)
+
+
+@pytest.mark.parametrize("enc,reg", [("none", "set"), ("intersectional", "set"), ("onehot", "penalty"),
+                                     ("decoupled", "set")])
+def test_separable_data_with_alpha_zero_is_refused(enc, reg):
+    X, _, g = small_data()
+    ys = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
+    kw = {"groups": g} if enc != "none" else {}
+    with pytest.raises(InputError, match=msg(E.MSG_SEPARABLE, what="generic model")):
+        FairUseClassifier(encoding=enc, group_reg=reg, alpha=0.0).fit(X, ys, **kw)
+    # with a penalty the same data are fitted, verified
+    m = FairUseClassifier(encoding=enc, group_reg=reg, alpha=1e-3).fit(X, ys, **kw)
+    assert m.certificate_.verified
+
+
+def test_separable_by_the_groups_only_with_alpha_zero_is_refused():
+    X, _, g = small_data()
+    y = (g.to_numpy() == 0).astype(int)  # the group separates, no feature does
+    with pytest.raises(InputError, match=msg(E.MSG_SEPARABLE, what="personalized model")), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)  # every group has one class, on purpose
+        FairUseClassifier(encoding="intersectional", group_reg="penalty", alpha=0.0,
+                          fair_use=None, min_group_size=0).fit(X, y, groups=g)
+
+
+@pytest.mark.parametrize("columns", [[0, 0], [0, "0"]], ids=["0-0", "0-'0'"])
+def test_duplicated_numeric_feature_names(columns):
+    X, y, g = small_data()
+    with pytest.raises(InputError, match=msg(E.MSG_DUPLICATE_FEATURES, what="X", columns=["0"])):
+        FairUseClassifier().fit(pd.DataFrame(X, columns=columns), y, groups=g)
+
+
+@pytest.mark.parametrize("big", [1e151, 1e154, 1e155, 1e300])
+def test_features_above_1e150_are_refused_not_dropped(big):
+    X, y, g = small_data()
+    Xb = X * np.array([1.0, big])
+    top = float(np.abs(Xb[:, 1]).max())
+    with pytest.raises(InputError, match=msg(E.MSG_TOO_LARGE, value=top, columns=["x1"])):
+        FairUseClassifier().fit(Xb, y, groups=g)
+    # below the limit the large feature is fitted, not dropped: the same model as unscaled
+    Xs = X * np.array([1.0, 1e140])
+    a = FairUseClassifier(fair_use=None, alpha=0.0).fit(Xs, y, groups=g)  # (the penalty is on the raw scale)
+    b = FairUseClassifier(fair_use=None, alpha=0.0).fit(X, y, groups=g)
+    np.testing.assert_allclose(a.coef_ * np.array([1.0, 1e140]), b.coef_, rtol=1e-6)
+    assert np.abs(b.coef_[:, 1]).min() > 1e-3
+
+
+# ------------------------------------------------------------ bullet 6: Ctrl-C during ECOS
+ECOS_CHILD = textwrap.dedent('''
+    import os, signal, sys, threading, time
+    import numpy as np
+    import ecos
+    from fairuse_opt import FairUseClassifier
+
+    real = ecos.solve
+    inside = threading.Event()
+    state = {"calls": 0, "inside_at_signal": None}
+
+    def wrapped(*args, **kw):
+        state["calls"] += 1
+        inside.set()
+        try:
+            return real(*args, **kw)
+        finally:
+            inside.clear()
+
+    ecos.solve = wrapped  # the library's guard wraps this, cvxpy calls it
+
+    def interrupt():
+        inside.wait()
+        time.sleep(0.3)
+        state["inside_at_signal"] = inside.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8000, 6))
+    y = (X @ rng.normal(size=6) + rng.logistic(size=8000) > 0).astype(int)
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        m = FairUseClassifier(encoding="none", fair_use=None, solver="ECOS").fit(X, y)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", state["inside_at_signal"], state["calls"], flush=True)
+        sys.exit(3)
+    print("returned", m.certificate_.status, state["inside_at_signal"], state["calls"], flush=True)
+''')
+
+
+def test_sigint_during_an_ecos_solve_raises_keyboard_interrupt():
+    """ECOS catches SIGINT itself and returns its iterate (exit flag ECOS_SIGINT = -4);
+    the fit must stop with KeyboardInterrupt, not retry and return.  In a subprocess, so
+    the signal cannot reach the test runner."""
+    proc = subprocess.run([sys.executable, "-c", ECOS_CHILD], capture_output=True, text=True, timeout=300)
+    out = proc.stdout.split()
+    assert proc.returncode == 3, (proc.stdout, proc.stderr[-2000:])
+    # interrupted inside the first ECOS call, and nothing was solved after it
+    assert out == ["KeyboardInterrupt", "True", "1"], proc.stdout
