@@ -105,12 +105,18 @@ class Problem:
         The common set of the group blocks (``group_reg="set"``).
     hook : callable, optional
         A researcher's ``constraint_hook`` (cvxpy terms: conic backends only).
+    y_shift : float
+        The regression target is fitted centred (``y - y_shift``, so that the squared
+        error's sufficient statistics do not cancel catastrophically); raw-scale
+        intercepts add it back.
     """
 
     def __init__(self, family: Family, loss: Loss, data: TrainData, *, alpha: float, scale: np.ndarray,
                  mean: np.ndarray, set_spec: SetSpec | None = None, hook: Callable | None = None,
-                 groups: list | None = None, feature_names: list[str] | None = None):
+                 groups: list | None = None, feature_names: list[str] | None = None,
+                 y_shift: float = 0.0):
         self.family, self.loss, self.data = family, loss, data
+        self.y_shift = float(y_shift)
         self.alpha, self.scale, self.mean = float(alpha), scale, mean
         self.set_spec = set_spec if family.uses_set else None
         self.hook, self.groups, self.feature_names = hook, groups, feature_names
