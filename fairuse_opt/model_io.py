@@ -1,20 +1,25 @@
 """The portable model file: a fitted model as JSON that any language can score.
 
 :func:`dumps` writes a fitted :class:`~fairuse_opt.FairUseClassifier` or
-:class:`~fairuse_opt.FairUseRegressor`; :func:`loads` reads it back into an estimator
-whose predictions and fitted attributes are identical (floats are written with the
+:class:`~fairuse_opt.FairUseRegressor` (format ``fairuse_opt.model/1``), or a fitted
+:class:`~fairuse_opt.FairUseSystem` (format ``fairuse_opt.model/2``); :func:`loads` reads
+it back into an estimator (or a system) whose predictions and fitted attributes are identical (floats are written with the
 shortest representation that round-trips, as Python's :mod:`json` does).  Loading parses
 JSON only: no pickle, no import of a name found in the file, no code is executed.  A bad
 file raises :class:`~fairuse_opt.exceptions.InputError` saying what is wrong.
 
-The format ``fairuse_opt.model/1`` is specified in ``docs/model-file.md`` (every field,
+The format is specified in ``docs/model-file.md`` (every field,
 the scoring rule, the categorical encoding) and, machine-readably, by the JSON Schema
 shipped in the package (:func:`schema`).  In short: for every intersectional group,
 ``models`` holds the effective linear model on the raw feature scale, and a row with
 features ``x`` reporting group ``r`` scores ``s = intercept_r + coef_r . x``; for a
 classifier the probability of ``classes.values[1]`` is ``1 / (1 + exp(-s))``.  How a raw
 table row becomes ``x`` is recorded in ``input.columns``
-(:class:`~fairuse_opt.tabular.TabularEncoding`).
+(:class:`~fairuse_opt.tabular.TabularEncoding`).  A system file instead lists, for every
+reporting option, the index of the linear model it is served (:mod:`fairuse_opt.system._io`).
+
+Versions: version 2 added the system file; the estimator file did not change and is still
+version 1 (so every reader of version 1 reads it).  Both versions load.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "FORMAT",
+    "SYSTEM_FORMAT",
     "ModelFile",
     "TabularEncoding",
     "dumps",
@@ -53,10 +59,12 @@ __all__ = [
 
 #: Name of the format (without version).
 FORMAT_NAME = "fairuse_opt.model"
-#: Major version written and read by this library.
-FORMAT_VERSION = 1
-#: The value of the ``format`` key.
-FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
+#: Newest major version this library reads and writes.
+FORMAT_VERSION = 2
+#: The value of the ``format`` key of an estimator file (unchanged since version 1).
+FORMAT = f"{FORMAT_NAME}/1"
+#: The value of the ``format`` key of a system file (new in version 2).
+SYSTEM_FORMAT = f"{FORMAT_NAME}/2"
 
 #: Estimator classes a model file may name (looked up in this table, never imported by name).
 ESTIMATORS = ("FairUseClassifier", "FairUseRegressor")
@@ -75,7 +83,7 @@ CLASS_DTYPE_KINDS = "biufUO"
 
 # --------------------------------------------------------------------------- messages
 MSG_NOT_FITTED = "only a fitted model can be written to a model file; call fit() first"
-MSG_NOT_ESTIMATOR = "dumps() needs a fitted FairUseClassifier or FairUseRegressor; got {type}"
+MSG_NOT_ESTIMATOR = "dumps() needs a fitted FairUseClassifier, FairUseRegressor or FairUseSystem; got {type}"
 MSG_CUSTOM_LOSS = ("{type} fits the {loss!r} loss, which a model file cannot represent: it would be read back "
                    "as a {base} ({base_loss!r} loss) and predict differently")
 MSG_BAD_GROUP_VALUE = (
@@ -102,6 +110,14 @@ MSG_METADATA_TOO_DEEP = "metadata is nested too deeply to be written to a model 
 MSG_NO_GENERIC_LOADED = (
     "this model was fitted with an external generic= model ({description}), which a model file "
     "does not hold; pass generic= where it is needed (for example to audit())"
+)
+MSG_SYSTEM_NEEDS_V2 = (
+    "model file {source} holds a FairUseSystem but has format {got!r}; a system file has format "
+    "{expected!r}"
+)
+MSG_ESTIMATOR_NOT_V1 = (
+    "model file {source} has format {got!r} but does not hold a FairUseSystem; a model file of "
+    "an estimator has format {expected!r}"
 )
 MSG_UNKNOWN_PARAMS = (
     "model file {source} has setting(s) {names} that this version of fairuse_opt does not "
@@ -140,8 +156,12 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
         cannot represent (non-finite coefficients, exotic group values).
     """
     from .estimators import _BaseFairUse
+    from .system import FairUseSystem
     from . import __version__
 
+    if isinstance(est, FairUseSystem):
+        return _dumps_system(est, encoding=encoding, target=target, group_columns=group_columns,
+                             metadata=metadata, indent=indent)
     if not isinstance(est, _BaseFairUse):
         raise InputError(MSG_NOT_ESTIMATOR.format(type=type(est).__name__))
     if not hasattr(est, "coef_") or not hasattr(est, "certificate_"):
@@ -185,10 +205,38 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
         "settings": _settings(est),
         "metadata": dict(metadata) if metadata else {},
     }
-    if encoding is not None or target is not None or group_columns is not None:
-        doc["input"] = {"target": target,
-                        "group_columns": list(group_columns) if group_columns is not None else None,
-                        "columns": encoding.to_dict() if encoding is not None else None}
+    doc["input"] = _input_dict(encoding, target, group_columns)
+    return _finish(doc, indent)
+
+
+def _input_dict(encoding: TabularEncoding | None, target: str | None,
+                group_columns: Sequence[str] | None) -> dict | None:
+    if encoding is None and target is None and group_columns is None:
+        return None
+    return {"target": target, "group_columns": list(group_columns) if group_columns is not None else None,
+            "columns": encoding.to_dict() if encoding is not None else None}
+
+
+def _dumps_system(system: Any, *, encoding: TabularEncoding | None, target: str | None,
+                  group_columns: Sequence[str] | None, metadata: Mapping[str, Any] | None,
+                  indent: int | None) -> str:
+    """The system file (format 2): see :mod:`fairuse_opt.system._io`."""
+    from . import __version__
+    from .system._io import system_document
+
+    body = system_document(system)
+    doc: dict[str, Any] = {"format": SYSTEM_FORMAT, "library": {"name": "fairuse_opt", "version": __version__}}
+    doc.update(body)
+    doc["input"] = _input_dict(encoding, target, group_columns)
+    doc["metadata"] = dict(metadata) if metadata else {}
+    if encoding is not None and encoding.feature_names != doc["features"]["names"]:
+        raise InputError(f"the encoding produces features {encoding.feature_names}, not the system's "
+                         f"{doc['features']['names']}")
+    return _finish(doc, indent)
+
+
+def _finish(doc: dict, indent: int | None) -> str:
+    """JSON text of a document, checked by :data:`DOCUMENT_CHECKS`."""
     try:
         text = json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
     except ValueError as exc:  # a NaN/inf slipped through (certificate, metadata)
@@ -353,6 +401,8 @@ class ModelFile:
         The writer's free-form information.
     document : dict
         The whole parsed JSON document.
+    kind : {"estimator", "system"}
+        ``"system"``: ``estimator`` is a :class:`~fairuse_opt.FairUseSystem` (format 2).
     """
 
     estimator: Any
@@ -361,6 +411,7 @@ class ModelFile:
     group_columns: list[str] | None
     metadata: dict
     document: dict
+    kind: str = "estimator"
 
 
 def loads(text_or_path: Any) -> Any:
@@ -373,8 +424,12 @@ def loads(text_or_path: Any) -> Any:
 
     Returns
     -------
-    FairUseClassifier or FairUseRegressor
+    FairUseClassifier, FairUseRegressor or FairUseSystem
         A fitted estimator; predictions and fitted attributes equal those of the model
+        that was written.  A system file gives a :class:`~fairuse_opt.FairUseSystem`
+        whose candidates are the linear models it served
+        (:class:`~fairuse_opt.system._io.FileLinearModel`): ``predict``,
+        ``predict_proba``, ``decision_function`` and ``serving`` agree with the system
         that was written.
 
     Raises
@@ -402,11 +457,23 @@ def read(text_or_path: Any) -> ModelFile:
         raise InputError(MSG_NOT_JSON.format(source=source, reason=exc)) from None
     if not isinstance(doc, dict):
         raise InputError(MSG_NOT_OBJECT.format(source=source))
-    _check_format(doc, source)
-    missing = [k for k in REQUIRED_KEYS if k not in doc]
-    if missing:
-        raise InputError(MSG_MISSING_KEYS.format(source=source, keys=missing))
-    est = _build(doc, source)
+    version = _check_format(doc, source)
+    if doc.get("estimator") == "FairUseSystem":
+        if version < 2:
+            raise InputError(MSG_SYSTEM_NEEDS_V2.format(source=source, got=doc["format"], expected=SYSTEM_FORMAT))
+        from .system._io import system_from_document
+
+        est, feature_names = system_from_document(doc, source)
+        kind = "system"
+    else:
+        if version != 1:  # format 2 added the system file; an estimator file is format 1
+            raise InputError(MSG_ESTIMATOR_NOT_V1.format(source=source, got=doc["format"], expected=FORMAT))
+        missing = [k for k in REQUIRED_KEYS if k not in doc]
+        if missing:
+            raise InputError(MSG_MISSING_KEYS.format(source=source, keys=missing))
+        est = _build(doc, source)
+        feature_names = list(est.feature_names_)
+        kind = "estimator"
     encoding, target, group_columns = None, None, None
     inp = doc.get("input")
     if inp is not None:
@@ -414,10 +481,10 @@ def read(text_or_path: Any) -> ModelFile:
             raise InputError(MSG_BAD_FIELD.format(source=source, field="input", problem="must be an object or null"))
         if inp.get("columns") is not None:
             encoding = TabularEncoding.from_dict(inp["columns"], source)
-            if encoding.feature_names != list(est.feature_names_):
+            if encoding.feature_names != feature_names:
                 raise InputError(MSG_BAD_FIELD.format(
                     source=source, field="input.columns",
-                    problem=f"produce features {encoding.feature_names}, not the model's {est.feature_names_}"))
+                    problem=f"produce features {encoding.feature_names}, not the model's {feature_names}"))
         target = inp.get("target")
         if target is not None and not isinstance(target, str):
             raise InputError(MSG_BAD_FIELD.format(source=source, field="input.target", problem="must be a string"))
@@ -430,7 +497,7 @@ def read(text_or_path: Any) -> ModelFile:
     if not isinstance(metadata, dict):
         raise InputError(MSG_BAD_FIELD.format(source=source, field="metadata", problem="must be an object"))
     return ModelFile(estimator=est, encoding=encoding, target=target, group_columns=group_columns,
-                     metadata=metadata, document=doc)
+                     metadata=metadata, document=doc, kind=kind)
 
 
 def _reject_constant(name: str) -> float:
@@ -457,7 +524,7 @@ def _text(text_or_path: Any) -> tuple[str, str]:
         raise InputError(MSG_FILE_UNREADABLE.format(path=str(path), reason=exc)) from None
 
 
-def _check_format(doc: dict, source: str) -> None:
+def _check_format(doc: dict, source: str) -> int:
     fmt = doc.get("format")
     if fmt is None:
         raise InputError(MSG_NO_FORMAT.format(source=source))
@@ -470,6 +537,7 @@ def _check_format(doc: dict, source: str) -> None:
         raise InputError(MSG_NEWER_FORMAT.format(source=source, got=int(version), expected=FORMAT_VERSION))
     if int(version) < 1:
         raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
+    return int(version)
 
 
 def _bad(source: str, field_: str, problem: str) -> InputError:
@@ -529,28 +597,7 @@ def _build(doc: dict, source: str) -> Any:
         raise _bad(source, "features.names_in", "must be null or equal to features.names")
 
     # classes
-    classes = None
-    if name == "FairUseClassifier":
-        c = doc["classes"]
-        if not isinstance(c, dict) or not isinstance(c.get("values"), list) or len(c["values"]) != 2 \
-                or not all(_scalar_value(v) for v in c["values"]) or not isinstance(c.get("dtype"), str):
-            raise _bad(source, "classes", "must be {'values': [two labels], 'dtype': '...'}")
-        try:
-            dtype = np.dtype(c["dtype"])
-        except TypeError:
-            raise _bad(source, "classes.dtype", f"is not a numpy dtype: {c['dtype']!r}") from None
-        if dtype.kind not in CLASS_DTYPE_KINDS:
-            raise _bad(source, "classes.dtype", f"has kind {dtype.kind!r}; expected one of {CLASS_DTYPE_KINDS!r}")
-        if not all(_fits_kind(v, dtype.kind) for v in c["values"]):
-            raise _bad(source, "classes.values", f"do not match dtype {c['dtype']!r}: {c['values']!r}")
-        try:
-            classes = np.array(c["values"], dtype=dtype)
-        except (TypeError, ValueError, OverflowError):
-            raise _bad(source, "classes.values", f"cannot be read as dtype {c['dtype']!r}") from None
-        if [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()] != list(c["values"]):
-            raise _bad(source, "classes.values", f"do not fit dtype {c['dtype']!r}: {c['values']!r}")
-        if classes[0] == classes[1]:
-            raise _bad(source, "classes.values", "must be two distinct labels")
+    classes = _build_classes(doc["classes"], source) if name == "FairUseClassifier" else None
 
     # groups and models
     groups, models = doc["groups"], doc["models"]
@@ -664,6 +711,31 @@ def _build(doc: dict, source: str) -> Any:
                     index=None, certificate=gcert, set_spec=None, n_iter=gen_n_iter)
     est.generic_ = gen
     return est
+
+
+
+def _build_classes(c: Any, source: str) -> np.ndarray:
+    """``classes_`` from the ``classes`` field (two labels of a numpy dtype, type-checked)."""
+    if not isinstance(c, dict) or not isinstance(c.get("values"), list) or len(c["values"]) != 2 \
+            or not all(_scalar_value(v) for v in c["values"]) or not isinstance(c.get("dtype"), str):
+        raise _bad(source, "classes", "must be {'values': [two labels], 'dtype': '...'}")
+    try:
+        dtype = np.dtype(c["dtype"])
+    except TypeError:
+        raise _bad(source, "classes.dtype", f"is not a numpy dtype: {c['dtype']!r}") from None
+    if dtype.kind not in CLASS_DTYPE_KINDS:
+        raise _bad(source, "classes.dtype", f"has kind {dtype.kind!r}; expected one of {CLASS_DTYPE_KINDS!r}")
+    if not all(_fits_kind(v, dtype.kind) for v in c["values"]):
+        raise _bad(source, "classes.values", f"do not match dtype {c['dtype']!r}: {c['values']!r}")
+    try:
+        classes = np.array(c["values"], dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise _bad(source, "classes.values", f"cannot be read as dtype {c['dtype']!r}") from None
+    if [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()] != list(c["values"]):
+        raise _bad(source, "classes.values", f"do not fit dtype {c['dtype']!r}: {c['values']!r}")
+    if classes[0] == classes[1]:
+        raise _bad(source, "classes.values", "must be two distinct labels")
+    return classes
 
 
 def _fits_kind(v: Any, kind: str) -> bool:

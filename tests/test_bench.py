@@ -352,3 +352,62 @@ def test_committed_configs_load_and_the_default_one_is_the_default_grid(tmp_path
     assert len(extra) == 1 and extra[0].csv == str((tmp_path / "data" / "my_clinic.csv").resolve())
     assert extra[0].groups == ("sex", "age_band") and extra[0].target == "outcome"
     assert len(clinic.datasets) == len(load_config(None).datasets) + 1
+
+
+def test_regression_cells_with_the_systems_match_an_independent_fit(tmp_path):
+    """diabetes (regression): the linear model's minimal and certified-system cells run, and the
+    system cell's test MSE and training violations are those of fit_system rebuilt by hand."""
+    from fairuse_opt import fit_system
+    from fairuse_opt.bench._config import load_dataset
+    from fairuse_opt.system import default_candidates
+    out = tmp_path / "reg"
+    assert main(["bench", "--datasets", "diabetes", "--folds", "2", "--models", "linear",
+                 "--methods", "unconstrained,minimal,system", "--n-boot", "200", "--out", str(out),
+                 "--quiet", "--no-plots"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    ok = results[results["status"] == "ok"]
+    assert set(ok["method"]) == {"unconstrained", "minimal", "system"} and set(ok["metric"]) == {"mse"}
+    assert (results["status"] == "ok").all()
+    config = BenchConfig(datasets=(DatasetSpec("diabetes", "diabetes"),), folds=2, n_boot=200,
+                         models=("linear",), methods=("unconstrained", "minimal", "system"))
+    cell = next(c for c in build_cells(config, {"diabetes": "regression"})
+                if c.fold == 0 and c.method == "system")
+    X, y, g, task = load_dataset(cell.dataset)
+    tr, asg, te = fold_split(cell.dataset, g, y, task, 0, folds=2, assign_size=0.3, seed=0)
+    fit = np.concatenate([tr, asg])
+    part = lambda obj, idx: obj.iloc[idx].reset_index(drop=True)  # noqa: E731
+    pool = default_candidates(list(g.columns), "regression", encodings=("onehot", "intersectional", "decoupled"))
+    system = fit_system(part(X, fit), part(y, fit), part(g, fit), assign_size=len(asg), metric="mse",
+                        candidates=pool, alpha=0.10, correction="holm", n_boot=200, task="regression",
+                        random_state=cell.seed)
+    pred = system.predict(part(X, te), groups=part(g, te))
+    mse = float(np.mean((pred - y.iloc[te].to_numpy()) ** 2))
+    row = ok[(ok["fold"] == 0) & (ok["method"] == "system")].iloc[0]
+    assert row["value"] == pytest.approx(mse, rel=1e-12)
+    generic = system.generic_.predict(part(X, te))
+    assert row["generic_value"] == pytest.approx(float(np.mean((generic - y.iloc[te].to_numpy()) ** 2)), rel=1e-12)
+    assert row["train_rationality_violations"] == 0 and row["train_envy_violations"] == 0
+    assert row["n_personalized"] == sum(f[0] != "generic" for f in system.served_.values())
+
+
+def test_a_skipped_row_says_why_once_in_full():
+    from fairuse_opt.bench._errors import MSG_CAPPED
+    from fairuse_opt.bench._summary import method_table
+    reasons = [MSG_CAPPED.format(what="one-hot fair-use", cap=2500, n=n) for n in (7250, 7251)]
+    results = pd.DataFrame({"dataset": "d", "model": "logistic", "technique": "onehot", "method": "fairuse",
+                            "cell_id": ["a", "b"], "status": "skipped", "reason": reasons, "metric": np.nan})
+    row = method_table(results, "error").iloc[0]
+    assert row["cells ok"] == "0/2"
+    assert row["note"] == "skipped (2 of 2 cells): " + reasons[0]
+    assert "skipped: skipped" not in row["note"] and row["note"].endswith("to run it)")
+
+
+def test_totals_sum_over_datasets_and_count_the_datasets_with_a_violation():
+    from fairuse_opt.bench._summary import totals_table
+    results = pd.DataFrame({
+        "dataset": ["a", "a", "b", "b", "c"], "model": "logistic", "technique": "onehot",
+        "method": "unconstrained", "cell_id": list("vwxyz"), "status": ["ok"] * 4 + ["failed"],
+        "metric": "error", "rationality_violations": [1, 0, 0, 0, 9], "rationality_benefits": [2, 1, 0, 3, 9],
+        "rationality_judged": [6, 6, 4, 4, 9]})
+    row = totals_table(results, "error").iloc[0]
+    assert (row["violations"], row["benefits"], row["datasets with a violation"]) == ("1/20", "6/20", "1/2")

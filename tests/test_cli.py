@@ -700,3 +700,226 @@ def test_a_group_value_written_two_ways_is_refused(tmp_path, capsys):
     df.to_csv(path, index=False)
     assert main(["fit", "--data", str(path), "--target", "y", "--groups", "grp", "--out", str(tmp_path / "m.json")]) == 2
     assert one_line_error(capsys) == "fairuse: error: " + E.MSG_CLI_GROUP_AMBIGUOUS.format(column="grp", values="1, 1.0")
+
+
+# --------------------------------------------------------------------------- fit --system and system files
+def system_frame(n=600, seed=0, missing=True):
+    """Synthetic data for the system (no apnea needed): two features and a text feature,
+    attributes A (3 levels) and B (2) with strong effects, partial reports, and nobody
+    reporting (a2, b1) together."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.normal(size=(n, 2)), columns=["x1", "x2"])
+    df["site"] = np.array(["north", "south", "east"])[np.arange(n) % 3]
+    A = rng.choice(["a0", "a1", "a2"], n, p=[0.4, 0.35, 0.25])
+    B = rng.choice(["b0", "b1"], n)
+    s = df.x1 - 0.5 * df.x2 + 3.0 * ((A == "a1") * 1.0 - (A == "a0") + (B == "b1") - 0.5)
+    df["y"] = (s + rng.logistic(size=n) > 0).astype(int)
+    df["A"], df["B"] = A.astype(object), B.astype(object)
+    if missing:
+        df.loc[rng.random(n) < 0.2, "B"] = None
+        df.loc[rng.random(n) < 0.15, "A"] = None
+        df.loc[(df.A == "a2") & (df.B == "b1"), "B"] = None
+    return df
+
+
+@pytest.fixture(scope="module")
+def system_files(tmp_path_factory):
+    """``fairuse fit --system`` on 600 synthetic rows (n_boot 200), and its CSV files."""
+    folder = tmp_path_factory.mktemp("system")
+    train, test = folder / "train.csv", folder / "test.csv"
+    system_frame().to_csv(train, index=False)
+    t = system_frame(n=300, seed=4)
+    t.loc[:19, ["A", "B"]] = None            # nothing reported
+    t.loc[20:39, ["A", "B"]] = ["a2", "b1"]  # an option never seen in the assignment
+    t.to_csv(test, index=False)
+    out = folder / "system.json"
+    args = ["fit", "--system", "--data", str(train), "--target", "y", "--groups", "A,B", "--out", str(out),
+            "--n-boot", "200", "--metric", "log_loss", "--no-envy", "--assign-size", "0.3", "--seed", "0",
+            "--alpha", "0.1", "--l2", "0.001"]
+    return folder, train, test, out, args
+
+
+def test_fit_system_writes_a_system_file(system_files, capsys, caplog):
+    import logging
+
+    folder, train, test, out, args = system_files
+    caplog.set_level(logging.INFO, logger="fairuse_opt")
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("system: ") and "A=(not reported), B=b0" in captured.out
+    err = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert err and all(ln.startswith("fairuse: ") for ln in err)
+    assert any("split: 420 training rows, 180 assignment rows" in ln for ln in err)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["format"] == "fairuse_opt.model/2" and doc["estimator"] == "FairUseSystem"
+    assert doc["system"] == {"metric": "log_loss", "alpha": 0.1, "correction": "holm", "test": "bootstrap",
+                             "n_boot": 200, "envy": False, "kind": "full", "min_group_size": 10,
+                             "random_state": 0}
+    assert doc["input"]["group_columns"] == ["A", "B"] and doc["input"]["target"] == "y"
+    assert doc["metadata"]["n_train"] == 420 and doc["metadata"]["n_assign"] == 180
+    assert len(doc["options"]) == 4 * 3
+    served = {tuple(r["option"]): r["model"] for r in doc["options"]}
+    assert any(m != 0 for o, m in served.items() if None in o)  # partial reports personalized
+    # the same system from the library: same table, same served models
+    from fairuse_opt import FairUseClassifier, fit_system
+    from fairuse_opt.system import default_candidates
+
+    mf = model_io.read(out)
+    frame = pd.read_csv(train, dtype={"A": str, "B": str, "site": str})
+    X = mf.encoding.transform(frame)
+    system = fit_system(X, frame["y"], frame[["A", "B"]], n_boot=200, metric="log_loss", envy=False,
+                        candidates=default_candidates(["A", "B"]), generic=FairUseClassifier(encoding="none"),
+                        random_state=0)
+    pd.testing.assert_frame_equal(mf.estimator.assignment_, system.assignment_)
+    assert model_io.dumps(system, encoding=mf.encoding, target="y", group_columns=["A", "B"],
+                          metadata=doc["metadata"]) == out.read_text(encoding="utf-8")
+
+
+def score_system_without_library(model_path: Path, csv_path: Path) -> np.ndarray:
+    """Probability of every row of a raw CSV from the system file alone: json, numpy, pandas."""
+    doc = json.loads(Path(model_path).read_text(encoding="utf-8"))
+    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    cols = []
+    for c in doc["input"]["columns"]:
+        if c["kind"] == "numeric":
+            cols.append(raw[c["name"]].astype(float).to_numpy())
+        else:
+            cols += [(raw[c["name"]] == level).to_numpy().astype(float) for level in c["features"]]
+    X = np.column_stack(cols)
+    table = {tuple(r["option"]): r["model"] for r in doc["options"]}
+    attrs = doc["input"]["group_columns"]
+    p = np.empty(len(raw))
+    for i, row in enumerate(raw[attrs].itertuples(index=False, name=None)):
+        m = doc["models"][table[tuple(None if v == "" else v for v in row)]]
+        p[i] = 1.0 / (1.0 + np.exp(-(m["intercept"] + X[i] @ np.array(m["coef"]))))
+    return p
+
+
+def test_predict_a_system_file_with_partial_reports(system_files, tmp_path, capsys):
+    folder, train, test, out, args = system_files
+    if not out.exists():
+        assert main([*args, "--quiet"]) == 0
+    scores_csv = tmp_path / "scores.csv"
+    assert main(["predict", "--model", str(out), "--data", str(test), "--keep", "A,B", "--out", str(scores_csv),
+                 "--quiet"]) == 0
+    assert "scored 300 row(s) under each row's own group" in capsys.readouterr().out
+    scores = pd.read_csv(scores_csv, dtype={"A": str, "B": str})
+    raw = pd.read_csv(test, dtype={"A": str, "B": str, "site": str})
+    assert raw[["A", "B"]].isna().any(axis=1).sum() > 60
+    mf = model_io.read(out)
+    X, G = mf.encoding.transform(raw), raw[["A", "B"]]
+    np.testing.assert_allclose(scores["probability"], mf.estimator.predict_proba(X, groups=G)[:, 1],
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scores["score"], mf.estimator.decision_function(X, groups=G), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(scores["prediction"], mf.estimator.predict(X, groups=G))
+    # the file alone gives the same probabilities, partial reports and the unseen option included
+    by_hand = score_system_without_library(out, test)
+    assert np.max(np.abs(by_hand - scores["probability"])) <= 1e-12
+    generic = mf.estimator.generic_.predict_proba(X)[:, 1]
+    assert np.max(np.abs(by_hand[:20] - generic[:20])) <= 1e-12      # nothing reported
+    unseen = mf.estimator._serving_option(("a2", "b1"))
+    assert unseen != ("a2", "b1") and mf.estimator.served_[unseen] != ("generic", ())
+    assert np.max(np.abs(by_hand[20:40] - generic[20:40])) > 1e-3    # served the parent's model
+    # --report with an attribute left out: every row as if it reported A=a1 only
+    assert main(["predict", "--model", str(out), "--data", str(test), "--report", "A=a1", "--out",
+                 str(scores_csv), "--quiet"]) == 0
+    capsys.readouterr()
+    expected = mf.estimator.predict_proba(X, report=("a1", None))[:, 1]
+    np.testing.assert_allclose(pd.read_csv(scores_csv)["probability"], expected, rtol=0, atol=1e-12)
+    assert not np.allclose(expected, generic)
+    for bad in ("A=zz", "C=1", "A=a1,A=a0"):
+        assert main(["predict", "--model", str(out), "--data", str(test), "--report", bad, "--out",
+                     str(scores_csv)]) == 2
+        assert one_line_error(capsys).startswith("fairuse: error: ")
+    # a group value the system never saw is an error, as for a model file
+    wrong = tmp_path / "wrong.csv"
+    raw.assign(A=raw["A"].where(raw.index != 50, "a7")).to_csv(wrong, index=False)
+    assert main(["predict", "--model", str(out), "--data", str(wrong), "--out", str(scores_csv)]) == 2
+    assert "a7" in one_line_error(capsys)
+
+
+def test_audit_a_system_file(system_files, tmp_path, capsys):
+    folder, train, test, out, args = system_files
+    if not out.exists():
+        assert main([*args, "--quiet"]) == 0
+    held = system_frame(n=400, seed=7, missing=False)
+    held = held[~((held.A == "a2") & (held.B == "b1"))]
+    data = tmp_path / "audit.csv"
+    held.to_csv(data, index=False)
+    report_path = tmp_path / "report.json"
+    assert main(["audit", "--model", str(out), "--data", str(data), "--out", str(report_path), "--metrics",
+                 "log_loss,error", "--n-boot", "100", "--seed", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    from fairuse_opt import audit
+
+    mf = model_io.read(out)
+    frame = pd.read_csv(data, dtype={"A": str, "B": str, "site": str})
+    expected = audit(mf.estimator, mf.encoding.transform(frame), frame["y"], groups=frame[["A", "B"]],
+                     metrics=["log_loss", "error"], n_boot=100, random_state=2)
+    want = json.loads(expected.to_json(indent=1))
+    assert {k: v for k, v in report["settings"].items() if k != "elapsed_s"} == {
+        k: v for k, v in want["settings"].items() if k != "elapsed_s"}, (report["settings"], want["settings"])
+    assert {k: v for k, v in report.items() if k != "settings"} == {k: v for k, v in want.items() if k != "settings"}
+    assert str(expected.summary()) in printed
+    assert len({r["group"] for r in report["table"]}) == 5  # every group of the data but (a2, b1)
+    # rows without a group value cannot be audited (each row needs its group), as for a model file
+    holes = tmp_path / "holes.csv"
+    held.assign(B=held["B"].where(np.arange(len(held)) != 3, None)).to_csv(holes, index=False)
+    assert main(["audit", "--model", str(out), "--data", str(holes), "--out", str(report_path)]) == 2
+    assert "missing values in B (1 row(s))" in one_line_error(capsys)
+
+
+def test_fit_system_flags_and_bad_input(system_files, tmp_path, capsys):
+    folder, train, test, out, args = system_files
+    target = tmp_path / "s.json"
+    base = ["fit", "--data", str(train), "--target", "y", "--groups", "A,B", "--out", str(target)]
+    # plain fit: a missing group value is still an input error; system flags are refused
+    assert main(base) == 2
+    assert "missing values in A" in one_line_error(capsys)
+    for extra in (["--metric", "error"], ["--seed", "0"], ["--assign-size", "0.3"], ["--no-envy"]):
+        assert main([*base, *extra]) == 2
+        assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_FIT_NEEDS_SYSTEM.format(flags=extra[0])
+    # --system: a single model's flags are refused, even at their default value
+    assert main([*base, "--system", "--encoding", "intersectional", "--margin", "0"]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_FIT_NOT_WITH_SYSTEM.format(
+        flags="--encoding, --margin", them="them")
+    for extra, text in ((["--alpha", "0.7"], "below 0.5"), (["--alpha", "x"], "invalid level"),
+                        (["--assign-size", "0"], "--assign-size '0' is invalid"),
+                        (["--assign-size", "2.5"], "--assign-size '2.5' is invalid"),
+                        (["--metric", "auc?"], "auc?")):
+        assert main([*base, "--system", *extra]) == 2, extra
+        assert text in one_line_error(capsys)
+    # the output may not be the input
+    assert main([*base[:-1], str(train), "--system"]) == 2
+    assert "--out" in one_line_error(capsys)
+    # a missing feature value needs --dropna; a group column never reported is refused
+    frame = system_frame()
+    frame.loc[5, "x1"] = np.nan
+    holes = tmp_path / "holes.csv"
+    frame.to_csv(holes, index=False)
+    assert main(["fit", "--system", "--data", str(holes), "--target", "y", "--groups", "A,B", "--out",
+                 str(target)]) == 2
+    assert "missing values in x1 (1 row(s))" in one_line_error(capsys)
+    empty = tmp_path / "empty.csv"
+    system_frame().assign(B=None).to_csv(empty, index=False)
+    assert main(["fit", "--system", "--data", str(empty), "--target", "y", "--groups", "A,B", "--out",
+                 str(target)]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_FIT_NO_REPORTED_VALUE.format(column="B")
+    assert not target.exists()
+
+
+def test_ctrl_c_mid_system_fit_exits_130_and_writes_nothing(system_files, tmp_path, capsys, monkeypatch):
+    from fairuse_opt import FairUseSystem
+
+    folder, train, test, out, args = system_files
+
+    def interrupted(self, *a, **kw):  # during the assignment, after the pool was trained
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FairUseSystem, "fit", interrupted)
+    target = tmp_path / "s.json"
+    assert main(["fit", "--system", "--data", str(train), "--target", "y", "--groups", "A,B", "--out",
+                 str(target), "--n-boot", "50", "--quiet"]) == 130
+    assert one_line_error(capsys) == "fairuse: error: " + E.MSG_INTERRUPTED
+    assert list(tmp_path.iterdir()) == []

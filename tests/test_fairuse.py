@@ -88,11 +88,11 @@ def random_problem(n, d, G, task, seed, weighted):
     return X, y, groups, w
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(problems())
-def test_property_certificate_verifies(problem):
-    n, d, G, task, encoding, group_reg, seed, weighted = problem
+def check_certificate(n, d, G, task, encoding, group_reg, seed, weighted):
+    """Fit one random problem and check its certificate independently; returns the route.
+
+    Every branch below is taken by a deterministic test (``test_branch_*``), so none of
+    them can be skipped unnoticed."""
     X, y, groups, w = random_problem(n, d, G, task, seed, weighted)
     Est = FairUseClassifier if task == "classification" else FairUseRegressor
     kw = dict(encoding=encoding, group_reg=group_reg, alpha=1e-2)
@@ -118,15 +118,44 @@ def test_property_certificate_verifies(problem):
         assert cert.route == "unconstrained-feasible"
         np.testing.assert_allclose(fair.coef_, free.coef_, atol=1e-9)
         np.testing.assert_allclose(fair.intercept_, free.intercept_, atol=1e-9)
-    if cert.route == "exact":  # route 1 is envy-free by the block-optimality theorem
+    else:
+        assert cert.route != "unconstrained-feasible"
+    if cert.route == "exact":  # one convex program with the rationality constraints only
         assert group_reg == "set" and encoding in ("intersectional", "decoupled")
-        assert np.all(own[:, None] <= L + TOL)
+        assert cert.iterations == 1
+        # its multipliers: non-negative, zero where the constraint is slack (complementary
+        # slackness), positive somewhere (the unconstrained fit was not feasible)
+        t = cert.table
+        dual, slack = t["dual"].to_numpy(), t["rationality_slack"].to_numpy()
+        assert np.all(dual >= -1e-8), dual
+        assert np.all(np.abs(dual * slack) <= 1e-6), (dual, slack)
+        assert dual.max() > 0 and t["rationality_active"].any()
         # a global optimum: no worse than a conic solver's answer to the same program
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SmallGroupWarning)
             conic = Est(solver="ECOS", **kw).fit(X, y, groups=groups, sample_weight=w).certificate_
-        if conic.route == "exact":
-            assert cert.objective <= conic.objective + 1e-7
+        assert conic.route == "exact" and conic.verified
+        assert cert.objective <= conic.objective + 1e-7
+    return cert.route
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_property_certificate_verifies(problem):
+    check_certificate(*problem)
+
+
+@pytest.mark.parametrize("task,seed", [("classification", 0), ("regression", 4)])
+def test_branch_unconstrained_feasible_is_the_free_fit(task, seed):
+    """Input whose unconstrained fit meets every constraint (checked in numpy inside)."""
+    assert check_certificate(150, 2, 4, task, "intersectional", "set", seed, False) == "unconstrained-feasible"
+
+
+@pytest.mark.parametrize("task,seed", [("classification", 2), ("regression", 3)])
+def test_branch_exact_route_is_a_global_optimum(task, seed):
+    """Input whose unconstrained fit violates rationality: the exact program, with duals."""
+    assert check_certificate(150, 2, 4, task, "intersectional", "set", seed, False) == "exact"
 
 
 def test_exact_route_binds_and_reports_duals(apnea):
@@ -136,13 +165,12 @@ def test_exact_route_binds_and_reports_duals(apnea):
         warnings.simplefilter("ignore", SmallGroupWarning)
         m = FairUseClassifier(margin="se:1").fit(X, y, groups=groups)
     c = m.certificate_
-    assert c.route in ("exact", "unconstrained-feasible") and c.verified
-    if c.route == "exact":
-        active = c.table["rationality_active"]
-        assert active.any()
-        assert (c.table.loc[active, "dual"] > 0).all()
-        assert (c.table.loc[~active, "dual"].abs() < 1e-5).all()
-        assert c.iterations == 1
+    assert c.route == "exact" and c.verified  # (the free fit gains less than 1 s.e. for some group)
+    active = c.table["rationality_active"]
+    assert active.any() and not active.all()
+    assert (c.table.loc[active, "dual"] > 0).all()
+    assert (c.table.loc[~active, "dual"].abs() < 1e-5).all()
+    assert c.iterations == 1
 
 
 def test_native_exact_route_matches_the_conic_solvers(apnea):

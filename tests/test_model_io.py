@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -256,8 +257,8 @@ def test_not_an_object_and_no_format():
 def test_wrong_format_name_and_newer_version(good_doc):
     _bad({**good_doc, "format": "sklearn.pickle/1"},
          msg(model_io.MSG_BAD_FORMAT, source="<text>", got="sklearn.pickle/1", expected=FORMAT))
-    _bad({**good_doc, "format": "fairuse_opt.model/2"},
-         msg(model_io.MSG_NEWER_FORMAT, source="<text>", got=2, expected=1))
+    _bad({**good_doc, "format": "fairuse_opt.model/3"},  # version 2 (systems) is read since it was added
+         msg(model_io.MSG_NEWER_FORMAT, source="<text>", got=3, expected=2))
     _bad({**good_doc, "format": "fairuse_opt.model/x"},
          msg(model_io.MSG_BAD_FORMAT, source="<text>", got="fairuse_opt.model/x", expected=FORMAT))
 
@@ -538,3 +539,32 @@ def test_encoded_feature_names_may_not_collide():
         TabularEncoding.fit(frame)
     with pytest.raises(InputError, match=re.escape("would be made by numeric column 'x=1'")):
         TabularEncoding.fit(pd.DataFrame({"x=1": [0.5, 1.5], "x": ["0", "1"]}))
+
+
+def test_a_version_1_file_of_an_earlier_release_loads_as_before():
+    """tests/data/model_file_v1_release_0.1.json (the demo's model file, as an earlier release
+    wrote it to docs/demo/) was written before format 2 existed (and before the certificate's
+    optimality-bound fields): it loads, and scores by its own numbers."""
+    path = Path(__file__).resolve().parent / "data" / "model_file_v1_release_0.1.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["format"] == "fairuse_opt.model/1"
+    mf = read(path)
+    est = mf.estimator
+    assert mf.kind == "estimator" and type(est).__name__ == doc["estimator"]
+    X = np.random.default_rng(0).normal(size=(40, len(doc["features"]["names"])))
+    for m in doc["models"]:
+        coef, b = est.group_model(tuple(m["group"]))
+        assert b == m["intercept"] and coef.tolist() == m["coef"]
+        by_hand = 1.0 / (1.0 + np.exp(-(m["intercept"] + X @ np.array(m["coef"]))))
+        np.testing.assert_allclose(est.predict_proba(X, report=tuple(m["group"]))[:, 1], by_hand, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(est.generic_.decision_function(X),
+                               doc["generic"]["intercept"] + X @ np.array(doc["generic"]["coef"]), rtol=0, atol=1e-12)
+    # written again, it is still format 1
+    assert json.loads(dumps(est))["format"] == FORMAT == "fairuse_opt.model/1"
+
+
+def test_dumps_refuses_what_is_neither_an_estimator_nor_a_system():
+    with pytest.raises(InputError, match="FairUseClassifier, FairUseRegressor or FairUseSystem"):
+        dumps(object())
+    with pytest.raises(InputError, match="does not hold a FairUseSystem"):
+        loads(json.dumps({"format": model_io.SYSTEM_FORMAT, "estimator": "FairUseClassifier"}))

@@ -15,10 +15,10 @@ MSG_NEED_DASK = ("--scheduler needs dask.distributed: pip install 'fairuse_opt[d
                  "({reason})")
 MSG_SYSTEM_MISSING = ("the certified system (fairuse_opt.FairUseSystem) is not available in "
                       "this version of the library")
-MSG_CAPPED = ("skipped: {what} is capped at {cap} training rows (this fold has {n}); the fit "
+MSG_CAPPED = ("{what} is capped at {cap} training rows (this fold has {n}); the fit "
               "through the sequence of convex restrictions takes tens of seconds per thousand "
               "rows (raise ccp_max_train in the config to run it)")
-MSG_CAPPED_DECOUPLED = ("skipped: decoupled fits are capped at {cap} training rows (this fold has "
+MSG_CAPPED_DECOUPLED = ("decoupled fits are capped at {cap} training rows (this fold has "
                         "{n}); one full model per group through the conic solver takes minutes "
                         "there (raise decoupled_max_train in the config to run it)")
 MSG_FOLDS = "folds={value!r} is invalid: need an integer >= 2"

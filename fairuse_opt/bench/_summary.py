@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["tidy_results", "tidy_groups", "headline_table", "method_table", "write_outputs",
+__all__ = ["tidy_results", "tidy_groups", "headline_table", "method_table", "totals_table", "write_outputs",
            "HEADLINE", "TIMING_COLUMNS"]
 
 RESULTS_CSV = "results.csv"
@@ -73,6 +73,16 @@ def tidy_groups(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _note(cells: pd.DataFrame) -> str:
+    """Why a row has no numbers: the first cell's status and reason, and how many cells
+    share the status (reasons that differ only by a fold's size are not repeated)."""
+    first = cells.iloc[0]
+    reason = str(first["reason"]) if isinstance(first["reason"], str) else ""
+    same = int((cells["status"] == first["status"]).sum())
+    text = f"{first['status']} ({same} of {len(cells)} cells): {reason}" if reason else str(first["status"])
+    return text.replace("|", "/")
+
+
 def _ratio(v: float, n: float) -> str:
     return "" if pd.isna(n) else f"{int(v)}/{int(n)}"
 
@@ -100,6 +110,21 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def totals_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (model, technique, method), over datasets and folds: rationality violations and
+    benefits out of the cells judged, and how many datasets had a violation."""
+    m = results[(results["status"] == "ok") & (results["metric"] == metric)]
+    rows = []
+    for key, part in m.groupby(["model", "technique", "method"], sort=False):
+        per_dataset = part.groupby("dataset", sort=False)["rationality_violations"].sum()
+        judged = part["rationality_judged"].sum()
+        rows.append({"model": key[0], "technique": key[1], "method": key[2],
+                     "violations": _ratio(part["rationality_violations"].sum(), judged),
+                     "benefits": _ratio(part["rationality_benefits"].sum(), judged),
+                     "datasets with a violation": f"{int((per_dataset > 0).sum())}/{len(per_dataset)}"})
+    return pd.DataFrame(rows)
+
+
 def method_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per dataset and grid row, over folds: mean test metric (and the generic model's),
     violations / benefits summed (rationality and envy), smallest and largest group
@@ -113,7 +138,7 @@ def method_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
         status = ok["status"].value_counts()
         row["cells ok"] = f"{int(status.get('ok', 0))}/{len(ok)}"
         if not len(m):
-            row["note"] = "; ".join(sorted(set(ok["status"] + ": " + ok["reason"].fillna(""))))[:160]
+            row["note"] = _note(ok)
             rows.append(row)
             continue
         row[f"test {metric}"] = m["value"].mean()
@@ -214,8 +239,19 @@ def _summary_text(results: pd.DataFrame, run: Any, meta: dict, config: Any, figu
               "Test-set rationality violations (groups whose metric is significantly worse than the "
               "generic model's, summed over folds, out of the (fold, group) cells judged) and the "
               "mean overall test metric. Fair-use model: `FairUseClassifier()` (intersectional, "
-              "rationality and envy-freeness on the training data).", "",
-              markdown(headline_table(results)), ""]
+              "rationality and envy-freeness on the training data).", ""]
+    for task in HEADLINE_METRICS:
+        part = results[results["task"] == task]
+        if len(part):
+            lines += [f"{task.capitalize()}:", "", markdown(headline_table(part)), ""]
+    lines += ["## Totals over the datasets", "",
+              "Per grid row and metric, summed over datasets and folds: test-set rationality "
+              "violations and benefits out of the (fold, group) cells judged, and the datasets "
+              "with at least one violation (out of those where the row ran).", ""]
+    for task, metrics in HEADLINE_METRICS.items():
+        part = results[results["task"] == task]
+        for metric in metrics if len(part) else ():
+            lines += [f"{task.capitalize()}, {metric}:", "", markdown(totals_table(part, metric)), ""]
     for task, metrics in HEADLINE_METRICS.items():
         part = results[results["task"] == task]
         if not len(part):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..certificate import Certificate
-from ..exceptions import MSG_SERVED_PRECISION
+from ..exceptions import MSG_SERVED_PRECISION, MSG_SERVED_PRECISION_SIZE
 
 __all__ = ["Served", "served_losses", "check_constraints", "build_certificate", "row_scores"]
 
@@ -41,15 +41,21 @@ class Served:
     feature_names: list
 
     def offsets(self) -> tuple[list, float]:
-        """Features whose offset dwarfs their spread (rounding of the served form)."""
-        if not self.X.shape[1]:
+        """Columns whose offset dwarfs their spread (rounding of the served form): features,
+        and the target of a regression (its offset lands in the intercepts)."""
+        cols = self.X
+        names = list(self.feature_names)
+        if getattr(self.loss, "name", "") == "squared_error":
+            cols = np.column_stack([cols, self.y])
+            names.append("y (the target)")
+        if not cols.shape[1]:
             return [], 0.0
-        mean = np.average(self.X, axis=0, weights=self.w)
-        sd = np.sqrt(np.average((self.X - mean) ** 2, axis=0, weights=self.w))
+        mean = np.average(cols, axis=0, weights=self.w)
+        sd = np.sqrt(np.average((cols - mean) ** 2, axis=0, weights=self.w))
         ratio = np.abs(mean) / np.maximum(sd, np.finfo(float).tiny)
         order = np.argsort(-ratio)
-        names = [self.feature_names[j] for j in order[:3] if ratio[j] > 1e3]
-        return names, float(ratio[order[0]])
+        shown = [names[j] for j in order[:3] if ratio[j] > 1e3]
+        return shown, float(ratio[order[0]])
 
 
 def row_scores(X: np.ndarray, codes: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -112,6 +118,8 @@ def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, sa
             if slack < -tol:
                 failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound "
                                 f"{L0[g] - margins[g]:.9g}")
+                if room > tol:  # the rounding of the served form is larger than the tolerance
+                    precision.append(room)
             elif slack < -tol + room:
                 precision.append(room)
                 failures.append(f"rationality for {keys[g]}: slack {slack:.3g} within the rounding "
@@ -125,6 +133,8 @@ def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, sa
                 room = 0.0 if same_model[g, r] else 2 * (E[g, g] + E[g, r])
                 if slack < -tol:
                     failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
+                    if room > tol:
+                        precision.append(room)
                 elif slack < -tol + room:
                     precision.append(room)
                     failures.append(f"envy: {keys[g]} vs report {keys[r]}: slack {slack:.3g} within the "
@@ -152,7 +162,11 @@ def build_certificate(*, served: Served, coef, intercept, generic_losses, generi
     failures, room = check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, same_generic)
     if room > 0:
         names, ratio = served.offsets()
-        failures.append(MSG_SERVED_PRECISION.format(err=room, features=names or "none", ratio=ratio))
+        if names:
+            failures.append(MSG_SERVED_PRECISION.format(err=room, features=names, ratio=ratio))
+        else:
+            size = float(np.nanmax(np.abs(np.diag(L)))) if G else 0.0
+            failures.append(MSG_SERVED_PRECISION_SIZE.format(err=room, size=size))
     n_rows = np.bincount(served.codes, minlength=G)
     weight = np.bincount(served.codes, weights=served.w, minlength=G)
     fb = set(fallback_groups)

@@ -6,9 +6,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..exceptions import MSG_BAD_PARAM, MSG_GENERIC_FAILED, InputError
+from ..exceptions import MSG_BAD_PARAM, MSG_BAD_PREDICTIONS, MSG_GENERIC_FAILED, InputError
 
-__all__ = ["check_margin", "resolve_margins", "generic_predictions"]
+__all__ = ["check_margin", "check_margin_groups", "resolve_margins", "generic_predictions"]
 
 
 def check_margin(margin: Any) -> None:
@@ -39,6 +39,13 @@ def check_margin(margin: Any) -> None:
                                                   reason="an array of margins must be 1-d, finite and >= 0"))
         return
     _check_margin_value(margin, margin)
+
+
+def check_margin_groups(margin: Any, keys, index) -> None:
+    """Checks against the groups seen in training, done even when no guarantee is asked
+    (a margin for an unknown group, or an array of the wrong length, is never ignored)."""
+    if isinstance(margin, (Mapping, np.ndarray, list, tuple)):
+        resolve_margins(margin, keys, index, None, None, None, None)
 
 
 def resolve_margins(margin: Any, keys, index, codes: np.ndarray, w: np.ndarray,
@@ -105,6 +112,13 @@ def generic_predictions(predict, loss, n_rows: int, classification: bool) -> np.
         arr = np.asarray(out, dtype=object)
     if classification:
         if arr.ndim == 2 and arr.shape[1] == 2:
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)):
+                off = np.abs(arr.sum(axis=1) - 1.0)
+                if off.max() > 1e-6:
+                    k = int(np.argmax(off))
+                    raise InputError(MSG_BAD_PREDICTIONS.format(
+                        what="generic", problem=f"{int((off > 1e-6).sum())} row(s) of predict_proba do not "
+                                                f"sum to 1 (first: {arr[k].tolist()} at row {k})"))
             arr = arr[:, 1]
         elif arr.ndim != 1:
             return loss.check_predictions(arr, n_rows)  # raises with the shape

@@ -634,6 +634,14 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
                    "once was found (the groups share parameters)")
         return "fallback", [why], FairUseInfeasibleError, MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why)
     if best is None:
+        # a generic model that no model of the family can match for some group (a
+        # generic= model more flexible than the family): say so, not "no verified point"
+        bad = [] if margins.any() else margin_infeasible(setup, bound, tol)
+        if bad:
+            names = [keys[g] for g in bad]
+            why = ("the generic model's training loss for them is below the lowest loss the model family "
+                   "can reach (a generic= model more flexible than the family?)")
+            return "fallback", [why], FairUseInfeasibleError, MSG_INFEASIBLE_MARGIN.format(groups=names, reason=why)
         return "fallback", ["no start produced a verified feasible point"], VerificationError, None
     lb = _lower_bound(setup, theta_u, bound if "rationality" in fair_use else None, None, tol)
     return "done", best, margins, lb

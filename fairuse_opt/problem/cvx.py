@@ -169,7 +169,7 @@ class Program:
         d, G = fam.n_features, fam.n_groups
         Mc, Mb = fam.raw_coef_map(problem.mean, problem.scale)
         coef = cp.reshape(Mc @ self.theta, (G, d), order="C") if d else None
-        intercept = Mb @ self.theta
+        intercept = Mb @ self.theta + getattr(problem, "y_shift", 0.0)
         shared = None
         if fam.encoding != "decoupled" and d:
             idx = np.array([fam.names.index(f"w[{j}]") for j in range(d)])

@@ -106,12 +106,18 @@ class Problem:
         The common set of the group blocks (``group_reg="set"``).
     hook : callable, optional
         A researcher's ``constraint_hook`` (cvxpy terms: conic backends only).
+    y_shift : float
+        The regression target is fitted centred (``y - y_shift``, so that the squared
+        error's sufficient statistics do not cancel catastrophically); raw-scale
+        intercepts add it back.
     """
 
     def __init__(self, family: Family, loss: Loss, data: TrainData, *, alpha: float, scale: np.ndarray,
                  mean: np.ndarray, set_spec: SetSpec | None = None, hook: Callable | None = None,
-                 groups: list | None = None, feature_names: list[str] | None = None):
+                 groups: list | None = None, feature_names: list[str] | None = None,
+                 y_shift: float = 0.0):
         self.family, self.loss, self.data = family, loss, data
+        self.y_shift = float(y_shift)
         self.alpha, self.scale, self.mean = float(alpha), scale, mean
         self.set_spec = set_spec if family.uses_set else None
         self.hook, self.groups, self.feature_names = hook, groups, feature_names
@@ -347,7 +353,8 @@ class Problem:
             spec = SetSpec(self.set_spec.intercept_center / c, self.set_spec.intercept_bound / c,
                            self.set_spec.coef_center / c, self.set_spec.coef_bound / c)
         return Problem(self.family, self.loss, data, alpha=self.alpha, scale=self.scale, mean=self.mean,
-                       set_spec=spec, hook=None, groups=self.groups, feature_names=self.feature_names), c
+                       set_spec=spec, hook=None, groups=self.groups, feature_names=self.feature_names,
+                       y_shift=self.y_shift / c), c
 
     # ---------------------------------------------------------- the compiler
     def to_cvxpy(self, **kw):

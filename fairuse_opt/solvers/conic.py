@@ -34,7 +34,7 @@ DEFAULT_OPTIONS = {
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
 }
 
-_ECOS_SIGINT = -5  # ECOS exit flag: interrupted by a signal
+_ECOS_SIGINT = -4  # ECOS exit flag ECOS_SIGINT (ecos.h): interrupted by a signal
 
 
 def solver_order(solver: str, task: str = "classification") -> list[str]:

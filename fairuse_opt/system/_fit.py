@@ -115,7 +115,7 @@ def fit_system(X: Any, y: Any, groups: Any, *, assign_size: float | int = 0.3,
                correction: str | None = "holm", test: str = "bootstrap", n_boot: int = 1000,
                envy: bool = True, kind: str = "full", min_group_size: int = 10,
                onehot_fair_use: bool = False, encodings: tuple[str, ...] = DEFAULT_ENCODINGS,
-               task: str | None = None,
+               task: str | None = None, generic: Any = None,
                random_state: Any = 0) -> FairUseSystem:
     """Split the data, train the candidate pool on one part, assign on the other.
 
@@ -147,6 +147,9 @@ def fit_system(X: Any, y: Any, groups: Any, *, assign_size: float | int = 0.3,
         model per group).
     task : {"classification", "regression"}, optional
         Default: regression for a float target with more than two values.
+    generic : unfitted estimator, optional
+        The generic model, cloned and fitted on the training part without group
+        attributes.  Default: ``FairUseClassifier(encoding="none")`` (or the regressor).
 
     Returns
     -------
@@ -168,7 +171,8 @@ def fit_system(X: Any, y: Any, groups: Any, *, assign_size: float | int = 0.3,
     logger.info("split: %d training rows, %d assignment rows", train.size, assign_rows.size)
     pool = _pool(candidates, names, task, onehot_fair_use, tuple(encodings))
     X_tr, y_tr, g_tr = _take(X, train), y_arr[train], frame.iloc[train].reset_index(drop=True)
-    generic = (FairUseClassifier if task == "classification" else FairUseRegressor)(encoding="none")
+    generic = (clone(generic) if generic is not None
+               else (FairUseClassifier if task == "classification" else FairUseRegressor)(encoding="none"))
     started = time.perf_counter()
     generic.fit(X_tr, y_tr)
     logger.info("fitted the generic model in %.2fs", time.perf_counter() - started)

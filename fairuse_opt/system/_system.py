@@ -510,6 +510,34 @@ class FairUseSystem(BaseEstimator):
                          "model": function_label(self.served_[o], self.candidate_attributes_)})
         return pd.DataFrame(rows)
 
+    def to_json(self, path: Any = None, **kw: Any) -> str:
+        """Serialise the fitted system to the model file (format ``fairuse_opt.model/2``):
+        for every reporting option, the linear model it is served.
+
+        Every served model must be linear (a library estimator); see
+        :mod:`fairuse_opt.model_io` and ``docs/model-file.md``.  Read it back with
+        :func:`fairuse_opt.model_io.loads`.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the JSON text to this file (atomically).
+        **kw
+            Passed to :func:`fairuse_opt.model_io.dumps` (``metadata=``, ``indent=``, ...).
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
+        from .._files import write_atomic
+        from ..model_io import dumps
+
+        text = dumps(self, **kw)
+        if path is not None:
+            write_atomic(path, text)
+        return text
+
     def score(self, X: Any, y: Any, *, groups: Any = None) -> float:
         """Accuracy (classification) or R^2 (regression) of the served models."""
         from sklearn.metrics import accuracy_score, r2_score
