@@ -292,9 +292,10 @@ class _BaseFairUse(BaseEstimator):
         Z = (Xa - mean) / scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]
-        # the regression target is fitted centred: the squared error's sufficient
-        # statistics (W s^2 - 2 Wy s + Wyy) cancel catastrophically for y far from 0
-        y_shift = float(np.average(y01, weights=w)) if self._task == "regression" else 0.0
+        # the squared error's target is fitted centred: its sufficient statistics
+        # (W s^2 - 2 Wy s + Wyy) cancel catastrophically for y far from 0; the loss says
+        # whether its targets may be shifted (not the Poisson loss of a log-rate, say)
+        y_shift = float(loss.target_shift(y01, w))
         y_fit = y01 - y_shift if y_shift else y01
         data = TrainData.build(Z, codes, loss.stats(y_fit, w), G, merge=self.merge_rows)
         del Z

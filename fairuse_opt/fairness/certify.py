@@ -45,7 +45,7 @@ class Served:
         and the target of a regression (its offset lands in the intercepts)."""
         cols = self.X
         names = list(self.feature_names)
-        if getattr(self.loss, "name", "") == "squared_error":
+        if self.loss.target_shift(self.y, self.w) != 0.0:  # the loss shifts its targets
             cols = np.column_stack([cols, self.y])
             names.append("y (the target)")
         if not cols.shape[1]:

@@ -104,6 +104,12 @@ class Loss:
         """The best constant score: a finite start for Newton's method."""
         raise NotImplementedError
 
+    def target_shift(self, y: np.ndarray, w: np.ndarray) -> float:
+        """A constant ``c`` such that fitting targets ``y - c`` (scores ``s - c``) is the same
+        problem (0: the targets are fitted as they are).  The estimators fit ``y - c`` and
+        add ``c`` back to every served intercept."""
+        return 0.0
+
     def target_scale(self, stats: np.ndarray) -> float:
         """A scale ``c`` of the targets such that the loss of ``(c y, c s)`` is ``c^2`` times
         the loss of ``(y, s)`` (1: the loss is not rescaled).  The conic backends solve the
@@ -255,6 +261,11 @@ class SquaredLoss(Loss):
         W = stats[:, 0]
         keep = W > 0
         return float(np.sum(stats[keep, 2] - stats[keep, 1] ** 2 / W[keep]))
+
+    def target_shift(self, y, w):
+        """The weighted mean: ``(y - s)^2`` depends on ``y - s`` only, and its sufficient
+        statistics (``W s^2 - 2 Wy s + Wyy``) cancel catastrophically for y far from 0."""
+        return float(np.average(y, weights=w))
 
     def target_scale(self, stats):
         """The root mean square of the targets: ``(y - s)^2`` is homogeneous of degree 2."""
