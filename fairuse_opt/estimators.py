@@ -34,7 +34,6 @@ from .exceptions import (
     MSG_GROUPS_REQUIRED,
     MSG_ILL_SCALED,
     MSG_N_FEATURES,
-    MSG_SEPARABLE,
     MSG_Y_NONE,
     FairUseInfeasibleError,
     InputError,
@@ -338,8 +337,6 @@ class _BaseFairUse(BaseEstimator):
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
         w0, b0 = theta0[:d], float(theta0[d])
         gcoef, gint = self._raw_models(*gprob.effective(theta0), mean, scale, y_shift)
-        self._check_separable(row_scores(Xa, np.zeros(n, dtype=np.int64), gcoef[:1], gint[:1]), y01,
-                              "generic model")
         # the model the guarantee is certified against: the one passed in, else the internal fit
         self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gprob, grec)
         if self.generic is None:
@@ -371,21 +368,11 @@ class _BaseFairUse(BaseEstimator):
             generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,
             on_infeasible=self.on_infeasible, max_iter=int(self.max_iter), tol=float(self.tol),
             objective_generic=prob.objective(theta_generic), start=theta_generic)
-        if not (self.encoding == "decoupled" and self.group_reg == "set"):  # else bounded by the set
-            self._check_separable(row_scores(Xa, codes, coef, intercept), y01, "personalized model")
         self._theta = theta
         self._family = prob.family
         self._mean, self._scale, self._y_shift = mean, scale, y_shift
         self._set_fitted(coef, intercept, index=index, certificate=cert, set_spec=set_spec,
                          n_iter=max(1, cert.iterations))
-
-    def _check_separable(self, scores, y01, what) -> None:
-        """Without a penalty, a model that separates the training rows is not a minimum
-        (none exists): refuse rather than serve an arbitrary point of a diverging path."""
-        if self._task != "classification" or self.alpha > 0:
-            return
-        if np.all((2.0 * y01 - 1.0) * scores > 0):
-            raise InputError(MSG_SEPARABLE.format(what=what))
 
     def _external_predict(self, X, groups):
         """Predictions of the user's ``generic=`` model on the training rows."""

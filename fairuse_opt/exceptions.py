@@ -118,10 +118,7 @@ MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
 MSG_TARGET_RANGE = ("y has {n_bad} value(s) outside [{low:g}, {high:g}], the range of the {loss} loss "
                     "(first at row {first})")
 MSG_BAD_PREDICTIONS = "the {what} model's predictions cannot be certified against: {problem}"
-MSG_NO_MINIMUM = (
-    "the {model} has no minimum: with {why}, its loss ({loss}) decreases without bound along "
-    "parameter(s) {direction} (for a classifier: the classes are separable); set alpha > 0"
-)
+
 MSG_GENERIC_FAILED = "the generic model passed as generic= could not predict on the training data: {error}"
 MSG_LITTLE_GAIN = (
     "the fair-use fit kept {kept:.0%} of the gain of personalization (at most {reach:.0%} is provably "
@@ -147,9 +144,10 @@ MSG_Y_SPREAD = (
     "divide it by {unit:.2g}); losses, margins and tol are in units of y squared"
 )
 MSG_SEPARABLE = (
-    "alpha=0 and the {what} classifies every training row correctly (the data are separable): "
-    "the log loss has no minimum, its weights grow without bound; use alpha > 0"
+    "alpha=0 and the training rows are separable for the {what}: its loss has no minimum (it decreases "
+    "without bound as some parameters grow); use alpha > 0"
 )
+MSG_SEPARABLE_DIRECTION = " [{model}: the loss decreases along parameter(s) {direction}]"
 MSG_ILL_SCALED = (
     "feature(s) {features} have offsets up to {ratio:.2g} times their spread; {what} is defined at "
     "x = 0 and cannot be fitted accurately in float64: center or rescale those features"

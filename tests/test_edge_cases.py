@@ -9,6 +9,7 @@ with no minimum) a clear :mod:`fairuse_opt.exceptions` error.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -19,7 +20,7 @@ from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from fairuse_opt import FairUseClassifier, FairUseInfeasibleError, FairUseRegressor, SmallGroupWarning
-from fairuse_opt.exceptions import MSG_EMPTY_WEIGHT_GROUP, InputError
+from fairuse_opt.exceptions import MSG_EMPTY_WEIGHT_GROUP, MSG_SEPARABLE, InputError
 
 ALPHA = 1e-2
 
@@ -92,7 +93,7 @@ def test_separable_without_penalty_has_no_minimum_and_says_so():
     X = rng.normal(size=(100, 2))
     y = (X[:, 0] - 0.3 * X[:, 1] > 0).astype(int)
     for solver in ("native", "ECOS"):
-        with pytest.raises(InputError, match=r"the generic model has no minimum: with alpha=0.*set alpha > 0"):
+        with pytest.raises(InputError, match=re.escape(MSG_SEPARABLE.format(what="generic model"))):
             FairUseClassifier(encoding="none", alpha=0.0, solver=solver).fit(X, y)
     # with a penalty the minimum exists: scikit-learn's
     m = FairUseClassifier(encoding="none", alpha=ALPHA).fit(X, y)
@@ -106,7 +107,7 @@ def test_separable_group_without_penalty_has_no_minimum(encoding, group_reg):
     """Group 0 is all positive: its unpenalised offset would run to infinity."""
     X, y, groups = base_data()
     y = np.where(groups["g"] == 0, 1.0, y)
-    with pytest.raises(InputError, match=r"personalized model .* has no minimum: with alpha=0"):
+    with pytest.raises(InputError, match=re.escape(MSG_SEPARABLE.format(what="personalized model"))):
         _fit(FairUseClassifier(encoding=encoding, group_reg=group_reg, alpha=0.0, fair_use=None), X, y, groups)
 
 
@@ -350,7 +351,7 @@ def test_no_minimum_is_detected_exactly_when_the_classes_are_separable():
         sep = _separable_lp(X, y)
         outcomes["separable" if sep else "not separable"] += 1
         if sep:
-            with pytest.raises(InputError, match="has no minimum"):
+            with pytest.raises(InputError, match=re.escape(MSG_SEPARABLE.format(what="generic model"))):
                 FairUseClassifier(encoding="none", alpha=0.0).fit(X, y)
         else:
             m = FairUseClassifier(encoding="none", alpha=0.0).fit(X, y)
@@ -395,3 +396,25 @@ def test_jointly_infeasible_margins_are_reported_as_what_was_established():
         msgs[solver] = str(info.value)
     assert "no model in the family meets every margin at once" in msgs["ECOS"]
     assert "no verified model meeting every margin at once was found" in msgs["native"]
+
+
+def test_groups_separable_by_bounded_intercepts_have_a_minimum():
+    """alpha=0, every group of one class (every row classified correctly by its group's
+    intercept), a feature that separates nothing: the intercepts are held by the common
+    interval, so a minimum exists (a check on "every row classified correctly" refused
+    it); each sits on the end of the interval its class points to (hand-known)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    g = np.arange(n) % 4
+    y = np.isin(g, [0, 3]).astype(float)
+    X = rng.normal(size=(n, 1))
+    groups = pd.DataFrame({"g": g})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)  # one class per group, on purpose
+        m = FairUseClassifier(encoding="intersectional", alpha=0.0, fair_use="both").fit(X, y, groups=groups)
+    mean = X.mean(axis=0)
+    gen_std = m.generic_.intercept_[0] + m.generic_.coef_[0] @ mean
+    for k, key in enumerate(m.groups_):
+        own_std = m.intercept_[k] + m.coef_[k] @ mean
+        assert own_std == pytest.approx(gen_std + (5.0 if key[0] in (0, 3) else -5.0), abs=1e-6)
+    assert m.certificate_.verified and m.certificate_.table["at_set_boundary"].all()

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..exceptions import MSG_NO_MINIMUM, InputError
+from ..exceptions import MSG_SEPARABLE, MSG_SEPARABLE_DIRECTION, InputError
 from ..model.family import Family
 from ..model.losses import Loss
 from .data import TrainData
@@ -190,12 +190,10 @@ class Problem:
         if v is None:
             return
         fam = self.family
-        model = ("generic model" if fam.encoding == "none"
-                 else f"personalized model (encoding={fam.encoding!r}, group_reg={fam.group_reg!r})")
-        why = "alpha=0" if self.alpha == 0 else "the unpenalised intercept"
+        what = "generic model" if fam.encoding == "none" else "personalized model"
         moving = [fam.names[k] for k in np.flatnonzero(np.abs(v) > 1e-9 * np.abs(v).max())]
-        raise InputError(MSG_NO_MINIMUM.format(
-            model=model, why=why, loss=self.loss.name,
+        raise InputError(MSG_SEPARABLE.format(what=what) + MSG_SEPARABLE_DIRECTION.format(
+            model=f"encoding={fam.encoding!r}, group_reg={fam.group_reg!r}, {self.loss.name}",
             direction=", ".join(moving[:6]) + (", ..." if len(moving) > 6 else "")))
 
     # ----------------------------------------------------------- the model
