@@ -148,6 +148,10 @@ MSG_SEPARABLE = (
     "without bound as some parameters grow); use alpha > 0"
 )
 MSG_SEPARABLE_DIRECTION = " [{model}: the loss decreases along parameter(s) {direction}]"
+MSG_ONE_CLASS_WEIGHTED = (
+    "the rows of positive sample weight all have one target class: the {what}'s intercept has no "
+    "minimum; a classifier needs two classes with positive weight"
+)
 MSG_ILL_SCALED = (
     "feature(s) {features} have offsets up to {ratio:.2g} times their spread; {what} is defined at "
     "x = 0 and cannot be fitted accurately in float64: center or rescale those features"

@@ -401,8 +401,8 @@ def test_jointly_infeasible_margins_are_reported_as_what_was_established():
 def test_groups_separable_by_bounded_intercepts_have_a_minimum():
     """alpha=0, every group of one class (every row classified correctly by its group's
     intercept), a feature that separates nothing: the intercepts are held by the common
-    interval, so a minimum exists (a check on "every row classified correctly" refused
-    it); each sits on the end of the interval its class points to (hand-known)."""
+    interval, so a minimum exists (main's check on "every row classified correctly"
+    refused it); each sits on the end of the interval its class points to (hand-known)."""
     rng = np.random.default_rng(3)
     n = 200
     g = np.arange(n) % 4
@@ -418,3 +418,12 @@ def test_groups_separable_by_bounded_intercepts_have_a_minimum():
         own_std = m.intercept_[k] + m.coef_[k] @ mean
         assert own_std == pytest.approx(gen_std + (5.0 if key[0] in (0, 3) else -5.0), abs=1e-6)
     assert m.certificate_.verified and m.certificate_.table["at_set_boundary"].all()
+
+
+def test_one_class_among_weighted_rows_is_a_clear_error():
+    """Zero weights on every row of one class leave one class: no intercept minimises the
+    log loss, and the error names the classes (scikit-learn's estimator checks ask so)."""
+    X, y, groups = base_data()
+    w = (y == 1).astype(float)
+    with pytest.raises(InputError, match="all have one target class"):
+        FairUseClassifier(encoding="none").fit(X, y, sample_weight=w)

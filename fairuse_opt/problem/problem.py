@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..exceptions import MSG_SEPARABLE, MSG_SEPARABLE_DIRECTION, InputError
+from ..exceptions import MSG_ONE_CLASS_WEIGHTED, MSG_SEPARABLE, MSG_SEPARABLE_DIRECTION, InputError
 from ..model.family import Family
 from ..model.losses import Loss
 from .data import TrainData
@@ -192,6 +192,8 @@ class Problem:
         fam = self.family
         what = "generic model" if fam.encoding == "none" else "personalized model"
         moving = [fam.names[k] for k in np.flatnonzero(np.abs(v) > 1e-9 * np.abs(v).max())]
+        if moving == ["b"]:  # the intercept alone: one label among the rows that carry weight
+            raise InputError(MSG_ONE_CLASS_WEIGHTED.format(what=what))
         raise InputError(MSG_SEPARABLE.format(what=what) + MSG_SEPARABLE_DIRECTION.format(
             model=f"encoding={fam.encoding!r}, group_reg={fam.group_reg!r}, {self.loss.name}",
             direction=", ".join(moving[:6]) + (", ..." if len(moving) > 6 else "")))
