@@ -96,7 +96,7 @@ def run_case(name: str) -> dict:
         out.update(outcome="fitted", route=c.route, solver=c.solver, verified=bool(c.verified),
                    violations=int(c.n_violations),
                    warnings=sorted({type(w.message).__name__ for w in caught}),
-                   fallback_groups=len(c.fallback_groups) if hasattr(c, "fallback_groups") else None)
+                   fallback_groups=int(c.table["generic_fallback"].sum()) if len(c.table) else 0)
     except FairUseInfeasibleError as exc:
         out.update(outcome="FairUseInfeasibleError", message=str(exc)[:200])
     out["seconds"] = time.perf_counter() - t0

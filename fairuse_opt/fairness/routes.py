@@ -316,11 +316,12 @@ def _newton_logger(label):
     return log
 
 
-def margin_infeasible(setup: FitSetup, bound, tol) -> list[int]:
-    """Groups whose bound is below the lowest loss they can reach in the family."""
+def margin_infeasible(setup: FitSetup, bound, tol, groups=None) -> list[int]:
+    """Groups (of ``groups``, default all) whose bound is below the lowest loss they can
+    reach in the family."""
     prob = setup.problem
     bad = []
-    for g in prob.active:
+    for g in (prob.active if groups is None else [g for g in prob.active if g in set(groups)]):
         floor = _floor(setup, g)
         if floor is not None and floor > bound[g] + tol:
             bad.append(g)
@@ -372,7 +373,7 @@ class _GroupOnly:
         self.data = type("_Weights", (), {"total_weight": 1.0})()
 
     def effective_hessians(self, theta):
-        return self.prob.effective_hessians(theta)
+        return self.prob.effective_hessians(theta, groups=[self.g])
 
     def combine_hessians(self, blocks, weights):
         H = self.prob.combine_hessians(blocks, weights)
@@ -383,17 +384,17 @@ class _GroupOnly:
         return 0.0
 
     def value_grad(self, theta, grad=True):
-        vals, grads = self.prob.own_losses(theta, grad=True)
+        vals, grads = self.prob.own_losses(theta, grad=True, groups=[self.g])
         return float(vals[self.g]), grads[self.g]
 
     def objective(self, theta):
-        return self.value_grad(theta)[0]
+        return float(self.prob.own_losses(theta, groups=[self.g])[self.g])
 
     def own_losses(self, theta, grad=False):
-        return self.prob.own_losses(theta, grad=grad)
+        return self.prob.own_losses(theta, grad=grad, groups=[self.g])
 
     def hessian(self, theta):
-        blocks = self.prob.effective_hessians(theta)
+        blocks = self.prob.effective_hessians(theta, groups=[self.g])
         w = np.zeros(self.G)
         w[self.g] = 1.0
         H = self.prob.combine_hessians(blocks, w)
@@ -541,17 +542,12 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     fam = prob.family
     exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
     proven_infeasible = False
-    relaxation = None  # (theta, duals) of the rationality program, for the lower bound
-    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
-        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
-        if out is not None:
-            trace.append(prob.objective(out.theta))
-            lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
-            return "done", out, margins, lb
-
-    # 2. margins that some group cannot reach alone
+    # 2. margins that some group cannot reach alone: checked first, on the groups with a
+    # positive margin only (a group's floor is one Newton solve on its own rows), so that
+    # an unreachable margin is reported before any program over all rows is attempted
+    # (the conic solvers took 590 s to find 200,000 rows infeasible)
     if margins.any():
-        bad = margin_infeasible(setup, bound, tol)
+        bad = margin_infeasible(setup, bound, tol, groups=np.flatnonzero(margins > 0))
         if bad:
             names = [keys[g] for g in bad]
             why = "the required margin exceeds the lowest training loss the model family can reach for them"
@@ -568,6 +564,13 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
                 return "fallback", [why, str(exc)], FairUseInfeasibleError, None
             theta_i = inner[0]
             return "partial", bad, why, relaxed, (theta_i, *prob.effective(theta_i))
+
+    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
+        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
+        if out is not None:
+            trace.append(prob.objective(out.theta))
+            lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
+            return "done", out, margins, lb
 
     # 3. the sequence of convex restrictions
     best = None

@@ -165,12 +165,14 @@ class Problem:
         gr = self.M_all_T @ E.ravel() / W + 2 * self.alpha * self.q2 * theta
         return val, np.asarray(gr).ravel()
 
-    def effective_hessians(self, theta: np.ndarray) -> list:
-        """Per group ``(1/W_g) [Z 1]' diag(loss'') [Z 1]`` (effective coordinates)."""
+    def effective_hessians(self, theta: np.ndarray, groups=None) -> list:
+        """Per group ``(1/W_g) [Z 1]' diag(loss'') [Z 1]`` (effective coordinates);
+        ``None`` for empty groups and for groups not in ``groups`` (default: all)."""
         Wf, bf = self.effective(theta)
         data, out = self.data, []
+        wanted = set(self.active) if groups is None else set(groups) & set(self.active)
         for g in range(self.G):
-            if g not in self.active:
+            if g not in wanted:
                 out.append(None)
                 continue
             rows = data.group_rows[g]
@@ -200,15 +202,16 @@ class Problem:
         return H
 
     # --------------------------------------------------------- group losses
-    def own_losses(self, theta: np.ndarray, grad: bool = False):
+    def own_losses(self, theta: np.ndarray, grad: bool = False, groups=None):
         """Mean loss of each group under its own report ``(G,)`` and, with ``grad``, their
-        gradients in ``theta`` ``(G, p)`` (dense).  Empty groups: NaN and zeros."""
+        gradients in ``theta`` ``(G, p)`` (dense).  Empty groups: NaN and zeros; with
+        ``groups``, only those groups are computed (the others as if empty)."""
         Wf, bf = self.effective(theta)
         data, loss = self.data, self.loss
         vals = np.full(self.G, np.nan)
         E = np.zeros((self.G, self.G * (self.d + 1))) if grad else None
         k = self.d + 1
-        for g in self.active:
+        for g in (self.active if groups is None else [g for g in self.active if g in set(groups)]):
             rows = data.group_rows[g]
             st = data.stats[rows]
             s = data.Z[rows] @ Wf[g] + bf[g]
