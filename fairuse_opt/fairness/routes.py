@@ -129,6 +129,15 @@ class Unconstrained:
             if res.status == "optimal" and (prob.set_spec is None or not prob.set_spec.at_boundary(
                     prob.family, *prob.effective(res.solution)).any()):
                 return res
+            if prob.set_spec is not None:
+                # the common set binds (small groups push their intercepts to its bound):
+                # the interior-point method with the set as its only constraint, O(n d^2)
+                # a step, before any conic program over all rows
+                theta = prob.set_spec.project_inside(prob.family, res.solution, 1e-6)
+                ipm = native.barrier(prob, theta, bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0)
+                if ipm.status == "optimal":
+                    ipm.attempts = [("NATIVE/newton", res.status), *ipm.attempts]
+                    return ipm
             if setup.native_only:
                 theta = prob.set_spec.project_inside(prob.family, res.solution, 0.0) \
                     if prob.set_spec is not None else res.solution

@@ -260,6 +260,11 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     c_lin = np.concatenate([np.array(const, dtype=np.float64),
                             np.asarray(lin_const if pairs else [], dtype=np.float64)])
     sel = sp.csr_matrix((np.ones(K), (np.arange(K), grp)), shape=(K, G))
+    # the constraint Jacobian is rebuilt at every residual evaluation: dense when it is
+    # small (building sparse matrices dominated the cost of a step with ~1,000 pairs)
+    dense = K * p <= 4_000_000
+    if dense:
+        A_lin = A_lin.toarray()
     spec = problem.set_spec
     fam = problem.family
     wg = problem.Wg / problem.data.total_weight
@@ -301,7 +306,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     status, it = "not converged", 0
 
     def residuals(th, s_, la, lb, lc, t, own, og, fv):
-        A = sel @ sp.csr_matrix(og) - A_lin
+        A = og[grp] - A_lin if dense else sel @ sp.csr_matrix(og) - A_lin
         gf = wg[act] @ og[act] + 2 * problem.alpha * problem.q2 * th
         r_th = gf + A.T @ la
         if box:
@@ -328,10 +333,13 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         sb = -fv[K:2 * K]  # s > 0
         dA, dB = lam_a / ra, lam_b / sb
         # Hessian of the Lagrangian in theta, plus the reduced rank-one terms
-        cw = wg + np.asarray(sel.T @ lam_a).ravel()
+        cw = wg + np.bincount(grp, weights=lam_a, minlength=G)
         H = problem.combine_hessians(problem.effective_hessians(theta), cw)
         H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
-        H += np.asarray((A.T @ sp.diags(dA * dB / (dA + dB)) @ A).todense())
+        if dense:
+            H += (A.T * (dA * dB / (dA + dB))) @ A
+        else:
+            H += np.asarray((A.T @ sp.diags(dA * dB / (dA + dB)) @ A).todense())
         # barrier gradient / t
         b_th = -(gf + A.T @ (1.0 / (t * ra)))
         b_s = -(rho - 1.0 / (t * ra) - 1.0 / (t * sb))
