@@ -232,6 +232,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="benchmarks/results/scale.md")
     ap.add_argument("--plot", default="benchmarks/results/scale.png")
     ap.add_argument("--json", default=None, help="also keep the rows as JSON lines here")
+    ap.add_argument("--from-json", default=None,
+                    help="write the table and plot from these JSON-lines files (comma-separated) of earlier runs")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -253,6 +255,12 @@ def main(argv=None) -> None:
 
     header = machine_lines()
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    if args.from_json:
+        rows = [json.loads(ln) for f in args.from_json.split(",") for ln in Path(f).read_text().splitlines() if ln]
+        rows.sort(key=lambda r: (r["n"], r["d"], r["G"], r["encoding"]))
+        write_outputs(rows, args, header, command)
+        print(f"wrote {args.out}", file=sys.stderr)
+        return
     rows = []
     import subprocess
 

@@ -233,10 +233,18 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
-        mean = np.average(Xa, axis=0, weights=w) if d else np.zeros(0)
-        sd = np.sqrt(np.average((Xa - mean) ** 2, axis=0, weights=w)) if d else np.zeros(0)
+        # weighted mean and standard deviation by products with w (np.average broadcasts
+        # the weights to n x d), the squares a block of rows at a time; Z built in place
+        W = float(w.sum())
+        mean = (w @ Xa) / W if d else np.zeros(0)
+        Z = Xa - mean
+        var = np.zeros(d)
+        for i in range(0, n, 65536):
+            blk = Z[i:i + 65536]
+            var += w[i:i + 65536] @ (blk * blk)
+        sd = np.sqrt(var / W)
         scale = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mean)), sd, 1.0)
-        Z = (Xa - mean) / scale
+        Z /= scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]
         data = TrainData.build(Z, codes, loss.stats(y01, w), G, merge=self.merge_rows)

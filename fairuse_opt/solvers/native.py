@@ -111,7 +111,8 @@ def _weighted_hessian(problem, theta, weights):
 def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pairs, shrink: float = 0.0):
     """Values ``>= 0`` when satisfied, and their gradients, of every constraint:
     rationality ``bound_g - L_g(own)``, envy ``L_g(r) - L_g(own)`` (both tightened by
-    ``shrink``), and the common set.  Returns ``(values, jacobian, kinds)``."""
+    ``shrink``), and the common set.  Returns ``(values, jacobian, kinds, (own losses,
+    their gradients))``."""
     own, own_grad = problem.own_losses(theta, grad=True)
     vals, jacs, kinds = [], [], []
     act = problem.active
@@ -133,7 +134,7 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
         jacs += list(sj)
         kinds += [("set", j) for j in range(len(sv))]
     p = len(theta)
-    return np.array(vals), (np.array(jacs) if jacs else np.zeros((0, p))), kinds
+    return np.array(vals), (np.array(jacs) if jacs else np.zeros((0, p))), kinds, (own, own_grad)
 
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
@@ -159,8 +160,24 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     constraints = []
     if bound is not None or pairs or problem.set_spec is not None:
         constraints = [{"type": "ineq", "fun": lambda t: cons(t)[0], "jac": lambda t: cons(t)[1]}]
+    objective = problem.value_grad
+    if bound is not None and hasattr(problem, "Wg"):
+        # the objective is the weighted sum of the groups' own losses (plus the penalty):
+        # take it from the constraint evaluation at the same point instead of a second
+        # pass over every row (SLSQP asks for both at every iterate)
+        act = problem.active
+        share = problem.Wg[act] / problem.data.total_weight
+
+        def objective(theta):
+            key = theta.tobytes()
+            if key not in cache:
+                cache.clear()
+                cache[key] = constraint_values(problem, theta, bound, pairs, 0.1 * tol)
+            own, own_grad = cache[key][3]
+            value = float(share @ own[act]) + problem.penalty(theta)
+            return value, share @ own_grad[act] + 2 * problem.alpha * problem.q2 * theta
     try:
-        res = minimize(problem.value_grad, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
+        res = minimize(objective, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
                        constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14})
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
@@ -185,7 +202,7 @@ def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residua
     from scipy.optimize import nnls
 
     _, grad = problem.value_grad(theta)
-    vals, jacs, kinds = constraint_values(problem, theta, bound, [], 0.0)
+    vals, jacs, kinds, _ = constraint_values(problem, theta, bound, [], 0.0)
     active = np.flatnonzero(vals <= max(1e-6, 100 * tol))
     duals = {g: 0.0 for kind, g in kinds if kind == "rationality"}
     res = float(np.linalg.norm(grad))
