@@ -41,7 +41,7 @@ def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
-           logger=None) -> Result:
+           logger=None, progress=None, stage: str = "Newton") -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
     Converged when the largest gradient entry is below ``gtol``, or below
@@ -83,6 +83,8 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
         theta, current, grad = cand, val, cand_grad
         if logger is not None:
             logger(step + 1, current, gnorm)
+        if progress is not None:
+            progress(stage, step + 1, current, 0.0)
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
                   seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)])
 
@@ -138,7 +140,7 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
 
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
-          max_iter: int = 300) -> Result:
+          max_iter: int = 300, progress=None, stage: str = "SLSQP") -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
@@ -176,9 +178,20 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
             own, own_grad = cache[key][3]
             value = float(share @ own[act]) + problem.penalty(theta)
             return value, share @ own_grad[act] + 2 * problem.alpha * problem.q2 * theta
+    count = [0]
+
+    def callback(theta):
+        count[0] += 1
+        if progress is None or not progress.wanted():
+            return
+        value = objective(theta)[0]
+        viol = float(max(0.0, -float(np.min(cons(theta)[0])))) if constraints and len(cons(theta)[0]) else 0.0
+        progress(stage, count[0], value, viol)
+
     try:
         res = minimize(objective, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
-                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14})
+                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14},
+                       callback=callback)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
                       seconds=time.perf_counter() - t0)
@@ -246,7 +259,8 @@ def lagrangian_bound(problem, theta: np.ndarray, bound: np.ndarray, duals: dict)
 
 # ------------------------------------------------------ the interior-point method
 def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin_grad, lin_const,
-            rho: float, tol: float = 1e-10, max_iter: int = 80, mu: float = 10.0) -> Result:
+            rho: float, tol: float = 1e-10, max_iter: int = 80, mu: float = 10.0, progress=None,
+            stage: str = "interior point") -> Result:
     """One convex restriction with penalised slacks, by a primal-dual interior-point method::
 
         minimise  f(theta) + rho * sum_k s_k
@@ -416,6 +430,10 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         else:
             break
         theta, s, lam_a, lam_b, lam_c = th_n, s_n, la_n, lb_n, lc_n
+        if progress is not None and progress.wanted():
+            # violation of the restriction's constraints themselves (what the slacks pay for)
+            h = own_n[grp] - c_lin - A_lin @ theta if K else np.zeros(0)
+            progress(stage, it, objective(theta, s, own_n), float(max(0.0, np.max(h))) if K else 0.0)
     own = own_of(theta, False)
     f_val = float(np.dot(wg[act], own[act])) + problem.penalty(theta)
     duals = {int(g): float(lam_a[k]) for k, g in enumerate(grp[:n_rat])}
