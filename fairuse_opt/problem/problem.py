@@ -223,9 +223,11 @@ class Problem:
         vals = np.full(self.G, np.nan)
         E = np.zeros((self.G, self.G * (self.d + 1))) if grad else None
         k = self.d + 1
-        if groups is None and self.shared_weights and self.G > 1 and data.n_distinct * k <= 2_000_000:
-            # many small groups: all rows at once (one score vector, sums by group) instead
-            # of a Python loop over groups (the loop dominated fits with 30+ groups)
+        if (groups is None and self.shared_weights and self.G > 1 and data.n_distinct * k <= 2_000_000
+                and data.n_distinct <= 50 * self.G):
+            # many small groups (50 rows or fewer on average): all rows at once (one score
+            # vector, sums by group) instead of a Python loop over groups (the loop
+            # dominated fits with 30+ tiny groups; for larger groups the loop is faster)
             act = np.asarray(self.active, dtype=np.int64)
             codes = data.codes
             s = data.Z @ Wf[0] + bf[codes]

@@ -30,6 +30,8 @@ from .base import NATIVE, Result
 
 __all__ = ["newton", "slsqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
 
+_INIT_SLACK = 1e-2  # initial slack above the violation of each restriction row (barrier)
+
 
 def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     p = len(g)
@@ -327,7 +329,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
 
     own = own_of(theta, False)
     h0 = own[grp] - c_lin - A_lin @ theta
-    s = np.maximum(h0, 0.0) + 1e-2
+    s = np.maximum(h0, 0.0) + _INIT_SLACK
     lam_a = np.full(K, rho / 2)
     lam_b = np.full(K, rho / 2)
     m_set = 2 * len(box) + len(balls)
