@@ -237,18 +237,26 @@ class _BaseFairUse(BaseEstimator):
         # the weights to n x d), the squares a block of rows at a time; Z built in place
         W = float(w.sum())
         mean = (w @ Xa) / W if d else np.zeros(0)
-        Z = Xa - mean
         var = np.zeros(d)
-        for i in range(0, n, 65536):
-            blk = Z[i:i + 65536]
-            var += w[i:i + 65536] @ (blk * blk)
+        step = max(1024, (1 << 19) // max(d, 1))  # about 4 MB per temporary
+        for i in range(0, n, step):
+            blk = Xa[i:i + step] - mean
+            var += w[i:i + step] @ (blk * blk)
+            del blk
         sd = np.sqrt(var / W)
         scale = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mean)), sd, 1.0)
+        # the standardised rows, sorted by group as TrainData keeps them: one n x d array
+        # (sorting a standardised copy would hold two)
+        order = np.argsort(codes, kind="stable") if codes.size and np.any(codes[1:] < codes[:-1]) else None
+        Z = Xa[order] if order is not None else Xa.copy()
+        Z -= mean
         Z /= scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]
-        data = TrainData.build(Z, codes, loss.stats(y01, w), G, merge=self.merge_rows)
-        del Z
+        stats = loss.stats(y01, w)
+        data = TrainData.build(Z, codes if order is None else codes[order],
+                               stats if order is None else stats[order], G, merge=self.merge_rows)
+        del Z, stats
         # more features than distinct rows, weights shared by every group: fit the weights
         # in the row space of the data (the same problem, see wide_basis); raw-scale
         # weights are then basis @ c and the reduced features are not rescaled again
@@ -315,8 +323,9 @@ class _BaseFairUse(BaseEstimator):
             if basis is not None:
                 generic_row_loss = loss.row_loss(y01, (Xa - mean) @ gcoef[0] + b0)
             else:
-                generic_row_loss = loss.row_loss(y01, (Xa - mean) / scale @ w0 + b0) if d else \
-                    loss.row_loss(y01, np.full(n, b0))
+                # scores without an n x d temporary: x . (w0 / scale) + b0 - mean . (w0 / scale)
+                generic_row_loss = loss.row_loss(y01, Xa @ (w0 / scale) + (b0 - float(mean @ (w0 / scale)))) \
+                    if d else loss.row_loss(y01, np.full(n, b0))
             generic_served = (gcoef[0].copy(), float(gint[0]))
         else:
             pred = generic_predictions(lambda: self._external_predict(X_orig, groups_orig), loss, n,
