@@ -14,7 +14,11 @@ Cases (random data, seed 0; the sizes of the fuzzing reports):
 * ``infeasible-margin`` / ``infeasible-margin-generic``: 200,000 rows, 4 groups, a margin
   of 1 nat per group, which no model reaches: ``FairUseInfeasibleError``, or the generic
   model with ``on_infeasible="generic"`` - was 590 s;
-* ``wide``: 200 rows x 10,000 features, 4 groups - was more than 600 s and 5 GB.
+* ``wide``: 200 rows x 10,000 features, 4 groups - was more than 600 s and 5 GB;
+* ``support2-onehot``: not a fuzzing case but a target of the same issue: the one-hot
+  fair-use fit (``encoding="onehot"``, fair use both) on all 9,063 rows of SUPPORT2's 48
+  numeric columns (``fairuse_opt.datasets.load_support2``, 12 groups), target 2 s and
+  200 MB beyond the data; its certificate's lower bound and gap are reported.
 
 Usage (from the repository root)::
 
@@ -31,6 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
+import tracemalloc
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CASES = ["penalty-envy", "many-groups", "infeasible-margin", "infeasible-margin-generic", "wide"]
+CASES = ["penalty-envy", "many-groups", "infeasible-margin", "infeasible-margin-generic", "wide", "support2-onehot"]
 
 
 def make(n: int, d: int, levels: tuple[int, ...], seed: int = 0, balanced: bool = False):
@@ -75,6 +80,12 @@ def case_setup(name: str):
             kw["on_infeasible"] = "generic"
             desc += ", on_infeasible='generic'"
         return X, y, groups, kw, desc
+    if name == "support2-onehot":
+        from fairuse_opt.datasets import load_support2
+
+        X, y, groups = load_support2()
+        return X, y, groups, dict(encoding="onehot", fair_use="both"), \
+            "SUPPORT2, all 9,063 rows, 48 numeric columns, 12 groups, encoding='onehot', fair_use='both'"
     if name == "wide":
         X, y, groups = make(200, 10_000, (2, 2))
         return X, y, groups, dict(fair_use="both"), "200 rows x 10,000 features, 4 groups, defaults"
@@ -86,7 +97,8 @@ def run_case(name: str) -> dict:
     from fairuse_opt import FairUseClassifier, FairUseInfeasibleError
 
     X, y, groups, kw, desc = case_setup(name)
-    out = {"case": name, "setup": desc}
+    out = {"case": name, "setup": desc, "data_mb": float(np.asarray(X).nbytes) / 2 ** 20}
+    tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -97,10 +109,14 @@ def run_case(name: str) -> dict:
                    violations=int(c.n_violations),
                    warnings=sorted({type(w.message).__name__ for w in caught}),
                    fallback_groups=int(c.table["generic_fallback"].sum()) if len(c.table) else 0)
+        out.update(objective=c.objective, lower_bound=c.objective_lower_bound, gap=c.optimality_gap,
+                   gain_kept=c.gain_kept)
     except FairUseInfeasibleError as exc:
         out.update(outcome="FairUseInfeasibleError", message=str(exc)[:200])
     out["seconds"] = time.perf_counter() - t0
     out["cpu_seconds"] = time.process_time() - c0
+    out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
     return out
 
 
@@ -159,10 +175,13 @@ def main(argv=None) -> None:
              f"- each case in its own child process, address space limited to {args.mem_limit / 1e9:.1f} GB "
              f"(as `ulimit -v`), timeout {args.timeout:g} s", "",
              "*wall*: the child process's wall time (start-up, data generation and fit); *fit s* and "
-             "*fit CPU s*: the fit alone, measured in the child; *peak MB*: the child's peak resident "
-             "memory (`ru_maxrss`).", "",
-             "| case | setup | outcome | route | verified | wall s | fit s | fit CPU s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "*fit CPU s*: the fit alone, measured in the child (under tracemalloc, which slows numpy "
+             "allocation a little); *peak MB*: the child's peak resident memory (`ru_maxrss`, interpreter "
+             "and data included); *fit alloc MB*: peak of the memory allocated during the fit "
+             "(tracemalloc), i.e. beyond the data; *data MB*: size of X.", "",
+             "| case | setup | outcome | route | verified | wall s | fit s | fit CPU s | peak MB | "
+             "fit alloc MB | data MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fit_s = f"{r['seconds']:.2f}" if "seconds" in r else ""
         cpu_s = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else ""
@@ -170,8 +189,21 @@ def main(argv=None) -> None:
         outcome = r.get("outcome", "")
         if r.get("warnings"):
             outcome += " (warnings: " + ", ".join(r["warnings"]) + ")"
+        alloc = f"{r['traced_peak_mb']:.0f}" if "traced_peak_mb" in r else ""
+        data = f"{r['data_mb']:.1f}" if "data_mb" in r else ""
         lines.append(f"| {r['case']} | {r.get('setup', '')} | {outcome} | {r.get('route', '')} | "
-                     f"{r.get('verified', '')} | {r.get('wall', float('nan')):.1f} | {fit_s} | {cpu_s} | {peak} |")
+                     f"{r.get('verified', '')} | {r.get('wall', float('nan')):.1f} | {fit_s} | {cpu_s} | {peak} | "
+                     f"{alloc} | {data} |")
+    certs = [r for r in rows if r.get("lower_bound") is not None or r.get("gap") is not None]
+    if certs:
+        lines += ["", "Certificates of the fitted cases (objective, proven lower bound on the objective of "
+                  "every model meeting the constraints, gap = objective - lower bound, share of the gain "
+                  "of personalization kept):", "",
+                  "| case | objective | lower bound | gap | gain kept |", "|---|---|---|---|---|"]
+        for r in certs:
+            lb = "" if r.get("lower_bound") is None else f"{r['lower_bound']:.7f}"
+            gap = "" if r.get("gap") is None else f"{r['gap']:.2e}"
+            lines.append(f"| {r['case']} | {r['objective']:.7f} | {lb} | {gap} | {r['gain_kept']:.2f} |")
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
 
