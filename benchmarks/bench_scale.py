@@ -152,6 +152,33 @@ def cells(args):
     return out
 
 
+def must_show(rows) -> list[str]:
+    """The figures the issue asks for, from the rows of the table."""
+    out = ["## Must-show figures", ""]
+
+    def find(n, d, G, enc="intersectional"):
+        return next((r for r in rows if (r["n"], r["d"], r["G"], r["encoding"]) == (n, d, G, enc)
+                     and "error" not in r), None)
+
+    r = find(100_000, 30, 8)
+    if r:
+        out.append(f"- n=100,000, d=30, 8 intersectional groups, both constraints, binding margin "
+                   f"({r['margin_factor']:g} x gain; {r['rat_active']} rationality constraint active): native "
+                   f"{r['fit_s']:.2f} s wall / {r['fit_cpu']:.2f} s CPU, sklearn unconstrained {r['sk_s']:.3f} s / "
+                   f"{r['sk_cpu']:.3f} s CPU: ratio {r['fit_s'] / r['sk_s']:.1f} (wall), "
+                   f"{r['fit_cpu'] / r['sk_cpu']:.1f} (CPU); target <= 2.")
+    r = find(1_000_000, 30, 8)
+    if r:
+        peak = r["trace_mb"] / r["data_mb"]
+        out.append(f"- n=1,000,000, d=30, 8 groups: native {r['fit_s']:.1f} s wall / {r['fit_cpu']:.1f} s CPU, "
+                   f"sklearn {r['sk_s']:.2f} s / {r['sk_cpu']:.2f} s CPU: ratio {r['fit_s'] / r['sk_s']:.1f} (wall), "
+                   f"{r['fit_cpu'] / r['sk_cpu']:.1f} (CPU), target <= 3; memory allocated during the fit "
+                   f"(tracemalloc peak) {r['trace_mb']:.0f} MB for {r['data_mb']:.0f} MB of data: {peak:.1f}x "
+                   f"beyond the data ({peak + 1:.1f}x with it), target <= 3; process peak RSS "
+                   f"{r['maxrss_mb']:.0f} MB.")
+    return out
+
+
 def write_outputs(rows, args, header, command):
     lines = ["# Scale benchmark", "", "Made by (from the repository root):", "", "```", command, "```", "",
              f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", *header,
@@ -166,22 +193,24 @@ def write_outputs(rows, args, header, command):
              f"{args.tracemalloc_max_n:,} rows), *data MB*: size of X; *rat / envy active*: groups whose "
              "rationality binds / whose envy slack is <= 1e-6; *cvxpy s*: the same fit with "
              "`solver='ECOS'` (up to " f"{args.cvxpy_max_n:,} rows).", "",
+             *must_show(rows), "",
              "| n | d | G | encoding | margin x gain | route | verified | rat / envy active | native s | "
-             "native CPU s | sklearn s | ratio | cvxpy s | cvxpy / native | RSS growth MB | tracemalloc MB | "
-             "data MB | peak / data | gap |",
-             "|" + "---|" * 19]
+             "native CPU s | sklearn s | ratio | CPU ratio | cvxpy s | cvxpy / native | RSS growth MB | "
+             "tracemalloc MB | data MB | peak / data | gap |",
+             "|" + "---|" * 20]
 
     def f(x, fmt="{:.2f}"):
         return "" if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt.format(x)
 
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['n']:,} | {r['d']} | {r['G']} | {r['encoding']} | {r['error']} |" + " |" * 14)
+            lines.append(f"| {r['n']:,} | {r['d']} | {r['G']} | {r['encoding']} | {r['error']} |" + " |" * 15)
             continue
         lines.append(
             f"| {r['n']:,} | {r['d']} | {r['G']} | {r['encoding']} | {f(r['margin_factor'], '{:g}')} | "
             f"{r['route']} | {r['verified']} | {r['rat_active']} / {r['envy_active']} | {f(r['fit_s'])} | "
             f"{f(r['fit_cpu'])} | {f(r['sk_s'])} | {f(r['fit_s'] / r['sk_s'], '{:.1f}')} | "
+            f"{f(r['fit_cpu'] / r['sk_cpu'], '{:.1f}')} | "
             f"{f(r['cvx_s'])} | {f(r['cvx_s'] / r['fit_s'], '{:.0f}')} | {f(r['rss_mb'], '{:.0f}')} | "
             f"{f(r['trace_mb'], '{:.0f}')} | {f(r['data_mb'], '{:.0f}')} | "
             f"{f(r['trace_mb'] / r['data_mb'], '{:.1f}')} | {f(r['gap'], '{:.1e}')} |")
