@@ -177,13 +177,20 @@ class Problem:
                 out.append(None)
                 continue
             rows = data.group_rows[g]
-            Z = data.Z[rows]
-            c = self.loss.curvature(data.stats[rows], Z @ Wf[g] + bf[g])
-            H = np.empty((self.d + 1, self.d + 1))
-            Zc = Z * c[:, None]
-            H[:-1, :-1] = Zc.T @ Z
-            H[:-1, -1] = H[-1, :-1] = Zc.sum(axis=0)
-            H[-1, -1] = c.sum()
+            H = np.zeros((self.d + 1, self.d + 1))
+            # a block of rows at a time (temporaries of ~4 MB, not n_g x d), each block's
+            # Z' diag(c) Z as (sqrt(c) Z)' (sqrt(c) Z): a symmetric rank-k update
+            step = max(1024, (1 << 19) // max(self.d, 1))
+            for a in range(rows.start, rows.stop, step):
+                b = min(a + step, rows.stop)
+                Z = data.Z[a:b]
+                c = self.loss.curvature(data.stats[a:b], Z @ Wf[g] + bf[g])
+                Zs = Z * np.sqrt(c)[:, None]
+                H[:-1, :-1] += Zs.T @ Zs
+                H[:-1, -1] += Z.T @ c
+                H[-1, -1] += c.sum()
+                del Zs
+            H[-1, :-1] = H[:-1, -1]
             out.append(H / self.Wg[g])
         return out
 
