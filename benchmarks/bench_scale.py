@@ -20,9 +20,19 @@ both against the size of the data ``X`` (``n d`` float64).  BLAS runs on one thr
 (``--threads``): the machine is shared, and multi-threaded BLAS on oversubscribed
 cores was 10-60x slower on the same products.
 
+Cells: every (n, d, G, encoding) up to 100,000 rows, except one-hot above
+``--onehot-max-n`` rows; at 1,000,000 rows only ``d = 30`` with the intersectional
+encoding (2, 8 and 32 groups): 10^6 x 100 floats is 800 MB, and the one-hot fits (a
+sequence of convex restrictions) already exceed the per-cell timeout at 10,000 rows.
+Each cell runs in its own child process (``--timeout`` seconds at most; a cell that
+times out is reported as such).
+
 Usage (from the repository root)::
 
     python benchmarks/bench_scale.py --out benchmarks/results/scale.md --plot benchmarks/results/scale.png
+
+or in parts (``--encodings``, ``--sizes``, ... with ``--json FILE``), then
+``--from-json FILE1,FILE2`` to write one table and plot from the saved rows.
 """
 
 from __future__ import annotations

@@ -96,8 +96,21 @@ def run_case(name: str) -> dict:
     """Fit one case in this process; the outcome as a dict (printed as JSON)."""
     from fairuse_opt import FairUseClassifier, FairUseInfeasibleError
 
+    import logging
+
     X, y, groups, kw, desc = case_setup(name)
     out = {"case": name, "setup": desc, "data_mb": float(np.asarray(X).nbytes) / 2 ** 20}
+    # count the progress records a long fit sends at INFO (logger fairuse_opt)
+    progress = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if hasattr(record, "progress"):
+                progress.append(record.getMessage())
+
+    log = logging.getLogger("fairuse_opt")
+    log.setLevel(logging.INFO)
+    log.addHandler(Collect(level=logging.INFO))
     tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -117,6 +130,8 @@ def run_case(name: str) -> dict:
     out["cpu_seconds"] = time.process_time() - c0
     out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2 ** 20
     tracemalloc.stop()
+    out["progress_records"] = len(progress)
+    out["last_progress"] = progress[-1] if progress else ""
     return out
 
 
@@ -194,6 +209,13 @@ def main(argv=None) -> None:
         lines.append(f"| {r['case']} | {r.get('setup', '')} | {outcome} | {r.get('route', '')} | "
                      f"{r.get('verified', '')} | {r.get('wall', float('nan')):.1f} | {fit_s} | {cpu_s} | {peak} | "
                      f"{alloc} | {data} |")
+    logged = [r for r in rows if r.get("progress_records")]
+    if logged:
+        lines += ["", "Progress through `logging` (logger `fairuse_opt`, INFO after 3 s of a fit, then every "
+                  "2 s): records sent by each case and the last one:", "",
+                  "| case | INFO progress records | last record |", "|---|---|---|"]
+        for r in logged:
+            lines.append(f"| {r['case']} | {r['progress_records']} | `{r['last_progress']}` |")
     certs = [r for r in rows if r.get("lower_bound") is not None or r.get("gap") is not None]
     if certs:
         lines += ["", "Certificates of the fitted cases (objective, proven lower bound on the objective of "
