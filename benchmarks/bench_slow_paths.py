@@ -169,7 +169,18 @@ def main(argv=None) -> None:
     ap.add_argument("--mem-limit", type=int, default=8_000_000 * 1024, help="bytes of address space per case")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--out", default="benchmarks/results/slow_paths.md")
+    ap.add_argument("--profile", action="store_true",
+                    help="with --case: run the fit under cProfile and print the functions by cumulative time")
     args = ap.parse_args(argv)
+    if args.case and args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile(timer=time.process_time)
+        res = prof.runcall(run_case, args.case)
+        print(json.dumps(res))
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+        return
     if args.case:
         res = run_case(args.case)
         res["peak_mb_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

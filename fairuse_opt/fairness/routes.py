@@ -318,8 +318,11 @@ class RestrictionSequence:
         # the hook's terms are cvxpy expressions: no numpy polish then; SLSQP's dense QP
         # is cubic in the number of constraints: only for a few hundred of them
         if prob.hook is None and len(pairs) + G <= 600:
+            # from a feasible point the polish should only go down: a run whose objective
+            # rises far above the start diverges (seen on SUPPORT2 one-hot: 10^15 after a
+            # few iterations, 30% of the fit spent before it gave up)
             res = native.slsqp(prob, theta, bound if rationality else None, pairs, tol, progress=setup.progress,
-                               stage="local polish (SLSQP)")
+                               stage="local polish (SLSQP)", abort_above=obj + 0.1 * (1.0 + abs(obj)))
             if res.ok:
                 p_obj = prob.objective(res.solution)
                 if p_obj < obj - 1e-12 and is_feasible(res.solution):

@@ -142,12 +142,14 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
 
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
-          max_iter: int = 300, progress=None, stage: str = "SLSQP") -> Result:
+          max_iter: int = 300, progress=None, stage: str = "SLSQP", abort_above: float | None = None) -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
     are tightened by ``0.1 * tol`` so that a point on their boundary verifies at
-    ``tol``.  Status ``"failed"`` when SLSQP raised or returned non-finite values.
+    ``tol``.  Status ``"failed"`` when SLSQP raised or returned non-finite values, or
+    when an iterate's objective exceeded ``abort_above`` (a run that diverges: stopped
+    there rather than after ``max_iter`` iterations).
     """
     from scipy.optimize import minimize
 
@@ -181,9 +183,15 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
             value = float(share @ own[act]) + problem.penalty(theta)
             return value, share @ own_grad[act] + 2 * problem.alpha * problem.q2 * theta
     count = [0]
+    diverged = [False]
 
     def callback(theta):
         count[0] += 1
+        if abort_above is not None:
+            value = objective(theta)[0]
+            if not np.isfinite(value) or value > abort_above:
+                diverged[0] = True
+                raise StopIteration  # scipy ends the run at this iterate
         if progress is None or not progress.wanted():
             return
         value = objective(theta)[0]
@@ -196,6 +204,9 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
                        callback=callback)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
+                      seconds=time.perf_counter() - t0)
+    if diverged[0]:
+        return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "diverged")],
                       seconds=time.perf_counter() - t0)
     if not np.all(np.isfinite(res.x)):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
