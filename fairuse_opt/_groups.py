@@ -57,9 +57,11 @@ class GroupIndex:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "GroupIndex":
         names = [str(c) for c in frame.columns]
-        rows = list(frame.itertuples(index=False, name=None))
-        keys = sorted(set(rows), key=sort_key)
-        levels = {n: sorted({_py(v) for v in frame[n]}, key=sort_key) for n in names}
+        # distinct rows and values by pandas' hash tables (the same equality as a set of
+        # tuples), not a Python loop over every row
+        rows = list(frame.drop_duplicates().itertuples(index=False, name=None))
+        keys = sorted({tuple(_py(v) for v in r) for r in rows}, key=sort_key)
+        levels = {n: sorted({_py(v) for v in pd.unique(frame[n])}, key=sort_key) for n in names}
         return cls(names=names, keys=keys, levels=levels)
 
     @property
@@ -88,16 +90,28 @@ class GroupIndex:
         """Integer code of every row's intersectional group; unseen groups raise."""
         frame = self.check_names(frame)
         lookup = self._lookup()
-        rows = list(frame.itertuples(index=False, name=None))
-        out = np.empty(len(rows), dtype=np.int64)
+        if len(frame) == 0:
+            return np.empty(0, dtype=np.int64)
+        frame = frame.reset_index(drop=True)
+        # one lookup per distinct row: pandas numbers the distinct rows (first appearance
+        # order, the same equality as the dictionary) and each row takes its row's code
+        by = frame.groupby(list(frame.columns), sort=False, dropna=False)
+        which = by.ngroup().to_numpy()
+        distinct = list(by.head(1).itertuples(index=False, name=None))
+        order = by.head(1).index
+        # head(1) keeps the first row of each distinct row, in frame order = ngroup order
+        first_group = which[frame.index.get_indexer(order)]
+        codes_of = np.empty(len(distinct), dtype=np.int64)
         unseen = []
-        for i, row in enumerate(rows):
-            code = lookup.get(row)
+        for j, row in zip(first_group, distinct):
+            key = tuple(_py(v) for v in row)
+            code = lookup.get(key)
             if code is None:
-                unseen.append(row)
-                out[i] = -1
+                unseen.append(key)
+                codes_of[j] = -1
             else:
-                out[i] = code
+                codes_of[j] = code
+        out = codes_of[which]
         if unseen:
             shown = sorted(set(unseen), key=sort_key)
             raise UnseenGroupError(MSG_UNSEEN_GROUP.format(groups=shown, known=self.keys))

@@ -188,7 +188,10 @@ def _group_frame(groups: Any, n_rows: int) -> pd.DataFrame:
         frame = pd.DataFrame.from_records(list(groups), columns=keys)
         frame.columns = [str(c) for c in frame.columns]
     else:
-        arr = np.asarray(groups, dtype=object)
+        # numeric numpy arrays keep their dtype (checked by distinct values downstream);
+        # anything else becomes objects
+        numeric = isinstance(groups, np.ndarray) and groups.dtype.kind in "biuf"
+        arr = groups if numeric else np.asarray(groups, dtype=object)
         if arr.ndim == 1:
             frame = pd.DataFrame({"group": arr})
         elif arr.ndim == 2:
@@ -228,10 +231,20 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
             unused = [_py(v) for v in col.cat.categories if v not in set(col.unique())]
             if unused:
                 raise InputError(MSG_EMPTY_GROUP.format(name=name, levels=unused))
-    values = {name: [_py(v) for v in frame[name].tolist()] for name in frame.columns}
-    for name, column in values.items():
-        _check_group_values(name, column, fit=fit)
-    return pd.DataFrame({name: np.array(column, dtype=object) for name, column in values.items()})
+    out = {}
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype.kind in "biuf":
+            # a numeric numpy column: every value is a Python bool, int or float of one
+            # type (no two of different types can be equal), so only the distinct values
+            # need checking, not every row
+            column = col.tolist()
+            _check_group_values(name, [_py(v) for v in pd.unique(col)], fit=fit)
+        else:
+            column = [_py(v) for v in col.tolist()]
+            _check_group_values(name, column, fit=fit)
+        out[name] = np.array(column, dtype=object)
+    return pd.DataFrame(out)
 
 
 def _check_group_values(name: str, values: list, *, fit: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from typing import Any, Callable
@@ -46,6 +47,7 @@ from .fairness.margins import check_margin, check_margin_groups, generic_predict
 from .model.family import ENCODINGS, GROUP_REGS, Family
 from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
+from .problem.data import wide_basis
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
 from .solvers.base import NATIVE_CHOICES
 from .solvers import native
@@ -272,8 +274,17 @@ class _BaseFairUse(BaseEstimator):
         n, d = Xa.shape
         loss = self._get_loss()
         check_fit_magnitude(Xa, self.feature_names_)
-        mean = np.average(Xa, axis=0, weights=w) if d else np.zeros(0)
-        sd = np.sqrt(np.average((Xa - mean) ** 2, axis=0, weights=w)) if d else np.zeros(0)
+        # weighted mean and standard deviation by products with w (np.average broadcasts
+        # the weights to n x d), the squares a block of rows at a time; Z built in place
+        W = float(w.sum())
+        mean = (w @ Xa) / W if d else np.zeros(0)
+        var = np.zeros(d)
+        step = max(1024, (1 << 19) // max(d, 1))  # about 4 MB per temporary
+        for i in range(0, n, step):
+            blk = Xa[i:i + step] - mean
+            var += w[i:i + step] @ (blk * blk)
+            del blk
+        sd = np.sqrt(var / W)
         # a column is constant when its spread is at the rounding level of its values (a
         # relative test: features of spread 1e-12 around 0 are features, not constants)
         scale = np.where((sd > 0) & (sd > 1e-13 * np.abs(mean)), sd, 1.0)
@@ -288,7 +299,12 @@ class _BaseFairUse(BaseEstimator):
                 raise InputError(MSG_ILL_SCALED.format(
                     features=names, ratio=float(ratio.max()),
                     what="the penalised group offset of encoding='decoupled' with group_reg='penalty'"))
-        Z = (Xa - mean) / scale
+        # the standardised rows, sorted by group as TrainData keeps them: one n x d array
+        # (sorting a standardised copy would hold two)
+        order = np.argsort(codes, kind="stable") if codes.size and np.any(codes[1:] < codes[:-1]) else None
+        Z = Xa[order] if order is not None else Xa.copy()
+        Z -= mean
+        Z /= scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]
         # the squared error's target is fitted centred: its sufficient statistics
@@ -296,8 +312,30 @@ class _BaseFairUse(BaseEstimator):
         # whether its targets may be shifted (not the Poisson loss of a log-rate, say)
         y_shift = float(loss.target_shift(y01, w))
         y_fit = y01 - y_shift if y_shift else y01
-        data = TrainData.build(Z, codes, loss.stats(y_fit, w), G, merge=self.merge_rows)
-        del Z
+        stats = loss.stats(y_fit, w)
+        data = TrainData.build(Z, codes if order is None else codes[order],
+                               stats if order is None else stats[order], G, merge=self.merge_rows)
+        del Z, stats
+        # more features than distinct rows, weights shared by every group: fit the weights
+        # in the row space of the data (the same problem, see wide_basis); raw-scale
+        # weights are then basis @ c and the reduced features are not rescaled again
+        basis = None
+        if (d > data.n_distinct and self.encoding in ("none", "onehot", "intersectional")
+                and self.constraint_hook is None):
+            basis = wide_basis(data.Z * scale[None, :])
+            data = dataclasses.replace(data, Z=np.ascontiguousarray((data.Z * scale[None, :]) @ basis))
+            _log.info("%d features, %d distinct rows: weights fitted in the %d-dimensional row space",
+                      d, data.n_distinct, basis.shape[1])
+        d_fit = d if basis is None else basis.shape[1]
+        mean_fit = mean if basis is None else np.zeros(d_fit)
+        scale_fit = scale if basis is None else np.ones(d_fit)
+
+        def raw(Ws, bs):
+            """Effective models on the raw feature (and target) scale."""
+            if basis is None:
+                return self._raw_models(Ws, bs, mean, scale, y_shift)
+            coef = Ws @ basis.T
+            return coef, bs - coef @ mean + y_shift
         solvers = solver_order(self.solver, self._task)
         if self.formulation != "auto":
             forms = [self.formulation]
@@ -311,8 +349,8 @@ class _BaseFairUse(BaseEstimator):
         served = Served(X=Xa, codes=codes, y=y01, w=w, loss=loss, n_groups=G, feature_names=self.feature_names_)
 
         def problem(encoding, set_spec=None, hook=None):
-            fam = Family(encoding, self.group_reg, d, level_codes, n_levels, shift=mean / scale)
-            return Problem(fam, loss, data, alpha=float(self.alpha), scale=scale, mean=mean,
+            fam = Family(encoding, self.group_reg, d_fit, level_codes, n_levels, shift=mean_fit / scale_fit)
+            return Problem(fam, loss, data, alpha=float(self.alpha), scale=scale_fit, mean=mean_fit,
                            set_spec=set_spec, hook=hook, groups=keys, feature_names=self.feature_names_,
                            y_shift=y_shift)
 
@@ -321,8 +359,8 @@ class _BaseFairUse(BaseEstimator):
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
         if choice in NATIVE_CHOICES:
-            start = np.zeros(d + 1)
-            start[d] = loss.start(y_fit, w)
+            start = np.zeros(d_fit + 1)
+            start[d_fit] = loss.start(y_fit, w)
             res = native.newton(gprob, start)
             if res.status == "optimal":
                 theta0, grec = res.solution, res
@@ -335,15 +373,20 @@ class _BaseFairUse(BaseEstimator):
             # interior-point solutions leave gradients ~1e-6 on small problems, and the
             # generic losses are the bound of every rationality constraint: polish them
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
-        w0, b0 = theta0[:d], float(theta0[d])
-        gcoef, gint = self._raw_models(*gprob.effective(theta0), mean, scale, y_shift)
+        w0, b0 = theta0[:d_fit], float(theta0[d_fit])
+        gcoef, gint = raw(*gprob.effective(theta0))
         # the model the guarantee is certified against: the one passed in, else the internal fit
-        self.generic_ = self.generic if self.generic is not None else self._make_generic(theta0, gprob, grec)
+        self.generic_ = (self.generic if self.generic is not None
+                         else self._make_generic(theta0, gprob, grec, (gcoef, gint)))
         if self.generic is None:
             L0, E0 = served_losses(served, gcoef[:1], gint[:1])
             L0, E0 = L0[:, 0], E0[:, 0]
-            generic_row_loss = loss.row_loss(y_fit, (Xa - mean) / scale @ w0 + b0) if d else \
-                loss.row_loss(y_fit, np.full(n, b0))
+            if basis is not None:
+                generic_row_loss = loss.row_loss(y_fit, (Xa - mean) @ gcoef[0] + b0)
+            else:
+                # scores without an n x d temporary: x . (w0 / scale) + b0 - mean . (w0 / scale)
+                generic_row_loss = loss.row_loss(y_fit, Xa @ (w0 / scale) + (b0 - float(mean @ (w0 / scale)))) \
+                    if d else loss.row_loss(y_fit, np.full(n, b0))
             generic_served = (gcoef[0].copy(), float(gint[0]))
         else:
             pred = generic_predictions(lambda: self._external_predict(X_orig, groups_orig), loss, n,
@@ -359,7 +402,7 @@ class _BaseFairUse(BaseEstimator):
         fair_use = self._fair_use_set() if self.encoding != "none" else ()
         theta_generic = prob.family.embed_generic(w0, b0)
         setup = routes.FitSetup(problem=prob, keys=keys, index=index, served=served,
-                                to_raw=lambda Ws, bs: self._raw_models(Ws, bs, mean, scale, y_shift),
+                                to_raw=raw,
                                 native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
                                 solvers=solvers, forms=forms, solver_options=self.solver_options)
@@ -419,7 +462,7 @@ class _BaseFairUse(BaseEstimator):
               else float(self.coef_bound))
         return SetSpec(intercept_center=b0, intercept_bound=ib, coef_center=w0, coef_bound=cb)
 
-    def _make_generic(self, theta0, gprob, grec):
+    def _make_generic(self, theta0, gprob, grec, raw_models):
         params = self.get_params(deep=False)
         params.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
         gen = type(self)(**params)
@@ -428,7 +471,7 @@ class _BaseFairUse(BaseEstimator):
                 setattr(gen, attr, getattr(self, attr))
         gen._theta, gen._family = theta0, gprob.family
         gen._mean, gen._scale, gen._y_shift = gprob.mean, gprob.scale, gprob.y_shift
-        coef, intercept = self._raw_models(*gprob.effective(theta0), gprob.mean, gprob.scale, gprob.y_shift)
+        coef, intercept = raw_models
         cert = Certificate(table=pd.DataFrame(), route="generic", solver=grec.backend, status=grec.status,
                            objective=grec.objective, objective_generic=grec.objective,
                            seconds=grec.seconds, verified=True, attempts=grec.attempts)

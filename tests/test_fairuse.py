@@ -374,14 +374,23 @@ def test_native_newton_serves_unconstrained_fits_and_conic_solvers_the_rest():
     np.testing.assert_allclose(m.coef_, c.coef_, atol=1e-6)
     np.testing.assert_allclose(m.intercept_, c.intercept_, atol=1e-6)
     assert m.certificate_.objective <= c.certificate_.objective + 1e-12
-    # a single-class group pushes its intercept to the common interval: not unconstrained
+    # a single-class group pushes its intercept to the common interval: Newton's point is
+    # outside it, and the interior-point method with the set as constraint takes over; it
+    # agrees with the conic solver
     y2 = y.copy()
     y2[g.to_numpy() == 0] = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallGroupWarning)
         b = FairUseClassifier(fair_use=None).fit(X, y2, groups=g)
-    assert b.certificate_.solver in ("ECOS", "CLARABEL")
+        bc = FairUseClassifier(fair_use=None, solver="ECOS").fit(X, y2, groups=g)
+    assert b.certificate_.solver == "NATIVE"
+    assert ("NATIVE/interior-point", "optimal") in b.certificate_.attempts
+    assert bc.certificate_.solver in ("ECOS", "CLARABEL")
     assert b.certificate_.table["at_set_boundary"].iloc[0]
+    assert bc.certificate_.table["at_set_boundary"].iloc[0]
+    np.testing.assert_allclose(b.coef_, bc.coef_, atol=1e-5)
+    np.testing.assert_allclose(b.intercept_, bc.intercept_, atol=1e-5)
+    assert b.certificate_.objective <= bc.certificate_.objective + 1e-9
 
 
 def test_verification_failure_raises_or_falls_back(monkeypatch):

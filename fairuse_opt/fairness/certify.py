@@ -28,6 +28,12 @@ _U = np.finfo(np.float64).eps / 2
 _CHUNK = 1 << 16
 
 
+def _chunk_rows(d: int) -> int:
+    """Rows per block of a chunked pass: about 2^19 values (4 MB) per temporary, so that
+    the temporaries stay a small fraction of the data at every width."""
+    return max(1024, min(_CHUNK, (1 << 19) // max(d, 1)))
+
+
 @dataclass
 class Served:
     """The raw training rows a certificate is computed on."""
@@ -61,8 +67,9 @@ class Served:
 def row_scores(X: np.ndarray, codes: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """Score of each row under the model of its code (chunked: no n x d temporary)."""
     out = np.empty(X.shape[0])
-    for a in range(0, X.shape[0], _CHUNK):
-        b = min(a + _CHUNK, X.shape[0])
+    step = _chunk_rows(X.shape[1])
+    for a in range(0, X.shape[0], step):
+        b = min(a + step, X.shape[0])
         idx = codes[a:b]
         out[a:b] = np.einsum("ij,ij->i", X[a:b], coef[idx]) + intercept[idx] if X.shape[1] \
             else intercept[idx]
@@ -84,8 +91,9 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
     wsum = np.bincount(codes, weights=w, minlength=G)
     shared = R > 1 and np.all(coef == coef[:1])
     acoef, aint = np.abs(coef), np.abs(intercept)
-    for a in range(0, X.shape[0], _CHUNK):
-        b = min(a + _CHUNK, X.shape[0])
+    step = _chunk_rows(d)
+    for a in range(0, X.shape[0], step):
+        b = min(a + step, X.shape[0])
         Xc, cc, yc, wc = X[a:b], codes[a:b], y[a:b], w[a:b]
         if shared:
             base = Xc @ coef[0] if d else np.zeros(b - a)

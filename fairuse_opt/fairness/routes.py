@@ -44,7 +44,7 @@ from ..exceptions import (
     VerificationError,
 )
 from ..solvers import native
-from ..solvers.base import NATIVE, Result, Task
+from ..solvers.base import NATIVE, Progress, Result, Task
 from ..solvers.conic import ConicBackend, raise_failed
 from .certify import Served, build_certificate, row_scores, served_losses
 from .margins import resolve_margins
@@ -69,6 +69,7 @@ class FitSetup:
     forms: list
     solver_options: dict | None
     conic: ConicBackend | None = None
+    progress: Progress | None = None  # iteration, objective, violation through logging
 
     def backend(self) -> ConicBackend:
         if self.conic is None:
@@ -110,6 +111,21 @@ def violations(L: np.ndarray, bound: np.ndarray, fair_use, tol: float, keys) -> 
     return failures
 
 
+def max_violation(L: np.ndarray, bound: np.ndarray | None, fair_use) -> float:
+    """The largest amount by which a requested constraint on ``L[g, r]`` is exceeded
+    (0 when all hold; NaN rows of empty groups ignored)."""
+    L = np.nan_to_num(L, nan=0.0)
+    own = np.diag(L)
+    worst = 0.0
+    if "rationality" in fair_use and bound is not None:
+        worst = max(worst, float(np.max(own - bound)))
+    if "envy_freeness" in fair_use and L.shape[0] > 1:
+        gap = own[:, None] - L
+        np.fill_diagonal(gap, -np.inf)
+        worst = max(worst, float(np.max(gap)))
+    return max(worst, 0.0)
+
+
 def feasible(L, bound, fair_use, tol) -> bool:
     """All requested constraints hold on ``L`` (NaN rows of empty groups excepted)."""
     return not violations(np.nan_to_num(L, nan=0.0), bound, fair_use, tol, list(range(L.shape[0])))
@@ -125,15 +141,26 @@ class Unconstrained:
     def run(self, setup: FitSetup, start: np.ndarray) -> Result:
         prob = setup.problem
         if setup.native:
-            res = native.newton(prob, start, logger=_newton_logger("unconstrained fit"))
+            res = native.newton(prob, start, logger=_newton_logger("unconstrained fit"),
+                                progress=setup.progress, stage="unconstrained fit (Newton)")
             if res.status == "optimal" and (prob.set_spec is None or not prob.set_spec.at_boundary(
                     prob.family, *prob.effective(res.solution)).any()):
                 return res
+            if prob.set_spec is not None:
+                # the common set binds (small groups push their intercepts to its bound):
+                # the interior-point method with the set as its only constraint, O(n d^2)
+                # a step, before any conic program over all rows
+                theta = prob.set_spec.project_inside(prob.family, res.solution, 1e-6)
+                ipm = native.barrier(prob, theta, bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0,
+                                     progress=setup.progress, stage="unconstrained fit in the set (interior point)")
+                if ipm.status == "optimal":
+                    ipm.attempts = [("NATIVE/newton", res.status), *ipm.attempts]
+                    return ipm
             if setup.native_only:
                 theta = prob.set_spec.project_inside(prob.family, res.solution, 0.0) \
                     if prob.set_spec is not None else res.solution
                 if prob.set_spec is not None:  # the set binds: SLSQP with the set as constraint
-                    res2 = native.slsqp(prob, theta, None, [], 0.0)
+                    res2 = native.slsqp(prob, theta, None, [], 0.0, progress=setup.progress)
                     if res2.ok:
                         return res2
                 if res.status == "optimal":
@@ -157,7 +184,8 @@ class RationalityProgram:
         if setup.native:
             # SLSQP (gradients only: O(n d) a step) when it ends at a KKT point, which for
             # a convex program is the global optimum; else the interior-point method
-            res = native.slsqp(prob, theta_u, bound, [], tol)
+            res = native.slsqp(prob, theta_u, bound, [], tol, progress=setup.progress,
+                               stage=f"{self.name} program (SLSQP)")
             if res.ok and res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
                 duals, kkt = native.kkt_duals(prob, res.solution, bound, tol, residual=True)
                 if kkt <= 1e-6:
@@ -167,7 +195,8 @@ class RationalityProgram:
                     return Outcome(res.solution, self.name, NATIVE, "optimal", 1, duals=duals), False
             attempts.append(("NATIVE/slsqp", "not a KKT point" if res.ok else "failed"))
             ipm = native.barrier(prob, theta_u, bound=bound - 0.1 * tol, pairs=[], lin_grad=None,
-                                 lin_const=None, rho=1e4)
+                                 lin_const=None, rho=1e4, progress=setup.progress,
+                                 stage=f"{self.name} program (interior point)")
             attempts.extend(ipm.attempts)
             if ipm.status == "optimal" and feasible(prob.loss_matrix(ipm.solution), bound, fair_use, tol):
                 logger.info("%s program (native interior point): objective %.7f in %d iteration(s)",
@@ -222,7 +251,8 @@ class RestrictionSequence:
                 task.lin_const = np.array([L[g, r] for g, r in pairs]) - np.asarray(Gp @ theta).ravel()
             if setup.native:
                 res = native.barrier(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
-                                     lin_const=task.lin_const, rho=rho)
+                                     lin_const=task.lin_const, rho=rho, progress=setup.progress,
+                                     stage=f"convex restriction (interior point, penalty {rho:g})")
                 attempts.extend((f"{s}/ccp", st) for s, st in res.attempts)
                 if res.solution is not None and np.all(np.isfinite(res.solution)):
                     return res
@@ -261,12 +291,20 @@ class RestrictionSequence:
                 info = {"solver": rec.backend, "status": rec.status, "iterations": it + 1, "start": label,
                         "duals": rec.duals if (rationality and t == 1.0) else None}
                 logger.info("ccp from %s: iteration %d, objective %.7f (step %g)", label, it + 1, obj, t)
+                if setup.progress is not None and setup.progress.wanted():
+                    setup.progress(f"ccp from {label}", it + 1, obj,
+                                   max_violation(prob.loss_matrix(theta), bound, fair_use))
                 if improvement <= 1e-7 * (1.0 + abs(obj)):
                     break
             if is_feasible(theta) and (best is None or obj < best[2]):
                 best = (theta, info, obj, local_trace)
 
-        repaired = self._repair(theta_u, is_feasible, step)
+        def report(rnd, theta, rho):
+            if setup.progress is not None and setup.progress.wanted():
+                setup.progress(f"repair (penalty {rho:g})", rnd, prob.objective(theta),
+                               max_violation(prob.loss_matrix(theta), bound, fair_use))
+
+        repaired = self._repair(theta_u, is_feasible, step, report=report)
         if repaired is not None:
             descend(repaired, "repaired unconstrained fit", max_iter)
         if is_feasible(theta_generic):
@@ -280,7 +318,11 @@ class RestrictionSequence:
         # the hook's terms are cvxpy expressions: no numpy polish then; SLSQP's dense QP
         # is cubic in the number of constraints: only for a few hundred of them
         if prob.hook is None and len(pairs) + G <= 600:
-            res = native.slsqp(prob, theta, bound if rationality else None, pairs, tol)
+            # from a feasible point the polish should only go down: a run whose objective
+            # rises far above the start diverges (seen on SUPPORT2 one-hot: 10^15 after a
+            # few iterations, 30% of the fit spent before it gave up)
+            res = native.slsqp(prob, theta, bound if rationality else None, pairs, tol, progress=setup.progress,
+                               stage="local polish (SLSQP)", abort_above=obj + 0.1 * (1.0 + abs(obj)))
             if res.ok:
                 p_obj = prob.objective(res.solution)
                 if p_obj < obj - 1e-12 and is_feasible(res.solution):
@@ -312,16 +354,18 @@ class RestrictionSequence:
                        duals=info.get("duals"), start=info["start"])
 
     @staticmethod
-    def _repair(theta_u, is_feasible, step, max_rounds=20, rho0=1.0, growth=4.0, rho_max=1e4):
+    def _repair(theta_u, is_feasible, step, max_rounds=20, rho0=1.0, growth=4.0, rho_max=1e4, report=None):
         """Move the unconstrained fit into the feasible set: restrictions with slacks whose
         penalty grows geometrically from ``rho0`` and is capped at ``rho_max``; the first
         verified feasible point, or ``None`` when the slacks do not vanish."""
         theta, rho = theta_u, rho0
-        for _ in range(max_rounds):
+        for rnd in range(max_rounds):
             rec = step(theta, rho)
             if rec is None:
                 return None
             theta = rec.solution
+            if report is not None:
+                report(rnd + 1, theta, rho)
             if is_feasible(theta):
                 logger.info("repair reached a feasible point (penalty %g)", rho)
                 return theta
@@ -359,12 +403,13 @@ def _newton_logger(label):
     return log
 
 
-def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None) -> list[int]:
-    """Groups whose bound is below the lowest loss they can reach in the family (groups
-    whose lowest loss could not be computed are appended to ``unknown``)."""
+def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None, groups=None) -> list[int]:
+    """Groups (of ``groups``, default all) whose bound is below the lowest loss they can
+    reach in the family (groups whose lowest loss could not be computed are appended to
+    ``unknown``)."""
     prob = setup.problem
     bad = []
-    for g in prob.active:
+    for g in (prob.active if groups is None else [g for g in prob.active if g in set(groups)]):
         floor = _floor(setup, g)
         if floor is None and unknown is not None:
             unknown.append(g)
@@ -381,9 +426,10 @@ def _floor(setup: FitSetup, g: int) -> float | None:
         start = np.zeros(prob.p)
         if prob.set_spec is not None:
             start = prob.set_spec.project_inside(prob.family, start + _centre(prob), 1e-6)
-            res = native.barrier(sub, start, bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0)
+            res = native.barrier(sub, start, bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0,
+                                 progress=setup.progress, stage=f"floor of group {g} (interior point)")
         else:
-            res = native.newton(sub, start)
+            res = native.newton(sub, start, progress=setup.progress, stage=f"floor of group {g} (Newton)")
         if res.ok and res.status == "optimal":
             # the value reached is (up to the solver's accuracy) the floor: claim
             # infeasibility only with a clear margin
@@ -418,7 +464,7 @@ class _GroupOnly:
         self.data = type("_Weights", (), {"total_weight": 1.0})()
 
     def effective_hessians(self, theta):
-        return self.prob.effective_hessians(theta)
+        return self.prob.effective_hessians(theta, groups=[self.g])
 
     def combine_hessians(self, blocks, weights):
         H = self.prob.combine_hessians(blocks, weights)
@@ -429,17 +475,17 @@ class _GroupOnly:
         return 0.0
 
     def value_grad(self, theta, grad=True):
-        vals, grads = self.prob.own_losses(theta, grad=True)
+        vals, grads = self.prob.own_losses(theta, grad=True, groups=[self.g])
         return float(vals[self.g]), grads[self.g]
 
     def objective(self, theta):
-        return self.value_grad(theta)[0]
+        return float(self.prob.own_losses(theta, groups=[self.g])[self.g])
 
     def own_losses(self, theta, grad=False):
-        return self.prob.own_losses(theta, grad=grad)
+        return self.prob.own_losses(theta, grad=grad, groups=[self.g])
 
     def hessian(self, theta):
-        blocks = self.prob.effective_hessians(theta)
+        blocks = self.prob.effective_hessians(theta, groups=[self.g])
         w = np.zeros(self.G)
         w[self.g] = 1.0
         H = self.prob.combine_hessians(blocks, w)
@@ -465,6 +511,8 @@ def fit(setup: FitSetup, *, fair_use: tuple, theta_generic: np.ndarray, generic_
     prob = setup.problem
     keys = setup.keys
     G = prob.G
+    if setup.progress is None:
+        setup.progress = Progress(logger)
     trace: list[float] = []
     attempts: list = []
     state = {}
@@ -587,18 +635,13 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     fam = prob.family
     exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
     proven_infeasible = False
-    relaxation = None  # (theta, duals) of the rationality program, for the lower bound
-    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
-        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
-        if out is not None:
-            trace.append(prob.objective(out.theta))
-            lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
-            return "done", out, margins, lb
-
-    # 2. margins that some group cannot reach alone
+    # 2. margins that some group cannot reach alone: checked first, on the groups with a
+    # positive margin only (a group's floor is one Newton solve on its own rows), so that
+    # an unreachable margin is reported before any program over all rows is attempted
+    # (the conic solvers took 590 s to find 200,000 rows infeasible)
     unknown_floor: list = []
     if margins.any():
-        bad = margin_infeasible(setup, bound, tol, unknown_floor)
+        bad = margin_infeasible(setup, bound, tol, unknown_floor, groups=np.flatnonzero(margins > 0))
         if bad:
             names = [keys[g] for g in bad]
             why = "the required margin exceeds the lowest training loss the model family can reach for them"
@@ -615,6 +658,13 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
                 return "fallback", [why, str(exc)], FairUseInfeasibleError, None
             theta_i = inner[0]
             return "partial", bad, why, relaxed, (theta_i, *prob.effective(theta_i))
+
+    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
+        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
+        if out is not None:
+            trace.append(prob.objective(out.theta))
+            lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
+            return "done", out, margins, lb
 
     # 3. the sequence of convex restrictions
     best = None
@@ -662,7 +712,7 @@ def _lower_bound(setup, theta_u, bound, duals, tol) -> float | None:
     if prob.set_spec is not None:
         return None
     if duals is None:
-        res = native.slsqp(prob, theta_u, bound, [], tol)
+        res = native.slsqp(prob, theta_u, bound, [], tol, progress=setup.progress, stage="lower bound (SLSQP)")
         if not res.ok:
             return None
         duals = native.kkt_duals(prob, res.solution, bound, tol)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainData"]
+__all__ = ["TrainData", "wide_basis"]
 
 
 @dataclass
@@ -84,3 +84,24 @@ def _worth_merging(Z: np.ndarray, codes: np.ndarray, sample: int = 5000) -> bool
     idx = np.random.default_rng(0).choice(n, sample, replace=False)
     key = np.column_stack([Z[idx], codes[idx].astype(np.float64)])
     return np.unique(key, axis=0).shape[0] < 0.95 * sample
+
+
+def wide_basis(Zc: np.ndarray) -> np.ndarray:
+    """An orthonormal basis ``V`` (d, r) of the row space of the centred raw features
+    ``Zc`` (m, d), ``r <= m``, for data with more features than rows.
+
+    With weights shared by every group and an L2 penalty on the raw-scale weights, every
+    problem of a fit depends on the weights ``w`` only through the scores ``Zc @ w`` and
+    ``||w||^2``; the component of ``w`` orthogonal to the row space changes no score and
+    only adds to the penalty, so every optimum (constrained or not) has ``w = V c``.
+    Fitting ``c`` on the features ``Zc @ V`` (m, r) is therefore the same problem with
+    ``r`` instead of ``d`` weights (200 rows x 10,000 features: 200 weights, not a
+    10,000 x 10,000 Hessian).  Directions of singular value below numpy's rank
+    tolerance are dropped (they move no score beyond rounding).
+    """
+    if Zc.shape[0] == 0:
+        return np.zeros((Zc.shape[1], 0))
+    _, S, Vt = np.linalg.svd(Zc, full_matrices=False)
+    keep = S > (S[0] if S.size else 0.0) * max(Zc.shape) * np.finfo(np.float64).eps
+    return np.ascontiguousarray(Vt[keep].T)
+

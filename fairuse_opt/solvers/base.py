@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +17,14 @@ from .._solver_names import (  # the names, defined once
     SOLVER_CHOICES,
 )
 
-__all__ = ["Result", "Task", "SOLVER_CHOICES", "CONIC_SOLVERS", "NATIVE", "NATIVE_CHOICES", "FALLBACK_SOLVERS"]
+#: A fit's progress is logged at INFO once it has run this many seconds (DEBUG before),
+#: so that short fits stay quiet and long ones show they are moving.
+PROGRESS_AFTER = 3.0
+#: ... and then at most once every this many seconds (the others at DEBUG).
+PROGRESS_EVERY = 2.0
+
+__all__ = ["Result", "Task", "Progress", "SOLVER_CHOICES", "CONIC_SOLVERS", "NATIVE", "NATIVE_CHOICES",
+           "FALLBACK_SOLVERS", "PROGRESS_AFTER", "PROGRESS_EVERY"]
 
 
 @dataclass
@@ -61,3 +70,46 @@ class Result:
     @property
     def solver(self) -> str | None:
         return self.backend
+
+
+class Progress:
+    """Progress of one fit through ``logging`` (logger ``fairuse_opt.fit``).
+
+    Every iteration of every native method is reported with its stage, iteration,
+    objective and constraint violation (the largest amount by which a constraint of
+    the problem being solved is exceeded; 0 for problems without constraints).  Records
+    are DEBUG during the first :data:`PROGRESS_AFTER` seconds of the fit, then one INFO
+    record every :data:`PROGRESS_EVERY` seconds (the others stay DEBUG).  Each record
+    carries the numbers as ``record.progress``, a dict.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None, after: float | None = None,
+                 every: float | None = None):
+        self.logger = logger or logging.getLogger("fairuse_opt.fit")
+        self.after = PROGRESS_AFTER if after is None else after
+        self.every = PROGRESS_EVERY if every is None else every
+        self.start = time.perf_counter()
+        self.last_info = -np.inf
+
+    def _level(self) -> int:
+        now = time.perf_counter()
+        if now - self.start >= self.after and now - self.last_info >= self.every:
+            return logging.INFO
+        return logging.DEBUG
+
+    def wanted(self) -> bool:
+        """A record made now would be emitted (so its numbers are worth computing)."""
+        return self.logger.isEnabledFor(self._level())
+
+    def __call__(self, stage: str, iteration: int, objective: float, violation: float) -> None:
+        level = self._level()
+        if not self.logger.isEnabledFor(level):
+            return
+        elapsed = time.perf_counter() - self.start
+        if level == logging.INFO:
+            self.last_info = time.perf_counter()
+        info = {"stage": stage, "iteration": int(iteration), "objective": float(objective),
+                "violation": float(violation), "seconds": elapsed}
+        self.logger.log(level, "progress (%.1f s): %s, iteration %d, objective %.9g, constraint violation %.2e",
+                        elapsed, stage, iteration, objective, violation, extra={"progress": info})
+

@@ -30,6 +30,8 @@ from .base import NATIVE, Result
 
 __all__ = ["newton", "slsqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
 
+_INIT_SLACK = 1e-2  # initial slack above the violation of each restriction row (barrier)
+
 
 def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     p = len(g)
@@ -41,7 +43,7 @@ def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
-           logger=None) -> Result:
+           logger=None, progress=None, stage: str = "Newton") -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
     Converged when the largest gradient entry is below ``gtol``, or below
@@ -83,6 +85,8 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
         theta, current, grad = cand, val, cand_grad
         if logger is not None:
             logger(step + 1, current, gnorm)
+        if progress is not None:
+            progress(stage, step + 1, current, 0.0)
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
                   seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)])
 
@@ -111,7 +115,8 @@ def _weighted_hessian(problem, theta, weights):
 def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pairs, shrink: float = 0.0):
     """Values ``>= 0`` when satisfied, and their gradients, of every constraint:
     rationality ``bound_g - L_g(own)``, envy ``L_g(r) - L_g(own)`` (both tightened by
-    ``shrink``), and the common set.  Returns ``(values, jacobian, kinds)``."""
+    ``shrink``), and the common set.  Returns ``(values, jacobian, kinds, (own losses,
+    their gradients))``."""
     own, own_grad = problem.own_losses(theta, grad=True)
     vals, jacs, kinds = [], [], []
     act = problem.active
@@ -133,18 +138,21 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
         jacs += list(sj)
         kinds += [("set", j) for j in range(len(sv))]
     p = len(theta)
-    return np.array(vals), (np.array(jacs) if jacs else np.zeros((0, p))), kinds
+    return np.array(vals), (np.array(jacs) if jacs else np.zeros((0, p))), kinds, (own, own_grad)
 
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
-          max_iter: int = 300, equalities: np.ndarray | None = None) -> Result:
+          max_iter: int = 300, equalities: np.ndarray | None = None, progress=None,
+          stage: str = "SLSQP", abort_above: float | None = None) -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
     are tightened by ``0.1 * tol`` so that a point on their boundary verifies at
     ``tol``.  ``equalities`` (m, p), full row rank: linear constraints
     ``equalities @ theta = 0`` (groups tied to one model).  Status ``"failed"`` when
-    SLSQP raised or returned non-finite values.
+    SLSQP raised or returned non-finite values, or when an iterate's objective exceeded
+    ``abort_above`` (a run that diverges: stopped there rather than after ``max_iter``
+    iterations).
     """
     from scipy.optimize import minimize
 
@@ -164,11 +172,47 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     if equalities is not None and len(equalities):
         A_eq = np.asarray(equalities, dtype=np.float64)
         constraints.append({"type": "eq", "fun": lambda t: A_eq @ t, "jac": lambda t: A_eq})
+    objective = problem.value_grad
+    if bound is not None and hasattr(problem, "Wg"):
+        # the objective is the weighted sum of the groups' own losses (plus the penalty):
+        # take it from the constraint evaluation at the same point instead of a second
+        # pass over every row (SLSQP asks for both at every iterate)
+        act = problem.active
+        share = problem.Wg[act] / problem.data.total_weight
+
+        def objective(theta):
+            key = theta.tobytes()
+            if key not in cache:
+                cache.clear()
+                cache[key] = constraint_values(problem, theta, bound, pairs, 0.1 * tol)
+            own, own_grad = cache[key][3]
+            value = float(share @ own[act]) + problem.penalty(theta)
+            return value, share @ own_grad[act] + 2 * problem.alpha * problem.q2 * theta
+    count = [0]
+    diverged = [False]
+
+    def callback(theta):
+        count[0] += 1
+        if abort_above is not None:
+            value = objective(theta)[0]
+            if not np.isfinite(value) or value > abort_above:
+                diverged[0] = True
+                raise StopIteration  # scipy ends the run at this iterate
+        if progress is None or not progress.wanted():
+            return
+        value = objective(theta)[0]
+        viol = float(max(0.0, -float(np.min(cons(theta)[0])))) if constraints and len(cons(theta)[0]) else 0.0
+        progress(stage, count[0], value, viol)
+
     try:
-        res = minimize(problem.value_grad, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
-                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14})
+        res = minimize(objective, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
+                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14},
+                       callback=callback)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
+                      seconds=time.perf_counter() - t0)
+    if diverged[0]:
+        return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "diverged")],
                       seconds=time.perf_counter() - t0)
     if not np.all(np.isfinite(res.x)):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
@@ -190,7 +234,7 @@ def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residua
     from scipy.optimize import nnls
 
     _, grad = problem.value_grad(theta)
-    vals, jacs, kinds = constraint_values(problem, theta, bound, [], 0.0)
+    vals, jacs, kinds, _ = constraint_values(problem, theta, bound, [], 0.0)
     active = np.flatnonzero(vals <= max(1e-6, 100 * tol))
     duals = {g: 0.0 for kind, g in kinds if kind == "rationality"}
     res = float(np.linalg.norm(grad))
@@ -234,7 +278,8 @@ def lagrangian_bound(problem, theta: np.ndarray, bound: np.ndarray, duals: dict)
 
 # ------------------------------------------------------ the interior-point method
 def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin_grad, lin_const,
-            rho: float, tol: float = 1e-10, max_iter: int = 80, mu: float = 10.0) -> Result:
+            rho: float, tol: float = 1e-10, max_iter: int = 80, mu: float = 10.0, progress=None,
+            stage: str = "interior point") -> Result:
     """One convex restriction with penalised slacks, by a primal-dual interior-point method::
 
         minimise  f(theta) + rho * sum_k s_k
@@ -265,6 +310,11 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     c_lin = np.concatenate([np.array(const, dtype=np.float64),
                             np.asarray(lin_const if pairs else [], dtype=np.float64)])
     sel = sp.csr_matrix((np.ones(K), (np.arange(K), grp)), shape=(K, G))
+    # the constraint Jacobian is rebuilt at every residual evaluation: dense when it is
+    # small (building sparse matrices dominated the cost of a step with ~1,000 pairs)
+    dense = K * p <= 4_000_000
+    if dense:
+        A_lin = A_lin.toarray()
     spec = problem.set_spec
     fam = problem.family
     wg = problem.Wg / problem.data.total_weight
@@ -296,7 +346,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
 
     own = own_of(theta, False)
     h0 = own[grp] - c_lin - A_lin @ theta
-    s = np.maximum(h0, 0.0) + 1e-2
+    s = np.maximum(h0, 0.0) + _INIT_SLACK
     lam_a = np.full(K, rho / 2)
     lam_b = np.full(K, rho / 2)
     m_set = 2 * len(box) + len(balls)
@@ -306,7 +356,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     status, it = "not converged", 0
 
     def residuals(th, s_, la, lb, lc, t, own, og, fv):
-        A = sel @ sp.csr_matrix(og) - A_lin
+        A = og[grp] - A_lin if dense else sel @ sp.csr_matrix(og) - A_lin
         gf = wg[act] @ og[act] + 2 * problem.alpha * problem.q2 * th
         r_th = gf + A.T @ la
         if box:
@@ -333,10 +383,13 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         sb = -fv[K:2 * K]  # s > 0
         dA, dB = lam_a / ra, lam_b / sb
         # Hessian of the Lagrangian in theta, plus the reduced rank-one terms
-        cw = wg + np.asarray(sel.T @ lam_a).ravel()
+        cw = wg + np.bincount(grp, weights=lam_a, minlength=G)
         H = problem.combine_hessians(problem.effective_hessians(theta), cw)
         H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
-        H += np.asarray((A.T @ sp.diags(dA * dB / (dA + dB)) @ A).todense())
+        if dense:
+            H += (A.T * (dA * dB / (dA + dB))) @ A
+        else:
+            H += np.asarray((A.T @ sp.diags(dA * dB / (dA + dB)) @ A).todense())
         # barrier gradient / t
         b_th = -(gf + A.T @ (1.0 / (t * ra)))
         b_s = -(rho - 1.0 / (t * ra) - 1.0 / (t * sb))
@@ -396,6 +449,10 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         else:
             break
         theta, s, lam_a, lam_b, lam_c = th_n, s_n, la_n, lb_n, lc_n
+        if progress is not None and progress.wanted():
+            # violation of the restriction's constraints themselves (what the slacks pay for)
+            h = own_n[grp] - c_lin - A_lin @ theta if K else np.zeros(0)
+            progress(stage, it, objective(theta, s, own_n), float(max(0.0, np.max(h))) if K else 0.0)
     own = own_of(theta, False)
     f_val = float(np.dot(wg[act], own[act])) + problem.penalty(theta)
     duals = {int(g): float(lam_a[k]) for k, g in enumerate(grp[:n_rat])}
