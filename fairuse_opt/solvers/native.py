@@ -143,7 +143,7 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
           max_iter: int = 300, equalities: np.ndarray | None = None, progress=None,
-          stage: str = "SLSQP", abort_above: float | None = None) -> Result:
+          stage: str = "SLSQP", abort_above: float | None = None, precondition: bool = True) -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
@@ -153,11 +153,21 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     SLSQP raised or returned non-finite values, or when an iterate's objective exceeded
     ``abort_above`` (a run that diverges: stopped there rather than after ``max_iter``
     iterations).
+
+    With ``precondition`` (the default) SLSQP works on ``u`` with
+    ``theta = theta0 + T u``, ``T = C^{-T}`` for the Cholesky factor ``C`` of the
+    objective's Hessian at ``theta0``: the objective's curvature is then the identity
+    near the start, which is where SLSQP's quasi-Newton matrix starts.  Without it the
+    matrix has to learn the curvature one direction per iteration (measured: 30
+    iterations, each a pass over every row, on a 38-parameter exact-route fit at
+    100,000 rows; 12 with it).  One Hessian (``O(n d^2)``) is the price.
     """
     from scipy.optimize import minimize
 
     t0 = time.perf_counter()
     cache: dict = {}
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    T = _preconditioner(problem, theta0) if precondition else None
 
     def cons(theta):
         key = theta.tobytes()
@@ -204,10 +214,16 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
         viol = float(max(0.0, -float(np.min(cons(theta)[0])))) if constraints and len(cons(theta)[0]) else 0.0
         progress(stage, count[0], value, viol)
 
+    start = theta0
+    if T is not None:
+        objective, constraints, callback = _reparametrised(T, theta0, objective, constraints, callback)
+        start = np.zeros(len(theta0))
     try:
-        res = minimize(objective, np.asarray(theta0, dtype=np.float64), jac=True, method="SLSQP",
+        res = minimize(objective, start, jac=True, method="SLSQP",
                        constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14},
                        callback=callback)
+        if T is not None:
+            res.x = theta0 + T @ res.x
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
                       seconds=time.perf_counter() - t0)
@@ -221,6 +237,52 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     return Result(backend=NATIVE, status=status, solution=res.x, objective=float(res.fun),
                   iterations=int(res.nit), seconds=time.perf_counter() - t0,
                   attempts=[("NATIVE/slsqp", status)])
+
+
+def _preconditioner(problem, theta0: np.ndarray):
+    """``C^{-T}`` for the Cholesky factor ``C`` of the objective's Hessian at ``theta0``
+    (scaled to unit diagonal first, so that the factorisation sees a well-scaled matrix);
+    ``None`` when the Hessian is not available or not positive definite."""
+    from scipy.linalg import cholesky, solve_triangular
+
+    p = len(theta0)
+    if p == 0 or not hasattr(problem, "hessian"):
+        return None
+    try:
+        H = problem.hessian(theta0)
+        if not np.all(np.isfinite(H)):
+            return None
+        # a direction of zero curvature (a constant feature without penalty) is left as
+        # it is: unit scale, decoupled from the others
+        flat = np.diag(H) <= 0
+        dg = np.where(flat, 1.0, np.sqrt(np.abs(np.diag(H))))
+        Hs = H / np.outer(dg, dg)
+        Hs[flat, :] = 0.0
+        Hs[:, flat] = 0.0
+        Hs[flat, flat] = 1.0
+        C = cholesky(Hs, lower=True)
+        T = solve_triangular(C, np.eye(p), lower=True, trans="T") / dg[:, None]
+    except (LinAlgError, ValueError):
+        return None
+    return T if np.all(np.isfinite(T)) else None
+
+
+def _reparametrised(T: np.ndarray, theta0: np.ndarray, objective, constraints, callback):
+    """The objective, constraints and callback of :func:`slsqp` in ``u`` with
+    ``theta = theta0 + T u`` (gradients and Jacobians multiplied by ``T`` on the right)."""
+    def theta_of(u):
+        return theta0 + T @ u
+
+    def obj_u(u):
+        value, grad = objective(theta_of(u))
+        return value, grad @ T
+
+    cons_u = []
+    for c in constraints:
+        fun, jac = c["fun"], c["jac"]
+        cons_u.append({"type": c["type"], "fun": lambda u, f=fun: f(theta_of(u)),
+                       "jac": lambda u, j=jac: j(theta_of(u)) @ T})
+    return obj_u, cons_u, lambda u: callback(theta_of(u))
 
 
 def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residual: bool = False):
