@@ -119,3 +119,39 @@ def test_merged_rows_give_the_same_problem():
     np.testing.assert_allclose(a.value_grad(theta)[1], b.value_grad(theta)[1], rtol=1e-12)
     np.testing.assert_allclose(a.loss_matrix(theta), b.loss_matrix(theta), rtol=1e-12)
     np.testing.assert_allclose(a.hessian(theta), b.hessian(theta), rtol=1e-12)
+
+
+class _Recorder:
+    """A progress sink that wants every record and keeps the objectives reported."""
+
+    def __init__(self):
+        self.values = []
+
+    def wanted(self):
+        return True
+
+    def __call__(self, stage, iteration, objective, violation):
+        self.values.append(objective)
+
+
+@pytest.mark.parametrize("precondition", [True, False])
+def test_slsqp_reports_and_guards_the_iterate_it_is_at(precondition):
+    """With or without the Hessian preconditioning, the progress records and the
+    ``abort_above`` guard see the objective at the iterate in ``theta`` (a descent from
+    a feasible start: the objective reported last is the solution's, and a guard just
+    above the start's objective never fires)."""
+    from fairuse_opt.solvers import native
+
+    prob, theta, _ = random_problem(3, "intersectional", "penalty", LogisticLoss())
+    prob.set_spec = None
+    bound = prob.own_losses(theta) + 0.05  # loose rationality bounds, feasible at the start
+    rec = _Recorder()
+    res = native.slsqp(prob, theta, bound, [], 1e-7, progress=rec, precondition=precondition)
+    assert res.status == "optimal" and res.iterations >= 3
+    assert prob.objective(res.solution) < prob.objective(theta) - 1e-3
+    np.testing.assert_allclose(rec.values[-1], prob.objective(res.solution), rtol=1e-12)
+    assert max(rec.values) <= prob.objective(theta) + 1e-12
+    guarded = native.slsqp(prob, theta, bound, [], 1e-7, precondition=precondition,
+                           abort_above=prob.objective(theta) + 1e-9)
+    assert guarded.status == "optimal", guarded.attempts
+    np.testing.assert_allclose(guarded.solution, res.solution, atol=1e-8)

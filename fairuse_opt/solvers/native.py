@@ -214,14 +214,17 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
         viol = float(max(0.0, -float(np.min(cons(theta)[0])))) if constraints and len(cons(theta)[0]) else 0.0
         progress(stage, count[0], value, viol)
 
-    start = theta0
+    # the callback above reads ``objective`` and ``cons`` in theta: the functions SLSQP
+    # works with in u get names of their own (rebinding ``objective`` would make the
+    # callback evaluate theta0 + T theta)
+    fun, cons_fun, cb, start = objective, constraints, callback, theta0
     if T is not None:
-        objective, constraints, callback = _reparametrised(T, theta0, objective, constraints, callback)
+        fun, cons_fun, cb = _reparametrised(T, theta0, objective, constraints, callback)
         start = np.zeros(len(theta0))
     try:
-        res = minimize(objective, start, jac=True, method="SLSQP",
-                       constraints=constraints, options={"maxiter": max_iter, "ftol": 1e-14},
-                       callback=callback)
+        res = minimize(fun, start, jac=True, method="SLSQP",
+                       constraints=cons_fun, options={"maxiter": max_iter, "ftol": 1e-14},
+                       callback=cb)
         if T is not None:
             res.x = theta0 + T @ res.x
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
@@ -242,11 +245,11 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
 def _preconditioner(problem, theta0: np.ndarray):
     """``C^{-T}`` for the Cholesky factor ``C`` of the objective's Hessian at ``theta0``
     (scaled to unit diagonal first, so that the factorisation sees a well-scaled matrix);
-    ``None`` when the Hessian is not available or not positive definite."""
+    ``None`` when the Hessian is not finite or not positive definite."""
     from scipy.linalg import cholesky, solve_triangular
 
     p = len(theta0)
-    if p == 0 or not hasattr(problem, "hessian"):
+    if p == 0:
         return None
     try:
         H = problem.hessian(theta0)
