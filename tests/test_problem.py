@@ -155,3 +155,66 @@ def test_slsqp_reports_and_guards_the_iterate_it_is_at(precondition):
                            abort_above=prob.objective(theta) + 1e-9)
     assert guarded.status == "optimal", guarded.attempts
     np.testing.assert_allclose(guarded.solution, res.solution, atol=1e-8)
+
+
+def test_thinned_data_keeps_every_group_and_its_rows_statistics():
+    """Evenly spaced rows within each group; a group smaller than ``min_per_group`` is
+    kept whole; the statistics travel with their rows."""
+    rng = np.random.default_rng(5)
+    sizes = [2000, 37, 600]
+    codes = np.repeat(np.arange(3), sizes)
+    Z = rng.normal(size=(codes.size, 2))
+    stats = np.column_stack([rng.uniform(0.5, 2, codes.size), rng.random(codes.size)])
+    data = TrainData.build(Z, codes, stats, 4, merge=False)  # group 3 has no rows
+    sub = data.thinned(264, min_per_group=100)  # 2637 rows: stride 10
+    got = [sub.group_size(g) for g in range(4)]
+    assert got == [200, 37, 100, 0]  # stride 10: 2000 -> 200, 37 whole, 600 -> max(60, 100)
+    for g in range(3):
+        rows = data.Z[data.group_rows[g]]
+        kept = sub.Z[sub.group_rows[g]]
+        idx = [int(np.flatnonzero((rows == z).all(axis=1))[0]) for z in kept]
+        assert idx == sorted(idx) and len(set(idx)) == len(idx)
+        gaps = np.diff(idx)
+        assert gaps.size == 0 or gaps.max() - gaps.min() <= 1  # evenly spaced
+        np.testing.assert_array_equal(sub.stats[sub.group_rows[g]], data.stats[data.group_rows[g]][idx])
+        np.testing.assert_allclose(sub.group_weight[g], sub.stats[sub.group_rows[g], 0].sum())
+    assert sub.total_weight == pytest.approx(sub.stats[:, 0].sum())
+
+
+def _counting(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def wrapped(*args, **kwargs):
+        calls.append(args[0].data.n_distinct)  # the rows of the problem it was asked for
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+    return calls
+
+
+def test_newton_from_a_subsample_fit_reaches_the_plain_optimum(monkeypatch):
+    """Started from its solution on a subsample, Newton's method ends where it ends from
+    the start given, in no more steps on every row, and returns a Hessian."""
+    from fairuse_opt.solvers import native
+
+    prob, _, _ = random_problem(7, "intersectional", "penalty", LogisticLoss(), n=3000)
+    prob.set_spec = None
+    start = np.zeros(prob.p)
+    plain_h = _counting(monkeypatch, native, "_weighted_hessian")
+    plain = native.newton(prob, start, gtol=1e-10, sketch=False)
+    plain_h = list(plain_h)  # the counter below wraps this one
+    monkeypatch.setattr(native, "SKETCH_ROWS", 300)  # 3000 distinct rows > 4 * 300
+    fast_h = _counting(monkeypatch, native, "_weighted_hessian")
+    fast = native.newton(prob, start, gtol=1e-10)
+    assert plain.status == fast.status == "optimal"
+    assert fast.notes == ["started from a subsample fit"] and plain.notes == []
+    np.testing.assert_allclose(fast.solution, plain.solution, atol=1e-9)
+    assert np.max(np.abs(prob.value_grad(fast.solution)[1])) <= 1e-10
+    full = prob.data.n_distinct
+    assert set(plain_h) == {full} and fast_h.count(full) <= len(plain_h)
+    assert min(fast_h) < full  # the subsample fit had Hessians of its own
+    np.testing.assert_allclose(fast.hessian, prob.hessian(fast.solution), rtol=1e-3, atol=1e-6)  # at the last step's start
+    # the subsample is no start when it does not lower the objective: from the optimum
+    again = native.newton(prob, plain.solution, gtol=1e-10)
+    assert again.notes == [] and again.iterations == 0

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
+from ..problem import Problem
 from .base import NATIVE, Result
 
 __all__ = ["newton", "slsqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
@@ -42,23 +43,44 @@ def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(H + reg * np.eye(p), g, rcond=None)[0]
 
 
+#: Newton's method on more distinct rows than ``4 * SKETCH_ROWS`` starts from its
+#: solution on an evenly spaced subsample of ``SKETCH_ROWS`` rows (each step there costs
+#: a fraction of one on every row, and the full problem then needs two or three steps)
+SKETCH_ROWS = 10_000
+
+
 def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
-           logger=None, progress=None, stage: str = "Newton") -> Result:
+           logger=None, progress=None, stage: str = "Newton", sketch: bool = True) -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
     Converged when the largest gradient entry is below ``gtol``, or below
     ``1000 * gtol`` with a Newton decrement float64 cannot resolve in the objective;
     each step is kept only if it does not raise the objective.  ``weights`` (G,)
     re-weights the groups' mean losses (the Lagrangian of :func:`lagrangian_bound`).
+
+    With ``sketch``, a problem on many rows starts from the solution on a subsample
+    (:meth:`Problem.thinned`) when that lowers the objective: the full problem then
+    needs two or three steps, and the answer is the same (the stopping rule is on the
+    full gradient).  The last Hessian computed is returned in the result
+    (``hessian``), for a preconditioner.
     """
     t0 = time.perf_counter()
     theta = np.asarray(theta, dtype=np.float64).copy()
     fg = _weighted(problem, weights)
     p = len(theta)
     current, grad = fg(theta)
+    sketched = False
+    if sketch and isinstance(problem, Problem) and problem.data.n_distinct > 4 * SKETCH_ROWS:
+        sub = newton(problem.thinned(SKETCH_ROWS), theta, max_steps=max_steps, gtol=1e-8, weights=weights,
+                     sketch=False)
+        if sub.solution is not None and np.all(np.isfinite(sub.solution)):
+            val, sub_grad = fg(sub.solution)
+            if np.isfinite(val) and val <= current:
+                theta, current, grad, sketched = sub.solution, val, sub_grad, True
     gnorm = np.inf
     status = "not converged"
     step = 0
+    H = None
     for step in range(max_steps + 1):
         gnorm = float(np.max(np.abs(grad))) if p else 0.0
         if gnorm <= gtol:
@@ -88,7 +110,8 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
         if progress is not None:
             progress(stage, step + 1, current, 0.0)
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
-                  seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)])
+                  seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)], hessian=H,
+                  notes=["started from a subsample fit"] if sketched else [])
 
 
 def _weighted(problem, weights):
@@ -143,7 +166,8 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
           max_iter: int = 300, equalities: np.ndarray | None = None, progress=None,
-          stage: str = "SLSQP", abort_above: float | None = None, precondition: bool = True) -> Result:
+          stage: str = "SLSQP", abort_above: float | None = None, precondition: bool = True,
+          hessian: np.ndarray | None = None) -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
@@ -160,14 +184,16 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     near the start, which is where SLSQP's quasi-Newton matrix starts.  Without it the
     matrix has to learn the curvature one direction per iteration (measured: 30
     iterations, each a pass over every row, on a 38-parameter exact-route fit at
-    100,000 rows; 12 with it).  One Hessian (``O(n d^2)``) is the price.
+    100,000 rows; 12 with it).  One Hessian (``O(n d^2)``) is the price, unless
+    ``hessian`` gives one (the objective's Hessian near ``theta0``, from the Newton fit
+    that produced it).
     """
     from scipy.optimize import minimize
 
     t0 = time.perf_counter()
     cache: dict = {}
     theta0 = np.asarray(theta0, dtype=np.float64)
-    T = _preconditioner(problem, theta0) if precondition else None
+    T = _preconditioner(problem, theta0, hessian) if precondition else None
 
     def cons(theta):
         key = theta.tobytes()
@@ -242,9 +268,9 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
                   attempts=[("NATIVE/slsqp", status)])
 
 
-def _preconditioner(problem, theta0: np.ndarray):
+def _preconditioner(problem, theta0: np.ndarray, H: np.ndarray | None = None):
     """``C^{-T}`` for the Cholesky factor ``C`` of the objective's Hessian at ``theta0``
-    (scaled to unit diagonal first, so that the factorisation sees a well-scaled matrix);
+    (or of ``H``, when given; scaled to unit diagonal first, so that the factorisation sees a well-scaled matrix);
     ``None`` when the Hessian is not finite or not positive definite."""
     from scipy.linalg import cholesky, solve_triangular
 
@@ -252,7 +278,8 @@ def _preconditioner(problem, theta0: np.ndarray):
     if p == 0:
         return None
     try:
-        H = problem.hessian(theta0)
+        if H is None or H.shape != (p, p):
+            H = problem.hessian(theta0)
         if not np.all(np.isfinite(H)):
             return None
         # a direction of zero curvature (a constant feature without penalty) is left as
