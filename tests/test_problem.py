@@ -218,3 +218,31 @@ def test_newton_from_a_subsample_fit_reaches_the_plain_optimum(monkeypatch):
     # the subsample is no start when it does not lower the objective: from the optimum
     again = native.newton(prob, plain.solution, gtol=1e-10)
     assert again.notes == [] and again.iterations == 0
+
+
+@pytest.mark.parametrize("method", ["newton", "barrier"])
+def test_stop_below_ends_at_the_first_iterate_that_reaches_the_value(method):
+    """``stop_below`` above the minimum: the solver stops early at a point that reaches
+    it (inside the set, for the interior-point method); below the minimum: the ordinary
+    optimum, as without it."""
+    from fairuse_opt.solvers import native
+
+    prob, _, _ = random_problem(4, "intersectional", "set", LogisticLoss(), n=400)
+    if method == "newton":
+        prob.set_spec = None
+        run = lambda **kw: native.newton(prob, np.zeros(prob.p), sketch=False, **kw)  # noqa: E731
+    else:
+        run = lambda **kw: native.barrier(prob, np.zeros(prob.p), bound=None, pairs=[], lin_grad=None,  # noqa: E731
+                                          lin_const=None, rho=1.0, **kw)
+    full = run()
+    assert full.status == "optimal"
+    start = prob.objective(np.zeros(prob.p))
+    target = full.objective + 0.2 * (start - full.objective)
+    early = run(stop_below=target)
+    assert early.status == "reached" and early.iterations < full.iterations
+    assert full.objective < prob.objective(early.solution) <= target
+    if method == "barrier":
+        assert np.all(prob.set_spec.constraints(prob.family, early.solution)[0] > 0)  # strictly inside
+    below = run(stop_below=full.objective - 1e-3)
+    assert below.status == "optimal"
+    np.testing.assert_allclose(below.solution, full.solution, atol=1e-8)

@@ -213,6 +213,42 @@ def test_wide_data_with_a_binding_margin_takes_the_exact_route():
     assert_fair_use(m, X, y, groups, margins=margins)
 
 
+def test_a_reachable_margin_is_checked_by_a_floor_solve_that_stops_once_it_is_reached(monkeypatch):
+    """The margin check needs only a point of the family below the bound: the group's
+    floor solve stops there (status ``reached``), a group the unconstrained fit already
+    serves below its bound gets no solve, and an unreachable margin still runs to the floor."""
+    from fairuse_opt.fairness import routes
+
+    calls = []
+    real_newton, real_barrier = routes.native.newton, routes.native.barrier
+
+    def spy(real):
+        def run(*args, **kwargs):
+            res = real(*args, **kwargs)
+            if str(kwargs.get("stage", "")).startswith("floor"):
+                calls.append((kwargs["stage"], res.status))
+            return res
+        return run
+
+    monkeypatch.setattr(routes.native, "newton", spy(real_newton))
+    monkeypatch.setattr(routes.native, "barrier", spy(real_barrier))
+    X, y, groups = make(400, 3, (2, 2), seed=5)
+    base = fit(X, y, groups, alpha=0.05, fair_use=None)
+    t = base.certificate_.table
+    # group 0 can reach 1.2 times its unconstrained gain alone (its floor is ~0.011 below
+    # that bound); group 1 asks for half of its gain, which the unconstrained fit gives
+    key, other = tuple(t.loc[0, "group"]), tuple(t.loc[1, "group"])
+    margin = {key: 1.2 * float(t.loc[0, "gain"]), other: 0.5 * float(t.loc[1, "gain"])}
+    m = fit(X, y, groups, alpha=0.05, margin=margin)
+    margins = np.array([margin.get(tuple(g), 0.0) for g in t["group"]])
+    assert_fair_use(m, X, y, groups, margins=margins)
+    assert [s for _, s in calls] == ["reached"]  # one solve: the other group is met by the unconstrained fit
+    calls.clear()
+    with pytest.raises(FairUseInfeasibleError):
+        fit(X, y, groups, alpha=0.05, margin={key: 5.0})
+    assert [s for _, s in calls] == ["optimal"]
+
+
 # ------------------------------------------------------------------------ progress
 def test_progress_reports_iteration_objective_and_violation(monkeypatch, caplog):
     # report every iteration at INFO from the start (the defaults wait 3 s, then every 2 s)

@@ -404,14 +404,18 @@ def _newton_logger(label):
     return log
 
 
-def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None, groups=None) -> list[int]:
+def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None, groups=None,
+                      reached: np.ndarray | None = None) -> list[int]:
     """Groups (of ``groups``, default all) whose bound is below the lowest loss they can
     reach in the family (groups whose lowest loss could not be computed are appended to
-    ``unknown``)."""
+    ``unknown``).  ``reached`` (G,): own losses of a model of the family (the
+    unconstrained fit), so that a group already at or below its bound needs no solve."""
     prob = setup.problem
     bad = []
     for g in (prob.active if groups is None else [g for g in prob.active if g in set(groups)]):
-        floor = _floor(setup, g)
+        if reached is not None and reached[g] <= bound[g] + tol:
+            continue
+        floor = _floor(setup, g, target=bound[g] + tol)
         if floor is None and unknown is not None:
             unknown.append(g)
         if floor is not None and floor > bound[g] + tol:
@@ -419,8 +423,11 @@ def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None, 
     return bad
 
 
-def _floor(setup: FitSetup, g: int) -> float | None:
-    """The lowest mean loss group g can reach (its rows only, the common set, the hook)."""
+def _floor(setup: FitSetup, g: int, target: float | None = None) -> float | None:
+    """The lowest mean loss group g can reach (its rows only, the common set, the hook),
+    or, with ``target``, a loss at most ``target`` that it reaches (the native solvers stop
+    there: the floor is then known to be below the target, which is all a margin check
+    needs)."""
     prob = setup.problem
     if setup.native:
         sub = _GroupOnly(prob, g)
@@ -428,9 +435,13 @@ def _floor(setup: FitSetup, g: int) -> float | None:
         if prob.set_spec is not None:
             start = prob.set_spec.project_inside(prob.family, start + _centre(prob), 1e-6)
             res = native.barrier(sub, start, bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0,
-                                 progress=setup.progress, stage=f"floor of group {g} (interior point)")
+                                 progress=setup.progress, stage=f"floor of group {g} (interior point)",
+                                 stop_below=target)
         else:
-            res = native.newton(sub, start, progress=setup.progress, stage=f"floor of group {g} (Newton)")
+            res = native.newton(sub, start, progress=setup.progress, stage=f"floor of group {g} (Newton)",
+                                stop_below=target)
+        if res.status == "reached" and res.solution is not None and res.objective <= target:
+            return float(res.objective)
         if res.ok and res.status == "optimal":
             # the value reached is (up to the solver's accuracy) the floor: claim
             # infeasibility only with a clear margin
@@ -642,7 +653,8 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     # (the conic solvers took 590 s to find 200,000 rows infeasible)
     unknown_floor: list = []
     if margins.any():
-        bad = margin_infeasible(setup, bound, tol, unknown_floor, groups=np.flatnonzero(margins > 0))
+        bad = margin_infeasible(setup, bound, tol, unknown_floor, groups=np.flatnonzero(margins > 0),
+                                reached=np.diag(L_u))
         if bad:
             names = [keys[g] for g in bad]
             why = "the required margin exceeds the lowest training loss the model family can reach for them"

@@ -50,7 +50,8 @@ SKETCH_ROWS = 10_000
 
 
 def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
-           logger=None, progress=None, stage: str = "Newton", sketch: bool = True) -> Result:
+           logger=None, progress=None, stage: str = "Newton", sketch: bool = True,
+           stop_below: float | None = None) -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
     Converged when the largest gradient entry is below ``gtol``, or below
@@ -62,7 +63,9 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     (:meth:`Problem.thinned`) when that lowers the objective: the full problem then
     needs two or three steps, and the answer is the same (the stopping rule is on the
     full gradient).  The last Hessian computed is returned in the result
-    (``hessian``), for a preconditioner.
+    (``hessian``), for a preconditioner.  With ``stop_below``, the method stops (status
+    ``"reached"``) at the first iterate whose objective is at most that value: a proof
+    that the value can be reached, where the minimum itself is not needed.
     """
     t0 = time.perf_counter()
     theta = np.asarray(theta, dtype=np.float64).copy()
@@ -109,6 +112,10 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             logger(step + 1, current, gnorm)
         if progress is not None:
             progress(stage, step + 1, current, 0.0)
+        if stop_below is not None and current <= stop_below:
+            status = "reached"
+            step += 1
+            break
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
                   seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)], hessian=H,
                   notes=["started from a subsample fit"] if sketched else [])
@@ -371,7 +378,7 @@ def lagrangian_bound(problem, theta: np.ndarray, bound: np.ndarray, duals: dict)
 # ------------------------------------------------------ the interior-point method
 def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin_grad, lin_const,
             rho: float, tol: float = 1e-10, max_iter: int = 80, mu: float = 10.0, progress=None,
-            stage: str = "interior point") -> Result:
+            stage: str = "interior point", stop_below: float | None = None) -> Result:
     """One convex restriction with penalised slacks, by a primal-dual interior-point method::
 
         minimise  f(theta) + rho * sum_k s_k
@@ -384,6 +391,10 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     only the groups' own-report losses are non-linear, so each step costs ``O(n d^2)``
     (their Hessians, in the effective coordinates) and each line-search trial ``O(n d)``.
     Boyd & Vandenberghe, *Convex Optimization*, section 11.7.
+
+    With ``stop_below`` (only without constraints other than the set, ``K = 0``) the
+    method stops, status ``"reached"``, at the first iterate (strictly inside the set)
+    whose objective is at most that value.
     """
     t0 = time.perf_counter()
     G = problem.G
@@ -545,6 +556,9 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
             # violation of the restriction's constraints themselves (what the slacks pay for)
             h = own_n[grp] - c_lin - A_lin @ theta if K else np.zeros(0)
             progress(stage, it, objective(theta, s, own_n), float(max(0.0, np.max(h))) if K else 0.0)
+        if stop_below is not None and K == 0 and objective(theta, s, own_n) <= stop_below:
+            status = "reached"
+            break
     own = own_of(theta, False)
     f_val = float(np.dot(wg[act], own[act])) + problem.penalty(theta)
     duals = {int(g): float(lam_a[k]) for k, g in enumerate(grp[:n_rat])}
