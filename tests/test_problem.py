@@ -246,3 +246,33 @@ def test_stop_below_ends_at_the_first_iterate_that_reaches_the_value(method):
     below = run(stop_below=full.objective - 1e-3)
     assert below.status == "optimal"
     np.testing.assert_allclose(below.solution, full.solution, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()], ids=["logistic", "squared"])
+@pytest.mark.parametrize("encoding,group_reg", ENCODINGS)
+@pytest.mark.parametrize("n", [120, 400])  # 400 rows in 6 groups: the per-group loop, not the small-groups path
+def test_design_matrix_and_per_group_blocks_agree(monkeypatch, loss, encoding, group_reg, n):
+    """The two ways the numpy methods compute: with the design matrix (small data, shared
+    weights) and by blocks a group at a time (large data, or decoupled weights)."""
+    import fairuse_opt.problem.problem as problem_module
+
+    prob, theta, raw = random_problem(11, encoding, group_reg, loss, n=n)
+    if encoding == "decoupled":
+        assert prob.design_matrix() is None
+    else:
+        assert prob.design_matrix() is not None and prob.design_matrix().shape == (prob.data.n_distinct, prob.p)
+    weights = np.random.default_rng(2).uniform(0.1, 2.0, prob.G)
+    fast = dict(vg=prob.value_grad(theta), own=prob.own_losses(theta, grad=True), H=prob.hessian(theta),
+                Hw=prob.weighted_hessian(theta, weights))
+    monkeypatch.setattr(problem_module, "DESIGN_CELLS", 0)
+    blocks, _, _ = random_problem(11, encoding, group_reg, loss, n=n)
+    assert blocks.design_matrix() is None
+    np.testing.assert_allclose(fast["vg"][0], blocks.value_grad(theta)[0], rtol=1e-13)
+    np.testing.assert_allclose(fast["vg"][1], blocks.value_grad(theta)[1], rtol=1e-11, atol=1e-14)
+    own, og = blocks.own_losses(theta, grad=True)
+    np.testing.assert_allclose(fast["own"][0], own, rtol=1e-13)
+    np.testing.assert_allclose(fast["own"][1], og, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(fast["own"][0], np.diag(brute_loss_matrix(prob, theta, raw, loss)), rtol=1e-12)
+    np.testing.assert_allclose(fast["H"], blocks.hessian(theta), rtol=1e-11, atol=1e-14)
+    ref = blocks.combine_hessians(blocks.effective_hessians(theta), weights)
+    np.testing.assert_allclose(fast["Hw"], ref, rtol=1e-11, atol=1e-14)

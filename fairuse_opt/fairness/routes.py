@@ -265,6 +265,14 @@ class RestrictionSequence:
             attempts.extend((f"{s}/ccp", st) for s, st in rec.attempts)
             return rec if rec.ok else None
 
+        # the polish below (SLSQP from the best iterate) finishes what the restrictions
+        # leave, at a cost of one restriction or less: with it, the descent stops once
+        # a step gains less than 1e-5 (relative).  Measured on SUPPORT2 one-hot (9,063
+        # rows): 30 steps of ~3e-6 each took 13.5 s, and the polish with pooled groups tied
+        # reached 0.4977373 from the second step as from the thirtieth (to 1e-10).
+        polish = prob.hook is None and len(pairs) + G <= 600
+        crawl = 1e-5 if polish else 1e-7
+
         def descend(theta, label, iterations):
             nonlocal best
             obj = prob.objective(theta)
@@ -295,7 +303,7 @@ class RestrictionSequence:
                 if setup.progress is not None and setup.progress.wanted():
                     setup.progress(f"ccp from {label}", it + 1, obj,
                                    max_violation(prob.loss_matrix(theta), bound, fair_use))
-                if improvement <= 1e-7 * (1.0 + abs(obj)):
+                if improvement <= crawl * (1.0 + abs(obj)):
                     break
             if is_feasible(theta) and (best is None or obj < best[2]):
                 best = (theta, info, obj, local_trace)
@@ -318,7 +326,7 @@ class RestrictionSequence:
         theta, info, obj, local_trace = best
         # the hook's terms are cvxpy expressions: no numpy polish then; SLSQP's dense QP
         # is cubic in the number of constraints: only for a few hundred of them
-        if prob.hook is None and len(pairs) + G <= 600:
+        if polish:
             # from a feasible point the polish should only go down: a run whose objective
             # rises far above the start diverges (seen on SUPPORT2 one-hot: 10^15 after a
             # few iterations, 30% of the fit spent before it gave up)
@@ -475,11 +483,8 @@ class _GroupOnly:
         self.Wg[g] = 1.0
         self.data = type("_Weights", (), {"total_weight": 1.0})()
 
-    def effective_hessians(self, theta):
-        return self.prob.effective_hessians(theta, groups=[self.g])
-
-    def combine_hessians(self, blocks, weights):
-        H = self.prob.combine_hessians(blocks, weights)
+    def weighted_hessian(self, theta, weights):
+        H = self.prob.combine_hessians(self.prob.effective_hessians(theta, groups=[self.g]), weights)
         H[np.diag_indices_from(H)] += 1e-10  # parameters group g does not use
         return H
 
@@ -497,13 +502,9 @@ class _GroupOnly:
         return self.prob.own_losses(theta, grad=grad, groups=[self.g])
 
     def hessian(self, theta):
-        blocks = self.prob.effective_hessians(theta, groups=[self.g])
         w = np.zeros(self.G)
         w[self.g] = 1.0
-        H = self.prob.combine_hessians(blocks, w)
-        # parameters group g does not use: keep the system regular
-        H[np.diag_indices_from(H)] += 1e-10
-        return H
+        return self.weighted_hessian(theta, w)
 
     def loss_matrix(self, theta, jacobian=False):
         return self.prob.loss_matrix(theta, jacobian=jacobian)

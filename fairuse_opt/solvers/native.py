@@ -137,7 +137,7 @@ def _weighted(problem, weights):
 def _weighted_hessian(problem, theta, weights):
     if weights is None:
         return problem.hessian(theta)
-    H = problem.combine_hessians(problem.effective_hessians(theta), weights)
+    H = problem.weighted_hessian(theta, weights)
     H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
     return H
 
@@ -457,6 +457,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     lam_c = np.full(m_set, 1e-3) / np.maximum(-fv[2 * K:], 1e-12) if m_set else np.zeros(0)
     m = 2 * K + m_set
     status, it = "not converged", 0
+    at_theta = None  # (own, og) at theta, from the line search that accepted it
 
     def residuals(th, s_, la, lb, lc, t, own, og, fv):
         A = og[grp] - A_lin if dense else sel @ sp.csr_matrix(og) - A_lin
@@ -472,7 +473,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         return np.asarray(r_th).ravel(), r_s, r_cent, A, gf
 
     for it in range(1, max_iter + 1):
-        own, og = own_of(theta, True)
+        own, og = at_theta if at_theta is not None else own_of(theta, True)
         fv = cons(theta, s, own)
         lam = np.concatenate([lam_a, lam_b, lam_c])
         eta = float(-fv @ lam)
@@ -487,7 +488,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         dA, dB = lam_a / ra, lam_b / sb
         # Hessian of the Lagrangian in theta, plus the reduced rank-one terms
         cw = wg + np.bincount(grp, weights=lam_a, minlength=G)
-        H = problem.combine_hessians(problem.effective_hessians(theta), cw)
+        H = problem.weighted_hessian(theta, cw)
         H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
         if dense:
             H += (A.T * (dA * dB / (dA + dB))) @ A
@@ -530,19 +531,25 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         neg = dlam < 0
         step = min(1.0, 0.99 * float(np.min(-lam[neg] / dlam[neg]))) if neg.any() else 1.0
         norm0 = np.sqrt(r_dual ** 2 + r_cent @ r_cent)
-        while step > 1e-14:
+        # the largest step that stays strictly feasible, then the residual test there and
+        # at shorter steps (the values and gradients at the step accepted are those of
+        # the next iteration: computed once)
+        while step > 1e-8:
             th_n, s_n = theta + step * dth, s + step * ds
-            own_n = own_of(th_n, False)
+            own_n, og_n = own_of(th_n, True)
             fv_n = cons(th_n, s_n, own_n)
             if np.all(fv_n < 0):
                 break
             step *= 0.5
         else:
             break
-        while step > 1e-14:
+        first = True
+        while step > 1e-8:
             th_n, s_n = theta + step * dth, s + step * ds
             la_n, lb_n, lc_n = lam_a + step * dla, lam_b + step * dlb, lam_c + step * dlc
-            own_n, og_n = own_of(th_n, True)
+            if not first:  # (at the first, they are those of the loop above)
+                own_n, og_n = own_of(th_n, True)
+            first = False
             fv_n = cons(th_n, s_n, own_n)
             if np.all(fv_n < 0):
                 rt, rs, rc, _, _ = residuals(th_n, s_n, la_n, lb_n, lc_n, t, own_n, og_n, fv_n)
@@ -552,6 +559,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         else:
             break
         theta, s, lam_a, lam_b, lam_c = th_n, s_n, la_n, lb_n, lc_n
+        at_theta = (own_n, og_n)
         if progress is not None and progress.wanted():
             # violation of the restriction's constraints themselves (what the slacks pay for)
             h = own_n[grp] - c_lin - A_lin @ theta if K else np.zeros(0)
