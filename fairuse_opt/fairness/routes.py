@@ -219,6 +219,12 @@ class RationalityProgram:
         return None, False
 
 
+#: relative duality gap at which the native interior-point method ends a convex
+#: restriction: the restrictions are steps (each candidate is verified on the true
+#: constraints, and SLSQP polishes the last), not answers
+RESTRICTION_TOL = 1e-8
+
+
 class RestrictionSequence:
     """The convex-concave procedure from the repaired unconstrained fit and the generic
     model, each subproblem a convex restriction with penalised slacks (so that it has an
@@ -252,7 +258,8 @@ class RestrictionSequence:
                 task.lin_const = np.array([L[g, r] for g, r in pairs]) - np.asarray(Gp @ theta).ravel()
             if setup.native:
                 res = native.barrier(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
-                                     lin_const=task.lin_const, rho=rho, progress=setup.progress,
+                                     lin_const=task.lin_const, rho=rho, tol=RESTRICTION_TOL,
+                                     progress=setup.progress,
                                      stage=f"convex restriction (interior point, penalty {rho:g})")
                 attempts.extend((f"{s}/ccp", st) for s, st in res.attempts)
                 if res.solution is not None and np.all(np.isfinite(res.solution)):

@@ -480,7 +480,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         t = mu * m / max(eta, 1e-300)
         r_th, r_s, r_cent, A, gf = residuals(theta, s, lam_a, lam_b, lam_c, t, own, og, fv)
         r_dual = np.sqrt(r_th @ r_th + r_s @ r_s)
-        if eta <= tol * max(1.0, abs(objective(theta, s, own))) and r_dual <= 1e-9:
+        if eta <= tol * max(1.0, abs(objective(theta, s, own))) and r_dual <= 1e-9 * max(1.0, rho):
             status = "optimal"
             break
         ra = -fv[:K]  # s - h > 0
