@@ -195,7 +195,7 @@ def _counting(monkeypatch, module, name):
 
 def test_newton_from_a_subsample_fit_reaches_the_plain_optimum(monkeypatch):
     """Started from its solution on a subsample, Newton's method ends where it ends from
-    the start given, in no more steps on every row, and returns a Hessian."""
+    the start given, in no more steps on every row."""
     from fairuse_opt.solvers import native
 
     prob, _, _ = random_problem(7, "intersectional", "penalty", LogisticLoss(), n=3000)
@@ -214,7 +214,6 @@ def test_newton_from_a_subsample_fit_reaches_the_plain_optimum(monkeypatch):
     full = prob.data.n_distinct
     assert set(plain_h) == {full} and fast_h.count(full) <= len(plain_h)
     assert min(fast_h) < full  # the subsample fit had Hessians of its own
-    np.testing.assert_allclose(fast.hessian, prob.hessian(fast.solution), rtol=1e-3, atol=1e-6)  # at the last step's start
     # the subsample is no start when it does not lower the objective: from the optimum
     again = native.newton(prob, plain.solution, gtol=1e-10)
     assert again.notes == [] and again.iterations == 0
@@ -276,3 +275,4 @@ def test_design_matrix_and_per_group_blocks_agree(monkeypatch, loss, encoding, g
     np.testing.assert_allclose(fast["H"], blocks.hessian(theta), rtol=1e-11, atol=1e-14)
     ref = blocks.combine_hessians(blocks.effective_hessians(theta), weights)
     np.testing.assert_allclose(fast["Hw"], ref, rtol=1e-11, atol=1e-14)
+

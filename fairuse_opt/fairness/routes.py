@@ -179,14 +179,13 @@ class RationalityProgram:
     def __init__(self, exact: bool):
         self.name = "exact" if exact else "convex"
 
-    def run(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts,
-            hessian=None) -> tuple[Outcome | None, bool]:
+    def run(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts) -> tuple[Outcome | None, bool]:
         prob = setup.problem
         if setup.native:
             # SLSQP (gradients only: O(n d) a step) when it ends at a KKT point, which for
             # a convex program is the global optimum; else the interior-point method
             res = native.slsqp(prob, theta_u, bound, [], tol, progress=setup.progress,
-                               stage=f"{self.name} program (SLSQP)", hessian=hessian)
+                               stage=f"{self.name} program (SLSQP)")
             if res.ok and res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
                 duals, kkt = native.kkt_duals(prob, res.solution, bound, tol, residual=True)
                 if kkt <= 1e-6:
@@ -681,8 +680,7 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
             return "partial", bad, why, relaxed, (theta_i, *prob.effective(theta_i))
 
     if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
-        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts,
-                                                               hessian=rec.hessian)
+        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
         if out is not None:
             trace.append(prob.objective(out.theta))
             lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)

@@ -259,6 +259,12 @@ class Problem:
                 self._design = X
         return self._design
 
+    def _group_sums(self, values: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` (one per distinct row) over each active group's rows, by
+        numpy's pairwise summation (``np.add.reduceat`` adds sequentially, with a rounding
+        error growing like ``n eps``; SLSQP compares the objective's changes at 1e-14)."""
+        return np.array([values[self.data.group_rows[g]].sum() for g in self.active])
+
     # ---------------------------------------------------------- objective
     def objective(self, theta: np.ndarray) -> float:
         """Weighted mean loss + ``alpha`` * penalty, in numpy."""
@@ -373,8 +379,7 @@ class Problem:
         if X is not None:
             act = self.active
             s = X @ theta
-            starts = np.array([data.group_rows[g].start for g in act], dtype=np.int64)
-            vals[act] = np.add.reduceat(loss.value(data.stats, s), starts) / self.Wg[act]
+            vals[act] = self._group_sums(loss.value(data.stats, s)) / self.Wg[act]
             if not grad:
                 return vals
             ls = loss.grad(data.stats, s)
@@ -412,10 +417,7 @@ class Problem:
             for g in act:
                 rows = data.group_rows[g]
                 s[rows] = data.Z[rows] @ Wf[g] + bf[g]
-            # the active groups tile the rows (sorted by group; an empty group owns none)
-            starts = np.array([data.group_rows[g].start for g in act], dtype=np.int64)
-            sums = np.add.reduceat(loss.value(data.stats, s), starts)
-            vals[act] = sums / self.Wg[act]
+            vals[act] = self._group_sums(loss.value(data.stats, s)) / self.Wg[act]
             if not grad:
                 return vals
             ls = loss.grad(data.stats, s)

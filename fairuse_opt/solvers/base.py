@@ -61,7 +61,6 @@ class Result:
     seconds: float = 0.0
     attempts: list = field(default_factory=list)
     program: object = None  # the cvxpy program (conic backends), for hooks and duals
-    hessian: np.ndarray | None = None  # the last Hessian of the objective (native Newton)
     notes: list = field(default_factory=list)
 
     @property

@@ -62,8 +62,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     With ``sketch``, a problem on many rows starts from the solution on a subsample
     (:meth:`Problem.thinned`) when that lowers the objective: the full problem then
     needs two or three steps, and the answer is the same (the stopping rule is on the
-    full gradient).  The last Hessian computed is returned in the result
-    (``hessian``), for a preconditioner.  With ``stop_below``, the method stops (status
+    full gradient).  With ``stop_below``, the method stops (status
     ``"reached"``) at the first iterate whose objective is at most that value: a proof
     that the value can be reached, where the minimum itself is not needed.
     """
@@ -83,7 +82,6 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     gnorm = np.inf
     status = "not converged"
     step = 0
-    H = None
     for step in range(max_steps + 1):
         gnorm = float(np.max(np.abs(grad))) if p else 0.0
         if gnorm <= gtol:
@@ -117,7 +115,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             step += 1
             break
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
-                  seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)], hessian=H,
+                  seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)],
                   notes=["started from a subsample fit"] if sketched else [])
 
 
@@ -173,8 +171,7 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
 
 def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: float,
           max_iter: int = 300, equalities: np.ndarray | None = None, progress=None,
-          stage: str = "SLSQP", abort_above: float | None = None, precondition: bool = True,
-          hessian: np.ndarray | None = None) -> Result:
+          stage: str = "SLSQP", abort_above: float | None = None, precondition: bool = True) -> Result:
     """Sequential quadratic programming (scipy's SLSQP) on the parameter vector.
 
     Exact gradients of the objective and of every group loss; the fair-use constraints
@@ -191,16 +188,17 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     near the start, which is where SLSQP's quasi-Newton matrix starts.  Without it the
     matrix has to learn the curvature one direction per iteration (measured: 30
     iterations, each a pass over every row, on a 38-parameter exact-route fit at
-    100,000 rows; 12 with it).  One Hessian (``O(n d^2)``) is the price, unless
-    ``hessian`` gives one (the objective's Hessian near ``theta0``, from the Newton fit
-    that produced it).
+    100,000 rows; 12 with it).  One Hessian (``O(n d^2)``) is the price.  (The Hessian
+    of the unconstrained Newton fit's last step, a hair away, is no substitute: on one
+    cell of ``bench_scale.py`` SLSQP then cycled at float precision to its iteration
+    limit instead of stopping after a few.)
     """
     from scipy.optimize import minimize
 
     t0 = time.perf_counter()
     cache: dict = {}
     theta0 = np.asarray(theta0, dtype=np.float64)
-    T = _preconditioner(problem, theta0, hessian) if precondition else None
+    T = _preconditioner(problem, theta0) if precondition else None
 
     def cons(theta):
         key = theta.tobytes()
@@ -215,7 +213,15 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     if equalities is not None and len(equalities):
         A_eq = np.asarray(equalities, dtype=np.float64)
         constraints.append({"type": "eq", "fun": lambda t: A_eq @ t, "jac": lambda t: A_eq})
-    objective = problem.value_grad
+    last_value: dict = {}
+
+    def objective(theta):  # one entry of memory: the callback may ask again at the iterate
+        key = theta.tobytes()
+        if key not in last_value:
+            last_value.clear()
+            last_value[key] = problem.value_grad(theta)
+        return last_value[key]
+
     if bound is not None and hasattr(problem, "Wg"):
         # the objective is the weighted sum of the groups' own losses (plus the penalty):
         # take it from the constraint evaluation at the same point instead of a second
@@ -275,9 +281,9 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
                   attempts=[("NATIVE/slsqp", status)])
 
 
-def _preconditioner(problem, theta0: np.ndarray, H: np.ndarray | None = None):
+def _preconditioner(problem, theta0: np.ndarray):
     """``C^{-T}`` for the Cholesky factor ``C`` of the objective's Hessian at ``theta0``
-    (or of ``H``, when given; scaled to unit diagonal first, so that the factorisation sees a well-scaled matrix);
+    (scaled to unit diagonal first, so that the factorisation sees a well-scaled matrix);
     ``None`` when the Hessian is not finite or not positive definite."""
     from scipy.linalg import cholesky, solve_triangular
 
@@ -285,8 +291,7 @@ def _preconditioner(problem, theta0: np.ndarray, H: np.ndarray | None = None):
     if p == 0:
         return None
     try:
-        if H is None or H.shape != (p, p):
-            H = problem.hessian(theta0)
+        H = problem.hessian(theta0)
         if not np.all(np.isfinite(H)):
             return None
         # a direction of zero curvature (a constant feature without penalty) is left as
