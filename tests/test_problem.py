@@ -276,3 +276,57 @@ def test_design_matrix_and_per_group_blocks_agree(monkeypatch, loss, encoding, g
     ref = blocks.combine_hessians(blocks.effective_hessians(theta), weights)
     np.testing.assert_allclose(fast["Hw"], ref, rtol=1e-11, atol=1e-14)
 
+
+
+@pytest.mark.parametrize("at_optimum", [True, False])
+def test_slsqp_ends_a_run_that_stalls_only_at_a_kkt_point(monkeypatch, at_optimum):
+    """scipy's SLSQP can keep iterating after it has converged (seen: to its iteration
+    limit on benchmark cells of 10,000 x 100 and 10^6 x 30 rows).  A stand-in for scipy
+    that reports the same iterate forever: at the program's optimum (KKT to 1e-9) the run
+    ends after ``STALL_ITERATIONS`` unchanged iterations and is optimal; at a feasible
+    point that is not optimal it is left to scipy (its iteration limit here)."""
+    import scipy.optimize
+
+    from fairuse_opt.solvers import native
+
+    prob, theta, _ = random_problem(3, "intersectional", "penalty", LogisticLoss())
+    prob.set_spec = None
+    free = native.newton(prob, theta, sketch=False).solution
+    own = prob.own_losses(free)
+    bound = own + 0.05
+    bound[int(np.argmax(own))] = own.max() - 0.01  # one rationality constraint binds
+    ref = native.barrier(prob, free, bound=bound, pairs=[], lin_grad=None, lin_const=None, rho=1e4, tol=1e-12)
+    assert ref.status == "optimal"
+    real = native.slsqp(prob, ref.solution, bound, [], 1e-7)
+    assert real.status == "optimal"
+    point = real.solution
+    if not at_optimum:  # a step down the binding group's own loss: feasible, not optimal
+        g = int(np.argmax(own))
+        step = prob.own_losses(point, grad=True)[1][g]
+        point = point - 0.05 * step / np.linalg.norm(step)
+        assert np.all(prob.own_losses(point) < bound)
+    calls = []
+
+    class Out:
+        success, nit, fun = False, 0, 0.0
+
+    def fake_minimize(fun, x0, jac, method, constraints, options, callback):
+        out = Out()
+        out.x = point.copy()
+        for it in range(options["maxiter"]):
+            calls.append(it)
+            try:
+                callback(out.x)
+            except StopIteration:
+                break
+            out.nit = it + 1
+        out.fun = prob.objective(out.x)
+        return out
+
+    monkeypatch.setattr(scipy.optimize, "minimize", fake_minimize)
+    res = native.slsqp(prob, point, bound, [], 1e-7, max_iter=40, precondition=False)
+    if at_optimum:
+        assert res.status == "optimal" and len(calls) == native.STALL_ITERATIONS + 1
+        assert res.notes == [native.STALLED_NOTE]
+    else:
+        assert res.status == "not converged" and len(calls) == 40 and res.notes == []
