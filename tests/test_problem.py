@@ -328,5 +328,8 @@ def test_slsqp_ends_a_run_that_stalls_only_at_a_kkt_point(monkeypatch, at_optimu
     if at_optimum:
         assert res.status == "optimal" and len(calls) == native.STALL_ITERATIONS + 1
         assert res.notes == [native.STALLED_NOTE]
+        duals, residual = native.kkt_duals(prob, res.solution, bound, 1e-7, residual=True)
+        assert res.kkt_residual == residual <= 1e-9 and res.duals == duals  # handed on, not recomputed
+        assert res.duals[int(np.argmax(own))] > 0  # the binding constraint's multiplier
     else:
         assert res.status == "not converged" and len(calls) == 40 and res.notes == []

@@ -187,7 +187,8 @@ class RationalityProgram:
             res = native.slsqp(prob, theta_u, bound, [], tol, progress=setup.progress,
                                stage=f"{self.name} program (SLSQP)")
             if res.ok and res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
-                duals, kkt = native.kkt_duals(prob, res.solution, bound, tol, residual=True)
+                duals, kkt = ((res.duals, res.kkt_residual) if res.kkt_residual is not None
+                              else native.kkt_duals(prob, res.solution, bound, tol, residual=True))
                 if kkt <= 1e-6:
                     attempts.append(("NATIVE/slsqp", "optimal"))
                     logger.info("%s program (native SLSQP): objective %.7f in %d iteration(s)", self.name,

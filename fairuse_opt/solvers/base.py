@@ -62,6 +62,7 @@ class Result:
     attempts: list = field(default_factory=list)
     program: object = None  # the cvxpy program (conic backends), for hooks and duals
     notes: list = field(default_factory=list)
+    kkt_residual: float | None = None  # of ``duals`` at ``solution``, when the solver checked it
 
     @property
     def ok(self) -> bool:

@@ -247,6 +247,12 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
     history: list = []
     stalled = [False]
     stall_check = bound is not None and not pairs and equalities is None and hasattr(problem, "Wg")
+    checked: list = []  # (theta, duals, residual) of the last KKT check
+
+    def kkt_check(theta):
+        duals, residual = kkt_duals(problem, theta, bound, tol, residual=True)
+        checked[:] = [(np.array(theta), duals, residual)]
+        return residual
 
     def callback(theta):
         count[0] += 1
@@ -267,7 +273,7 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
         if (stall_check and len(history) > STALL_ITERATIONS
                 and np.ptp(history[-STALL_ITERATIONS - 1:]) <= 1e-14 * max(1.0, abs(value))
                 and -float(np.min(cons(theta)[0])) <= 1e-12
-                and kkt_duals(problem, theta, bound, tol, residual=True)[1] <= 1e-9):
+                and kkt_check(theta) <= 1e-9):
             stalled[0] = True
             raise StopIteration
         if progress is None or not progress.wanted():
@@ -299,10 +305,12 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
         return Result(backend=NATIVE, status="failed", attempts=[("NATIVE/slsqp", "failed")],
                       seconds=time.perf_counter() - t0)
     status = "optimal" if (res.success or stalled[0]) else "not converged"
+    known = checked and stalled[0] and np.array_equal(checked[0][0], res.x)
     return Result(backend=NATIVE, status=status, solution=res.x, objective=float(res.fun),
                   iterations=int(res.nit), seconds=time.perf_counter() - t0,
                   attempts=[("NATIVE/slsqp", status)],
-                  notes=[STALLED_NOTE] if stalled[0] else [])
+                  notes=[STALLED_NOTE] if stalled[0] else [],
+                  duals=checked[0][1] if known else None, kkt_residual=checked[0][2] if known else None)
 
 
 def _preconditioner(problem, theta0: np.ndarray):
