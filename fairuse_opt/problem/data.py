@@ -80,13 +80,8 @@ class TrainData:
             if take:
                 idx.append(r.start + (np.arange(take) * size) // take)
         idx = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
-        codes, stats = self.codes[idx], self.stats[idx]
-        bounds = np.searchsorted(codes, np.arange(self.n_groups + 1))
-        group_rows = [slice(int(bounds[g]), int(bounds[g + 1])) for g in range(self.n_groups)]
-        return TrainData(Z=np.ascontiguousarray(self.Z[idx]), codes=codes, stats=stats, n_groups=self.n_groups,
-                         n_rows=len(idx), group_rows=group_rows,
-                         group_weight=np.array([stats[s, 0].sum() for s in group_rows]),
-                         total_weight=float(stats[:, 0].sum()))
+        # rows already merged, weighted and sorted by group: build only slices and sums
+        return TrainData.build(self.Z[idx], self.codes[idx], self.stats[idx], self.n_groups, merge=False)
 
     @property
     def n_distinct(self) -> int:

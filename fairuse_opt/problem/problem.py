@@ -235,16 +235,17 @@ class Problem:
     # ------------------------------------------------------- design matrix
     def design_matrix(self) -> np.ndarray | None:
         """The rows in ``theta``'s coordinates, dense ``(n_distinct, p)`` (row i is
-        ``[z_i, 1] M_{g(i)}``, so that its score is ``row . theta``), built once; ``None``
-        unless the groups share their feature weights (then ``p`` is ``d`` plus a few
-        offsets) and it has at most ``DESIGN_CELLS`` entries.
+        ``[z_i, 1] M_{g(i)}``, so that its score is ``row . theta``: the dense counterpart
+        of :meth:`Family.design`, built a group's contiguous rows at a time), built once;
+        ``None`` unless the groups share their feature weights (``p`` is then ``d``
+        plus the offsets) and it has at most ``DESIGN_CELLS`` entries.
 
-        With it, the score of every row is one product, a group's loss gradient one
-        sparse-times-dense product and a weighted Hessian one symmetric product, instead
-        of a Python loop over the groups: on SUPPORT2 one-hot (9,063 rows, 48 features,
-        12 groups; ``benchmarks/bench_slow_paths.py``) a Hessian took 1.4 ms instead of
-        2.2 and the group losses 0.12 ms instead of 0.25.  On large data the per-group
-        blocks are as fast (their width is ``d + 1``, not ``p``) and need no copy."""
+        With it, the scores of all rows are one product and a weighted Hessian one
+        symmetric product, instead of a Python loop over the groups and the mapping of
+        each group's block (the slow-path cases of ``benchmarks/bench_slow_paths.py`` -
+        SUPPORT2 one-hot, 200 groups of 5 rows, 30 penalised groups - are faster with it,
+        even where ``p`` is many times ``d``).  On large data the per-group blocks are as
+        fast (their width is ``d + 1``, not ``p``) and need no copy."""
         if not self._design_built:
             self._design_built = True
             data = self.data

@@ -278,7 +278,6 @@ def slsqp(problem, theta0: np.ndarray, bound: np.ndarray | None, pairs, tol: flo
             raise StopIteration
         if progress is None or not progress.wanted():
             return
-        value = objective(theta)[0]
         viol = float(max(0.0, -float(np.min(cons(theta)[0])))) if constraints and len(cons(theta)[0]) else 0.0
         progress(stage, count[0], value, viol)
 
