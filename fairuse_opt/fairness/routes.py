@@ -182,8 +182,17 @@ class RationalityProgram:
     def run(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts) -> tuple[Outcome | None, bool]:
         prob = setup.problem
         if setup.native:
-            # SLSQP (gradients only: O(n d) a step) when it ends at a KKT point, which for
-            # a convex program is the global optimum; else the interior-point method
+            # SQP with the exact Hessian (a few passes over the rows and one or two
+            # Hessians), else SLSQP (gradients only: O(n d) a step), each
+            # accepted when it ends at a KKT point, which for a convex program is the
+            # global optimum; else the interior-point method
+            res = native.sqp(prob, theta_u, bound, tol, progress=setup.progress,
+                             stage=f"{self.name} program (SQP)")
+            attempts.extend(res.attempts)
+            if res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
+                logger.info("%s program (native SQP): objective %.7f in %d iteration(s)",
+                            self.name, prob.objective(res.solution), res.iterations or 0)
+                return Outcome(res.solution, self.name, NATIVE, "optimal", 1, duals=res.duals), False
             res = native.slsqp(prob, theta_u, bound, [], tol, progress=setup.progress,
                                stage=f"{self.name} program (SLSQP)")
             if res.ok and res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):

@@ -6,8 +6,12 @@ methods on that vector converge in a handful of steps of ``O(n d)`` (gradients) 
 ``O(n d^2)`` (Hessians) work each, and need no copy of the data:
 
 * :func:`newton` - the unconstrained problems (damped Newton, backtracking);
-* :func:`slsqp` - the rationality program (scipy's SLSQP with exact gradients; a KKT
-  point of a convex program is its global optimum), duals by :func:`kkt_duals`;
+* :func:`sqp` - the rationality program by sequential quadratic programming with the
+  exact Hessian of the Lagrangian (a KKT point of a convex program is its global
+  optimum; its subproblems are least-distance programs solved by NNLS);
+* :func:`slsqp` - the same program by scipy's SLSQP (exact gradients, a quasi-Newton
+  Hessian), when :func:`sqp` does not converge, and the polish of the restriction
+  sequence with envy pairs; duals by :func:`kkt_duals`;
 * :func:`barrier` - one convex restriction of the envy constraints with penalised
   slacks (a primal log-barrier method whose Newton system is reduced to ``p x p``:
   the slacks are eliminated in closed form);
@@ -29,18 +33,26 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from ..problem import Problem
 from .base import NATIVE, Result
 
-__all__ = ["newton", "slsqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
+__all__ = ["newton", "slsqp", "sqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
 
 _INIT_SLACK = 1e-2  # initial slack above the violation of each restriction row (barrier)
 
 
-def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
-    p = len(g)
+def _factor_sym(H: np.ndarray):
+    """A solver ``g -> H^{-1} g`` for a symmetric positive semi-definite ``H`` (Cholesky
+    of ``H`` plus a relative ridge of 1e-12; least squares when that fails)."""
+    p = H.shape[0]
     reg = 1e-12 * (np.trace(H) / max(p, 1) + 1e-300)
+    Hr = H + reg * np.eye(p)
     try:
-        return cho_solve(cho_factor(H + reg * np.eye(p)), g)
+        factor = cho_factor(Hr)
+        return lambda g: cho_solve(factor, g)
     except (LinAlgError, ValueError):
-        return np.linalg.lstsq(H + reg * np.eye(p), g, rcond=None)[0]
+        return lambda g: np.linalg.lstsq(Hr, g, rcond=None)[0]
+
+
+def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return _factor_sym(H)(g)
 
 
 #: Newton's method on more distinct rows than ``4 * SKETCH_ROWS`` starts from its
@@ -51,6 +63,9 @@ SKETCH_ROWS = 10_000
 #: objective above 1e-14 (relative), at a point that meets every constraint to 1e-12 and
 #: the KKT conditions to 1e-9 (see :func:`slsqp`)
 STALL_ITERATIONS = 1
+#: Newton reuses its last Hessian (a chord step) once a full step has cut the gradient
+#: to this fraction of its size where that Hessian was taken
+CHORD_RATIO = 1e-2
 STALLED_NOTE = "stopped at a KKT point: the objective no longer changed (SLSQP's own test fails at float precision)"
 
 
@@ -87,6 +102,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     gnorm = np.inf
     status = "not converged"
     step = 0
+    chord = None  # (solver, gradient norm where its Hessian was taken) after a full step
     for step in range(max_steps + 1):
         gnorm = float(np.max(np.abs(grad))) if p else 0.0
         if gnorm <= gtol:
@@ -94,8 +110,32 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             break
         if step == max_steps:
             break
+        if chord is not None and gnorm <= CHORD_RATIO * chord[1]:
+            # quadratic convergence under way: the last Hessian, taken a step of relative
+            # size ~gnorm away, is exact to that size, so a step with it (a chord step)
+            # cuts the gradient by about as much as a fresh Hessian would; kept only if it
+            # lowers the objective and the gradient by CHORD_RATIO, else a fresh Hessian
+            delta = chord[0](grad)
+            cand = theta - delta
+            val, cand_grad = fg(cand)
+            # near the optimum the objective's change is at its rounding: an increase of a
+            # few units in the last place is no evidence against a step that cut the gradient
+            if (np.isfinite(val) and val <= current + 8 * np.spacing(abs(current))
+                    and float(np.max(np.abs(cand_grad))) <= CHORD_RATIO * gnorm):
+                theta, current, grad = cand, val, cand_grad
+                if logger is not None:
+                    logger(step + 1, current, gnorm)
+                if progress is not None:
+                    progress(stage, step + 1, current, 0.0)
+                if stop_below is not None and current <= stop_below:
+                    status = "reached"
+                    step += 1
+                    break
+                continue
+            chord = None
         H = _weighted_hessian(problem, theta, weights)
-        delta = _solve_sym(H, grad)
+        solve = _factor_sym(H)
+        delta = solve(grad)
         # the predicted decrease (half the Newton decrement) is below what float64 can
         # resolve in the objective: nothing is left to gain, the point is optimal
         if 0 <= grad @ delta <= 1e-15 * max(1.0, abs(current)) and gnorm <= 1e3 * gtol:
@@ -110,6 +150,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             t /= 2
         else:
             break
+        chord = (solve, gnorm) if t == 1.0 else None
         theta, current, grad = cand, val, cand_grad
         if logger is not None:
             logger(step + 1, current, gnorm)
@@ -383,6 +424,179 @@ def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residua
     if residual:
         return duals, float(res) / max(1.0, float(np.linalg.norm(grad)))
     return duals
+
+
+#: :func:`sqp` refreshes its Hessian blocks when an iteration cuts the KKT residual by
+#: less than this factor
+REFRESH_RATIO = 0.5
+#: ... and gives up (status "not converged") when a multiplier exceeds this (the
+#: constraints are then jointly infeasible, or nearly so)
+MAX_MULTIPLIER = 1e8
+
+
+def _qp_step(H: np.ndarray, g: np.ndarray, J: np.ndarray, c: np.ndarray):
+    """``min 1/2 d'Hd + g'd  s.t.  c + J d >= 0`` for positive definite ``H``: the step
+    ``d`` and the multipliers ``lam >= 0`` (``H d + g = J' lam``); ``None`` when the
+    linearised constraints admit no step or ``H`` is not positive definite.
+
+    With ``H = L L'`` and ``u = L' d + L^{-1} g`` the problem is the least-distance
+    program ``min |u|  s.t.  E u >= f`` (``E = J L^{-T}``, ``f = E L^{-1} g - c``), solved
+    by one non-negative least-squares problem (Lawson & Hanson, *Solving Least Squares
+    Problems*, ch. 23; SLSQP's subproblem, here with the exact Hessian)."""
+    from scipy.linalg import cholesky, solve_triangular
+    from scipy.optimize import nnls
+
+    p = len(g)
+    try:
+        L = cholesky(H + 1e-12 * (np.trace(H) / max(p, 1) + 1e-300) * np.eye(p), lower=True)
+    except (LinAlgError, ValueError):
+        return None
+    Lg = solve_triangular(L, g, lower=True)
+    if not len(c):
+        return solve_triangular(L, -Lg, lower=True, trans="T"), np.zeros(0)
+    E = solve_triangular(L, J.T, lower=True).T
+    f = E @ Lg - c
+    A = np.vstack([E.T, f[None, :]])
+    rhs = np.zeros(p + 1)
+    rhs[p] = 1.0
+    try:
+        z = nnls(A, rhs, maxiter=50 * A.shape[1])[0]
+    except RuntimeError:
+        return None
+    r = A @ z - rhs
+    if not r[p] < -1e-12:  # |r| = 0: the constraints are inconsistent
+        return None
+    u = -r[:p] / r[p]
+    d = solve_triangular(L, u - Lg, lower=True, trans="T")
+    return d, z / -r[p]
+
+
+def _relaxed_qp_step(H, g, J, c):
+    """:func:`_qp_step`, asking the linearised constraints to remove only a fraction
+    ``s`` (1, 1/2, ..., 1/64) of the current violations when they are inconsistent (the
+    linearisation of convex group losses can be, where the losses themselves are not:
+    their curvature helps; ``s -> 0`` is always consistent, ``d = 0`` meeting it)."""
+    target = np.minimum(c, 0.0)
+    for k in range(7):
+        s = 0.5 ** k
+        step = _qp_step(H, g, J, c - (1 - s) * target)
+        if step is not None:
+            return step
+    return None
+
+
+def sqp(problem, theta0: np.ndarray, bound: np.ndarray, tol: float, max_iter: int = 30,
+        progress=None, stage: str = "SQP") -> Result:
+    """The rationality program ``min f s.t. L_g(theta, g) <= bound_g`` (and the common set)
+    by sequential quadratic programming with the exact Hessian of the Lagrangian.
+
+    The rationality constraints are tightened by ``0.1 * tol``, as in :func:`slsqp`.
+    Each iteration solves the quadratic program of the constraints linearised at the
+    iterate (:func:`_qp_step`: ``p x p`` Cholesky, one NNLS problem in the constraints)
+    and steps along it with backtracking on the l1 merit function
+    ``f + mu * sum(violations)``.  The Lagrangian's Hessian is assembled from the groups'
+    Hessian blocks at a reference point and the multipliers of the last subproblem
+    (``O(n d^2)`` once; refreshed when an iteration cuts the KKT residual by less than
+    :data:`REFRESH_RATIO`; exact at every iterate when the problem keeps its design
+    matrix), so each iteration is otherwise one pass over the rows for the group losses
+    and their gradients.  Optimal (a KKT point of a convex program: its global optimum)
+    when every constraint holds to 1e-12, complementarity to 1e-12 and the
+    stationarity residual is at most 1e-10 (relative); the multipliers and residual are
+    returned.  Any other end is ``"not converged"`` (the route then runs
+    :func:`slsqp`): a subproblem without a solution, a line search that needs a step
+    below 2^-10, a multiplier above :data:`MAX_MULTIPLIER`, ``max_iter`` iterations.
+    Nocedal & Wright, *Numerical Optimization*, ch. 18.
+    """
+    t0 = time.perf_counter()
+    theta = np.asarray(theta0, dtype=np.float64).copy()
+    p, G = len(theta), problem.G
+    fam = problem.family
+    act = np.asarray(problem.active, dtype=np.int64)
+    share = np.zeros(G)
+    share[act] = problem.Wg[act] / problem.data.total_weight
+    ridge = 2 * problem.alpha * problem.q2 * np.ones(p)
+    n_box = 2 * len(fam.block_intercept) if problem.set_spec is not None else 0
+    balls = [idx for idx in fam.block_weights if len(idx)] if problem.set_spec is not None else []
+    keep_design = problem.design_matrix() is not None
+
+    def evaluate(th):
+        vals, jac, kinds, (own, own_grad) = constraint_values(problem, th, bound, [], 0.1 * tol)
+        f = float(share[act] @ own[act]) + problem.penalty(th)
+        grad = share[act] @ own_grad[act] + ridge * th
+        return f, grad, vals, jac, kinds
+
+    def hessian(th_ref, blocks, lam, kinds):
+        weights = share.copy()
+        extra = np.zeros(p)
+        for (kind, g), lk in zip(kinds, lam):
+            if lk <= 0:
+                continue
+            if kind == "rationality":
+                weights[g] += lk
+            elif kind == "set" and g >= n_box:  # c = R^2 - |w - c0|^2: Hessian -2 I
+                extra[balls[g - n_box]] += 2 * lk
+        H = problem.weighted_hessian(th_ref, weights) if keep_design else problem.combine_hessians(blocks, weights)
+        H[np.diag_indices_from(H)] += ridge + extra
+        return H
+
+    def merit(f, vals, mu):
+        return f + mu * float(np.sum(np.maximum(0.0, -vals)))
+
+    f, grad, vals, jac, kinds = evaluate(theta)
+    m = len(vals)
+    lam = np.zeros(m)
+    blocks = None if keep_design else problem.effective_hessians(theta)
+    ref = theta.copy()
+    mu = 1.0
+    last_res = np.inf
+    status, it, residual = "not converged", 0, np.inf
+    for it in range(max_iter + 1):
+        H = hessian(theta if keep_design else ref, blocks, lam, kinds)
+        step = _relaxed_qp_step(H, grad, jac, vals)
+        if step is None:
+            break
+        delta, lam_qp = step
+        viol = float(max(0.0, -float(np.min(vals)))) if m else 0.0
+        residual = float(np.linalg.norm(grad - jac.T @ lam_qp)) / max(1.0, float(np.linalg.norm(grad)))
+        slack = float(np.max(np.abs(lam_qp * vals))) if m else 0.0
+        if viol <= 1e-12 and residual <= 1e-10 and slack <= 1e-12:
+            lam = lam_qp
+            status = "optimal"
+            break
+        if it == max_iter or (m and not float(np.max(lam_qp)) <= MAX_MULTIPLIER):
+            break
+        # a lagged Hessian that no longer cuts the residual fast: take it here afresh,
+        # and solve this iteration's subproblem with it
+        if blocks is not None and residual + viol > REFRESH_RATIO * last_res and not np.array_equal(ref, theta):
+            blocks, ref = problem.effective_hessians(theta), theta.copy()
+            step = _relaxed_qp_step(hessian(ref, blocks, lam, kinds), grad, jac, vals)
+            if step is None:
+                break
+            delta, lam_qp = step
+        last_res = residual + viol
+        lam = lam_qp
+        mu = max(mu, 2.0 * float(np.max(lam)) if m else 0.0)
+        phi = merit(f, vals, mu)
+        t = 1.0
+        while t >= 2.0 ** -10:  # a shorter step: the local model is poor, SLSQP takes over
+            cand = theta + t * delta
+            fc, gc, vc, jc, _ = evaluate(cand)
+            if np.isfinite(fc) and np.all(np.isfinite(vc)) and merit(fc, vc, mu) <= phi:
+                break
+            t /= 2
+        else:
+            break
+        theta, f, grad, vals, jac = cand, fc, gc, vc, jc
+        if progress is not None:
+            progress(stage, it + 1, f, float(max(0.0, -float(np.min(vals)))) if m else 0.0)
+    duals = {g: 0.0 for kind, g in kinds if kind == "rationality"}
+    for (kind, g), lk in zip(kinds, lam):
+        if kind == "rationality":
+            duals[g] = float(max(lk, 0.0))
+    ok = status == "optimal"
+    return Result(backend=NATIVE, status=status, solution=theta, objective=f, iterations=it,
+                  seconds=time.perf_counter() - t0, attempts=[("NATIVE/sqp", status)],
+                  duals=duals if ok else None, kkt_residual=residual if ok else None)
 
 
 def lagrangian_bound(problem, theta: np.ndarray, bound: np.ndarray, duals: dict) -> float:
