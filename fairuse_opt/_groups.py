@@ -36,6 +36,19 @@ def sort_key(value: Any):
     return (1, 0.0, str(value))
 
 
+def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct rows of ``frame`` in order of first appearance: the number of
+    every row ``(n,)`` and the position of each distinct row's first appearance.  Each
+    column by pandas' hash table (missing values are a value), the columns combined a
+    pair at a time and renumbered (so that the combined numbers stay below n)."""
+    key = np.zeros(len(frame), dtype=np.int64)
+    for name in frame.columns:
+        k, uniques = pd.factorize(frame[name], use_na_sentinel=False)
+        key = pd.factorize(key * len(uniques) + k)[0]
+    first = np.flatnonzero(~pd.Series(key).duplicated().to_numpy())
+    return key.astype(np.int64, copy=False), first
+
+
 @dataclass
 class GroupIndex:
     """Groups seen in training.
@@ -56,13 +69,21 @@ class GroupIndex:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "GroupIndex":
+        return cls.with_codes(frame)[0]
+
+    @classmethod
+    def with_codes(cls, frame: pd.DataFrame) -> tuple["GroupIndex", np.ndarray]:
+        """The index of the groups in ``frame`` and the code of each of its rows (one
+        pass of hashing for both)."""
         names = [str(c) for c in frame.columns]
-        # distinct rows and values by pandas' hash tables (the same equality as a set of
-        # tuples), not a Python loop over every row
-        rows = list(frame.drop_duplicates().itertuples(index=False, name=None))
-        keys = sorted({tuple(_py(v) for v in r) for r in rows}, key=sort_key)
+        which, first = _distinct_rows(frame)
+        rows = [tuple(_py(v) for v in r) for r in frame.iloc[first].itertuples(index=False, name=None)]
+        keys = sorted(set(rows), key=sort_key)
         levels = {n: sorted({_py(v) for v in pd.unique(frame[n])}, key=sort_key) for n in names}
-        return cls(names=names, keys=keys, levels=levels)
+        index = cls(names=names, keys=keys, levels=levels)
+        lookup = index._lookup()
+        codes_of = np.array([lookup[r] for r in rows], dtype=np.int64)
+        return index, codes_of[which] if len(frame) else np.empty(0, dtype=np.int64)
 
     @property
     def n_groups(self) -> int:
@@ -92,18 +113,13 @@ class GroupIndex:
         lookup = self._lookup()
         if len(frame) == 0:
             return np.empty(0, dtype=np.int64)
-        frame = frame.reset_index(drop=True)
-        # one lookup per distinct row: pandas numbers the distinct rows (first appearance
-        # order, the same equality as the dictionary) and each row takes its row's code
-        by = frame.groupby(list(frame.columns), sort=False, dropna=False)
-        which = by.ngroup().to_numpy()
-        distinct = list(by.head(1).itertuples(index=False, name=None))
-        order = by.head(1).index
-        # head(1) keeps the first row of each distinct row, in frame order = ngroup order
-        first_group = which[frame.index.get_indexer(order)]
-        codes_of = np.empty(len(distinct), dtype=np.int64)
+        # one lookup per distinct row (numbered in order of first appearance, the same
+        # equality as the dictionary); each row takes its row's code
+        which, first = _distinct_rows(frame)
+        distinct = frame.iloc[first].itertuples(index=False, name=None)
+        codes_of = np.empty(len(first), dtype=np.int64)
         unseen = []
-        for j, row in zip(first_group, distinct):
+        for j, row in enumerate(distinct):
             key = tuple(_py(v) for v in row)
             code = lookup.get(key)
             if code is None:

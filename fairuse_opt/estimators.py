@@ -251,9 +251,9 @@ class _BaseFairUse(BaseEstimator):
         index, codes = None, np.zeros(n, dtype=np.int64)
         if groups is not None and self.encoding != "none":
             frame = check_groups(groups, n, fit=True)
-            index = GroupIndex.from_frame(frame)
-            codes = index.codes(frame)
-            zero = [index.keys[g] for g in range(index.n_groups) if w[codes == g].sum() <= 0]
+            index, codes = GroupIndex.with_codes(frame)
+            group_weight = np.bincount(codes, weights=w, minlength=index.n_groups)
+            zero = [index.keys[g] for g in range(index.n_groups) if group_weight[g] <= 0]
             if zero:
                 raise InputError(MSG_EMPTY_WEIGHT_GROUP.format(group=zero[0]))
             warn_small_groups(index.keys, codes, y01 if self._task == "classification" else None,

@@ -296,3 +296,25 @@ def test_duplicated_feature_names_say_so(data):
     X2 = pd.concat([X, X[["a"]]], axis=1)
     with pytest.raises(InputError, match=msg(E.MSG_DUPLICATE_FEATURES, what="X", columns=["a"])):
         FairUseClassifier().fit(X2, y, groups=g)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_group_codes_match_a_dictionary_of_tuples(seed):
+    """``GroupIndex.with_codes`` (per-column hashing, combined) numbers the rows as a
+    dictionary of Python tuples does, on columns of ints, strings, floats and booleans,
+    as given and after ``check_groups``; the index built from it codes the rows alike."""
+    from fairuse_opt._groups import GroupIndex
+    from fairuse_opt._validation import check_groups
+
+    rng = np.random.default_rng(seed)
+    n = 500
+    raw = pd.DataFrame({"i": rng.integers(0, 7, n), "s": rng.choice(["a", "b", "c"], n),
+                        "f": rng.choice([0.5, 1.5, 2.25], n), "b": rng.random(n) < 0.3})
+    for frame in (raw, check_groups(raw, n)):
+        index, codes = GroupIndex.with_codes(frame)
+        tuples = [tuple(v.item() if hasattr(v, "item") else v for v in row)
+                  for row in raw.itertuples(index=False, name=None)]
+        keys = sorted(set(tuples), key=lambda k: [str(type(v)) + repr(v) for v in k])
+        assert sorted(index.keys, key=lambda k: [str(type(v)) + repr(v) for v in k]) == keys
+        assert [index.keys[c] for c in codes] == tuples
+        np.testing.assert_array_equal(index.codes(frame), codes)

@@ -333,3 +333,25 @@ def test_slsqp_ends_a_run_that_stalls_only_at_a_kkt_point(monkeypatch, at_optimu
         assert res.duals[int(np.argmax(own))] > 0  # the binding constraint's multiplier
     else:
         assert res.status == "not converged" and len(calls) == 40 and res.notes == []
+
+
+def test_newton_chord_steps_keep_the_optimum_with_fewer_hessians(monkeypatch):
+    """Once a full Newton step has cut the gradient 100-fold, the next steps reuse that
+    Hessian: the same optimum (gradient below gtol) as with a fresh Hessian at every
+    step, with fewer Hessians."""
+    from fairuse_opt.solvers import native
+
+    prob, _, _ = random_problem(7, "intersectional", "penalty", LogisticLoss(), n=3000)
+    prob.set_spec = None
+    start = np.zeros(prob.p)
+    monkeypatch.setattr(native, "CHORD_RATIO", 0.0)  # never a chord step
+    fresh_h = _counting(monkeypatch, native, "_weighted_hessian")
+    fresh = native.newton(prob, start, gtol=1e-12, sketch=False)
+    fresh_h = list(fresh_h)
+    monkeypatch.setattr(native, "CHORD_RATIO", 1e-2)
+    chord_h = _counting(monkeypatch, native, "_weighted_hessian")
+    chord = native.newton(prob, start, gtol=1e-12, sketch=False)
+    assert fresh.status == chord.status == "optimal"
+    assert np.max(np.abs(prob.value_grad(chord.solution)[1])) <= 1e-12
+    np.testing.assert_allclose(chord.solution, fresh.solution, atol=1e-10)
+    assert len(chord_h) < len(fresh_h)
