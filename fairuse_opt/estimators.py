@@ -361,7 +361,7 @@ class _BaseFairUse(BaseEstimator):
         if choice in NATIVE_CHOICES:
             start = np.zeros(d_fit + 1)
             start[d_fit] = loss.start(y_fit, w)
-            res = native.newton(gprob, start)
+            res = native.newton(gprob, start, rough_start=True)
             if res.status == "optimal":
                 theta0, grec = res.solution, res
         if theta0 is None:

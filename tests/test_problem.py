@@ -355,3 +355,24 @@ def test_newton_chord_steps_keep_the_optimum_with_fewer_hessians(monkeypatch):
     assert np.max(np.abs(prob.value_grad(chord.solution)[1])) <= 1e-12
     np.testing.assert_allclose(chord.solution, fresh.solution, atol=1e-10)
     assert len(chord_h) < len(fresh_h)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()], ids=["logistic", "squared"])
+def test_row_terms_are_the_loss_and_its_derivatives(loss):
+    """``Loss.row_terms`` (one exponential for the logistic loss) equals ``row_loss``,
+    ``|grad|`` and ``curvature`` of unit-weight rows, at scores up to +-40 (logistic:
+    ``|expit(s) - y|`` is ``expit(-s)`` for ``y = 1``, computed without cancellation)."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(3)
+    s = np.concatenate([rng.normal(scale=5, size=500), rng.uniform(-40, 40, 500),
+                        [-40.0, -1e-12, 0.0, 1e-12, 40.0]])
+    logistic = isinstance(loss, LogisticLoss)
+    y = (rng.random(s.size) < 0.5).astype(float) if logistic else rng.normal(size=s.size)
+    st = loss.stats(y, np.ones_like(y))
+    lr, d1, d2 = loss.row_terms(y, s)
+    np.testing.assert_allclose(lr, loss.row_loss(y, s), rtol=1e-14, atol=1e-300)
+    d1_ref = np.where(y == 1, expit(-s), expit(s)) if logistic else np.abs(loss.grad(st, s))
+    d2_ref = expit(s) * expit(-s) if logistic else loss.curvature(st, s)
+    np.testing.assert_allclose(d1, d1_ref, rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(d2, d2_ref, rtol=1e-14, atol=1e-300)

@@ -91,7 +91,7 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
     wsum = np.bincount(codes, weights=w, minlength=G)
     shared = R > 1 and np.all(coef == coef[:1])
     acoef, aint = np.abs(coef), np.abs(intercept)
-    step = _chunk_rows(d)
+    step = _chunk_rows(max(d, R))  # temporaries of (rows, d) and (rows, R)
     for a in range(0, X.shape[0], step):
         b = min(a + step, X.shape[0])
         Xc, cc, yc, wc = X[a:b], codes[a:b], y[a:b], w[a:b]
@@ -103,13 +103,13 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
             S = (Xc @ coef.T if d else np.zeros((b - a, R))) + intercept[None, :]
             mag = (np.abs(Xc) @ acoef.T if d else np.zeros((b - a, R))) + aint[None, :]
         e = gamma * mag
-        st = loss.stats(yc, np.ones_like(yc))
-        for r in range(R):
-            s = S[:, r]
-            lr = loss.row_loss(yc, s)
-            dl = np.abs(loss.grad(st, s)) * e[:, r] + loss.curvature(st, s) * e[:, r] ** 2
-            tot[:, r] += np.bincount(cc, weights=wc * lr, minlength=G)
-            err[:, r] += np.bincount(cc, weights=wc * dl, minlength=G)
+        # every report's terms in one call, summed by (group, report) in one bincount each
+        lr, d1, d2 = loss.row_terms(np.repeat(yc, R), S.ravel())
+        dl = d1 * e.ravel() + d2 * (e * e).ravel()
+        cell = (cc[:, None] * R + np.arange(R)[None, :]).ravel()
+        wr = np.repeat(wc, R)
+        tot += np.bincount(cell, weights=wr * lr, minlength=G * R).reshape(G, R)
+        err += np.bincount(cell, weights=wr * dl, minlength=G * R).reshape(G, R)
     with np.errstate(invalid="ignore", divide="ignore"):
         return tot / wsum[:, None], err / wsum[:, None]
 

@@ -142,7 +142,8 @@ class Unconstrained:
         prob = setup.problem
         if setup.native:
             res = native.newton(prob, start, logger=_newton_logger("unconstrained fit"),
-                                progress=setup.progress, stage="unconstrained fit (Newton)")
+                                progress=setup.progress, stage="unconstrained fit (Newton)",
+                                rough_start=True)
             if res.status == "optimal" and (prob.set_spec is None or not prob.set_spec.at_boundary(
                     prob.family, *prob.effective(res.solution)).any()):
                 return res
@@ -635,7 +636,8 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     # the bounds the fit aims at: the generic losses on the fitting scale (the certificate
     # checks the served models against the served generic model's losses)
     codes, w = setup.served.codes, setup.served.w
-    L0 = np.array([np.average(generic_row_loss[codes == g], weights=w[codes == g]) for g in range(G)])
+    with np.errstate(invalid="ignore", divide="ignore"):  # (every group has weight: checked at fit)
+        L0 = np.bincount(codes, weights=w * generic_row_loss, minlength=G) / np.bincount(codes, weights=w, minlength=G)
 
     # 1. the unconstrained fit
     rec = Unconstrained().run(setup, start)

@@ -79,6 +79,14 @@ class Loss:
         """Second derivative of :meth:`value` in ``s`` (non-negative: the loss is convex)."""
         raise NotImplementedError
 
+    def row_terms(self, y: np.ndarray, s: np.ndarray):
+        """Unweighted loss of each row and the absolute values of its first and second
+        derivatives in ``s`` (the rounding bound of the certificate).  From
+        :meth:`row_loss`, :meth:`grad` and :meth:`curvature` unless a loss computes them
+        together."""
+        st = self.stats(y, np.ones_like(y))
+        return self.row_loss(y, s), np.abs(self.grad(st, s)), self.curvature(st, s)
+
     def constant(self, stats: np.ndarray) -> float:
         """The part of the summed loss that :meth:`cvx` leaves out (0 unless overridden)."""
         return 0.0
@@ -186,6 +194,17 @@ class LogisticLoss(Loss):
 
     def row_loss(self, y, s):
         return self._softplus(s) - y * s
+
+    def row_terms(self, y, s):
+        # one exponential for the three: with e = exp(-|s|), softplus(s) = max(s, 0) +
+        # log1p(e), expit(s) = 1 / (1 + e) or e / (1 + e), and expit' = e / (1 + e)^2
+        # (and |p - y| as |p (1 - y) - (1 - p) y|: no cancellation for labels 0 and 1)
+        e = np.exp(-np.abs(s))
+        inv = 1.0 / (1.0 + e)
+        pos = s >= 0
+        p = np.where(pos, inv, e * inv)
+        q = np.where(pos, e * inv, inv)  # 1 - p
+        return np.maximum(s, 0.0) + np.log1p(e) - y * s, np.abs(p * (1 - y) - q * y), e * inv * inv
 
     def value(self, stats, s):
         return stats[:, 0] * self._softplus(s) - stats[:, 1] * s

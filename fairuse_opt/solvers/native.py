@@ -71,7 +71,7 @@ STALLED_NOTE = "stopped at a KKT point: the objective no longer changed (SLSQP's
 
 def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
            logger=None, progress=None, stage: str = "Newton", sketch: bool = True,
-           stop_below: float | None = None) -> Result:
+           stop_below: float | None = None, rough_start: bool = False) -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
     Converged when the largest gradient entry is below ``gtol``, or below
@@ -84,21 +84,30 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     needs two or three steps, and the answer is the same (the stopping rule is on the
     full gradient).  With ``stop_below``, the method stops (status
     ``"reached"``) at the first iterate whose objective is at most that value: a proof
-    that the value can be reached, where the minimum itself is not needed.
+    that the value can be reached, where the minimum itself is not needed.  With
+    ``rough_start`` (a start known to be far from the optimum: a constant model, the
+    generic model for a personalised problem) the subsample's solution is taken without
+    evaluating the start on every row.
     """
     t0 = time.perf_counter()
     theta = np.asarray(theta, dtype=np.float64).copy()
     fg = _weighted(problem, weights)
     p = len(theta)
-    current, grad = fg(theta)
     sketched = False
+    current = grad = None
     if sketch and isinstance(problem, Problem) and problem.data.n_distinct > 4 * SKETCH_ROWS:
         sub = newton(problem.thinned(SKETCH_ROWS), theta, max_steps=max_steps, gtol=1e-8, weights=weights,
                      sketch=False)
         if sub.solution is not None and np.all(np.isfinite(sub.solution)):
             val, sub_grad = fg(sub.solution)
-            if np.isfinite(val) and val <= current:
+            if rough_start and np.isfinite(val):
                 theta, current, grad, sketched = sub.solution, val, sub_grad, True
+            else:
+                current, grad = fg(theta)
+                if np.isfinite(val) and val <= current:
+                    theta, current, grad, sketched = sub.solution, val, sub_grad, True
+    if current is None:
+        current, grad = fg(theta)
     gnorm = np.inf
     status = "not converged"
     step = 0
