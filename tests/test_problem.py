@@ -376,3 +376,28 @@ def test_row_terms_are_the_loss_and_its_derivatives(loss):
     d2_ref = expit(s) * expit(-s) if logistic else loss.curvature(st, s)
     np.testing.assert_allclose(d1, d1_ref, rtol=1e-14, atol=1e-300)
     np.testing.assert_allclose(d2, d2_ref, rtol=1e-14, atol=1e-300)
+
+
+def test_recent_hessians_are_reused_only_near_the_point_they_were_taken(monkeypatch):
+    """Blocks taken at ``theta`` serve a point within ``rel`` of it (the same objects, and
+    the point they belong to), not one farther away (computed afresh there); a thinned
+    problem does not inherit them, nor the last objective value."""
+    from fairuse_opt.problem import problem as problem_module
+
+    monkeypatch.setattr(problem_module, "DESIGN_CELLS", 0)
+    prob, theta, _ = random_problem(5, "intersectional", "set", LogisticLoss(), n=3000)
+    blocks = prob.effective_hessians(theta)
+    near = theta + 1e-3 * max(1.0, np.max(np.abs(theta)))
+    got, at = prob.recent_hessians(near, rel=1e-2)
+    assert got is blocks and np.array_equal(at, theta)
+    far = theta + 0.1 * max(1.0, np.max(np.abs(theta)))
+    got, at = prob.recent_hessians(far, rel=1e-2)
+    assert got is not blocks and np.array_equal(at, far)
+    for a, b in zip(got, prob.effective_hessians(far)):
+        np.testing.assert_array_equal(a, b)
+    value = prob.objective(theta)
+    assert prob.objective(theta.copy()) == value
+    assert prob.objective(far) == prob.value_grad(far, grad=False)[0] != value
+    sub = prob.thinned(300)
+    assert sub.objective(far) == sub.value_grad(far, grad=False)[0]
+    assert sub.recent_hessians(far)[0] is not prob.recent_hessians(far)[0]

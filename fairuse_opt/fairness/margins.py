@@ -54,12 +54,16 @@ def resolve_margins(margin: Any, keys, index, codes: np.ndarray, w: np.ndarray,
 
     ``"se:k"``: k standard errors of the weighted mean of the per-row loss difference
     (generic minus unconstrained personalized model) within the group.
+    ``row_loss_model`` may be a callable returning those row losses (computed only for
+    ``"se:k"``).
     """
     check_margin(margin)
     G = len(keys)
     if isinstance(margin, str):
         k = float(margin[3:])
         out = np.zeros(G)
+        if callable(row_loss_model):
+            row_loss_model = row_loss_model()
         diff = row_loss_generic - row_loss_model
         for g in range(G):
             m = codes == g

@@ -649,8 +649,10 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     margins = np.zeros(G)
     if fair_use:
         served = setup.served
-        coef_u, int_u = setup.to_raw(*prob.effective(theta_u))
-        model_row_loss = served.loss.row_loss(served.y, row_scores(served.X, served.codes, coef_u, int_u))
+
+        def model_row_loss():  # the unconstrained fit's row losses, for margins "se:k" only
+            coef_u, int_u = setup.to_raw(*prob.effective(theta_u))
+            return served.loss.row_loss(served.y, row_scores(served.X, served.codes, coef_u, int_u))
         margins = resolve_margins(margin, keys, setup.index, served.codes, served.w, generic_row_loss,
                                   model_row_loss)
     bound = L0 - margins

@@ -151,6 +151,7 @@ class Problem:
         sub = copy.copy(self)
         sub.data = self.data.thinned(rows)
         sub._design, sub._design_built = None, False
+        sub._last_objective = sub._recent_blocks = None
         sub.Wg = sub.data.group_weight
         sub.active = [g for g in range(self.G) if sub.data.group_size(g) > 0]
         return sub
@@ -268,8 +269,16 @@ class Problem:
 
     # ---------------------------------------------------------- objective
     def objective(self, theta: np.ndarray) -> float:
-        """Weighted mean loss + ``alpha`` * penalty, in numpy."""
-        return self.value_grad(theta, grad=False)[0]
+        """Weighted mean loss + ``alpha`` * penalty, in numpy (the last value is kept: the
+        routes, the trace and the certificate ask for it at the same point)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        key = (theta.tobytes(), float(self.alpha))
+        cached = getattr(self, "_last_objective", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        value = self.value_grad(theta, grad=False)[0]
+        self._last_objective = (key, value)
+        return value
 
     def value_grad(self, theta: np.ndarray, grad: bool = True):
         """Objective and (optionally) its gradient."""
@@ -326,7 +335,23 @@ class Problem:
                 del Zs
             H[-1, :-1] = H[:-1, -1]
             out.append(H / self.Wg[g])
+        if groups is None:
+            self._recent_blocks = (np.array(theta, dtype=np.float64), out)
         return out
+
+    def recent_hessians(self, theta: np.ndarray, rel: float = 1e-2) -> tuple[list, np.ndarray]:
+        """``(blocks, point)``: the blocks of the last :meth:`effective_hessians` call over
+        every group when it was taken within ``rel`` of ``theta`` (largest entry,
+        relative to ``max(1, |theta|)``; for methods that lag their Hessian anyway: a
+        Newton fit's last Hessian serves the program started at its solution), else
+        the blocks at ``theta``."""
+        theta = np.asarray(theta, dtype=np.float64)
+        recent = getattr(self, "_recent_blocks", None)
+        if recent is not None and recent[0].shape == theta.shape and (
+                np.max(np.abs(recent[0] - theta), initial=0.0) <= rel * max(1.0, float(np.max(np.abs(theta),
+                                                                                          initial=0.0)))):
+            return recent[1], recent[0]
+        return self.effective_hessians(theta), theta.copy()
 
     def combine_hessians(self, blocks: list, weights: np.ndarray) -> np.ndarray:
         """``sum_g weights[g] * M_g' blocks[g] M_g`` (dense p x p).

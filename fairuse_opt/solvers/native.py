@@ -505,7 +505,9 @@ def sqp(problem, theta0: np.ndarray, bound: np.ndarray, tol: float, max_iter: in
     and steps along it with backtracking on the l1 merit function
     ``f + mu * sum(violations)``.  The Lagrangian's Hessian is assembled from the groups'
     Hessian blocks at a reference point and the multipliers of the last subproblem
-    (``O(n d^2)`` once; refreshed when an iteration cuts the KKT residual by less than
+    (``O(n d^2)`` once, or not at all when the problem's last Hessian was taken near
+    ``theta0``: :meth:`Problem.recent_hessians`; refreshed when an iteration cuts the KKT
+    residual by less than
     :data:`REFRESH_RATIO`; exact at every iterate when the problem keeps its design
     matrix), so each iteration is otherwise one pass over the rows for the group losses
     and their gradients.  Optimal (a KKT point of a convex program: its global optimum)
@@ -554,8 +556,7 @@ def sqp(problem, theta0: np.ndarray, bound: np.ndarray, tol: float, max_iter: in
     f, grad, vals, jac, kinds = evaluate(theta)
     m = len(vals)
     lam = np.zeros(m)
-    blocks = None if keep_design else problem.effective_hessians(theta)
-    ref = theta.copy()
+    blocks, ref = (None, theta.copy()) if keep_design else problem.recent_hessians(theta)
     mu = 1.0
     last_res = np.inf
     status, it, residual = "not converged", 0, np.inf
