@@ -63,6 +63,7 @@ class Result:
     program: object = None  # the cvxpy program (conic backends), for hooks and duals
     notes: list = field(default_factory=list)
     kkt_residual: float | None = None  # of ``duals`` at ``solution``, when the solver checked it
+    hessian_solve: object = None  # native Newton: ``g -> H^{-1} g`` of its last Hessian
 
     @property
     def ok(self) -> bool:

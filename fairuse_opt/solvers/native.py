@@ -66,6 +66,9 @@ STALL_ITERATIONS = 1
 #: Newton reuses its last Hessian (a chord step) once a full step has cut the gradient
 #: to this fraction of its size where that Hessian was taken
 CHORD_RATIO = 1e-2
+#: ... and starts from the subsample's last Hessian, kept while each step with it cuts
+#: the gradient at least this much
+SKETCH_CHORD_CUT = 0.1
 STALLED_NOTE = "stopped at a KKT point: the objective no longer changed (SLSQP's own test fails at float precision)"
 
 
@@ -111,7 +114,15 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     gnorm = np.inf
     status = "not converged"
     step = 0
-    chord = None  # (solver, gradient norm where its Hessian was taken) after a full step
+    # chord steps, (solver, cut a step must make, largest gradient it is tried at):
+    # after a full Newton step, once the gradient is CHORD_RATIO of where its Hessian
+    # was taken; and at first from the subsample's last Hessian (the mean loss's Hessian
+    # on a sample of the rows: some per cent off, so a step with it cuts the gradient
+    # ~10-fold for a pass over the rows instead of a Hessian) until the gradient is
+    # CHORD_RATIO of where it started, where a fresh Hessian gives quadratic convergence
+    chord = last_solve = None
+    if sketched and sub.hessian_solve is not None:
+        chord = (sub.hessian_solve, SKETCH_CHORD_CUT, np.inf, CHORD_RATIO * float(np.max(np.abs(grad))))
     for step in range(max_steps + 1):
         gnorm = float(np.max(np.abs(grad))) if p else 0.0
         if gnorm <= gtol:
@@ -119,7 +130,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             break
         if step == max_steps:
             break
-        if chord is not None and gnorm <= CHORD_RATIO * chord[1]:
+        if chord is not None and chord[3] < gnorm <= chord[2]:
             # quadratic convergence under way: the last Hessian, taken a step of relative
             # size ~gnorm away, is exact to that size, so a step with it (a chord step)
             # cuts the gradient by about as much as a fresh Hessian would; kept only if it
@@ -130,7 +141,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             # near the optimum the objective's change is at its rounding: an increase of a
             # few units in the last place is no evidence against a step that cut the gradient
             if (np.isfinite(val) and val <= current + 8 * np.spacing(abs(current))
-                    and float(np.max(np.abs(cand_grad))) <= CHORD_RATIO * gnorm):
+                    and float(np.max(np.abs(cand_grad))) <= chord[1] * gnorm):
                 theta, current, grad = cand, val, cand_grad
                 if logger is not None:
                     logger(step + 1, current, gnorm)
@@ -159,7 +170,8 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             t /= 2
         else:
             break
-        chord = (solve, gnorm) if t == 1.0 else None
+        chord = (solve, CHORD_RATIO, CHORD_RATIO * gnorm, 0.0) if t == 1.0 else None
+        last_solve = solve
         theta, current, grad = cand, val, cand_grad
         if logger is not None:
             logger(step + 1, current, gnorm)
@@ -171,7 +183,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             break
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
                   seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)],
-                  notes=["started from a subsample fit"] if sketched else [])
+                  notes=["started from a subsample fit"] if sketched else [], hessian_solve=last_solve)
 
 
 def _weighted(problem, weights):
