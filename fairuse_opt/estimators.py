@@ -275,15 +275,24 @@ class _BaseFairUse(BaseEstimator):
         loss = self._get_loss()
         check_fit_magnitude(Xa, self.feature_names_)
         # weighted mean and standard deviation by products with w (np.average broadcasts
-        # the weights to n x d), the squares a block of rows at a time; Z built in place
+        # the weights to n x d); the rows centred into Z, sorted by group as TrainData
+        # keeps them (one n x d array: sorting a standardised copy would hold two), and
+        # their squares summed, a block of rows at a time (in cache); Z scaled in place
         W = float(w.sum())
         mean = (w @ Xa) / W if d else np.zeros(0)
+        order = np.argsort(codes, kind="stable") if codes.size and np.any(codes[1:] < codes[:-1]) else None
+        w_sorted = w[order] if order is not None else w
+        Z = np.empty_like(Xa)
         var = np.zeros(d)
-        step = max(1024, (1 << 19) // max(d, 1))  # about 4 MB per temporary
+        step = max(1024, (1 << 16) // max(d, 1))  # about 512 KB per block
         for i in range(0, n, step):
-            blk = Xa[i:i + step] - mean
-            var += w[i:i + step] @ (blk * blk)
-            del blk
+            blk = Z[i:i + step]
+            if order is not None:
+                np.take(Xa, order[i:i + step], axis=0, out=blk)
+            else:
+                blk[...] = Xa[i:i + step]
+            blk -= mean
+            var += w_sorted[i:i + step] @ (blk * blk)
         sd = np.sqrt(var / W)
         # a column is constant when its spread is at the rounding level of its values (a
         # relative test: features of spread 1e-12 around 0 are features, not constants)
@@ -299,11 +308,6 @@ class _BaseFairUse(BaseEstimator):
                 raise InputError(MSG_ILL_SCALED.format(
                     features=names, ratio=float(ratio.max()),
                     what="the penalised group offset of encoding='decoupled' with group_reg='penalty'"))
-        # the standardised rows, sorted by group as TrainData keeps them: one n x d array
-        # (sorting a standardised copy would hold two)
-        order = np.argsort(codes, kind="stable") if codes.size and np.any(codes[1:] < codes[:-1]) else None
-        Z = Xa[order] if order is not None else Xa.copy()
-        Z -= mean
         Z /= scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]

@@ -357,25 +357,56 @@ def test_newton_chord_steps_keep_the_optimum_with_fewer_hessians(monkeypatch):
     assert len(chord_h) < len(fresh_h)
 
 
-@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()], ids=["logistic", "squared"])
-def test_row_terms_are_the_loss_and_its_derivatives(loss):
-    """``Loss.row_terms`` (one exponential for the logistic loss) equals ``row_loss``,
-    ``|grad|`` and ``curvature`` of unit-weight rows, at scores up to +-40 (logistic:
-    ``|expit(s) - y|`` is ``expit(-s)`` for ``y = 1``, computed without cancellation)."""
-    from scipy.special import expit
-
+def test_logistic_lipschitz_constant_bounds_its_derivative():
+    """``LogisticLoss.lipschitz`` bounds ``|d row_loss / d s|`` for scores up to +-40 and
+    targets anywhere in [0, 1] (finite differences of ``row_loss``)."""
+    loss = LogisticLoss()
     rng = np.random.default_rng(3)
-    s = np.concatenate([rng.normal(scale=5, size=500), rng.uniform(-40, 40, 500),
-                        [-40.0, -1e-12, 0.0, 1e-12, 40.0]])
-    logistic = isinstance(loss, LogisticLoss)
-    y = (rng.random(s.size) < 0.5).astype(float) if logistic else rng.normal(size=s.size)
-    st = loss.stats(y, np.ones_like(y))
-    lr, d1, d2 = loss.row_terms(y, s)
-    np.testing.assert_allclose(lr, loss.row_loss(y, s), rtol=1e-14, atol=1e-300)
-    d1_ref = np.where(y == 1, expit(-s), expit(s)) if logistic else np.abs(loss.grad(st, s))
-    d2_ref = expit(s) * expit(-s) if logistic else loss.curvature(st, s)
-    np.testing.assert_allclose(d1, d1_ref, rtol=1e-14, atol=1e-300)
-    np.testing.assert_allclose(d2, d2_ref, rtol=1e-14, atol=1e-300)
+    s = rng.uniform(-40, 40, 2000)
+    y = np.concatenate([rng.integers(0, 2, 1000).astype(float), rng.random(1000)])
+    h = 1e-6
+    slope = np.abs(loss.row_loss(y, s + h) - loss.row_loss(y, s - h)) / (2 * h)
+    assert np.max(slope) <= loss.lipschitz + 1e-6
+    assert np.max(slope) > 0.99 * loss.lipschitz  # and is attained (not a loose constant)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()], ids=["logistic", "squared"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-weights", "own-weights"])
+def test_served_losses_bound_their_rounding(loss, shared):
+    """The certificate's ``E`` bounds the difference between the served losses computed
+    in float64 and in extended precision, on features with offsets 10^6 times their
+    spread (where the scores' rounding is visible), through the Lipschitz constant
+    (logistic) or the derivatives at each row (squared error)."""
+    from fairuse_opt.fairness.certify import Served, served_losses
+
+    assert np.finfo(np.longdouble).eps < 1e-18  # the reference needs extended precision
+    rng = np.random.default_rng(4)
+    n, d, G = 3000, 3, 4
+    X = 1e6 + rng.normal(size=(n, d))
+    codes = rng.integers(0, G, n)
+    y = (rng.random(n) < 0.4).astype(float) if isinstance(loss, LogisticLoss) else rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    coef = rng.normal(size=(G, d))
+    if shared:
+        coef[:] = coef[0]
+    intercept = -1e6 * coef.sum(axis=1) + rng.normal(size=G)  # scores of order 1
+    served = Served(X=X, codes=codes, y=y, w=w, loss=loss, n_groups=G, feature_names=[f"x{j}" for j in range(d)])
+    L, E = served_losses(served, coef, intercept)
+    Xl, cl, il, yl, wl = (np.asarray(a, dtype=np.longdouble) for a in (X, coef, intercept, y, w))
+    ref = np.zeros((G, G), dtype=np.longdouble)
+    for r in range(G):
+        s = Xl @ cl[r] + il[r]
+        if isinstance(loss, LogisticLoss):
+            rl = np.maximum(s, 0) + np.log1p(np.exp(-np.abs(s))) - yl * s
+        else:
+            rl = (yl - s) ** 2
+        for g in range(G):
+            m = codes == g
+            ref[g, r] = np.sum(wl[m] * rl[m]) / np.sum(wl[m])
+    gap = np.abs(L - ref.astype(np.float64))
+    assert np.max(gap) > 1e-12  # the rounding is visible
+    assert np.all(gap <= E + 1e-13 * np.abs(L))
+    assert np.max(E) < 1e-6  # and the bound is not vacuous
 
 
 def test_recent_hessians_are_reused_only_near_the_point_they_were_taken(monkeypatch):

@@ -4,7 +4,8 @@ Every fitted model is verified on what it *serves*: the raw-scale ``coef_`` and
 ``intercept_`` applied to the raw training rows, exactly the arithmetic of
 ``decision_function``.  Floating-point rounding of ``intercept + coef . x`` is bounded
 per row (``gamma_{d+1} (|coef| . |x| + |intercept|)``, the standard bound of a dot
-product) and carried into each group's mean loss; a constraint is verified only if it
+product) and carried into each group's mean loss (through the loss's Lipschitz
+constant when it has one, else its derivatives at the row); a constraint is verified only if it
 holds with room for that rounding twice (in this check and in any recomputation), so a
 verified certificate holds whichever way the predictions are recomputed.  A served form
 that cannot carry the guarantee (features with offsets far larger than their spread)
@@ -91,6 +92,10 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
     wsum = np.bincount(codes, weights=w, minlength=G)
     shared = R > 1 and np.all(coef == coef[:1])
     acoef, aint = np.abs(coef), np.abs(intercept)
+    lip = loss.lipschitz
+    # with a Lipschitz loss and shared weights the bound needs only each group's sum of
+    # w |x| . |coef| (the intercepts' part is added below): O(n), not O(n R)
+    mag_sum = np.zeros(G)
     step = _chunk_rows(max(d, R))  # temporaries of (rows, d) and (rows, R)
     for a in range(0, X.shape[0], step):
         b = min(a + step, X.shape[0])
@@ -98,18 +103,28 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
         if shared:
             base = Xc @ coef[0] if d else np.zeros(b - a)
             S = base[:, None] + intercept[None, :]
-            mag = (np.abs(Xc) @ acoef[0] if d else np.zeros(b - a))[:, None] + aint[None, :]
+            mag_x = np.abs(Xc) @ acoef[0] if d else np.zeros(b - a)
+            mag = None if lip is not None else mag_x[:, None] + aint[None, :]
         else:
             S = (Xc @ coef.T if d else np.zeros((b - a, R))) + intercept[None, :]
             mag = (np.abs(Xc) @ acoef.T if d else np.zeros((b - a, R))) + aint[None, :]
-        e = gamma * mag
-        # every report's terms in one call, summed by (group, report) in one bincount each
-        lr, d1, d2 = loss.row_terms(np.repeat(yc, R), S.ravel())
-        dl = d1 * e.ravel() + d2 * (e * e).ravel()
+        # every report's rows in one call, summed by (group, report) in one bincount
         cell = (cc[:, None] * R + np.arange(R)[None, :]).ravel()
         wr = np.repeat(wc, R)
+        yr = np.repeat(yc, R)
+        if lip is not None:
+            lr = loss.row_loss(yr, S.ravel())
+            if mag is None:
+                mag_sum += np.bincount(cc, weights=wc * mag_x, minlength=G)
+            else:
+                err += np.bincount(cell, weights=wr * (lip * gamma) * mag.ravel(), minlength=G * R).reshape(G, R)
+        else:
+            e = gamma * mag.ravel()
+            lr, d1, d2 = loss.row_terms(yr, S.ravel())
+            err += np.bincount(cell, weights=wr * (d1 * e + d2 * e * e), minlength=G * R).reshape(G, R)
         tot += np.bincount(cell, weights=wr * lr, minlength=G * R).reshape(G, R)
-        err += np.bincount(cell, weights=wr * dl, minlength=G * R).reshape(G, R)
+    if lip is not None and shared:
+        err += lip * gamma * (mag_sum[:, None] + wsum[:, None] * aint[None, :])
     with np.errstate(invalid="ignore", divide="ignore"):
         return tot / wsum[:, None], err / wsum[:, None]
 

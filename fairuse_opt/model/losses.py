@@ -56,6 +56,10 @@ class Loss:
     n_stats = 2
     target_range = (-np.inf, np.inf)
     prediction_range = (-np.inf, np.inf)
+    #: a bound on ``|d row_loss / d s|`` over every score and target in range, or None:
+    #: with it the certificate bounds the rounding of the served losses by
+    #: ``lipschitz * |score error|`` (no per-row derivatives: :meth:`row_terms`)
+    lipschitz: float | None = None
 
     # ------------------------------------------------------------ statistics
     def stats(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -81,9 +85,8 @@ class Loss:
 
     def row_terms(self, y: np.ndarray, s: np.ndarray):
         """Unweighted loss of each row and the absolute values of its first and second
-        derivatives in ``s`` (the rounding bound of the certificate).  From
-        :meth:`row_loss`, :meth:`grad` and :meth:`curvature` unless a loss computes them
-        together."""
+        derivatives in ``s`` (the certificate's rounding bound for a loss without
+        :attr:`lipschitz`)."""
         st = self.stats(y, np.ones_like(y))
         return self.row_loss(y, s), np.abs(self.grad(st, s)), self.curvature(st, s)
 
@@ -182,6 +185,7 @@ class LogisticLoss(Loss):
 
     name = "log_loss"
     n_stats = 2  # W, W1
+    lipschitz = 1.0  # |expit(s) - y| <= 1 for y in [0, 1]
     target_range = (0.0, 1.0)
     prediction_range = (0.0, 1.0)
 
@@ -194,17 +198,6 @@ class LogisticLoss(Loss):
 
     def row_loss(self, y, s):
         return self._softplus(s) - y * s
-
-    def row_terms(self, y, s):
-        # one exponential for the three: with e = exp(-|s|), softplus(s) = max(s, 0) +
-        # log1p(e), expit(s) = 1 / (1 + e) or e / (1 + e), and expit' = e / (1 + e)^2
-        # (and |p - y| as |p (1 - y) - (1 - p) y|: no cancellation for labels 0 and 1)
-        e = np.exp(-np.abs(s))
-        inv = 1.0 / (1.0 + e)
-        pos = s >= 0
-        p = np.where(pos, inv, e * inv)
-        q = np.where(pos, e * inv, inv)  # 1 - p
-        return np.maximum(s, 0.0) + np.log1p(e) - y * s, np.abs(p * (1 - y) - q * y), e * inv * inv
 
     def value(self, stats, s):
         return stats[:, 0] * self._softplus(s) - stats[:, 1] * s

@@ -99,9 +99,13 @@ def _worth_merging(Z: np.ndarray, codes: np.ndarray, sample: int = 5000) -> bool
     n = Z.shape[0]
     if n <= 2 * sample:
         return True
-    idx = np.random.default_rng(0).choice(n, sample, replace=False)
-    key = np.column_stack([Z[idx], codes[idx].astype(np.float64)])
-    return np.unique(key, axis=0).shape[0] < 0.95 * sample
+    rng = np.random.default_rng(0)
+    idx = rng.choice(n, sample, replace=False)
+    # distinct rows counted by a random projection of each (equal rows project alike;
+    # two distinct rows that happen to project alike only make merging look worthwhile,
+    # and merging is exact): np.unique(axis=0) sorted the rows as bytes, 40x slower
+    proj = Z[idx] @ rng.normal(size=Z.shape[1]) + codes[idx] * np.pi
+    return np.unique(proj).shape[0] < 0.95 * sample
 
 
 def wide_basis(Zc: np.ndarray) -> np.ndarray:
