@@ -214,9 +214,11 @@ def test_wide_data_with_a_binding_margin_takes_the_exact_route():
 
 
 def test_a_reachable_margin_is_checked_by_a_floor_solve_that_stops_once_it_is_reached(monkeypatch):
-    """The margin check needs only a point of the family below the bound: the group's
-    floor solve stops there (status ``reached``), a group the unconstrained fit already
-    serves below its bound gets no solve, and an unreachable margin still runs to the floor."""
+    """A program that SQP solves and that verifies proves every margin reachable: no
+    floor solve.  When SQP does not solve it, the margin check needs only a point of the
+    family below the bound: the group's floor solve stops there (status ``reached``), a
+    group the unconstrained fit already serves below its bound gets no solve, and an
+    unreachable margin still runs to the floor."""
     from fairuse_opt.fairness import routes
 
     calls = []
@@ -239,10 +241,23 @@ def test_a_reachable_margin_is_checked_by_a_floor_solve_that_stops_once_it_is_re
     # that bound); group 1 asks for half of its gain, which the unconstrained fit gives
     key, other = tuple(t.loc[0, "group"]), tuple(t.loc[1, "group"])
     margin = {key: 1.2 * float(t.loc[0, "gain"]), other: 0.5 * float(t.loc[1, "gain"])}
-    m = fit(X, y, groups, alpha=0.05, margin=margin)
     margins = np.array([margin.get(tuple(g), 0.0) for g in t["group"]])
+    m = fit(X, y, groups, alpha=0.05, margin=margin)
     assert_fair_use(m, X, y, groups, margins=margins)
+    assert ("NATIVE/sqp", "optimal") in m.certificate_.attempts and calls == []  # SQP: no floor solve
+    real_sqp = routes.native.sqp
+
+    def sqp_fails(*args, **kwargs):
+        res = real_sqp(*args, **kwargs)
+        res.status = "not converged"
+        return res
+
+    monkeypatch.setattr(routes.native, "sqp", sqp_fails)
+    m = fit(X, y, groups, alpha=0.05, margin=margin)
+    assert_fair_use(m, X, y, groups, margins=margins)
+    assert ("NATIVE/slsqp", "optimal") in m.certificate_.attempts
     assert [s for _, s in calls] == ["reached"]  # one solve: the other group is met by the unconstrained fit
+    monkeypatch.setattr(routes.native, "sqp", real_sqp)
     calls.clear()
     with pytest.raises(FairUseInfeasibleError):
         fit(X, y, groups, alpha=0.05, margin={key: 5.0})

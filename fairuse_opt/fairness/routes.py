@@ -180,20 +180,30 @@ class RationalityProgram:
     def __init__(self, exact: bool):
         self.name = "exact" if exact else "convex"
 
-    def run(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts) -> tuple[Outcome | None, bool]:
+    def by_sqp(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts) -> Outcome | None:
+        """SQP with the exact Hessian (a few passes over the rows and at most a Hessian or
+        two), accepted when it ends at a KKT point (for a convex program, the global
+        optimum) that verifies; ``None`` otherwise (or without the native backend)."""
+        if not setup.native:
+            return None
+        prob = setup.problem
+        res = native.sqp(prob, theta_u, bound, tol, progress=setup.progress, stage=f"{self.name} program (SQP)")
+        attempts.extend(res.attempts)
+        if res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
+            logger.info("%s program (native SQP): objective %.7f in %d iteration(s)",
+                        self.name, prob.objective(res.solution), res.iterations or 0)
+            return Outcome(res.solution, self.name, NATIVE, "optimal", 1, duals=res.duals)
+        return None
+
+    def run(self, setup: FitSetup, theta_u, bound, fair_use, tol, attempts,
+            sqp_tried: bool = False) -> tuple[Outcome | None, bool]:
         prob = setup.problem
         if setup.native:
-            # SQP with the exact Hessian (a few passes over the rows and one or two
-            # Hessians), else SLSQP (gradients only: O(n d) a step), each
-            # accepted when it ends at a KKT point, which for a convex program is the
-            # global optimum; else the interior-point method
-            res = native.sqp(prob, theta_u, bound, tol, progress=setup.progress,
-                             stage=f"{self.name} program (SQP)")
-            attempts.extend(res.attempts)
-            if res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
-                logger.info("%s program (native SQP): objective %.7f in %d iteration(s)",
-                            self.name, prob.objective(res.solution), res.iterations or 0)
-                return Outcome(res.solution, self.name, NATIVE, "optimal", 1, duals=res.duals), False
+            # SQP (unless the caller has just tried it), else SLSQP (gradients only:
+            # O(n d) a step) accepted at a KKT point too; else the interior-point method
+            out = None if sqp_tried else self.by_sqp(setup, theta_u, bound, fair_use, tol, attempts)
+            if out is not None:
+                return out, False
             res = native.slsqp(prob, theta_u, bound, [], tol, progress=setup.progress,
                                stage=f"{self.name} program (SLSQP)")
             if res.ok and res.status == "optimal" and feasible(prob.loss_matrix(res.solution), bound, fair_use, tol):
@@ -659,8 +669,15 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     if not fair_use:
         trace.append(obj_u)
         return "done", Outcome(theta_u, "unconstrained", rec.backend, rec.status, 1), margins, obj_u
-    L_u = prob.loss_matrix(theta_u)
-    if feasible(L_u, bound, fair_use, tol):
+    own_u = prob.own_losses(theta_u)
+    # the loss matrix (every group under every report: G passes' worth) only when the
+    # own losses (one pass) leave the answer open
+    own_only = np.diag(own_u)
+    if "rationality" in fair_use and not feasible(own_only, bound, ("rationality",), tol):
+        L_u = None
+    else:
+        L_u = prob.loss_matrix(theta_u)
+    if L_u is not None and feasible(L_u, bound, fair_use, tol):
         trace.append(obj_u)
         logger.info("the unconstrained fit meets every constraint: it is the global optimum")
         return "done", Outcome(theta_u, "unconstrained-feasible", rec.backend, rec.status, 1), margins, obj_u
@@ -673,9 +690,21 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     # an unreachable margin is reported before any program over all rows is attempted
     # (the conic solvers took 590 s to find 200,000 rows infeasible)
     unknown_floor: list = []
+    program = (RationalityProgram(exact) if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use)
+               else None)
+    sqp_tried = False
+    if margins.any() and program is not None and setup.native:
+        # a program that SQP solves (and that verifies) proves every margin reachable:
+        # the floors need no solve; SQP gives up within a few iterations otherwise
+        sqp_tried = True
+        out = program.by_sqp(setup, theta_u, bound, fair_use, tol, attempts)
+        if out is not None:
+            trace.append(prob.objective(out.theta))
+            lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
+            return "done", out, margins, lb
     if margins.any():
         bad = margin_infeasible(setup, bound, tol, unknown_floor, groups=np.flatnonzero(margins > 0),
-                                reached=np.diag(L_u))
+                                reached=own_u)
         if bad:
             names = [keys[g] for g in bad]
             why = "the required margin exceeds the lowest training loss the model family can reach for them"
@@ -693,8 +722,8 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
             theta_i = inner[0]
             return "partial", bad, why, relaxed, (theta_i, *prob.effective(theta_i))
 
-    if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use):
-        out, proven_infeasible = RationalityProgram(exact).run(setup, theta_u, bound, fair_use, tol, attempts)
+    if program is not None:
+        out, proven_infeasible = program.run(setup, theta_u, bound, fair_use, tol, attempts, sqp_tried=sqp_tried)
         if out is not None:
             trace.append(prob.objective(out.theta))
             lb = prob.objective(out.theta) if exact else _lower_bound(setup, out.theta, bound, out.duals, tol)
