@@ -288,7 +288,8 @@ class _BaseFairUse(BaseEstimator):
         for i in range(0, n, step):
             blk = Z[i:i + step]
             if order is not None:
-                np.take(Xa, order[i:i + step], axis=0, out=blk)
+                # mode="clip" (the indices are valid): "raise" copies through a buffer
+                Xa.take(order[i:i + step], axis=0, out=blk, mode="clip")
             else:
                 blk[...] = Xa[i:i + step]
             blk -= mean
