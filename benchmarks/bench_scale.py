@@ -254,6 +254,7 @@ def write_outputs(rows, args, header, command):
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
+        plt.close(fig)
 
 
 def main(argv=None) -> None:
