@@ -45,8 +45,12 @@ def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     for name in frame.columns:
         k, uniques = pd.factorize(frame[name], use_na_sentinel=False)
         key = pd.factorize(key * len(uniques) + k)[0]
-    first = np.flatnonzero(~pd.Series(key).duplicated().to_numpy())
-    return key.astype(np.int64, copy=False), first
+    key = key.astype(np.int64, copy=False)
+    # factorize numbers in order of first appearance: a row appears first when its
+    # number exceeds every number before it
+    seen = np.maximum.accumulate(key)
+    first = np.flatnonzero(np.concatenate([[True], key[1:] > seen[:-1]])) if len(key) else np.empty(0, np.int64)
+    return key, first
 
 
 @dataclass
@@ -79,7 +83,8 @@ class GroupIndex:
         which, first = _distinct_rows(frame)
         rows = [tuple(_py(v) for v in r) for r in frame.iloc[first].itertuples(index=False, name=None)]
         keys = sorted(set(rows), key=sort_key)
-        levels = {n: sorted({_py(v) for v in pd.unique(frame[n])}, key=sort_key) for n in names}
+        # every level of a column appears in some distinct row
+        levels = {n: sorted({r[j] for r in rows}, key=sort_key) for j, n in enumerate(names)}
         index = cls(names=names, keys=keys, levels=levels)
         lookup = index._lookup()
         codes_of = np.array([lookup[r] for r in rows], dtype=np.int64)

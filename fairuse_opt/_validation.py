@@ -373,15 +373,18 @@ def check_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray:
 def warn_small_groups(keys: list, codes: np.ndarray, y01: np.ndarray | None, weight: np.ndarray,
                       min_size: int) -> None:
     """Warn (:class:`SmallGroupWarning`) about groups with one class or few rows."""
+    G = len(keys)
+    kept = weight > 0
+    kept_codes = codes[kept]
+    sizes = np.bincount(kept_codes, minlength=G)
+    # labels are 0/1: a group has one class when its 1s are none or all of its rows
+    ones = np.bincount(kept_codes, weights=y01[kept], minlength=G) if y01 is not None else None
     for g, key in enumerate(keys):
-        in_g = (codes == g) & (weight > 0)
-        n = int(in_g.sum())
-        if y01 is not None and n > 0:
-            vals = np.unique(y01[in_g])
-            if len(vals) == 1:
-                warnings.warn(MSG_ONE_CLASS_GROUP.format(group=key, cls=int(vals[0]), n=n),
-                              SmallGroupWarning, stacklevel=3)
-                continue
+        n = int(sizes[g])
+        if ones is not None and n > 0 and ones[g] in (0, n):
+            warnings.warn(MSG_ONE_CLASS_GROUP.format(group=key, cls=int(ones[g] == n), n=n),
+                          SmallGroupWarning, stacklevel=3)
+            continue
         if n < min_size:
             warnings.warn(MSG_SMALL_GROUP.format(group=key, n=n, detail=f" (fewer than {min_size})"),
                           SmallGroupWarning, stacklevel=3)

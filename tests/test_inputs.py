@@ -303,7 +303,7 @@ def test_group_codes_match_a_dictionary_of_tuples(seed):
     """``GroupIndex.with_codes`` (per-column hashing, combined) numbers the rows as a
     dictionary of Python tuples does, on columns of ints, strings, floats and booleans,
     as given and after ``check_groups``; the index built from it codes the rows alike."""
-    from fairuse_opt._groups import GroupIndex
+    from fairuse_opt._groups import GroupIndex, _distinct_rows, sort_key
     from fairuse_opt._validation import check_groups
 
     rng = np.random.default_rng(seed)
@@ -318,3 +318,11 @@ def test_group_codes_match_a_dictionary_of_tuples(seed):
         assert sorted(index.keys, key=lambda k: [str(type(v)) + repr(v) for v in k]) == keys
         assert [index.keys[c] for c in codes] == tuples
         np.testing.assert_array_equal(index.codes(frame), codes)
+        # the levels of each attribute: its distinct values, sorted
+        for j, name in enumerate(raw.columns):
+            values = {v.item() if hasattr(v, "item") else v for v in pd.unique(raw[name])}
+            assert index.levels[name] == sorted(values, key=sort_key)
+        # the first appearance of each distinct row
+        which, first = _distinct_rows(frame)
+        assert len(first) == len(keys) and np.all(which[first] == np.arange(len(first)))
+        assert all(which[i] in set(which[:i]) for i in range(n) if i not in set(first))

@@ -457,3 +457,46 @@ def test_newton_steps_first_with_the_subsample_hessian(monkeypatch):
     assert np.max(np.abs(prob.value_grad(kept.solution)[1])) <= 1e-11
     np.testing.assert_allclose(kept.solution, refused.solution, atol=1e-9)
     assert kept_h.count(full) < refused_h.count(full)
+
+
+def test_logistic_value_grad_is_value_and_grad():
+    """``LogisticLoss.value_grad`` (one exponential for both) equals ``value`` and
+    ``grad`` to the last bits, at scores from -745 to 745 and merged-row statistics."""
+    loss = LogisticLoss()
+    rng = np.random.default_rng(5)
+    s = np.concatenate([rng.normal(scale=3, size=500), [-745.0, -40.0, -1e-300, 0.0, 1e-300, 40.0, 745.0]])
+    W = rng.uniform(0.5, 3.0, s.size)
+    stats = np.column_stack([W, W * rng.random(s.size)])
+    v, g = loss.value_grad(stats, s)
+    np.testing.assert_allclose(v, loss.value(stats, s), rtol=4e-16, atol=1e-300)
+    np.testing.assert_allclose(g, loss.grad(stats, s), rtol=4e-16, atol=4e-16)
+
+
+@pytest.mark.parametrize("encoding,group_reg", [("intersectional", "set"), ("decoupled", "penalty")])
+def test_passes_by_row_blocks_agree_with_whole_groups(monkeypatch, encoding, group_reg):
+    """Objective, gradient, own losses and the loss matrix computed a block of rows at a
+    time (groups of ~1,500 rows, blocks of 1,024) equal the same quantities on whole
+    groups and the row-by-row loss matrix."""
+    import fairuse_opt.problem.problem as problem_module
+
+    loss = LogisticLoss()
+    monkeypatch.setattr(problem_module, "DESIGN_CELLS", 0)  # no design matrix: the group passes
+    prob, theta, raw = random_problem(7, encoding, group_reg, loss, n=9000)
+    assert min(prob.data.group_size(g) for g in prob.active) > 1024
+    monkeypatch.setattr(problem_module, "BLOCK_CELLS", 1)
+    assert len(prob._blocks(prob.active[0])) == 2
+    blocked = (prob.value_grad(theta), prob.own_losses(theta, grad=True), prob.loss_matrix(theta, jacobian=True))
+    monkeypatch.setattr(problem_module, "BLOCK_CELLS", 1 << 40)
+    assert len(prob._blocks(prob.active[0])) == 1
+    whole = (prob.value_grad(theta), prob.own_losses(theta, grad=True), prob.loss_matrix(theta, jacobian=True))
+    (v1, g1), (o1, og1), (L1, E1) = blocked
+    (v2, g2), (o2, og2), (L2, E2) = whole
+    assert v1 == pytest.approx(v2, rel=1e-14)
+    np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(o1, o2, rtol=1e-14)
+    np.testing.assert_allclose(og1, og2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(L1, L2, rtol=1e-14)
+    np.testing.assert_allclose(E1, E2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(L1, brute_loss_matrix(prob, theta, raw, loss), rtol=1e-12)
+    np.testing.assert_allclose(o1, np.diag(L1), rtol=1e-14)
+    np.testing.assert_allclose(g1, fd_grad(prob.objective, theta), rtol=1e-5, atol=1e-7)
