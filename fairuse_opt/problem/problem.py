@@ -257,12 +257,21 @@ class Problem:
             data = self.data
             n, d = data.n_distinct, self.d
             if self.shared_weights and self.G and n * self.p <= DESIGN_CELLS:
-                X = np.empty((n, self.p))
+                X = np.zeros((n, self.p))
                 for g in range(self.G):
-                    rows = data.group_rows[g]
-                    if rows.stop > rows.start:
-                        M = self.family.maps[g]
-                        X[rows] = np.asarray((M[:d].T @ data.Z[rows].T).T) + M[d].toarray()
+                    a, b = data.group_rows[g].start, data.group_rows[g].stop
+                    if b > a:
+                        # [z, 1] M_g through the dense restriction of M_g to its columns
+                        cols, Md, unit = self._map_cols[g]
+                        if unit:  # a column per coordinate: the features and a 1 put in place
+                            c0 = int(cols[0]) if d else 0
+                            if d and np.array_equal(cols[:d], np.arange(c0, c0 + d)):
+                                X[a:b, c0:c0 + d] = data.Z[a:b]  # contiguous: a block copy
+                            else:
+                                X[a:b, cols[:d]] = data.Z[a:b]
+                            X[a:b, cols[d]] = 1.0
+                        else:
+                            X[a:b, cols] = data.Z[a:b] @ Md[:d] + Md[d]
                 self._design = X
         return self._design
 
