@@ -102,9 +102,14 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
         Xc, cc, yc, wc = X[a:b], codes[a:b], y[a:b], w[a:b]
         if shared:
             base = Xc @ coef[0] if d else np.zeros(b - a)
-            S = base[:, None] + intercept[None, :]
             mag_x = np.abs(Xc) @ acoef[0] if d else np.zeros(b - a)
-            mag = None if lip is not None else mag_x[:, None] + aint[None, :]
+            if lip is not None:  # a report at a time, summed by group (no rows x R arrays)
+                mag_sum += np.bincount(cc, weights=wc * mag_x, minlength=G)
+                for r in range(R):
+                    tot[:, r] += np.bincount(cc, weights=wc * loss.row_loss(yc, base + intercept[r]), minlength=G)
+                continue
+            S = base[:, None] + intercept[None, :]
+            mag = mag_x[:, None] + aint[None, :]
         else:
             S = (Xc @ coef.T if d else np.zeros((b - a, R))) + intercept[None, :]
             mag = (np.abs(Xc) @ acoef.T if d else np.zeros((b - a, R))) + aint[None, :]
@@ -114,10 +119,7 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
         yr = np.repeat(yc, R)
         if lip is not None:
             lr = loss.row_loss(yr, S.ravel())
-            if mag is None:
-                mag_sum += np.bincount(cc, weights=wc * mag_x, minlength=G)
-            else:
-                err += np.bincount(cell, weights=wr * (lip * gamma) * mag.ravel(), minlength=G * R).reshape(G, R)
+            err += np.bincount(cell, weights=wr * (lip * gamma) * mag.ravel(), minlength=G * R).reshape(G, R)
         else:
             e = gamma * mag.ravel()
             lr, d1, d2 = loss.row_terms(yr, S.ravel())
