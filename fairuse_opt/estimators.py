@@ -47,7 +47,7 @@ from .fairness.margins import check_margin, check_margin_groups, generic_predict
 from .model.family import ENCODINGS, GROUP_REGS, Family
 from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
-from .problem.data import wide_basis
+from .problem.data import stable_order, wide_basis
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
 from .solvers.base import NATIVE_CHOICES
 from .solvers import native
@@ -280,7 +280,7 @@ class _BaseFairUse(BaseEstimator):
         # their squares summed, a block of rows at a time (in cache); Z scaled in place
         W = float(w.sum())
         mean = (w @ Xa) / W if d else np.zeros(0)
-        order = np.argsort(codes, kind="stable") if codes.size and np.any(codes[1:] < codes[:-1]) else None
+        order = stable_order(codes) if codes.size and np.any(codes[1:] < codes[:-1]) else None
         w_sorted = w[order] if order is not None else w
         Z = np.empty_like(Xa)
         var = np.zeros(d)

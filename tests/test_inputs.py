@@ -326,3 +326,16 @@ def test_group_codes_match_a_dictionary_of_tuples(seed):
         which, first = _distinct_rows(frame)
         assert len(first) == len(keys) and np.all(which[first] == np.arange(len(first)))
         assert all(which[i] in set(which[:i]) for i in range(n) if i not in set(first))
+
+
+def test_stable_order_of_group_codes_is_numpys_stable_argsort():
+    """``stable_order`` (a radix sort on 16-bit codes where they fit) gives the
+    permutation of ``np.argsort(kind="stable")``, ties in row order, for codes that fit
+    in 16 bits and for codes that do not."""
+    from fairuse_opt.problem.data import stable_order
+
+    rng = np.random.default_rng(0)
+    for top in (1, 8, (1 << 15) - 1, 1 << 15, 1 << 20):
+        codes = rng.integers(0, top + 1, 5000)
+        np.testing.assert_array_equal(stable_order(codes), np.argsort(codes, kind="stable"))
+    assert stable_order(np.zeros(0, dtype=np.int64)).size == 0
