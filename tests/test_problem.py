@@ -500,3 +500,35 @@ def test_passes_by_row_blocks_agree_with_whole_groups(monkeypatch, encoding, gro
     np.testing.assert_allclose(L1, brute_loss_matrix(prob, theta, raw, loss), rtol=1e-12)
     np.testing.assert_allclose(o1, np.diag(L1), rtol=1e-14)
     np.testing.assert_allclose(g1, fd_grad(prob.objective, theta), rtol=1e-5, atol=1e-7)
+
+
+def test_the_last_pass_is_reused_at_the_same_point_only(monkeypatch):
+    """The group losses and gradients of the last pass over the rows serve the next call
+    at the same point (the unconstrained fit's optimum, where the feasibility check and
+    SQP start) without a pass, equal to a fresh problem's; another point, or a gradient
+    after a pass without one, is a new pass."""
+    import fairuse_opt.problem.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "DESIGN_CELLS", 0)  # the group passes
+    loss = LogisticLoss()
+    prob, theta, _ = random_problem(3, "intersectional", "penalty", loss, n=600)
+    fresh, _, _ = random_problem(3, "intersectional", "penalty", LogisticLoss(), n=600)
+    calls = []
+    for name in ("value", "value_grad"):
+        orig = getattr(loss, name)
+        monkeypatch.setattr(loss, name, lambda st, s, _o=orig, _n=name: calls.append(_n) or _o(st, s))
+    val, grad = prob.value_grad(theta)
+    n_pass = len(calls)
+    vals, grads = prob.own_losses(theta, grad=True)
+    assert len(calls) == n_pass  # no pass
+    ref_vals, ref_grads = fresh.own_losses(theta, grad=True)
+    np.testing.assert_array_equal(vals, ref_vals)
+    np.testing.assert_array_equal(grads, ref_grads)
+    assert prob.objective(theta) == val and len(calls) == n_pass
+    other = theta + 1e-3
+    prob.own_losses(other)
+    assert len(calls) > n_pass  # another point: a pass
+    n_pass = len(calls)
+    _, g_other = prob.own_losses(other, grad=True)  # the last pass had no gradient
+    assert len(calls) > n_pass
+    np.testing.assert_array_equal(g_other, fresh.own_losses(other, grad=True)[1])

@@ -156,7 +156,7 @@ class Problem:
         sub = copy.copy(self)
         sub.data = self.data.thinned(rows)
         sub._design, sub._design_built = None, False
-        sub._last_objective = sub._recent_blocks = None
+        sub._last_objective = sub._recent_blocks = sub._last_pass = None
         sub.Wg = sub.data.group_weight
         sub.active = [g for g in range(self.G) if sub.data.group_size(g) > 0]
         return sub
@@ -334,6 +334,13 @@ class Problem:
         """Summed loss of each group in ``groups`` under its own effective model, ``(G,)``
         (0 elsewhere), and with ``grad`` its gradient in the effective coordinates,
         ``E`` (G, d+1) (unscaled), in one pass over the rows a block at a time."""
+        # the last pass is kept: a solver's last evaluation is where the next one starts
+        # (the unconstrained fit's optimum: the group losses of the feasibility check and
+        # the first SQP iterate)
+        key = (Wf.tobytes(), bf.tobytes(), tuple(int(g) for g in groups))
+        last = getattr(self, "_last_pass", None)
+        if last is not None and last[0] == key and (last[2] is not None or not grad):
+            return last[1].copy(), (last[2].copy() if grad else None)
         data, loss = self.data, self.loss
         vals = np.zeros(self.G)
         E = np.zeros((self.G, self.d + 1)) if grad else None
@@ -351,6 +358,7 @@ class Problem:
                     v = loss.value(st, s)
                 total += float(v.sum())
             vals[g] = total
+        self._last_pass = (key, vals.copy(), E.copy() if grad else None)
         return vals, E
 
     def effective_hessians(self, theta: np.ndarray, groups=None) -> list:
@@ -483,6 +491,8 @@ class Problem:
             return vals, np.asarray((self.M_all_T @ E.T).T)
         groups = self.active if groups is None else [g for g in self.active if g in set(groups)]
         sums, Eg = self._group_pass(Wf, bf, groups, grad)
+        if groups == self.active:  # the objective, as value_grad computes it from the same sums
+            self._remember(theta, float(sums[self.active].sum()) / data.total_weight + self.penalty(theta))
         vals[groups] = sums[groups] / self.Wg[groups]
         if not grad:
             return vals
