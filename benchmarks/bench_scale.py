@@ -13,7 +13,9 @@ deviation 0.7.  For each cell, in one process:
 * ``cvxpy``: the same fair-use fit with ``solver="ECOS"`` (every problem through cvxpy,
   Clarabel as fallback), only up to ``--cvxpy-max-n`` rows.
 
-Wall time and CPU time (``time.process_time``) of each fit; peak memory of the native fit
+Wall time and CPU time (``time.process_time``) of each fit, the fastest of ``--repeat``
+runs (3; one run when a fit takes more than 10 s) for the native and the scikit-learn
+fits alike, as ``timeit`` reports (the machine is shared); peak memory of the native fit
 is the growth of the process's peak resident set (``ru_maxrss``) over the fit and the
 peak of Python allocations during the fit (``tracemalloc``, numpy arrays included),
 both against the size of the data ``X`` (``n d`` float64).  BLAS runs on one thread
@@ -108,7 +110,20 @@ def binding_margin(X, y, groups, encoding):
     return None, None
 
 
-def run_cell(n, d, G, encoding, cvxpy_max_n, tracemalloc_max_n):
+def best_of(fn, repeat: int, budget_s: float = 10.0):
+    """``(wall s, CPU s)`` of the fastest of ``repeat`` runs of ``fn`` (one run when the
+    first takes more than ``budget_s``)."""
+    best = None
+    for k in range(max(1, repeat)):
+        _, wall, cpu, _, _ = measure(fn)
+        if best is None or wall < best[0]:
+            best = (wall, cpu)
+        if wall > budget_s:
+            break
+    return best
+
+
+def run_cell(n, d, G, encoding, cvxpy_max_n, tracemalloc_max_n, repeat=3):
     from sklearn.linear_model import LogisticRegression
 
     X, y, groups, g = make(n, d, G)
@@ -125,9 +140,10 @@ def run_cell(n, d, G, encoding, cvxpy_max_n, tracemalloc_max_n):
                rat_active=int(c.table["rationality_active"].sum()),
                envy_active=int((c.table["envy_slack"] <= 1e-6).sum()),
                gap=c.optimality_gap)
-    # the same fit timed again without tracemalloc (its hooks slow numpy allocation)
+    # the same fit timed again without tracemalloc (its hooks slow numpy allocation),
+    # the best of `repeat` runs (as timeit reports: the machine is shared)
     if n <= tracemalloc_max_n:
-        _, row["fit_s"], row["fit_cpu"], _, _ = measure(lambda: fit(X, y, groups, **kw))
+        row["fit_s"], row["fit_cpu"] = best_of(lambda: fit(X, y, groups, **kw), repeat)
     # the baseline (same process, same data), after the native fit so that the RSS
     # growth above is the fit's own
     onehot = np.zeros((n, G))
@@ -135,7 +151,7 @@ def run_cell(n, d, G, encoding, cvxpy_max_n, tracemalloc_max_n):
     Xs = np.hstack([X, onehot])
     del onehot
     sk = LogisticRegression(C=1.0 / (2 * ALPHA * n), max_iter=1000)
-    _, row["sk_s"], row["sk_cpu"], _, _ = measure(lambda: sk.fit(Xs, y))
+    row["sk_s"], row["sk_cpu"] = best_of(lambda: sk.fit(Xs, y), repeat)
     del Xs
     row["cvx_s"] = float("nan")
     if n <= cvxpy_max_n and d == 30:
@@ -197,6 +213,7 @@ def write_outputs(rows, args, header, command):
              "Per cell: *native s / CPU s*: the fair-use fit (`solver='auto'`, fair_use='both', a binding "
              "margin on the group with the smallest gain: *margin x gain*); *sklearn s*: "
              "`LogisticRegression` (lbfgs, same L2 penalty) on [X, group one-hot], unconstrained; "
+             f"each the fastest of {args.repeat} runs (one run past 10 s; the machine is shared); "
              "*ratio*: native / sklearn wall time, same process; *peak MB*: growth of the peak RSS during "
              "the native fit (0 when the margin search's fits in the same process had reached a higher "
              "peak) and tracemalloc peak "
@@ -268,6 +285,8 @@ def main(argv=None) -> None:
     ap.add_argument("--onehot-max-n", type=int, default=100000)
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per cell (child process)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="native and scikit-learn fits timed this many times, the fastest kept (one run past 10 s)")
     ap.add_argument("--ulimit", default="8000000")
     ap.add_argument("--cell", help="internal: run one cell n,d,G,encoding and print JSON")
     ap.add_argument("--out", default="benchmarks/results/scale.md")
@@ -282,7 +301,8 @@ def main(argv=None) -> None:
         n, d, G, enc = args.cell.split(",")
         with threadpool_limits(args.threads):
             try:
-                row = run_cell(int(n), int(d), int(G), enc, args.cvxpy_max_n, args.tracemalloc_max_n)
+                row = run_cell(int(n), int(d), int(G), enc, args.cvxpy_max_n, args.tracemalloc_max_n,
+                               repeat=args.repeat)
             except Exception as exc:  # noqa: BLE001
                 row = {"n": int(n), "d": int(d), "G": int(G), "encoding": enc,
                        "error": f"{type(exc).__name__}: {str(exc)[:80]}"}
@@ -308,7 +328,8 @@ def main(argv=None) -> None:
     for cell in cells(args):
         # one child process per cell: each cell's peak memory is its own
         cmd = [sys.executable, __file__, "--cell", ",".join(map(str, cell)), "--threads", str(args.threads),
-               "--cvxpy-max-n", str(args.cvxpy_max_n), "--tracemalloc-max-n", str(args.tracemalloc_max_n)]
+               "--cvxpy-max-n", str(args.cvxpy_max_n), "--tracemalloc-max-n", str(args.tracemalloc_max_n),
+               "--repeat", str(args.repeat)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
         except subprocess.TimeoutExpired:

@@ -404,6 +404,7 @@ class _BaseFairUse(BaseEstimator):
         set_spec = self._set_spec(loss, y_fit, w, w0, b0)
         hook = self.constraint_hook
         prob = problem(self.encoding, set_spec, hook)
+        prob.share_passes(gprob)  # its objective at the generic model without a pass
         fair_use = self._fair_use_set() if self.encoding != "none" else ()
         theta_generic = prob.family.embed_generic(w0, b0)
         setup = routes.FitSetup(problem=prob, keys=keys, index=index, served=served,

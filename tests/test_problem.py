@@ -532,3 +532,29 @@ def test_the_last_pass_is_reused_at_the_same_point_only(monkeypatch):
     _, g_other = prob.own_losses(other, grad=True)  # the last pass had no gradient
     assert len(calls) > n_pass
     np.testing.assert_array_equal(g_other, fresh.own_losses(other, grad=True)[1])
+
+
+def test_a_shared_pass_gives_the_personalised_objective_at_the_generic_model(monkeypatch):
+    """The personalised problem at the embedded generic model reuses the generic fit's
+    last pass (same rows, same served models): its objective without a pass, equal to
+    the one computed afresh; at any other point it makes its own pass."""
+    import fairuse_opt.problem.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "DESIGN_CELLS", 0)
+    loss = LogisticLoss()
+    prob, _, _ = random_problem(4, "intersectional", "set", loss, n=600)
+    prob.set_spec = None
+    gfam = Family("none", "set", prob.d, prob.family.level_codes, prob.family.n_levels, shift=prob.family.shift)
+    gprob = Problem(gfam, loss, prob.data, alpha=prob.alpha, scale=prob.scale, mean=prob.mean)
+    theta0 = np.array([0.3, -0.2, 0.1, -0.4])
+    gprob.value_grad(theta0)
+    embedded = prob.family.embed_generic(theta0[:-1], float(theta0[-1]))
+    fresh = prob.objective(embedded)  # a pass of its own
+    prob._last_objective = None
+    prob.share_passes(gprob)
+    calls = []
+    orig = loss.value
+    monkeypatch.setattr(loss, "value", lambda st, s: calls.append(1) or orig(st, s))
+    assert prob.objective(embedded) == fresh and calls == []
+    prob.objective(embedded + 1e-3)
+    assert calls  # elsewhere: a pass

@@ -324,6 +324,13 @@ class Problem:
         gr = self.M_all_T @ E.ravel() / W + 2 * self.alpha * self.q2 * theta
         return val, np.asarray(gr).ravel()
 
+    def share_passes(self, other: "Problem") -> None:
+        """Let this problem reuse ``other``'s last pass over the rows when both are on the
+        same data (the passes are keyed by the effective models, so only a point where
+        both serve the same models matches: the generic model, embedded)."""
+        if other.data is self.data and other.loss is self.loss and other.d == self.d and other.G == self.G:
+            self._last_pass = getattr(other, "_last_pass", None)
+
     def _blocks(self, g: int):
         """The row blocks ``(a, b)`` of group g (:data:`BLOCK_CELLS`)."""
         rows = self.data.group_rows[g]
