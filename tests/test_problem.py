@@ -558,3 +558,41 @@ def test_a_shared_pass_gives_the_personalised_objective_at_the_generic_model(mon
     assert prob.objective(embedded) == fresh and calls == []
     prob.objective(embedded + 1e-3)
     assert calls  # elsewhere: a pass
+
+
+@pytest.mark.parametrize("encoding,group_reg", [("onehot", "set"), ("intersectional", "penalty")])
+def test_interior_point_with_lagged_hessian_blocks_reaches_the_same_optimum(monkeypatch, encoding, group_reg):
+    """The interior-point method keeps the groups' Hessian blocks while the iterate stays
+    within ``BARRIER_HESSIAN_LAG`` of where they were taken: fewer Hessians than
+    iterations, and the optimum (objective, solution, multipliers) of the method with a
+    fresh Hessian at every iteration, on a restriction with a binding rationality
+    constraint and envy constraints linearised at the start."""
+    from fairuse_opt.solvers import native
+
+    prob, theta, _ = random_problem(5, encoding, group_reg, LogisticLoss(), n=400)
+    prob.set_spec = None
+    free = native.newton(prob, theta, sketch=False).solution
+    own = prob.own_losses(free)
+    bound = own + 0.05
+    bound[int(np.argmax(own))] = own.max() - 0.01
+    pairs = [(g, r) for g in prob.active for r in prob.active if g != r][:6]
+    L, E = prob.loss_matrix(free, jacobian=True)
+    lin_grad = prob.pair_gradients(E, pairs).toarray()
+    lin_const = np.array([L[g, r] for g, r in pairs]) - lin_grad @ free
+
+    def run():
+        calls = _counting(monkeypatch, prob.__class__, "effective_hessians")
+        res = native.barrier(prob, free, bound=bound, pairs=pairs, lin_grad=lin_grad, lin_const=lin_const,
+                             rho=10.0, tol=1e-10)
+        monkeypatch.undo()
+        return res, len(calls)
+
+    lagged, n_lagged = run()
+    monkeypatch.setattr(native, "BARRIER_HESSIAN_LAG", 0.0)
+    fresh, n_fresh = run()
+    assert (lagged.status, fresh.status) == ("optimal", "optimal"), (lagged.iterations, fresh.iterations)
+    assert n_fresh >= fresh.iterations - 1 and n_lagged < n_fresh
+    assert lagged.objective == pytest.approx(fresh.objective, rel=1e-10)
+    np.testing.assert_allclose(lagged.solution, fresh.solution, atol=1e-6)
+    g = int(np.argmax(own))
+    assert lagged.duals[g] == pytest.approx(fresh.duals[g], rel=1e-4, abs=1e-8) and lagged.duals[g] > 0

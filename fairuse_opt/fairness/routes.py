@@ -510,10 +510,16 @@ class _GroupOnly:
         self.Wg[g] = 1.0
         self.data = type("_Weights", (), {"total_weight": 1.0})()
 
-    def weighted_hessian(self, theta, weights):
-        H = self.prob.combine_hessians(self.prob.effective_hessians(theta, groups=[self.g]), weights)
+    def effective_hessians(self, theta):
+        return self.prob.effective_hessians(theta, groups=[self.g])
+
+    def combine_hessians(self, blocks, weights):
+        H = self.prob.combine_hessians(blocks, weights)
         H[np.diag_indices_from(H)] += 1e-10  # parameters group g does not use
         return H
+
+    def weighted_hessian(self, theta, weights):
+        return self.combine_hessians(self.effective_hessians(theta), weights)
 
     def penalty(self, theta):
         return 0.0
