@@ -596,3 +596,20 @@ def test_interior_point_with_lagged_hessian_blocks_reaches_the_same_optimum(monk
     np.testing.assert_allclose(lagged.solution, fresh.solution, atol=1e-6)
     g = int(np.argmax(own))
     assert lagged.duals[g] == pytest.approx(fresh.duals[g], rel=1e-4, abs=1e-8) and lagged.duals[g] > 0
+
+
+@pytest.mark.parametrize("encoding,group_reg", ENCODINGS)
+def test_mapped_hessians_recombine_as_combine_hessians(encoding, group_reg):
+    """``tensordot(w, mapped_hessians(blocks))`` equals ``combine_hessians(blocks, w)`` for
+    any non-negative weights, and with the groups' shares of the weight the loss's
+    Hessian (:meth:`weighted_hessian`, by the design matrix where it is kept)."""
+    prob, theta, _ = random_problem(2, encoding, group_reg, LogisticLoss())
+    blocks = prob.effective_hessians(theta)
+    T = prob.mapped_hessians(blocks)
+    rng = np.random.default_rng(0)
+    for w in (rng.random(prob.G), np.eye(prob.G)[0], prob.Wg / prob.data.total_weight):
+        np.testing.assert_allclose(np.tensordot(w, T, axes=1), prob.combine_hessians(blocks, w), rtol=1e-13,
+                                   atol=1e-15)
+    w = prob.Wg / prob.data.total_weight
+    np.testing.assert_allclose(np.tensordot(w, T, axes=1), prob.weighted_hessian(theta, w), rtol=1e-10, atol=1e-13)
+    assert prob.mapped_hessians(blocks, max_cells=prob.G * prob.p ** 2 - 1) is None

@@ -431,6 +431,21 @@ class Problem:
                 H[np.ix_(cols, cols)] += Md.T @ B @ Md
         return H
 
+    def mapped_hessians(self, blocks: list, max_cells: int = 1 << 22):
+        """``T`` (G, p, p) with ``T[g] = M_g' blocks[g] M_g`` (zeros for missing blocks), so
+        that ``combine_hessians(blocks, w) == tensordot(w, T, 1)`` for any weights in one
+        product (for methods that re-weight the same blocks at every iteration); ``None``
+        when ``G p^2`` exceeds ``max_cells`` (32 MB)."""
+        if self.G * self.p * self.p > max_cells:
+            return None
+        T = np.zeros((self.G, self.p, self.p))
+        for g in range(self.G):
+            if blocks[g] is None:
+                continue
+            cols, Md, unit = self._map_cols[g]
+            T[g][np.ix_(cols, cols)] = blocks[g] if unit else Md.T @ blocks[g] @ Md
+        return T
+
     def weighted_hessian(self, theta: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Hessian of ``sum_g weights[g] * (group g's own mean loss)`` (dense p x p, no
         penalty): ``combine_hessians(effective_hessians(theta), weights)``, in one product

@@ -738,7 +738,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
     m = 2 * K + m_set
     status, it = "not converged", 0
     at_theta = None  # (own, og) at theta, from the line search that accepted it
-    blocks = ref = None
+    blocks = ref = mapped = None
 
     def residuals(th, s_, la, lb, lc, t, own, og, fv):
         A = og[grp] - A_lin if dense else sel @ sp.csr_matrix(og) - A_lin
@@ -775,7 +775,8 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
         if blocks is None or np.max(np.abs(theta - ref), initial=0.0) > BARRIER_HESSIAN_LAG * max(
                 1.0, float(np.max(np.abs(theta), initial=0.0))):
             blocks, ref = problem.effective_hessians(theta), theta.copy()
-        H = problem.combine_hessians(blocks, cw)
+            mapped = problem.mapped_hessians(blocks) if hasattr(problem, "mapped_hessians") else None
+        H = problem.combine_hessians(blocks, cw) if mapped is None else np.tensordot(cw, mapped, axes=1)
         H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
         if dense:
             H += (A.T * (dA * dB / (dA + dB))) @ A
