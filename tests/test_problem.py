@@ -613,3 +613,35 @@ def test_mapped_hessians_recombine_as_combine_hessians(encoding, group_reg):
     w = prob.Wg / prob.data.total_weight
     np.testing.assert_allclose(np.tensordot(w, T, axes=1), prob.weighted_hessian(theta, w), rtol=1e-10, atol=1e-13)
     assert prob.mapped_hessians(blocks, max_cells=prob.G * prob.p ** 2 - 1) is None
+
+
+def test_a_polish_without_progress_is_stopped_after_its_patience():
+    """SLSQP with ``patience`` from a feasible point: from the program's optimum (where
+    constraints tightened further only let it go up) it stops after ``patience``
+    iterations, not converged, where it would otherwise take more to end above its start;
+    from a feasible point above the optimum it goes below the start and runs to its own
+    end, optimal, at the optimum."""
+    from fairuse_opt.solvers import native
+
+    prob, theta, _ = random_problem(2, "intersectional", "penalty", LogisticLoss(), n=300)
+    prob.set_spec = None
+    free = native.newton(prob, theta, sketch=False).solution
+    own = prob.own_losses(free)
+    bound = own + 0.05
+    bound[int(np.argmax(own))] = own.max() - 0.01  # one rationality constraint binds
+    pairs = [(g, r) for g in prob.active for r in prob.active if g != r][:4]
+    ref = native.slsqp(prob, free, bound, pairs, 1e-7)
+    assert ref.status == "optimal"
+    opt = ref.solution
+    # tightened by 1e-4 instead of 1e-8: the optimum is now just outside, every iterate above it
+    plain = native.slsqp(prob, opt, bound, pairs, 1e-3)
+    assert plain.status == "optimal" and plain.iterations > 3 and plain.objective > ref.objective
+    stuck = native.slsqp(prob, opt, bound, pairs, 1e-3, patience=3)
+    assert stuck.status == "not converged" and stuck.iterations == 3
+    assert native.NO_PROGRESS_NOTE in stuck.notes
+    # from the optimum pulled halfway to zero (feasible, above the optimum)
+    start = 0.5 * opt
+    assert np.all(prob.own_losses(start)[prob.active] < bound[prob.active])
+    assert prob.objective(start) > ref.objective + 1e-3
+    moving = native.slsqp(prob, start, bound, pairs, 1e-7, patience=3)
+    assert moving.status == "optimal" and moving.objective == pytest.approx(ref.objective, rel=1e-8)

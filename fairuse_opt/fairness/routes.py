@@ -358,7 +358,8 @@ class RestrictionSequence:
             # rises far above the start diverges (seen on SUPPORT2 one-hot: 10^15 after a
             # few iterations, 30% of the fit spent before it gave up)
             res = native.slsqp(prob, theta, bound if rationality else None, pairs, tol, progress=setup.progress,
-                               stage="local polish (SLSQP)", abort_above=obj + 0.1 * (1.0 + abs(obj)))
+                               stage="local polish (SLSQP)", abort_above=obj + 0.1 * (1.0 + abs(obj)),
+                               patience=native.POLISH_PATIENCE)
             if res.ok:
                 p_obj = prob.objective(res.solution)
                 if p_obj < obj - 1e-12 and is_feasible(res.solution):
@@ -376,7 +377,7 @@ class RestrictionSequence:
                 cluster = set(tied) | {(r, g) for g, r in tied}
                 res = native.slsqp(prob, theta, bound if rationality else None,
                                    [pr for pr in pairs if pr not in cluster], tol,
-                                   equalities=_tie_equalities(prob, tied))
+                                   equalities=_tie_equalities(prob, tied), patience=native.POLISH_PATIENCE)
                 if res.ok:
                     p_obj = prob.objective(res.solution)
                     if p_obj < obj - 1e-12 and is_feasible(res.solution):
