@@ -645,3 +645,26 @@ def test_a_polish_without_progress_is_stopped_after_its_patience():
     assert prob.objective(start) > ref.objective + 1e-3
     moving = native.slsqp(prob, start, bound, pairs, 1e-7, patience=3)
     assert moving.status == "optimal" and moving.objective == pytest.approx(ref.objective, rel=1e-8)
+
+
+def test_interior_point_on_many_small_groups_takes_the_hessian_afresh_by_the_design(monkeypatch):
+    """With 50 rows or fewer a group and the design matrix kept, each iteration's Hessian
+    is one product by the design matrix (no blocks), at the optimum of the lagged path."""
+    from fairuse_opt.solvers import native
+
+    prob, theta, _ = random_problem(5, "intersectional", "penalty", LogisticLoss(), n=120)
+    prob.set_spec = None
+    assert prob.data.n_distinct <= 50 * prob.G and prob.design_matrix() is not None
+    free = native.newton(prob, theta, sketch=False).solution
+    own = prob.own_losses(free)
+    bound = own + 0.05
+    bound[int(np.argmax(own))] = own.max() - 0.01
+    blocks = _counting(monkeypatch, prob.__class__, "effective_hessians")
+    products = _counting(monkeypatch, prob.__class__, "weighted_hessian")
+    res = native.barrier(prob, free, bound=bound, pairs=[], lin_grad=None, lin_const=None, rho=10.0, tol=1e-10)
+    assert res.status == "optimal"
+    assert blocks == [] and len(products) >= res.iterations - 1
+    monkeypatch.undo()
+    monkeypatch.setattr(native, "Problem", type("NotAProblem", (), {}))  # the blocks path instead
+    lagged = native.barrier(prob, free, bound=bound, pairs=[], lin_grad=None, lin_const=None, rho=10.0, tol=1e-10)
+    assert lagged.status == "optimal" and lagged.objective == pytest.approx(res.objective, rel=1e-10)
