@@ -519,6 +519,9 @@ class _GroupOnly:
         H[np.diag_indices_from(H)] += 1e-10  # parameters group g does not use
         return H
 
+    def mapped_hessians(self, blocks):
+        return None  # re-weighted by combine_hessians, which adds the diagonal above
+
     def weighted_hessian(self, theta, weights):
         return self.combine_hessians(self.effective_hessians(theta), weights)
 

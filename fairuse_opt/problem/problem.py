@@ -317,12 +317,18 @@ class Problem:
             return val, X.T @ ls / data.total_weight + 2 * self.alpha * self.q2 * theta
         vals, E = self._group_pass(*self.effective(theta), self.active, grad)
         W = data.total_weight
-        val = float(vals[self.active].sum()) / W + self.penalty(theta)
-        self._remember(theta, val)
+        val = self._objective_of_sums(theta, vals)
         if not grad:
             return val, None
         gr = self.M_all_T @ E.ravel() / W + 2 * self.alpha * self.q2 * theta
         return val, np.asarray(gr).ravel()
+
+    def _objective_of_sums(self, theta: np.ndarray, sums: np.ndarray) -> float:
+        """The objective from every active group's summed loss (:meth:`_group_pass`),
+        remembered for :meth:`objective`."""
+        value = float(sums[self.active].sum()) / self.data.total_weight + self.penalty(theta)
+        self._remember(theta, value)
+        return value
 
     def share_passes(self, other: "Problem") -> None:
         """Let this problem reuse ``other``'s last pass over the rows when both are on the
@@ -423,13 +429,16 @@ class Problem:
         for g in range(self.G):
             if blocks[g] is None or weights[g] == 0:
                 continue
-            cols, Md, unit = self._map_cols[g]
-            B = weights[g] * blocks[g]
-            if unit:  # M_g selects one column per effective coordinate
-                H[np.ix_(cols, cols)] += B
-            else:
-                H[np.ix_(cols, cols)] += Md.T @ B @ Md
+            cols, B = self._block_in_theta(g, weights[g] * blocks[g])
+            H[cols] += B
         return H
+
+    def _block_in_theta(self, g: int, B: np.ndarray):
+        """A block ``B`` of group g (its effective coordinates) in theta's: ``(index,
+        M_g' B M_g)`` restricted to the columns ``M_g`` touches, ``index`` their ``np.ix_``."""
+        cols, Md, unit = self._map_cols[g]
+        # unit: M_g selects one column per effective coordinate
+        return np.ix_(cols, cols), (B if unit else Md.T @ B @ Md)
 
     def mapped_hessians(self, blocks: list, max_cells: int = 1 << 22):
         """``T`` (G, p, p) with ``T[g] = M_g' blocks[g] M_g`` (zeros for missing blocks), so
@@ -440,10 +449,9 @@ class Problem:
             return None
         T = np.zeros((self.G, self.p, self.p))
         for g in range(self.G):
-            if blocks[g] is None:
-                continue
-            cols, Md, unit = self._map_cols[g]
-            T[g][np.ix_(cols, cols)] = blocks[g] if unit else Md.T @ blocks[g] @ Md
+            if blocks[g] is not None:
+                cols, B = self._block_in_theta(g, blocks[g])
+                T[g][cols] = B
         return T
 
     def weighted_hessian(self, theta: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -514,7 +522,7 @@ class Problem:
         groups = self.active if groups is None else [g for g in self.active if g in set(groups)]
         sums, Eg = self._group_pass(Wf, bf, groups, grad)
         if groups == self.active:  # the objective, as value_grad computes it from the same sums
-            self._remember(theta, float(sums[self.active].sum()) / data.total_weight + self.penalty(theta))
+            self._objective_of_sums(theta, sums)
         vals[groups] = sums[groups] / self.Wg[groups]
         if not grad:
             return vals

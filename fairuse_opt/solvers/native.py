@@ -800,7 +800,7 @@ def barrier(problem, theta0: np.ndarray, *, bound: np.ndarray | None, pairs, lin
             if blocks is None or np.max(np.abs(theta - ref), initial=0.0) > BARRIER_HESSIAN_LAG * max(
                     1.0, float(np.max(np.abs(theta), initial=0.0))):
                 blocks, ref = problem.effective_hessians(theta), theta.copy()
-                mapped = problem.mapped_hessians(blocks) if hasattr(problem, "mapped_hessians") else None
+                mapped = problem.mapped_hessians(blocks)
             H = problem.combine_hessians(blocks, cw) if mapped is None else np.tensordot(cw, mapped, axes=1)
         H[np.diag_indices_from(H)] += 2 * problem.alpha * problem.q2
         if dense:
