@@ -265,8 +265,8 @@ def write_outputs(rows, args, header, command):
         if cv:
             ax.loglog([r["n"] for r in cv], [r["cvx_s"] for r in cv], "r-.", marker="^", label="cvxpy ECOS, d=30")
         ax.set_xlabel("rows n")
-        ax.set_ylabel("wall seconds (one fit)")
-        ax.set_title("fair-use fit, 8 groups, binding margin (both constraints)")
+        ax.set_ylabel("wall seconds (one fit, the fastest of up to 3)")
+        ax.set_title("fair-use fit, 8 groups, both constraints\n(a binding margin where one is reachable; one-hot: envy active)", fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
