@@ -26,7 +26,11 @@ from scipy import stats
 
 from ._stats import resample_counts
 
-__all__ = ["paired_t", "min_detectable_gain", "bootstrap_benefit"]
+__all__ = ["paired_t", "min_detectable_gain", "bootstrap_benefit", "ROUNDING"]
+
+#: Per-row gains no larger than this are rounding, not evidence (a model blended with
+#: itself on the logit scale differs from it by about 1e-16).
+ROUNDING = 1e-12
 
 
 def paired_t(diffs: np.ndarray) -> dict[str, float]:
@@ -41,8 +45,8 @@ def paired_t(diffs: np.ndarray) -> dict[str, float]:
     -------
     dict
         ``gain`` (mean), ``se`` (standard error), ``sd``, ``n``, ``p`` (one-sided
-        p-value of a benefit).  With fewer than 2 rows, or all gains equal: ``p`` is 1
-        unless every gain is the same positive number (then 0).
+        p-value of a benefit).  With fewer than 2 rows, or every gain within
+        :data:`ROUNDING` of 0: ``p`` is 1; all gains equal and positive: 0.
     """
     d = np.asarray(diffs, dtype=np.float64).reshape(-1)
     n = d.size
@@ -51,9 +55,9 @@ def paired_t(diffs: np.ndarray) -> dict[str, float]:
     mean = float(d.mean())
     sd = float(d.std(ddof=1)) if n > 1 else 0.0
     se = sd / np.sqrt(n) if n > 1 else np.inf
-    if n < 2:
-        p = 1.0
-    elif not se > 1e-15 * max(1.0, abs(mean)):
+    if n < 2 or float(np.max(np.abs(d))) <= ROUNDING:
+        p = 1.0  # no difference beyond rounding (e.g. a candidate equal to the generic model)
+    elif not se > 1e-12 * max(1.0, abs(mean)):
         p = 0.0 if mean > 0 else 1.0
     else:
         p = float(stats.t.sf(mean / se, df=n - 1))
