@@ -177,7 +177,12 @@ def assign_ladder(problem: AssignmentProblem, *, metric: Metric, alpha: float, r
 
     testing = np.ones(n, dtype=bool)
     select = np.zeros(n, dtype=bool)
-    if plans is None:
+    if plans is None and all(len(problem.eligible[o]) <= 1 for o in problem.options):
+        # nothing to choose: every option's only candidate is tested on all its rows
+        plans = {o: (LadderPlan(problem.eligible[o][0]) if problem.eligible[o] else
+                     LadderPlan(GENERIC, why="no candidate uses only what this option reports"))
+                 for o in problem.options}
+    elif plans is None:
         plans, select = _halves_plans(problem, metric, split_rng)
         testing = ~select
     rungs = tuple(sorted(float(t) for t in rungs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import textwrap
 import time
 from typing import Any, Mapping
 
@@ -594,6 +595,57 @@ class FairUseSystem(BaseEstimator):
         if _is_classifier(self):
             return self._output(X, groups, report, "decision_function", "decision")
         return self._output(X, groups, report, "decision_function", "predict")
+
+    def summary(self, width: int = 100) -> str:
+        """What the system serves and why, one line per option, in words.
+
+        Per option: assignment rows, the model served (with its shrinkage strength), the
+        gain over the generic model on the assignment sample with its one-sided lower
+        bound, the adjusted p-value, the smallest gain its test could certify
+        (testability, ladder only) and the reason.  ``print(system)`` prints it.
+        """
+        check_is_fitted(self, "served_")
+        t = self.assignment_
+        procedure = getattr(self, "procedure_", self.procedure)
+        n_opt = len(t) - 1
+        n_pers = int((t["served"].iloc[1:] != "generic").sum())
+        lines = [f"FairUseSystem ({procedure}): {n_pers} of {n_opt} reporting option(s) served a personalized "
+                 f"model, the others the generic model",
+                 f"metric {self.metric_}, family-wise level alpha = {self.alpha:g}"
+                 + (f", rungs {', '.join(f'{r:g}' for r in self.rungs)}" if procedure != "split" else ""),
+                 "gain > 0: the model does better than the generic model (metric units, assignment "
+                 "sample); (>= b): its one-sided lower bound at level alpha, not adjusted", ""]
+        for rec in t.to_dict(orient="records"):
+            head = f"{rec['option']}  (n = {rec['n']})"
+            served = rec["served"]
+            gain = rec.get("gain_generic", np.nan)
+            parts = [f"served {served}"]
+            if isinstance(gain, float) and np.isfinite(gain):
+                low = rec.get("gain_generic_low", np.nan)
+                parts.append(f"gain {gain:.4g}" + (f" (>= {low:.4g})" if np.isfinite(low) else ""))
+            padj = rec.get("p_adjusted", np.nan)
+            if isinstance(padj, float) and np.isfinite(padj):
+                parts.append(f"p_adj {padj:.3g}")
+            mdg = rec.get("min_detectable_gain", np.nan)
+            if isinstance(mdg, float) and np.isfinite(mdg):
+                parts.append(f"certifiable gain >= {mdg:.3g}")
+            lines.append(head)
+            lines.append("    " + "; ".join(parts))
+            lines += textwrap.wrap(str(rec.get("reason", "")), width, initial_indent="    ",
+                                   subsequent_indent="    ")
+        if n_pers == 0 and n_opt:
+            from ._ladder import nothing_certified_message
+
+            msg = nothing_certified_message(t, self.metric_, float(self.alpha)) if "min_detectable_gain" in t else None
+            lines += ["", msg or "No option was served a personalized model."]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        try:
+            check_is_fitted(self, "served_")
+        except NotFittedError:
+            return self.__repr__()
+        return self.summary()
 
     def serving(self, groups: Any = None, *, report: Any = None) -> pd.DataFrame:
         """Which option and model serve each distinct report.
