@@ -408,3 +408,23 @@ def test_bad_ladder_settings_are_refused():
         fit_system(X, y, G, candidates=POOL, procedure="bogus")
     with pytest.raises(InputError, match="reuse"):
         fit_system(X, y, G, candidates=POOL, reuse=FairUseClassifier())
+
+
+def test_unseen_and_partial_reports_are_served_by_the_nearest_seen_option():
+    """A combination never seen in the assignment part is served its nearest seen parent's
+    model; a partial report is served its own option's model (here: the generic model, as
+    the partial options wait at the tail)."""
+    X, y, G = _population(3000, 8, {("a1", "b0"): 2.0, ("a1", "b1"): -2.0})
+    keep = ~((G.A == "a0") & (G.B == "b2")).to_numpy()  # (a0, b2) never reported
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairUseWarning)
+        system = fit_system(X[keep].reset_index(drop=True), y[keep], G[keep].reset_index(drop=True),
+                            candidates=POOL, random_state=0)
+    assert ("a0", "b2") not in system.served_
+    by = system._serving_option(("a0", "b2"))
+    assert by in system.served_ and None in by
+    Xt, _, _ = _population(200, 9, {})
+    np.testing.assert_array_equal(system.predict_proba(Xt, report=("a0", "b2")),
+                                  system.predict_proba(Xt, report=by))
+    frame = system.serving(pd.DataFrame({"A": ["a0", "a1", None], "B": ["b2", "b0", "b1"]}).astype(object))
+    assert list(frame["served_by"])[1] == "A=a1, B=b0" and system.served_[("a1", "b0")] != GENERIC
