@@ -406,6 +406,8 @@ def test_bad_ladder_settings_are_refused():
         fit_system(X, y, G, candidates=POOL, rungs=(0.0, 1.0))
     with pytest.raises(InputError, match="procedure"):
         fit_system(X, y, G, candidates=POOL, procedure="bogus")
+    with pytest.raises(InputError, match="no envy step"):
+        fit_system(X, y, G, candidates=POOL, procedure="crossfit", envy=True)
     with pytest.raises(InputError, match="reuse"):
         fit_system(X, y, G, candidates=POOL, reuse=FairUseClassifier())
 

@@ -117,7 +117,7 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
                candidates: Any = "default", metric: Any = None, alpha: float = 0.10,
                rungs: tuple = DEFAULT_RUNGS, cv: int = 3, n_folds: int = 5,
                correction: str | None = "holm", test: str = "auto", n_boot: int = 1000,
-               envy: bool = True, kind: str = "full", min_group_size: int | None = None,
+               envy: bool | None = None, kind: str = "full", min_group_size: int | None = None,
                onehot_fair_use: bool = False, encodings: tuple[str, ...] = DEFAULT_ENCODINGS,
                task: str | None = None, generic: Any = None, reuse: Any = None,
                verbose: bool = False, random_state: Any = 0) -> FairUseSystem:
@@ -167,8 +167,12 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
         Folds of the cross-validation on the training part that chooses the candidates.
     n_folds : int, default 5
         Folds of ``"crossfit"``.
-    correction, test, n_boot, envy, kind, min_group_size, random_state
+    correction, test, n_boot, kind, min_group_size, random_state
         As in :class:`FairUseSystem` (``random_state`` also seeds the split and folds).
+    envy : bool, optional
+        Run the envy step (default: yes for ``"ladder"`` and ``"split"``).  The
+        cross-fitted procedure has none (out-of-fold outputs exist only under each row's
+        own report): ``envy=True`` with ``"crossfit"`` is an error.
     onehot_fair_use : bool, default False
         Include the fair-use one-hot models in the default pool.
     encodings : tuple of str, default ("onehot", "intersectional", "decoupled")
@@ -195,6 +199,10 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
         ``pool_`` (what ``reuse=`` takes).
     """
     check_param("procedure", procedure, choices=("ladder", "crossfit", "split"))
+    if procedure == "crossfit" and envy:
+        raise InputError(MSG_BAD_PARAM.format(name="envy", value=envy,
+                                              reason="procedure='crossfit' has no envy step; leave envy unset"))
+    envy = procedure != "crossfit" if envy is None else envy
     check_param("cv", cv, integer=True, low=2)
     check_param("n_folds", n_folds, integer=True, low=2)
     n = _n_rows(X)
