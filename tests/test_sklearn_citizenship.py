@@ -25,7 +25,7 @@ from fairuse_opt import FairUseClassifier, FairUseRegressor, InputError
 from fairuse_opt.estimators import MSG_GROUPS_ROUTING_HINT, ROUTED_GROUPS
 from fairuse_opt.exceptions import MSG_GROUPS_REQUIRED
 
-from .conftest import REPO, make_data
+from .conftest import REPO, make_data, missing_data
 
 DOC = REPO / "docs" / "scikit-learn.md"
 
@@ -241,3 +241,49 @@ def test_the_other_cells_of_the_docs_table(data):
         search = GridSearchCV(est, {"alpha": [1e-3]}, cv=cv).fit(X, y, sensitive_features=groups)
         with pytest.raises(TypeError, match="sensitive_features"):
             search.predict(X, sensitive_features=groups)
+
+
+# --------------------------------------------------------------------------- the docs' examples
+def _python_blocks(path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+def _needs_nhefs():
+    import importlib.util
+
+    if importlib.util.find_spec("causaldata") is None:
+        missing_data("optional package causaldata (NHEFS) is not installed")
+
+
+def test_the_examples_of_scikit_learn_md_run_as_written():
+    _needs_nhefs()
+    (code,) = _python_blocks(DOC)
+    namespace: dict = {}
+    with sklearn.config_context():  # the example turns routing on; restored afterwards
+        exec(compile(code, str(DOC), "exec"), namespace)
+    search = namespace["search"]
+    assert search.best_estimator_.certificate_.verified
+    assert len(search.cv_results_["mean_test_score"]) == 2
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert np.isfinite(namespace["scores"]).all() and np.isfinite(namespace["by_site"]).all()
+
+
+def test_the_recipes_of_pipelines_md_run_as_written():
+    _needs_nhefs()
+    from fairuse_opt.datasets import load_nhefs
+
+    X, y, groups = load_nhefs()
+    setup = {"X": X, "y": y, "groups": groups, "X_new": X.iloc[:50], "groups_new": groups.iloc[:50],
+             "frame": pd.concat([X, groups], axis=1)}
+    blocks = _python_blocks(REPO / "docs" / "pipelines.md")
+    assert len(blocks) == 2
+    spaces = []
+    for code in blocks:
+        namespace = dict(setup)
+        with sklearn.config_context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # small groups of NHEFS folds are warned about
+            exec(compile(code, "docs/pipelines.md", "exec"), namespace)
+        spaces.append(namespace)
+        assert np.isfinite(namespace["scores"]).all()  # no fold failed (a failed fold scores nan)
+    assert spaces[0]["pipe"][-1].certificate_.verified  # recipe 1 fits the pipeline itself
+    assert spaces[1]["pipe"][-1].group_cols == ["Sex", "Race", "Age"]  # recipe 2 cross-validates clones
