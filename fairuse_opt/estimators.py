@@ -63,6 +63,18 @@ MAX_TOL = 1e-3
 
 _log = logging.getLogger("fairuse_opt.fit")
 
+#: Name under which the group attributes travel in scikit-learn's metadata routing
+#: (fairlearn's name): a splitter's ``groups`` (GroupKFold) never reaches the estimator.
+ROUTED_GROUPS = "sensitive_features"
+#: Appended to the "needs group attributes" error of ``fit``: the fix for scikit-learn's
+#: tools, whose own ``groups=`` goes to the splitter, not to ``fit``.
+MSG_GROUPS_ROUTING_HINT = (
+    "; in cross_val_score, cross_validate or GridSearchCV (whose groups= goes to the CV "
+    "splitter, not to fit) turn on metadata routing, sklearn.set_config("
+    "enable_metadata_routing=True), and pass params={'" + ROUTED_GROUPS + "': groups} "
+    "(search.fit(X, y, " + ROUTED_GROUPS + "=groups)), or use group_cols: see docs/pipelines.md"
+)
+
 
 @contextlib.contextmanager
 def _progress(verbose: bool):
@@ -137,12 +149,25 @@ class _BaseFairUse(BaseEstimator):
         self.solver_options = solver_options
         self.verbose = verbose
 
+    # scikit-learn metadata routing, requested by default (no set_*_request call needed):
+    # the ``groups`` argument of each method is fed by the metadata ``sensitive_features``
+    # (ROUTED_GROUPS), so a group splitter's ``groups`` never reaches the model, and
+    # ``report`` by ``report``.  set_fit_request(groups=True) etc. still override this.
+    __metadata_request__fit = {"groups": ROUTED_GROUPS}
+    __metadata_request__score = {"groups": ROUTED_GROUPS}
+    __metadata_request__predict = {"groups": ROUTED_GROUPS, "report": True}
+    __metadata_request__predict_proba = {"groups": ROUTED_GROUPS, "report": True}
+    __metadata_request__decision_function = {"groups": ROUTED_GROUPS, "report": True}
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
-        if tags.classifier_tags is not None:
-            tags.classifier_tags.multi_class = False
+        tags.input_tags.two_d_array = True
+        tags.target_tags.required = True
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = False
+        tags.non_deterministic = False
         return tags
 
     # ------------------------------------------------------------ parameters
@@ -206,7 +231,9 @@ class _BaseFairUse(BaseEstimator):
             Binary labels (classifier) or real targets (regressor).
         groups : DataFrame, Series or array-like, optional
             Group attributes, one column per attribute (not needed for
-            ``encoding="none"`` or with ``group_cols``).
+            ``encoding="none"`` or with ``group_cols``).  Through scikit-learn's
+            metadata routing (pipelines, ``cross_val_score``, ``GridSearchCV``) they are
+            passed as ``sensitive_features=``: see ``docs/pipelines.md``.
         sample_weight : array-like (n_samples,), optional
             Non-negative weights; every mean loss is a weighted mean.
 
@@ -219,6 +246,11 @@ class _BaseFairUse(BaseEstimator):
         with _progress(self.verbose):
             try:
                 return self._fit(X, y, groups=groups, sample_weight=sample_weight)
+            except InputError as exc:
+                # no groups: say how scikit-learn's tools pass them (their groups= is the splitter's)
+                if str(exc) != MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"):
+                    raise
+                raise InputError(f"{exc}{MSG_GROUPS_ROUTING_HINT}") from None
             except np.linalg.LinAlgError as exc:  # (scipy's is numpy's)
                 raise SolverError(f"linear algebra failed during the fit ({exc}){self._scale_note}") from exc
             except (SolverError, VerificationError, FairUseInfeasibleError) as exc:
@@ -643,6 +675,14 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
     """
 
     _task = "classification"
+
+    def __sklearn_tags__(self):
+        # here, not in the base class: ClassifierMixin sets classifier_tags after the
+        # base class's tags are made
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # binary logistic models only
+        tags.classifier_tags.multi_label = False
+        return tags
 
     def predict_proba(self, X, *, groups=None, report=None) -> np.ndarray:
         """Probabilities of ``classes_`` (n_samples, 2); see :meth:`decision_function`."""

@@ -73,8 +73,9 @@ MSG_NO_ROWS = "{what} has no rows"
 MSG_NO_FEATURES = "X has no feature columns"
 MSG_BAD_NDIM = "{what} must be {expected}; got an array with shape {shape} (Reshape your data)"
 MSG_LENGTH_MISMATCH = "{what} has {n_other} rows but X has {n_rows}"
-MSG_NOT_BINARY = (
-    "y must have exactly two classes for FairUseClassifier; found {n_classes}: {classes}"
+MSG_NOT_BINARY = (  # its first words are those scikit-learn's check_estimator looks for
+    "Only binary classification is supported: y must have exactly two classes for "
+    "FairUseClassifier; found {n_classes}: {classes}"
 )
 MSG_CONTINUOUS = ("Unknown label type: continuous target ({n_values} distinct values); "
                   "FairUseClassifier needs exactly two classes (use FairUseRegressor)")

@@ -2,8 +2,15 @@
 
 The apnea data is never copied into the repository: it is read from the folder named
 by ``FAIRUSE_DATA_DIR`` (a relative path is taken from the folder pytest was started
-in), or from ``../shared/data`` beside the repository.  A missing file fails the tests
-that need it; it does not skip them.
+in), or from ``../shared/data`` beside the repository.
+
+Tests that need it carry the marker ``needs_apnea`` (registered in ``pyproject.toml``):
+set by hand, or added here to every test that uses the fixture ``data_dir`` (directly or
+through ``apnea``, ``apnea_csv``, ...) or a module fixture named in
+:data:`APNEA_FIXTURES`.  When the file is missing such a test is **skipped** with a
+one-line reason, so the README's test command passes on a fresh machine; with the
+environment variable ``FAIRUSE_REQUIRE_DATA=1`` (``.ci/run`` sets it) it **fails**
+instead, so CI runs every one of them.
 
 Every model file that :func:`fairuse_opt.model_io.dumps` writes during the test session
 (every ``to_json``, every ``fairuse fit``) is validated against the JSON Schema shipped
@@ -31,13 +38,60 @@ def find_data_dir() -> Path:
     return (folder if folder.is_absolute() else _STARTED_IN / folder).resolve()
 
 
+#: Environment variable that turns the skip of a test needing data into a failure (CI).
+ENV_REQUIRE_DATA = "FAIRUSE_REQUIRE_DATA"
+#: Marker of the tests that read apnea.csv.
+APNEA_MARKER = "needs_apnea"
+#: Fixtures whose use means a test reads apnea.csv (``_data_env``: test_bench.py's
+#: module fixture, which points the library at the data folder).
+APNEA_FIXTURES = frozenset({"data_dir", "apnea", "_data_env"})
+
+
+def data_required() -> bool:
+    """Whether a test needing data must fail, rather than skip, when the data is missing."""
+    return os.environ.get(ENV_REQUIRE_DATA, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing_data(reason: str) -> None:
+    """Skip the running test with a one-line ``reason``, or fail it under
+    ``FAIRUSE_REQUIRE_DATA=1``."""
+    if data_required():
+        pytest.fail(f"{reason} ({ENV_REQUIRE_DATA} is set: data tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def apnea_missing_reason() -> str | None:
+    """``None`` when apnea.csv is where the tests look, else the one-line skip reason."""
+    folder = find_data_dir()
+    if (folder / "apnea.csv").is_file():
+        return None
+    return f"apnea.csv not in {folder}: set FAIRUSE_DATA_DIR to the folder holding it"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses an apnea fixture ``needs_apnea``."""
+    for item in items:
+        if APNEA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(APNEA_MARKER)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture is set up: skip (or, in CI, fail) a ``needs_apnea`` test
+    whose data is missing."""
+    if item.get_closest_marker(APNEA_MARKER) is not None:
+        reason = apnea_missing_reason()
+        if reason is not None:
+            missing_data(reason)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The folder holding ``apnea.csv`` (absolute); fails, never skips, when it is missing."""
-    folder = find_data_dir()
-    if not (folder / "apnea.csv").is_file():
-        pytest.fail(f"apnea.csv not found in {folder}: set FAIRUSE_DATA_DIR to the folder holding it")
-    return folder
+    """The folder holding ``apnea.csv`` (absolute); skips (fails in CI) when it is missing."""
+    reason = apnea_missing_reason()
+    if reason is not None:  # reached only by a fixture used outside a marked test
+        missing_data(reason)
+    return find_data_dir()
 
 
 @pytest.fixture(scope="session")
