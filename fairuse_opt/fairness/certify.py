@@ -237,7 +237,7 @@ def build_certificate(*, served: Served, coef, intercept, generic_losses, generi
                        objective_lower_bound=bound, optimality_gap=gap, gain_out_of_reach=reach)
 
 
-def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: float) -> list[str]:
+def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: float, generic=None) -> list[str]:
     """See :meth:`fairuse_opt.Certificate.verify`."""
     from .._validation import check_groups, check_sample_weight, split_group_columns
 
@@ -271,7 +271,13 @@ def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: flo
         return est.predict_proba(X, **kw) if classification else est.predict(X, **kw)
 
     L = np.column_stack([group_means(losses(predict(model, report=keys[r]))) for r in range(G)])
-    gen = model.generic_
+    gen = generic if generic is not None else getattr(model, "generic_", None)
+    if gen is None:  # read from a file that could not hold the external generic= model
+        from ..exceptions import InputError
+        from ..model_io import MSG_NO_GENERIC_LOADED
+
+        raise InputError(MSG_NO_GENERIC_LOADED.format(
+            description=getattr(model, "generic_external_", None) or "not recorded"))
     if hasattr(gen, "group_index_"):
         p0 = predict(gen, groups=grp) if gen.group_index_ is not None else predict(gen)
     else:
