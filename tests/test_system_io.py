@@ -196,6 +196,14 @@ def test_scoring_a_system_file_without_the_library(live, tmp_path):
 
 
 # --------------------------------------------------------------------------- format 1 still loads
+def _row(group, n, generic_loss, own_loss, other):
+    """A row of a certificate table as release 0.0.9 wrote it (rationality, margin 0)."""
+    return {"group": group, "n": n, "weight": float(n), "generic_loss": generic_loss, "own_loss": own_loss,
+            "gain": generic_loss - own_loss, "margin": 0.0, "rationality_slack": generic_loss - own_loss,
+            "best_alternative": other, "best_alternative_loss": own_loss + 0.1, "envy_slack": 0.1,
+            "rationality_active": False, "dual": None, "at_set_boundary": False, "generic_fallback": False}
+
+
 V1_FILE = {
     "format": "fairuse_opt.model/1",
     "library": {"name": "fairuse_opt", "version": "0.0.9"},
@@ -209,7 +217,8 @@ V1_FILE = {
     "generic": {"intercept": 0.0, "coef": [0.5, -1.0], "n_iter": 3,
                 "certificate": {"table": [], "fair_use": [], "route": "generic", "solver": None,
                                 "status": "optimal", "verified": True}},
-    "certificate": {"table": [{"group": ["f"], "n": 10}, {"group": ["m"], "n": 12}],
+    # (every column of the table: a verified certificate without its evidence is refused, issue 24 M5)
+    "certificate": {"table": [_row(["f"], 10, 0.69, 0.52, ["m"]), _row(["m"], 12, 0.64, 0.60, ["f"])],
                     "fair_use": ["rationality"], "route": "exact", "solver": "CLARABEL", "status": "optimal",
                     "verified": True},
     "settings": {"params": {"encoding": "intersectional", "fair_use": "rationality", "alpha": 0.001},
@@ -434,3 +443,42 @@ def test_a_generic_model_that_is_not_a_library_estimator_cannot_be_written():
     with pytest.raises(InputError, match=r"the generic model \(LogisticRegression\) is not a linear model of "
                                          r"this library.*it is served to \(nothing reported\)"):
         system.to_json()
+
+
+
+# --------------------------------------------------------------------------- issue 24: model files
+def test_a_system_file_with_too_many_options_is_refused_before_enumerating_them(good, monkeypatch):
+    """Issue 24, M4: a 10.7 KB file declaring 5 extra attributes x 40 levels ran 93 s, then
+    MemoryError at 7.4 GB: every option (41^5 x 12) was enumerated before anything was checked."""
+    from fairuse_opt.system import _io
+    from fairuse_opt.system._io import MAX_OPTIONS, MSG_FILE_TOO_MANY_OPTIONS
+
+    doc = json.loads(json.dumps(good))
+    extra = [f"E{i}" for i in range(5)]
+    doc["groups"]["attributes"] += extra
+    for a in extra:
+        doc["groups"]["levels"][a] = [f"v{j}" for j in range(40)]
+
+    def enumerate_options(*args):
+        raise AssertionError("the options were enumerated")
+
+    monkeypatch.setattr(_io, "all_options", enumerate_options)
+    with pytest.raises(InputError) as info:
+        model_io.loads(json.dumps(doc))
+    assert str(info.value) == "model file <text>: groups.levels " + MSG_FILE_TOO_MANY_OPTIONS.format(limit=MAX_OPTIONS)
+
+
+def test_the_option_limit_is_the_writers(good):
+    """A file just within the limit is not refused for its size (it fails later, on its
+    options table); one option more is refused as too many."""
+    from fairuse_opt.system._io import MAX_OPTIONS, MSG_FILE_TOO_MANY_OPTIONS
+
+    base = (len(LEVELS["A"]) + 1) * (len(LEVELS["B"]) + 1)  # 12
+    k = MAX_OPTIONS // base - 1  # levels of a third attribute: base * (k + 1) <= MAX_OPTIONS
+    for n_levels, too_many in ((k, False), (k + 1, True)):
+        doc = json.loads(json.dumps(good))
+        doc["groups"]["attributes"].append("C")
+        doc["groups"]["levels"]["C"] = [f"c{j}" for j in range(n_levels)]
+        with pytest.raises(InputError) as info:
+            model_io.loads(json.dumps(doc))
+        assert (MSG_FILE_TOO_MANY_OPTIONS.format(limit=MAX_OPTIONS) in str(info.value)) is too_many, str(info.value)
