@@ -74,6 +74,8 @@ TASK_OF = {"FairUseClassifier": "classification", "FairUseRegressor": "regressio
 #: Parameters that hold objects or code and are never written.
 NOT_SERIALISED_PARAMS = ("generic", "constraint_hook")
 
+#: Fields every certificate in a file has (the schema's ``required``).
+CERTIFICATE_REQUIRED = ("table", "fair_use", "route", "solver", "status", "verified")
 #: Scalar fields of a certificate that hold NaN when unknown (written as null).
 CERTIFICATE_FLOAT_FIELDS = ("objective", "objective_unconstrained", "objective_generic", "gain_kept",
                             "seconds", "tolerance")
@@ -546,6 +548,11 @@ def _first_non_finite(doc: Any) -> str:
 
 def _read_document(doc: dict, source: str) -> ModelFile:
     version = _check_format(doc, source)
+    library = doc.get("library")
+    if library is not None or "library" in doc:
+        _require(library, ("name", "version"), source, "library")
+        if library["name"] != "fairuse_opt" or not isinstance(library["version"], str):
+            raise _bad(source, "library", f"must be {{'name': 'fairuse_opt', 'version': str}}; got {_short(library)}")
     if doc.get("estimator") == "FairUseSystem":
         if version < 2:
             raise InputError(MSG_SYSTEM_NEEDS_V2.format(source=source, got=doc["format"], expected=SYSTEM_FORMAT))
@@ -567,6 +574,7 @@ def _read_document(doc: dict, source: str) -> ModelFile:
     if inp is not None:
         if not isinstance(inp, dict):
             raise _bad(source, "input", "must be an object or null")
+        _require(inp, ("target", "group_columns", "columns"), source, "input")
         if inp.get("columns") is not None:
             encoding = TabularEncoding.from_dict(inp["columns"], source)
             if encoding.feature_names != feature_names:
@@ -579,7 +587,7 @@ def _read_document(doc: dict, source: str) -> ModelFile:
         if group_columns is not None and (not isinstance(group_columns, list)
                                           or not all(isinstance(g, str) for g in group_columns)):
             raise _bad(source, "input.group_columns", "must be a list of strings")
-    metadata = doc.get("metadata") or {}
+    metadata = doc.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _bad(source, "metadata", "must be an object")
     return ModelFile(estimator=est, encoding=encoding, target=target, group_columns=group_columns,
@@ -663,6 +671,15 @@ def _bad(source: str, field_: str, problem: str) -> InputError:
                                            problem=_cut(problem, MAX_PROBLEM_CHARS)))
 
 
+def _require(obj: Any, keys: Sequence[str], source: str, where: str) -> None:
+    """``obj`` is an object with every key of ``keys`` (the schema's required fields)."""
+    if not isinstance(obj, dict):
+        raise _bad(source, where, f"must be an object with {list(keys)}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise _bad(source, where, f"lacks required key(s) {missing}")
+
+
 def _float(v: Any, source: str, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _bad(source, where, f"must be a finite number; got {_short(v)}")
@@ -701,7 +718,7 @@ def _build(doc: dict, source: str) -> Any:
 
     classes_of = {"FairUseClassifier": FairUseClassifier, "FairUseRegressor": FairUseRegressor}
     name = doc["estimator"]
-    if name not in classes_of:
+    if not isinstance(name, str) or name not in classes_of:
         raise _bad(source, "estimator", f"must be one of {list(ESTIMATORS)}; got {_short(name)}")
     cls = classes_of[name]
     if doc["task"] != TASK_OF[name]:
@@ -709,6 +726,7 @@ def _build(doc: dict, source: str) -> Any:
 
     # features
     feats = doc["features"]
+    _require(feats, ("names", "names_in"), source, "features")
     if not isinstance(feats, dict) or not isinstance(feats.get("names"), list) \
             or not all(isinstance(f, str) for f in feats["names"]):
         raise _bad(source, "features.names", "must be a list of strings")
@@ -738,6 +756,8 @@ def _build(doc: dict, source: str) -> Any:
                 or not isinstance(groups.get("levels"), dict):
             raise _bad(source, "groups", "must be {'attributes': [names], 'levels': {name: [values]}}")
         attrs = list(groups["attributes"])
+        if len(set(attrs)) != len(attrs) or set(groups["levels"]) != set(attrs):
+            raise _bad(source, "groups", "must list distinct attributes and one entry of levels per attribute")
         levels = {}
         for a in attrs:
             lv = groups["levels"].get(a)
@@ -766,6 +786,14 @@ def _build(doc: dict, source: str) -> Any:
     settings = doc["settings"]
     if not isinstance(settings, dict) or not isinstance(settings.get("params"), dict):
         raise _bad(source, "settings", "must be an object with 'params'")
+    _require(settings, ("params", "not_serialised", "set_spec", "n_iter"), source, "settings")
+    skipped = settings["not_serialised"]
+    if not isinstance(skipped, dict) or not all(isinstance(v, str) for v in skipped.values()):
+        raise _bad(source, "settings.not_serialised", "must be an object {name: description}")
+    for key in NOT_SERIALISED_PARAMS:  # an object or a function is never written: null
+        if settings["params"].get(key) is not None:
+            raise _bad(source, f"settings.params.{key}", f"must be null (a {key} is never written); "
+                                                         f"got {_short(settings['params'][key])}")
     known = cls().get_params(deep=False)
     try:
         params = {k: _decode(v, f"settings.params.{k}") for k, v in settings["params"].items() if k in known}
@@ -781,9 +809,10 @@ def _build(doc: dict, source: str) -> Any:
         est._check_params()  # the checks fit() makes: a file cannot carry a setting fit() refuses
     except (TypeError, ValueError) as exc:  # (InputError is a ValueError)
         raise _bad(source, "settings.params", str(exc)) from None
-    n_iter = settings.get("n_iter", 0)
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int):
-        raise _bad(source, "settings.n_iter", "must be an integer")
+    _check_group_cols(est.group_cols, names, index, source)
+    n_iter = settings["n_iter"]
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise _bad(source, "settings.n_iter", "must be a non-negative integer")
     set_spec = None
     spec = settings.get("set_spec")
     if spec is not None:
@@ -801,20 +830,28 @@ def _build(doc: dict, source: str) -> Any:
     gdoc = doc["generic"]
     if not isinstance(gdoc, dict) or not {"intercept", "coef", "certificate"} <= set(gdoc):
         raise _bad(source, "generic", "must be an object with 'intercept', 'coef' and 'certificate'")
+    _require(gdoc, ("intercept", "coef", "n_iter", "certificate"), source, "generic")
     external = gdoc.get("external")
     if external is not None and not isinstance(external, str):
         raise _bad(source, "generic.external", "must be null or a string")
+    if external is not None and any(gdoc[k] is not None for k in ("intercept", "coef", "certificate")):
+        raise _bad(source, "generic", "must have intercept, coef and certificate null when the generic model "
+                                      "is external (the file does not hold it)")
     gparams = dict(est.get_params(deep=False))
     gparams.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
     gen = cls(**gparams)
-    gen_n_iter = gdoc.get("n_iter", 0)
-    if isinstance(gen_n_iter, bool) or not isinstance(gen_n_iter, int):
-        raise _bad(source, "generic.n_iter", "must be an integer")
+    gen_n_iter = gdoc["n_iter"]
+    if isinstance(gen_n_iter, bool) or not isinstance(gen_n_iter, int) or gen_n_iter < 0:
+        raise _bad(source, "generic.n_iter", "must be a non-negative integer")
 
     certificate = _certificate(doc["certificate"], source, "certificate", Certificate)
     gcert = None if external is not None else _certificate(gdoc["certificate"], source,
                                                            "generic.certificate", Certificate)
     _check_certificate_table(doc["certificate"], certificate, index, source)
+    asked = set(est._fair_use_set()) if est.encoding != "none" else set()
+    if set(certificate.fair_use) != asked:
+        raise _bad(source, "certificate.fair_use", f"is {list(certificate.fair_use)}, but the settings ask for "
+                                                   f"{sorted(asked)}")
     if certificate.verified and certificate.tolerance != est.tol:  # a verified check is at tol
         raise _bad(source, "certificate.tolerance", f"is {certificate.tolerance!r}, but the model was "
                                                     f"verified at settings.params.tol = {est.tol!r}")
@@ -838,6 +875,24 @@ def _build(doc: dict, source: str) -> Any:
     est.generic_ = gen
     return est
 
+
+
+def _check_group_cols(group_cols: Any, features: list[str], index: Any, source: str) -> None:
+    """``group_cols`` (the columns of X that hold the groups) as a fit writes it: a column name
+    or a list of distinct ones, none of them a feature, naming the group attributes."""
+    if group_cols is None:
+        return
+    cols = [group_cols] if isinstance(group_cols, str) else group_cols
+    where = "settings.params.group_cols"
+    if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols) \
+            or len(set(cols)) != len(cols):
+        raise _bad(source, where, f"must be null, a column name or a list of distinct column names; "
+                                  f"got {_short(group_cols)}")
+    clash = [c for c in cols if c in set(features)]
+    if clash:
+        raise _bad(source, where, f"names feature column(s) {_short(clash, 200)}")
+    if index is not None and list(index.names) != cols:
+        raise _bad(source, where, f"must name the group attributes {_short(list(index.names), 200)}")
 
 
 def _build_classes(c: Any, source: str) -> np.ndarray:
@@ -893,7 +948,7 @@ _FIELD_CHECKS = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
     "float": (lambda v: v is None or _is_num(v), "a finite number or null"),
     "float | None": (lambda v: v is None or _is_num(v), "a finite number or null"),
     "tuple": (lambda v: isinstance(v, list), "a list"),
@@ -902,7 +957,7 @@ _FIELD_CHECKS = {
 _STRING_LISTS = ("fair_use", "failures", "notes")
 #: Types of the certificate table's columns (other columns: any JSON scalar, list or null).
 _ROW_CHECKS = {
-    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
     "rationality_active": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "at_set_boundary": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "generic_fallback": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
@@ -980,6 +1035,7 @@ def _certificate(d: Any, source: str, where: str, Certificate: Any) -> Any:
     if not isinstance(d, dict) or not isinstance(d.get("table"), list) \
             or not all(isinstance(r, dict) for r in d["table"]):
         raise _bad(source, where, "must be an object with a 'table' list of rows")
+    _require(d, CERTIFICATE_REQUIRED, source, where)
     _check_certificate_types(d, source, where, Certificate)
     try:
         cert = Certificate.from_dict(d)

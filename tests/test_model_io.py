@@ -345,7 +345,8 @@ def test_classes_outside_their_dtype(good_doc, classes):
 
 @pytest.mark.parametrize("field, value, expected", [
     ("verified", "yes", "certificate.verified must be true or false; got 'yes'"),
-    ("iterations", "3", "certificate.iterations must be an integer; got '3'"),
+    ("iterations", "3", "certificate.iterations must be a non-negative integer; got '3'"),
+    ("iterations", -1, "certificate.iterations must be a non-negative integer; got -1"),
     ("objective", "0.4", "certificate.objective must be a finite number or null; got '0.4'"),
     ("route", 7, "certificate.route must be a string; got 7"),
     ("fair_use", "rationality", "certificate.fair_use must be a list; got 'rationality'"),
@@ -361,7 +362,7 @@ def test_certificate_fields_are_type_checked(good_doc, field, value, expected):
 def test_certificate_rows_are_type_checked(good_doc):
     doc = json.loads(json.dumps(good_doc))
     doc["certificate"]["table"][0]["n"] = "42"
-    _bad(doc, re.escape("certificate.table[0].n must be an integer; got '42'"))
+    _bad(doc, re.escape("certificate.table[0].n must be a non-negative integer; got '42'"))
     doc = json.loads(json.dumps(good_doc))
     doc["certificate"]["table"][1]["own_loss"] = "low"
     _bad(doc, re.escape("certificate.table[1].own_loss must be a finite number or null; got 'low'"))
@@ -707,3 +708,68 @@ def test_an_integer_too_large_for_a_float_is_refused_in_the_certificate(good_doc
         doc["certificate"]["table"][1]["own_loss"] = big
     where = field.split("[")[0] if field.startswith("trace") else field
     _bad(doc, re.escape(f"model file <text>: certificate.{where} must be a") + ".* finite number")
+
+
+# --------------------------------------------------------------------------- issue 24: found by the file fuzz
+def _with(doc: dict, path: tuple, value) -> dict:
+    """A copy of ``doc`` with ``path`` set to ``value`` (``KeyError``: deleted)."""
+    doc = json.loads(json.dumps(doc))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("estimator",), ["FairUseClassifier"], "estimator must be one of"),  # was TypeError: unhashable
+    (("settings", "params", "group_cols"), "None", "settings.params.group_cols must name the group attributes"),
+    (("settings", "params", "group_cols"), [None, None], "settings.params.group_cols must be null, a column name"),
+    (("settings", "params", "group_cols"), ["f0"], "settings.params.group_cols names feature column(s) ['f0']"),
+    (("settings", "params", "constraint_hook"), -1, "settings.params.constraint_hook must be null"),
+    (("settings", "params", "generic"), "LogisticRegression", "settings.params.generic must be null"),
+    (("settings", "n_iter"), -4, "settings.n_iter must be a non-negative integer"),
+    (("settings", "n_iter"), KeyError, "settings lacks required key(s) ['n_iter']"),
+    (("settings", "not_serialised"), {"__items__": [[{"a": 1}, 0.1]]}, "settings.not_serialised must be an object"),
+    (("features", "names_in"), KeyError, "features lacks required key(s) ['names_in']"),
+    (("certificate", "fair_use"), KeyError, "certificate lacks required key(s) ['fair_use']"),
+    (("certificate", "fair_use"), [], "certificate.fair_use is [], but the settings ask for"),
+    (("generic", "certificate", "status"), KeyError, "generic.certificate lacks required key(s) ['status']"),
+    (("generic", "n_iter"), -1, "generic.n_iter must be a non-negative integer"),
+    (("metadata",), None, "metadata must be an object"),
+    (("metadata",), "", "metadata must be an object"),
+    (("library",), None, "library must be an object"),
+    (("library", "name"), ["fairuse_opt"], "library must be {'name': 'fairuse_opt'"),
+    (("groups", "levels", "zz"), [1], "groups must list distinct attributes and one entry of levels per attribute"),
+    (("input",), {}, "input lacks required key(s) ['target', 'group_columns', 'columns']"),
+])
+def test_fields_the_fuzz_found_loosely_read_are_refused(good_doc, path, value, expected):
+    """Each loaded before (or raised a raw TypeError): a setting replaced, a required field
+    missing, a count below zero, a certificate that asks for no guarantee under settings
+    that ask for both."""
+    doc = _with(good_doc, path, value)
+    _bad(doc, re.escape(f"model file <text>: {expected}"))
+
+
+def test_an_external_generic_entry_must_hold_no_model():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, g = make()
+    est = FairUseClassifier(generic=LogisticRegression().fit(X, y)).fit(X, y, groups=g)
+    doc = json.loads(dumps(est))
+    assert loads(json.dumps(doc)).generic_ is None
+    _bad(_with(doc, ("generic", "coef"), [0.0, 0.0, 0.0]),
+         re.escape("model file <text>: generic must have intercept, coef and certificate null when the generic "
+                   "model is external"))
+
+
+def test_group_cols_of_a_pipeline_model_round_trip():
+    X, y, g = make()
+    frame = X.assign(sex=g["sex"], age=g["age"])
+    est = FairUseClassifier(group_cols=["sex", "age"]).fit(frame, y)
+    back = loads(dumps(est))
+    assert back.group_cols == ["sex", "age"]
+    np.testing.assert_array_equal(back.predict_proba(frame), est.predict_proba(frame))

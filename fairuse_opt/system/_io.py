@@ -369,7 +369,9 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
 
     # features
     feats = doc["features"]
-    if not isinstance(feats, dict) or not isinstance(feats.get("names"), list) \
+    if not isinstance(feats, dict) or not {"names", "names_in"} <= set(feats):
+        raise _bad(source, "features", "must be an object with 'names' and 'names_in'")
+    if not isinstance(feats.get("names"), list) \
             or not all(isinstance(f, str) for f in feats["names"]):
         raise _bad(source, "features.names", "must be a list of strings")
     feature_names = list(feats["names"])
