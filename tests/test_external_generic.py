@@ -120,3 +120,27 @@ def test_verify_with_another_generic_model_finds_the_violations():
     strong = GradientBoostingClassifier(random_state=0).fit(X, y)
     failures = m.certificate_.verify(m, X, y, groups=g, generic=strong)
     assert len(failures) == 2 and all(f.startswith("rationality for") for f in failures)
+
+
+def test_a_nan_loss_is_no_evidence():
+    """A constraint whose loss is NaN (no evidence) fails, in the fit's check and in verify()."""
+    from fairuse_opt.fairness.certify import check_constraints
+
+    L = np.array([[0.3, 0.5], [0.6, np.nan]])
+    E = np.zeros((2, 2))
+    failures, _ = check_constraints(L, E, np.array([0.4, 0.7]), np.zeros(2), np.zeros(2),
+                                    ("rationality", "envy_freeness"), 1e-7, [("a",), ("b",)],
+                                    np.zeros((2, 2), dtype=bool), np.zeros(2, dtype=bool))
+    assert failures == ["rationality for ('b',): own loss nan > bound 0.7",
+                        "envy: ('b',) prefers report ('a',) (0.6 < nan)"]
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 2))
+    g = rng.choice(["a", "b"], 200)
+    y = X[:, 0] + (g == "a") + rng.normal(size=200)
+    m = FairUseRegressor().fit(X, y, groups=g)
+    assert m.certificate_.verify(m, X, y, groups=g) == []
+    y_nan = y.copy()
+    y_nan[np.flatnonzero(g == "b")[0]] = np.nan  # its losses are NaN under every model
+    failures = m.certificate_.verify(m, X, y_nan, groups=g)
+    assert any(f.startswith("rationality for ('b',)") for f in failures)
+    assert not any("('a',)" in f.split(":")[0] for f in failures)
