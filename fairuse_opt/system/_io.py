@@ -224,6 +224,41 @@ def all_options(names: list[str], levels: Mapping[str, list]) -> list[tuple]:
     return sorted(itertools.product(*[[None, *levels[a]] for a in names]), key=option_order)
 
 
+def nearest_seen(options: list[tuple], served: Mapping, sizes: Mapping) -> dict[tuple, tuple]:
+    """The option whose assignment serves each option (:meth:`FairUseSystem._serving_option`
+    for all of them at once): itself when seen, else its nearest seen ancestor (fewest
+    attributes dropped), the one with the most assignment rows, ties broken by
+    :func:`option_order`.
+
+    ``options`` must list every option, fewer reported attributes first (as
+    :func:`all_options` does).  Each option is settled from its parents (one reported
+    attribute dropped): its nearest seen ancestors are those of the parents that are
+    nearest, so the work is one step per (option, parent), not one per (option, ancestor),
+    which grows as 3^k with k attributes (16 attributes of one level: 43 million).
+    """
+    def rank(o: tuple):
+        return (-sizes.get(o, 0), option_order(o))
+
+    dist: dict[tuple, int] = {}
+    best: dict[tuple, tuple] = {}
+    for o in options:
+        if o in served:
+            dist[o], best[o] = 0, o
+            continue
+        near, pick = None, None
+        for j, v in enumerate(o):
+            if v is None:
+                continue
+            p = o[:j] + (None,) + o[j + 1:]
+            dp = dist[p]
+            if near is None or dp < near or (dp == near and rank(best[p]) < rank(pick)):
+                near, pick = dp, best[p]
+        if pick is None:  # the root, never seen: served as nothing reported
+            near, pick = 0, o
+        dist[o], best[o] = near + 1, pick
+    return best
+
+
 # --------------------------------------------------------------------------- writing
 def system_document(system: Any) -> dict:
     """The system-specific fields of a system file (everything but ``format``, ``library``,
@@ -246,7 +281,7 @@ def system_document(system: Any) -> dict:
     if n_options > MAX_OPTIONS:
         raise InputError(MSG_SYSTEM_TOO_MANY_OPTIONS.format(n=n_options, limit=MAX_OPTIONS))
     options = all_options(names, levels)
-    serving = {o: system._serving_option(o) for o in options}
+    serving = nearest_seen(options, system.served_, system.option_sizes_)
     # the functions served, the generic model first, then in order of first use
     fids = list(dict.fromkeys([GENERIC] + [system.served_[serving[o]] for o in options]))
     attrs = system.candidate_attributes_
@@ -548,8 +583,9 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
     system.file_candidates_ = {name: {"attributes": list(cand_attrs[name]), "type": cands[name]["type"]}
                                for name in cands}
     # the file's table must be what the nearest-seen-parent rule gives
+    serving = nearest_seen(expected, served, sizes)
     for o, t in table.items():
-        by = system._serving_option(o)
+        by = serving[o]
         if by != t["served_by"] or served[by] != t["fid"]:
             raise _bad(source, t["where"], (f"does not follow the nearest-seen-parent rule: option "
                                             f"{option_label(names, o)} is served by {option_label(names, by)} "
