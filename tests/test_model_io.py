@@ -773,3 +773,19 @@ def test_group_cols_of_a_pipeline_model_round_trip():
     back = loads(dumps(est))
     assert back.group_cols == ["sex", "age"]
     np.testing.assert_array_equal(back.predict_proba(frame), est.predict_proba(frame))
+
+
+def test_an_unknown_level_of_a_column_with_many_levels_gives_a_short_message():
+    """Issue 24, lower priority: an error line listed every known level (over 10 KB)."""
+    import pandas as pd
+
+    levels = [f"zip-{i:05d}-{'x' * 20}" for i in range(2000)]
+    frame = pd.DataFrame({"zip": levels, "x": np.arange(2000.0)})
+    enc = TabularEncoding.fit(frame)
+    with pytest.raises(InputError) as info:
+        enc.transform(frame.assign(zip=["nowhere"] * 1999 + ["y" * 5000]))
+    text = str(info.value)
+    assert len(text) < 2000 and "(2000 in all)" in text and "'nowhere'" in text
+    with pytest.raises(InputError) as info:
+        enc.transform(frame.assign(x=[f"bad{i}" + "z" * 1000 for i in range(2000)]))
+    assert len(str(info.value)) < 1000 and "(2000 in all)" in str(info.value)
