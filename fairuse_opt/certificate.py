@@ -97,20 +97,27 @@ class Certificate:
             bad += int((t["envy_slack"] < -self.tolerance).sum())
         return bad
 
-    def verify(self, model, X, y, *, groups=None, sample_weight=None, tol: float | None = None) -> list[str]:
+    def verify(self, model, X, y, *, groups=None, sample_weight=None, tol: float | None = None,
+               generic=None) -> list[str]:
         """Recompute every guaranteed constraint from the model's predictions on ``(X, y)``.
 
         Group losses are recomputed from ``predict_proba`` (classifier) or ``predict``
         (regressor) with ``report=`` for every report, and the generic losses from
-        ``model.generic_``; nothing of the fit is reused.  Returns the constraints that
-        do not hold at ``tol`` (default: this certificate's tolerance); an empty list
-        means the guarantee holds on these data.  On the training data of a verified
-        certificate it is empty.
+        ``generic`` (default: ``model.generic_``); nothing of the fit is reused.  Returns
+        the constraints that do not hold at ``tol`` (default: this certificate's
+        tolerance); an empty list means the guarantee holds on these data.  On the
+        training data of a verified certificate it is empty.
+
+        Raises
+        ------
+        InputError
+            The model was read from a file and was fitted with an external ``generic=``
+            model, which the file does not hold, and ``generic`` is not given.
         """
         from .fairness.certify import verify_model
 
         return verify_model(self, model, X, y, groups=groups, sample_weight=sample_weight,
-                            tol=self.tolerance if tol is None else tol)
+                            tol=self.tolerance if tol is None else tol, generic=generic)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""

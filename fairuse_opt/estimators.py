@@ -31,6 +31,7 @@ from .certificate import Certificate
 from .exceptions import (
     MSG_BAD_PARAM,
     MSG_EMPTY_WEIGHT_GROUP,
+    MSG_FALLBACK_EXTERNAL,
     MSG_FEATURE_NAMES,
     MSG_GROUPS_REQUIRED,
     MSG_ILL_SCALED,
@@ -431,7 +432,9 @@ class _BaseFairUse(BaseEstimator):
             generic_row_loss = loss.loss_of_prediction(y01, pred)
             wsum = np.bincount(codes, weights=w, minlength=G)
             L0 = np.bincount(codes, weights=w * generic_row_loss, minlength=G) / wsum
-            E0, generic_served = np.zeros(G), None
+            # the rows of a group given the generic model (on_infeasible="generic") are
+            # served generic_ itself: only a linear generic model of this library can be
+            E0, generic_served = np.zeros(G), self._external_served(d)
         # 2. the personalized model
         set_spec = self._set_spec(loss, y_fit, w, w0, b0)
         hook = self.constraint_hook
@@ -444,16 +447,39 @@ class _BaseFairUse(BaseEstimator):
                                 native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
                                 solvers=solvers, forms=forms, solver_options=self.solver_options)
-        theta, coef, intercept, cert = routes.fit(
-            setup, fair_use=fair_use, theta_generic=theta_generic, generic_row_loss=generic_row_loss,
-            generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,
-            on_infeasible=self.on_infeasible, max_iter=int(self.max_iter), tol=float(self.tol),
-            objective_generic=prob.objective(theta_generic), start=theta_generic)
+        # an external generic= model that cannot be served in a group's place: a fit that
+        # cannot be verified raises, saying why it could not fall back
+        on_infeasible = ("raise" if self.generic is not None and generic_served is None
+                         else self.on_infeasible)
+        try:
+            theta, coef, intercept, cert = routes.fit(
+                setup, fair_use=fair_use, theta_generic=theta_generic, generic_row_loss=generic_row_loss,
+                generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,
+                on_infeasible=on_infeasible, max_iter=int(self.max_iter), tol=float(self.tol),
+                objective_generic=prob.objective(theta_generic), start=theta_generic)
+        except (FairUseInfeasibleError, SolverError, VerificationError) as exc:
+            if on_infeasible == self.on_infeasible:
+                raise
+            raise type(exc)(MSG_FALLBACK_EXTERNAL.format(generic=type(self.generic).__name__, reason=exc)) from exc
         self._theta = theta
         self._family = prob.family
         self._mean, self._scale, self._y_shift = mean, scale, y_shift
         self._set_fitted(coef, intercept, index=index, certificate=cert, set_spec=set_spec,
                          n_iter=max(1, cert.iterations))
+
+    def _external_served(self, d: int):
+        """``(coef, intercept)`` of the user's ``generic=`` model when it is a generic linear
+        model of this library with this model's features, classes and loss (so that a
+        group given the generic model is served exactly ``generic_``); else ``None``."""
+        gen = self.generic
+        if not (isinstance(gen, _BaseFairUse) and hasattr(gen, "coef_")
+                and getattr(gen, "group_index_", 1) is None and gen._task == self._task
+                and gen._get_loss() == self._get_loss() and np.shape(gen.coef_) == (1, d)
+                and list(getattr(gen, "feature_names_", [])) == list(self.feature_names_)):
+            return None
+        if self._task == "classification" and not np.array_equal(np.asarray(gen.classes_), self.classes_):
+            return None
+        return np.asarray(gen.coef_[0], dtype=np.float64).copy(), float(gen.intercept_[0])
 
     def _external_predict(self, X, groups):
         """Predictions of the user's ``generic=`` model on the training rows."""
@@ -631,7 +657,11 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
     on_infeasible : {"raise", "generic"}, default="raise"
         When a guarantee cannot be met or verified: raise
         :class:`~fairuse_opt.FairUseInfeasibleError`, or give the groups concerned the
-        generic model and warn.
+        generic model and warn.  Those groups are served ``generic_`` itself: with a
+        ``generic=`` model that is not a generic ``FairUseClassifier`` /
+        ``FairUseRegressor`` (``encoding="none"``, same features), which the
+        personalized model cannot serve, the fit raises instead
+        (:data:`~fairuse_opt.exceptions.MSG_FALLBACK_EXTERNAL`).
     solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
         "auto": problems without binding constraints are solved by Newton's method in
         numpy and the exact route's program by SLSQP (both verified; a conic solver

@@ -114,6 +114,11 @@ MSG_INFEASIBLE_MARGIN = (
 )
 MSG_VERIFY_FAILED = "the fitted model failed verification: {failures}"
 MSG_FALLBACK = "group(s) {groups} were given the generic model: {reason}"
+MSG_FALLBACK_EXTERNAL = (
+    "on_infeasible='generic' cannot give groups the generic= model ({generic}): only a fitted generic "
+    "FairUseClassifier/FairUseRegressor (encoding='none', same features and loss) can be served in place "
+    "of the personalized model; {reason}"
+)
 
 # The fitting core (fairuse_opt/model, problem, solvers, fairness)
 MSG_TARGET_RANGE = ("y has {n_bad} value(s) outside [{low:g}, {high:g}], the range of the {loss} loss "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ TASK_OF = {"FairUseClassifier": "classification", "FairUseRegressor": "regressio
 #: Parameters that hold objects or code and are never written.
 NOT_SERIALISED_PARAMS = ("generic", "constraint_hook")
 
+#: Fields every certificate in a file has (the schema's ``required``).
+CERTIFICATE_REQUIRED = ("table", "fair_use", "route", "solver", "status", "verified")
 #: Scalar fields of a certificate that hold NaN when unknown (written as null).
 CERTIFICATE_FLOAT_FIELDS = ("objective", "objective_unconstrained", "objective_generic", "gain_kept",
                             "seconds", "tolerance")
@@ -106,6 +109,7 @@ MSG_NEWER_FORMAT = (
 MSG_MISSING_KEYS = "model file {source} lacks required key(s) {keys}"
 MSG_BAD_FIELD = "model file {source}: {field} {problem}"
 MSG_TOO_DEEP = "model file {source} is nested too deeply to be a model file"
+MSG_DUPLICATE_KEY = "model file {source}: key {key!r} is given twice in one object"
 MSG_METADATA_TOO_DEEP = "metadata is nested too deeply to be written to a model file"
 MSG_NO_GENERIC_LOADED = (
     "this model was fitted with an external generic= model ({description}), which a model file "
@@ -366,20 +370,48 @@ def _encode(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def _decode(value: Any) -> Any:
+class _BadValue(Exception):
+    """A setting that :func:`_decode` cannot read: where, and what is wrong."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(where, problem)
+        self.where, self.problem = where, problem
+
+
+def _decode(value: Any, where: str = "value") -> Any:
+    """The parameter value of its JSON form (:func:`_encode`); a malformed ``__tuple__`` or
+    ``__items__`` tag raises :class:`_BadValue`."""
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [_decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        if set(value) == {"__tuple__"}:
-            return tuple(_decode(v) for v in value["__tuple__"])
-        if set(value) == {"__items__"}:
-            return {_hashable(_decode(k)): _decode(v) for k, v in value["__items__"]}
-        return {k: _decode(v) for k, v in value.items()}
+        if "__tuple__" in value and set(value) == {"__tuple__"}:
+            items = value["__tuple__"]
+            if not isinstance(items, list):
+                raise _BadValue(where, f"__tuple__ must be a list; got {_short(items)}")
+            return tuple(_decode(v, f"{where}.__tuple__[{i}]") for i, v in enumerate(items))
+        if "__items__" in value and set(value) == {"__items__"}:
+            pairs = value["__items__"]
+            if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise _BadValue(where, f"__items__ must be a list of [key, value] pairs; got {_short(pairs)}")
+            out: dict = {}
+            for i, (k, v) in enumerate(pairs):
+                key = _hashable(_decode(k, f"{where}.__items__[{i}][0]"))
+                try:
+                    hash(key)
+                except TypeError:
+                    raise _BadValue(f"{where}.__items__[{i}][0]",
+                                    f"is {_short(k)}, which cannot be a mapping key (a string, number, "
+                                    "boolean, null or a list of them)") from None
+                if key in out:
+                    raise _BadValue(f"{where}.__items__", f"lists key {_short(key)} twice")
+                out[key] = _decode(v, f"{where}.__items__[{i}][1]")
+            return out
+        return {k: _decode(v, f"{where}.{k}") for k, v in value.items()}
     return value
 
 
 def _hashable(v: Any) -> Any:
-    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
+    return tuple(_hashable(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 # --------------------------------------------------------------------------- reading
@@ -449,15 +481,78 @@ def read(text_or_path: Any) -> ModelFile:
     ModelFile
     """
     text, source = _text(text_or_path)
+    doc = _parse(text, source)
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        return _read_document(doc, source)
+    except RecursionError:  # settings or certificate fields nested too deeply to walk
+        raise InputError(MSG_TOO_DEEP.format(source=source)) from None
+
+
+def _parse(text: str, source: str) -> dict:
+    """The JSON document of a model file: an object, every number finite, no key given
+    twice in one object."""
+    overflowed: list[str] = []
+
+    def number(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):  # 1e400: too large for a float
+            overflowed.append(token)
+        return value
+
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant, parse_float=number,
+                         object_pairs_hook=_unique_keys)
     except RecursionError:
         raise InputError(MSG_TOO_DEEP.format(source=source)) from None
+    except _DuplicateKey as exc:
+        raise InputError(MSG_DUPLICATE_KEY.format(source=source, key=_ShortText(exc.args[0]))) from None
     except (json.JSONDecodeError, ValueError) as exc:
-        raise InputError(MSG_NOT_JSON.format(source=source, reason=exc)) from None
+        raise InputError(MSG_NOT_JSON.format(source=source, reason=_ShortText(exc, quote=False))) from None
     if not isinstance(doc, dict):
         raise InputError(MSG_NOT_OBJECT.format(source=source))
+    if overflowed:
+        where = _first_non_finite(doc)
+        raise _bad(source, where, f"must be a finite number; got {_ShortText(overflowed[0], quote=False)}")
+    return doc
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return out
+
+
+def _first_non_finite(doc: Any) -> str:
+    """The path (``certificate.table[0].own_loss``) of the first non-finite float of a
+    parsed document, in document order (a walk without recursion)."""
+    stack: list = [(doc, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or "the document"
+        if isinstance(value, dict):
+            stack.extend(reversed([(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()]))
+        elif isinstance(value, list):
+            stack.extend(reversed([(v, f"{where}[{i}]") for i, v in enumerate(value)]))
+    return "the document"
+
+
+def _read_document(doc: dict, source: str) -> ModelFile:
     version = _check_format(doc, source)
+    library = doc.get("library")
+    if library is not None or "library" in doc:
+        _require(library, ("name", "version"), source, "library")
+        if library["name"] != "fairuse_opt" or not isinstance(library["version"], str):
+            raise _bad(source, "library", f"must be {{'name': 'fairuse_opt', 'version': str}}; got {_short(library)}")
     if doc.get("estimator") == "FairUseSystem":
         if version < 2:
             raise InputError(MSG_SYSTEM_NEEDS_V2.format(source=source, got=doc["format"], expected=SYSTEM_FORMAT))
@@ -478,24 +573,23 @@ def read(text_or_path: Any) -> ModelFile:
     inp = doc.get("input")
     if inp is not None:
         if not isinstance(inp, dict):
-            raise InputError(MSG_BAD_FIELD.format(source=source, field="input", problem="must be an object or null"))
+            raise _bad(source, "input", "must be an object or null")
+        _require(inp, ("target", "group_columns", "columns"), source, "input")
         if inp.get("columns") is not None:
             encoding = TabularEncoding.from_dict(inp["columns"], source)
             if encoding.feature_names != feature_names:
-                raise InputError(MSG_BAD_FIELD.format(
-                    source=source, field="input.columns",
-                    problem=f"produce features {encoding.feature_names}, not the model's {feature_names}"))
+                raise _bad(source, "input.columns", f"produce features {_short(encoding.feature_names, 500)}, "
+                                                    f"not the model's {_short(feature_names, 500)}")
         target = inp.get("target")
         if target is not None and not isinstance(target, str):
-            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.target", problem="must be a string"))
+            raise _bad(source, "input.target", "must be a string")
         group_columns = inp.get("group_columns")
         if group_columns is not None and (not isinstance(group_columns, list)
                                           or not all(isinstance(g, str) for g in group_columns)):
-            raise InputError(MSG_BAD_FIELD.format(source=source, field="input.group_columns",
-                                                  problem="must be a list of strings"))
-    metadata = doc.get("metadata") or {}
+            raise _bad(source, "input.group_columns", "must be a list of strings")
+    metadata = doc.get("metadata", {})
     if not isinstance(metadata, dict):
-        raise InputError(MSG_BAD_FIELD.format(source=source, field="metadata", problem="must be an object"))
+        raise _bad(source, "metadata", "must be an object")
     return ModelFile(estimator=est, encoding=encoding, target=target, group_columns=group_columns,
                      metadata=metadata, document=doc, kind=kind)
 
@@ -504,44 +598,86 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a valid number in a model file")
 
 
+#: A UTF-8 byte-order mark, which some editors write at the start of a text file.
+_BOM = "\ufeff"
+
+
 def _text(text_or_path: Any) -> tuple[str, str]:
+    """The JSON text and a name of its source; a leading byte-order mark is dropped."""
     if isinstance(text_or_path, bytes):
         try:
-            return text_or_path.decode("utf-8"), "<bytes>"
+            return text_or_path.decode("utf-8-sig"), "<bytes>"
         except UnicodeDecodeError as exc:
             raise InputError(MSG_NOT_JSON.format(source="<bytes>", reason=exc)) from None
-    if isinstance(text_or_path, str) and text_or_path.lstrip().startswith("{"):
-        return text_or_path, "<text>"
+    if isinstance(text_or_path, str) and text_or_path.lstrip(_BOM + " \t\r\n").startswith("{"):
+        return text_or_path.removeprefix(_BOM), "<text>"
     if not isinstance(text_or_path, (str, os.PathLike)):
-        raise InputError(MSG_BAD_FIELD.format(source=repr(text_or_path), field="argument",
+        raise InputError(MSG_BAD_FIELD.format(source=_short(text_or_path), field="argument",
                                               problem="must be JSON text or a file path"))
     path = Path(text_or_path)
-    if not path.exists():
-        raise InputError(MSG_FILE_MISSING.format(path=str(path)))
+    shown = _ShortText(str(path), quote=False, limit=1000)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(MSG_FILE_UNREADABLE.format(path=str(path), reason=exc)) from None
+        if not path.exists():
+            raise InputError(MSG_FILE_MISSING.format(path=shown))
+        return path.read_text(encoding="utf-8-sig"), str(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(MSG_FILE_UNREADABLE.format(path=shown, reason=_ShortText(exc, quote=False))) from None
 
 
 def _check_format(doc: dict, source: str) -> int:
     fmt = doc.get("format")
     if fmt is None:
         raise InputError(MSG_NO_FORMAT.format(source=source))
+    shown = _ShortText(fmt)
     if not isinstance(fmt, str) or "/" not in fmt or fmt.rsplit("/", 1)[0] != FORMAT_NAME:
-        raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
+        raise InputError(MSG_BAD_FORMAT.format(source=source, got=shown, expected=FORMAT))
     version = fmt.rsplit("/", 1)[1]
-    if not version.isdigit():
-        raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
-    if int(version) > FORMAT_VERSION:
-        raise InputError(MSG_NEWER_FORMAT.format(source=source, got=int(version), expected=FORMAT_VERSION))
-    if int(version) < 1:
-        raise InputError(MSG_BAD_FORMAT.format(source=source, got=fmt, expected=FORMAT))
+    # a version is written in ASCII digits without a leading zero: "01", a superscript or an
+    # Arabic-Indic digit (which str.isdigit accepts) is not a version
+    if not _VERSION.fullmatch(version):
+        raise InputError(MSG_BAD_FORMAT.format(source=source, got=shown, expected=FORMAT))
+    if len(version) > len(str(FORMAT_VERSION)) or int(version) > FORMAT_VERSION:
+        raise InputError(MSG_NEWER_FORMAT.format(source=source, got=_ShortText(version, quote=False),
+                                                 expected=FORMAT_VERSION))
     return int(version)
 
 
+#: A format version: ASCII digits, no leading zero.
+_VERSION = re.compile(r"[1-9][0-9]*")
+
+
+class _ShortText:
+    """A value shown in a message, cut to ``limit`` characters (``{x!r}`` and ``{x}`` alike):
+    an error line quotes what it found, never a whole file."""
+
+    def __init__(self, value: Any, quote: bool = True, limit: int = 60) -> None:
+        self.text = _short(value, limit) if quote else _cut(str(value), limit)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+#: Longest field name and problem quoted in a refusal: an error line names what is wrong,
+#: it does not list a whole file (every level, every feature).
+MAX_FIELD_CHARS, MAX_PROBLEM_CHARS = 300, 1500
+
+
 def _bad(source: str, field_: str, problem: str) -> InputError:
-    return InputError(MSG_BAD_FIELD.format(source=source, field=field_, problem=problem))
+    return InputError(MSG_BAD_FIELD.format(source=source, field=_cut(field_, MAX_FIELD_CHARS),
+                                           problem=_cut(problem, MAX_PROBLEM_CHARS)))
+
+
+def _require(obj: Any, keys: Sequence[str], source: str, where: str) -> None:
+    """``obj`` is an object with every key of ``keys`` (the schema's required fields)."""
+    if not isinstance(obj, dict):
+        raise _bad(source, where, f"must be an object with {list(keys)}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise _bad(source, where, f"lacks required key(s) {missing}")
 
 
 def _float(v: Any, source: str, where: str) -> float:
@@ -552,13 +688,16 @@ def _float(v: Any, source: str, where: str) -> float:
     except OverflowError:
         raise _bad(source, where, "must be a finite number; got an integer too large for a float") from None
     if not math.isfinite(f):
-        raise _bad(source, where, f"must be a finite number; got {v!r}")
+        raise _bad(source, where, f"must be a finite number; got {_short(v)}")
     return f
 
 
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _short(v: Any, limit: int = 60) -> str:
+    return _cut(repr(v), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _vector(v: Any, d: int, source: str, where: str) -> np.ndarray:
@@ -579,14 +718,15 @@ def _build(doc: dict, source: str) -> Any:
 
     classes_of = {"FairUseClassifier": FairUseClassifier, "FairUseRegressor": FairUseRegressor}
     name = doc["estimator"]
-    if name not in classes_of:
-        raise _bad(source, "estimator", f"must be one of {list(ESTIMATORS)}; got {name!r}")
+    if not isinstance(name, str) or name not in classes_of:
+        raise _bad(source, "estimator", f"must be one of {list(ESTIMATORS)}; got {_short(name)}")
     cls = classes_of[name]
     if doc["task"] != TASK_OF[name]:
-        raise _bad(source, "task", f"must be {TASK_OF[name]!r} for {name}; got {doc['task']!r}")
+        raise _bad(source, "task", f"must be {TASK_OF[name]!r} for {name}; got {_short(doc['task'])}")
 
     # features
     feats = doc["features"]
+    _require(feats, ("names", "names_in"), source, "features")
     if not isinstance(feats, dict) or not isinstance(feats.get("names"), list) \
             or not all(isinstance(f, str) for f in feats["names"]):
         raise _bad(source, "features.names", "must be a list of strings")
@@ -616,20 +756,23 @@ def _build(doc: dict, source: str) -> Any:
                 or not isinstance(groups.get("levels"), dict):
             raise _bad(source, "groups", "must be {'attributes': [names], 'levels': {name: [values]}}")
         attrs = list(groups["attributes"])
+        if len(set(attrs)) != len(attrs) or set(groups["levels"]) != set(attrs):
+            raise _bad(source, "groups", "must list distinct attributes and one entry of levels per attribute")
         levels = {}
         for a in attrs:
             lv = groups["levels"].get(a)
             if not isinstance(lv, list) or not lv or not all(_scalar_value(v) for v in lv):
-                raise _bad(source, f"groups.levels[{a!r}]", "must be a non-empty list of strings or numbers")
+                raise _bad(source, f"groups.levels[{_short(a)}]", "must be a non-empty list of strings or numbers")
             levels[a] = list(lv)
+        level_sets = {a: set(levels[a]) for a in attrs}
         keys = []
         for k, m in enumerate(models):
             g = m["group"]
             if not isinstance(g, list) or len(g) != len(attrs) or not all(_scalar_value(v) for v in g):
-                raise _bad(source, f"models[{k}].group", f"must list one value for each of {attrs}")
+                raise _bad(source, f"models[{k}].group", f"must list one value for each of {_short(attrs, 200)}")
             for a, v in zip(attrs, g):
-                if v not in levels[a]:
-                    raise _bad(source, f"models[{k}].group", f"has {a}={v!r}, not among groups.levels")
+                if v not in level_sets[a]:
+                    raise _bad(source, f"models[{k}].group", f"has {_cut(a, 60)}={_short(v)}, not among groups.levels")
             keys.append(tuple(g))
         if len(set(keys)) != len(keys):
             raise _bad(source, "models", "lists a group more than once")
@@ -643,8 +786,19 @@ def _build(doc: dict, source: str) -> Any:
     settings = doc["settings"]
     if not isinstance(settings, dict) or not isinstance(settings.get("params"), dict):
         raise _bad(source, "settings", "must be an object with 'params'")
+    _require(settings, ("params", "not_serialised", "set_spec", "n_iter"), source, "settings")
+    skipped = settings["not_serialised"]
+    if not isinstance(skipped, dict) or not all(isinstance(v, str) for v in skipped.values()):
+        raise _bad(source, "settings.not_serialised", "must be an object {name: description}")
+    for key in NOT_SERIALISED_PARAMS:  # an object or a function is never written: null
+        if settings["params"].get(key) is not None:
+            raise _bad(source, f"settings.params.{key}", f"must be null (a {key} is never written); "
+                                                         f"got {_short(settings['params'][key])}")
     known = cls().get_params(deep=False)
-    params = {k: _decode(v) for k, v in settings["params"].items() if k in known}
+    try:
+        params = {k: _decode(v, f"settings.params.{k}") for k, v in settings["params"].items() if k in known}
+    except _BadValue as exc:
+        raise _bad(source, exc.where, exc.problem) from None
     unknown = sorted(set(settings["params"]) - set(known))
     if unknown:
         warnings.warn(MSG_UNKNOWN_PARAMS.format(source=source, names=unknown), FairUseWarning, stacklevel=3)
@@ -653,11 +807,12 @@ def _build(doc: dict, source: str) -> Any:
     try:
         est = cls(**params)
         est._check_params()  # the checks fit() makes: a file cannot carry a setting fit() refuses
-    except (TypeError, InputError) as exc:
+    except (TypeError, ValueError) as exc:  # (InputError is a ValueError)
         raise _bad(source, "settings.params", str(exc)) from None
-    n_iter = settings.get("n_iter", 0)
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int):
-        raise _bad(source, "settings.n_iter", "must be an integer")
+    _check_group_cols(est.group_cols, names, index, source)
+    n_iter = settings["n_iter"]
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise _bad(source, "settings.n_iter", "must be a non-negative integer")
     set_spec = None
     spec = settings.get("set_spec")
     if spec is not None:
@@ -675,23 +830,31 @@ def _build(doc: dict, source: str) -> Any:
     gdoc = doc["generic"]
     if not isinstance(gdoc, dict) or not {"intercept", "coef", "certificate"} <= set(gdoc):
         raise _bad(source, "generic", "must be an object with 'intercept', 'coef' and 'certificate'")
+    _require(gdoc, ("intercept", "coef", "n_iter", "certificate"), source, "generic")
     external = gdoc.get("external")
     if external is not None and not isinstance(external, str):
         raise _bad(source, "generic.external", "must be null or a string")
+    if external is not None and any(gdoc[k] is not None for k in ("intercept", "coef", "certificate")):
+        raise _bad(source, "generic", "must have intercept, coef and certificate null when the generic model "
+                                      "is external (the file does not hold it)")
     gparams = dict(est.get_params(deep=False))
     gparams.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
     gen = cls(**gparams)
-    gen_n_iter = gdoc.get("n_iter", 0)
-    if isinstance(gen_n_iter, bool) or not isinstance(gen_n_iter, int):
-        raise _bad(source, "generic.n_iter", "must be an integer")
+    gen_n_iter = gdoc["n_iter"]
+    if isinstance(gen_n_iter, bool) or not isinstance(gen_n_iter, int) or gen_n_iter < 0:
+        raise _bad(source, "generic.n_iter", "must be a non-negative integer")
 
     certificate = _certificate(doc["certificate"], source, "certificate", Certificate)
     gcert = None if external is not None else _certificate(gdoc["certificate"], source,
                                                            "generic.certificate", Certificate)
-    if index is not None and "group" in certificate.table and len(certificate.table):
-        cert_groups = [tuple(g) if isinstance(g, (list, tuple)) else (g,) for g in certificate.table["group"]]
-        if sorted(map(repr, cert_groups)) != sorted(map(repr, index.keys)):
-            raise _bad(source, "certificate.table", "does not list the same groups as models")
+    _check_certificate_table(doc["certificate"], certificate, index, source)
+    asked = set(est._fair_use_set()) if est.encoding != "none" else set()
+    if set(certificate.fair_use) != asked:
+        raise _bad(source, "certificate.fair_use", f"is {list(certificate.fair_use)}, but the settings ask for "
+                                                   f"{sorted(asked)}")
+    if certificate.verified and certificate.tolerance != est.tol:  # a verified check is at tol
+        raise _bad(source, "certificate.tolerance", f"is {certificate.tolerance!r}, but the model was "
+                                                    f"verified at settings.params.tol = {est.tol!r}")
 
     for obj in (est, gen):
         if classes is not None:
@@ -714,6 +877,24 @@ def _build(doc: dict, source: str) -> Any:
 
 
 
+def _check_group_cols(group_cols: Any, features: list[str], index: Any, source: str) -> None:
+    """``group_cols`` (the columns of X that hold the groups) as a fit writes it: a column name
+    or a list of distinct ones, none of them a feature, naming the group attributes."""
+    if group_cols is None:
+        return
+    cols = [group_cols] if isinstance(group_cols, str) else group_cols
+    where = "settings.params.group_cols"
+    if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols) \
+            or len(set(cols)) != len(cols):
+        raise _bad(source, where, f"must be null, a column name or a list of distinct column names; "
+                                  f"got {_short(group_cols)}")
+    clash = [c for c in cols if c in set(features)]
+    if clash:
+        raise _bad(source, where, f"names feature column(s) {_short(clash, 200)}")
+    if index is not None and list(index.names) != cols:
+        raise _bad(source, where, f"must name the group attributes {_short(list(index.names), 200)}")
+
+
 def _build_classes(c: Any, source: str) -> np.ndarray:
     """``classes_`` from the ``classes`` field (two labels of a numpy dtype, type-checked)."""
     if not isinstance(c, dict) or not isinstance(c.get("values"), list) or len(c["values"]) != 2 \
@@ -721,18 +902,18 @@ def _build_classes(c: Any, source: str) -> np.ndarray:
         raise _bad(source, "classes", "must be {'values': [two labels], 'dtype': '...'}")
     try:
         dtype = np.dtype(c["dtype"])
-    except TypeError:
-        raise _bad(source, "classes.dtype", f"is not a numpy dtype: {c['dtype']!r}") from None
+    except (TypeError, ValueError, OverflowError):  # ("<U99999999999999999999": too large)
+        raise _bad(source, "classes.dtype", f"is not a numpy dtype: {_short(c['dtype'])}") from None
     if dtype.kind not in CLASS_DTYPE_KINDS:
         raise _bad(source, "classes.dtype", f"has kind {dtype.kind!r}; expected one of {CLASS_DTYPE_KINDS!r}")
     if not all(_fits_kind(v, dtype.kind) for v in c["values"]):
-        raise _bad(source, "classes.values", f"do not match dtype {c['dtype']!r}: {c['values']!r}")
+        raise _bad(source, "classes.values", f"do not match dtype {_short(c['dtype'])}: {_short(c['values'])}")
     try:
         classes = np.array(c["values"], dtype=dtype)
     except (TypeError, ValueError, OverflowError):
-        raise _bad(source, "classes.values", f"cannot be read as dtype {c['dtype']!r}") from None
+        raise _bad(source, "classes.values", f"cannot be read as dtype {_short(c['dtype'])}") from None
     if [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()] != list(c["values"]):
-        raise _bad(source, "classes.values", f"do not fit dtype {c['dtype']!r}: {c['values']!r}")
+        raise _bad(source, "classes.values", f"do not fit dtype {_short(c['dtype'])}: {_short(c['values'])}")
     if classes[0] == classes[1]:
         raise _bad(source, "classes.values", "must be two distinct labels")
     return classes
@@ -752,7 +933,13 @@ def _fits_kind(v: Any, kind: str) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number (an integer too large for a float is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 #: What each kind of certificate field may hold in the file (by its annotation in
@@ -761,16 +948,16 @@ _FIELD_CHECKS = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "float": (lambda v: v is None or _is_num(v), "a number or null"),
-    "float | None": (lambda v: v is None or _is_num(v), "a number or null"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
+    "float": (lambda v: v is None or _is_num(v), "a finite number or null"),
+    "float | None": (lambda v: v is None or _is_num(v), "a finite number or null"),
     "tuple": (lambda v: isinstance(v, list), "a list"),
     "list": (lambda v: isinstance(v, list), "a list"),
 }
 _STRING_LISTS = ("fair_use", "failures", "notes")
 #: Types of the certificate table's columns (other columns: any JSON scalar, list or null).
 _ROW_CHECKS = {
-    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
     "rationality_active": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "at_set_boundary": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "generic_fallback": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
@@ -803,20 +990,52 @@ def _check_certificate_types(d: dict, source: str, where: str, Certificate: Any)
                                           for a in value):
             raise _bad(source, f"{where}.attempts", "must be a list of [solver, status] string pairs")
         if name == "trace" and not all(x is None or _is_num(x) for x in value):
-            raise _bad(source, f"{where}.trace", "must be a list of numbers")
+            raise _bad(source, f"{where}.trace", "must be a list of finite numbers")
     for i, row in enumerate(d["table"]):
         for col, value in row.items():
             check = _ROW_CHECKS.get(col)
             if col in _ROW_NUMBERS:
-                check = (lambda v: v is None or _is_num(v), "a number or null")
+                check = (lambda v: v is None or _is_num(v), "a finite number or null")
             if check is not None and not check[0](value):
                 raise _bad(source, f"{where}.table[{i}].{col}", f"must be {check[1]}; got {_short(value)}")
+
+
+def _check_certificate_table(d: dict, cert: Any, index: Any, source: str) -> None:
+    """The certificate of the served models lists every group of ``models`` once, with every
+    column, and claims ``verified`` only when its own table and failures agree."""
+    from .certificate import CERTIFICATE_COLUMNS
+
+    rows = d["table"]
+    keys = [()] if index is None else list(index.keys)
+    groups = [tuple(r.get("group") or ()) if isinstance(r.get("group"), list) else (r.get("group"),)
+              for r in rows]
+    if len(rows) != len(keys) or sorted(map(repr, groups)) != sorted(map(repr, keys)):
+        raise _bad(source, "certificate.table", "does not list the same groups as models")
+    for i, row in enumerate(rows):
+        missing = [c for c in CERTIFICATE_COLUMNS if c not in row]
+        if missing:
+            raise _bad(source, f"certificate.table[{i}]", f"lacks column(s) {missing}")
+    if not cert.verified:
+        return
+    if cert.failures:
+        raise _bad(source, "certificate.verified", "is true, but it lists failures")
+    for i, row in enumerate(rows):
+        if "rationality" in cert.fair_use and row["rationality_slack"] is None:
+            raise _bad(source, "certificate.verified",
+                       f"is true, but certificate.table[{i}].rationality_slack is null")
+        if "envy_freeness" in cert.fair_use and row["best_alternative"] is not None and row["envy_slack"] is None:
+            raise _bad(source, "certificate.verified", f"is true, but certificate.table[{i}].envy_slack is null")
+    bad = cert.n_violations
+    if bad:
+        raise _bad(source, "certificate.verified", f"is true, but its table shows {bad} violated constraint(s) "
+                                                   f"(slack below -{cert.tolerance:g})")
 
 
 def _certificate(d: Any, source: str, where: str, Certificate: Any) -> Any:
     if not isinstance(d, dict) or not isinstance(d.get("table"), list) \
             or not all(isinstance(r, dict) for r in d["table"]):
         raise _bad(source, where, "must be an object with a 'table' list of rows")
+    _require(d, CERTIFICATE_REQUIRED, source, where)
     _check_certificate_types(d, source, where, Certificate)
     try:
         cert = Certificate.from_dict(d)

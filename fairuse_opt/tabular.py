@@ -203,7 +203,7 @@ class TabularEncoding:
                 bad = values.isna() & col.notna()
                 if bad.any():
                     raise InputError(MSG_NOT_NUMBER.format(column=c["name"],
-                                                           values=sorted(set(map(str, col[bad])))[:5]))
+                                                           values=_few(sorted(set(map(str, col[bad]))), 5)))
                 out[c["feature"]] = values.to_numpy(dtype=np.float64, na_value=np.nan)
                 continue
             n_missing = int(col.isna().sum())
@@ -219,8 +219,8 @@ class TabularEncoding:
                 text = np.array([level_text(v) for v in cells], dtype=object)
                 unknown = sorted(set(text) - set(c["levels"]))
             if unknown:
-                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=unknown[:5],
-                                                          levels=c["levels"]))
+                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=_few(unknown, 5),
+                                                          levels=_few(c["levels"], 20)))
             for level, feat in c["features"].items():
                 out[feat] = (text == level).astype(np.float64)
         return pd.DataFrame(out, index=frame.index, columns=self.feature_names)
@@ -272,3 +272,13 @@ class TabularEncoding:
         except InputError as exc:
             raise bad("input.columns", str(exc)) from None
         return enc
+
+
+def _few(values: list, k: int) -> Any:
+    """At most ``k`` values for an error message, each cut to 60 characters: the list
+    itself when it is short, else its first ``k`` and how many there are (an error line
+    names what is wrong; it does not list 5,000 levels)."""
+    cut = [v if len(repr(v)) <= 60 else repr(v)[:57] + "..." for v in values[:k]]
+    if len(values) <= k and cut == list(values):
+        return list(values)
+    return f"{cut}{' ...' if len(values) > k else ''} ({len(values)} in all)"

@@ -265,11 +265,11 @@ def test_generic_more_flexible_than_the_family_is_infeasible_not_unverified():
     with pytest.raises(FairUseInfeasibleError, match=msg(E.MSG_INFEASIBLE_MARGIN, groups=[(0,), (1,), (2,)],
                                                          reason=why)):
         FairUseClassifier(generic=rf).fit(X, y, groups=g)
-    # served the internal generic model instead, the certificate does not claim the guarantee
-    with pytest.warns(FallbackWarning):
-        m = FairUseClassifier(generic=rf, on_infeasible="generic").fit(X, y, groups=g)
-    assert not m.certificate_.verified
-    assert any(f.startswith("rationality for (0,)") for f in m.certificate_.failures)
+    # the forest cannot be served in the groups' place (issue 24, C1: the internal linear
+    # generic model used to be served, unverified): the fallback refuses, saying why
+    with pytest.raises(FairUseInfeasibleError, match=re.escape(
+            E.MSG_FALLBACK_EXTERNAL.format(generic="RandomForestClassifier", reason="")[:-1])):
+        FairUseClassifier(generic=rf, on_infeasible="generic").fit(X, y, groups=g)
 
 
 @pytest.mark.parametrize("make", [lambda X, y: LogisticRegression().fit(X, y),

@@ -345,8 +345,9 @@ def test_classes_outside_their_dtype(good_doc, classes):
 
 @pytest.mark.parametrize("field, value, expected", [
     ("verified", "yes", "certificate.verified must be true or false; got 'yes'"),
-    ("iterations", "3", "certificate.iterations must be an integer; got '3'"),
-    ("objective", "0.4", "certificate.objective must be a number or null; got '0.4'"),
+    ("iterations", "3", "certificate.iterations must be a non-negative integer; got '3'"),
+    ("iterations", -1, "certificate.iterations must be a non-negative integer; got -1"),
+    ("objective", "0.4", "certificate.objective must be a finite number or null; got '0.4'"),
     ("route", 7, "certificate.route must be a string; got 7"),
     ("fair_use", "rationality", "certificate.fair_use must be a list; got 'rationality'"),
     ("failures", [1], "certificate.failures must be a list of strings"),
@@ -361,10 +362,10 @@ def test_certificate_fields_are_type_checked(good_doc, field, value, expected):
 def test_certificate_rows_are_type_checked(good_doc):
     doc = json.loads(json.dumps(good_doc))
     doc["certificate"]["table"][0]["n"] = "42"
-    _bad(doc, re.escape("certificate.table[0].n must be an integer; got '42'"))
+    _bad(doc, re.escape("certificate.table[0].n must be a non-negative integer; got '42'"))
     doc = json.loads(json.dumps(good_doc))
     doc["certificate"]["table"][1]["own_loss"] = "low"
-    _bad(doc, re.escape("certificate.table[1].own_loss must be a number or null; got 'low'"))
+    _bad(doc, re.escape("certificate.table[1].own_loss must be a finite number or null; got 'low'"))
     doc = json.loads(json.dumps(good_doc))
     doc["generic"]["certificate"]["verified"] = 1
     _bad(doc, re.escape("generic.certificate.verified must be true or false; got 1"))
@@ -568,3 +569,223 @@ def test_dumps_refuses_what_is_neither_an_estimator_nor_a_system():
         dumps(object())
     with pytest.raises(InputError, match="does not hold a FairUseSystem"):
         loads(json.dumps({"format": model_io.SYSTEM_FORMAT, "estimator": "FairUseClassifier"}))
+
+
+# --------------------------------------------------------------------------- issue 24: model files
+@pytest.mark.parametrize("margin, problem", [
+    ({"__items__": [[{"a": 1}, 0.1]]}, "__items__[0][0] is {'a': 1}, which cannot be a mapping key"),
+    ({"__items__": [[1, 2, 3]]}, "__items__ must be a list of [key, value] pairs"),
+    ({"__items__": 5}, "__items__ must be a list of [key, value] pairs"),
+    ({"__tuple__": 5}, "__tuple__ must be a list"),
+    ({"__items__": [[[1, {"b": 2}], 0.1]]}, "__items__[0][0] is [1, {'b': 2}], which cannot be a mapping key"),
+    ({"__items__": [["F", 0.1], ["F", 0.2]]}, "__items__ lists key 'F' twice"),
+], ids=["dict-key", "triple", "items-not-list", "tuple-not-list", "dict-in-list-key", "repeated-key"])
+def test_malformed_tags_in_settings_are_an_input_error(good_doc, margin, problem):
+    """Issue 24, M1: they raised a raw TypeError/ValueError."""
+    doc = json.loads(json.dumps(good_doc))
+    doc["settings"]["params"]["margin"] = margin
+    _bad(doc, re.escape("model file <text>: settings.params.margin") + r"[ .]" + re.escape(problem))
+
+
+def test_a_well_formed_per_group_margin_still_loads(good_doc):
+    doc = json.loads(json.dumps(good_doc))
+    doc["settings"]["params"]["margin"] = {"__items__": [[{"__tuple__": ["F", "old"]}, 0.0]]}
+    assert loads(json.dumps(doc)).margin == {("F", "old"): 0.0}
+
+
+@pytest.mark.parametrize("version", ["\u00b2", "1" * 5000, "01", "\u0661", "\uff11", "1 ", "+1", "1.0", ""],
+                         ids=["superscript-2", "5000-digits", "leading-zero", "arabic-indic-1", "fullwidth-1",
+                              "trailing-space", "plus", "decimal", "empty"])
+def test_a_format_version_that_is_not_plain_ascii_digits_is_refused(good_doc, version):
+    """Issue 24, M2 (raw ValueError) and the lower-priority item: '/01' and an Arabic-Indic
+    digit were read as version 1."""
+    fmt = f"fairuse_opt.model/{version}"
+    with pytest.raises(InputError) as info:
+        loads(json.dumps({**good_doc, "format": fmt}))
+    text = str(info.value)
+    assert text.startswith("model file <text> has format ") and len(text) < 400
+    if version == "1" * 5000:  # a version in plain digits: a newer one
+        assert "newer than this library reads" in text
+    else:
+        assert text.endswith(f"; expected {FORMAT!r}")
+
+
+def test_a_byte_order_mark_is_not_taken_for_a_path(good_doc, tmp_path):
+    """Issue 24, M3: a UTF-8 byte-order mark before the text of a model file."""
+    X, y, g = make()
+    est = FairUseClassifier().fit(X, y, groups=g)
+    text = dumps(est)
+    for source in ("\ufeff" + text, ("\ufeff" + text).encode("utf-8")):
+        assert_same_model(est, loads(source), X, g)
+    path = tmp_path / "bom.json"
+    path.write_bytes(("\ufeff" + text).encode("utf-8"))
+    assert_same_model(est, loads(path), X, g)
+
+
+def test_long_text_that_is_neither_json_nor_a_path_is_an_input_error():
+    with pytest.raises(InputError, match=re.escape("cannot read model file")):
+        loads("x" * 5000)  # File name too long
+    with pytest.raises(InputError, match=re.escape("model file a\x00b does not exist")):
+        loads("a\x00b")  # embedded null byte
+
+
+def test_a_certificate_without_its_table_is_refused(good_doc):
+    """Issue 24, M5: "table": [] loaded with verified == True; n_violations then raised
+    KeyError."""
+    doc = json.loads(json.dumps(good_doc))
+    assert doc["certificate"]["verified"] is True
+    doc["certificate"]["table"] = []
+    _bad(doc, re.escape("model file <text>: certificate.table does not list the same groups as models"))
+
+
+def test_a_certificate_table_without_a_column_is_refused(good_doc):
+    doc = json.loads(json.dumps(good_doc))
+    for row in doc["certificate"]["table"]:
+        del row["rationality_slack"]
+    _bad(doc, re.escape("model file <text>: certificate.table[0] lacks column(s) ['rationality_slack']"))
+
+
+def test_a_verified_certificate_whose_table_shows_a_violation_is_refused(good_doc):
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"]["table"][2]["rationality_slack"] = -0.5
+    _bad(doc, re.escape("model file <text>: certificate.verified is true, but its table shows 1 violated "
+                        "constraint(s)"))
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"]["failures"] = ["rationality for ('F', 'old'): own loss 0.7 > bound 0.6"]
+    _bad(doc, re.escape("model file <text>: certificate.verified is true, but it lists failures"))
+
+
+@pytest.mark.parametrize("token", ["1e400", "-1e400", "1E999"])
+@pytest.mark.parametrize("field", ["objective", "seconds", "tolerance", "table[0].own_loss", "trace[0]"])
+def test_a_number_too_large_for_a_float_is_refused_in_every_certificate_field(good_doc, token, field):
+    """Issue 24, M6: a 1e400 token in a certificate field loaded as inf (and dumps() of the
+    loaded model then failed)."""
+    doc = json.loads(json.dumps(good_doc))
+    cert = doc["certificate"]
+    if field.startswith("table"):
+        cert["table"][0]["own_loss"] = 123.25
+    elif field.startswith("trace"):
+        cert["trace"] = [123.25]
+    else:
+        cert[field] = 123.25
+    text = json.dumps(doc)
+    assert text.count("123.25") == 1
+    _bad(text.replace("123.25", token), re.escape(f"model file <text>: certificate.{field} must be a finite "
+                                                  f"number; got {token}"))
+
+
+def test_a_number_too_large_for_a_float_is_refused_anywhere(good_doc):
+    doc = json.loads(json.dumps(good_doc))
+    doc["metadata"] = {"note": [1, 2, 123.25]}
+    _bad(json.dumps(doc).replace("123.25", "1e400"),
+         re.escape("model file <text>: metadata.note[2] must be a finite number; got 1e400"))
+
+
+def test_a_key_given_twice_in_one_object_is_refused(good_doc):
+    text = json.dumps(good_doc)
+    twice = text[:-1] + ', "models": []}'
+    _bad(twice, re.escape("model file <text>: key 'models' is given twice in one object"))
+
+
+def test_a_verified_certificate_at_another_tolerance_is_refused(good_doc):
+    """A tolerance of 1e300 would hide any violation from n_violations."""
+    doc = json.loads(json.dumps(good_doc))
+    doc["certificate"]["tolerance"] = 1e300
+    doc["certificate"]["table"][0]["rationality_slack"] = -0.5
+    _bad(doc, re.escape("model file <text>: certificate.tolerance is 1e+300, but the model was verified at "
+                        "settings.params.tol = 1e-07"))
+
+
+@pytest.mark.parametrize("field", ["objective", "table[1].own_loss", "trace[0]"])
+def test_an_integer_too_large_for_a_float_is_refused_in_the_certificate(good_doc, field):
+    doc = json.loads(json.dumps(good_doc))
+    big = 10 ** 400
+    if field == "objective":
+        doc["certificate"]["objective"] = big
+    elif field == "trace[0]":
+        doc["certificate"]["trace"] = [big]
+    else:
+        doc["certificate"]["table"][1]["own_loss"] = big
+    where = field.split("[")[0] if field.startswith("trace") else field
+    _bad(doc, re.escape(f"model file <text>: certificate.{where} must be a") + ".* finite number")
+
+
+# --------------------------------------------------------------------------- issue 24: found by the file fuzz
+def _with(doc: dict, path: tuple, value) -> dict:
+    """A copy of ``doc`` with ``path`` set to ``value`` (``KeyError``: deleted)."""
+    doc = json.loads(json.dumps(doc))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("estimator",), ["FairUseClassifier"], "estimator must be one of"),  # was TypeError: unhashable
+    (("settings", "params", "group_cols"), "None", "settings.params.group_cols must name the group attributes"),
+    (("settings", "params", "group_cols"), [None, None], "settings.params.group_cols must be null, a column name"),
+    (("settings", "params", "group_cols"), ["f0"], "settings.params.group_cols names feature column(s) ['f0']"),
+    (("settings", "params", "constraint_hook"), -1, "settings.params.constraint_hook must be null"),
+    (("settings", "params", "generic"), "LogisticRegression", "settings.params.generic must be null"),
+    (("settings", "n_iter"), -4, "settings.n_iter must be a non-negative integer"),
+    (("settings", "n_iter"), KeyError, "settings lacks required key(s) ['n_iter']"),
+    (("settings", "not_serialised"), {"__items__": [[{"a": 1}, 0.1]]}, "settings.not_serialised must be an object"),
+    (("features", "names_in"), KeyError, "features lacks required key(s) ['names_in']"),
+    (("certificate", "fair_use"), KeyError, "certificate lacks required key(s) ['fair_use']"),
+    (("certificate", "fair_use"), [], "certificate.fair_use is [], but the settings ask for"),
+    (("generic", "certificate", "status"), KeyError, "generic.certificate lacks required key(s) ['status']"),
+    (("generic", "n_iter"), -1, "generic.n_iter must be a non-negative integer"),
+    (("metadata",), None, "metadata must be an object"),
+    (("metadata",), "", "metadata must be an object"),
+    (("library",), None, "library must be an object"),
+    (("library", "name"), ["fairuse_opt"], "library must be {'name': 'fairuse_opt'"),
+    (("groups", "levels", "zz"), [1], "groups must list distinct attributes and one entry of levels per attribute"),
+    (("input",), {}, "input lacks required key(s) ['target', 'group_columns', 'columns']"),
+])
+def test_fields_the_fuzz_found_loosely_read_are_refused(good_doc, path, value, expected):
+    """Each loaded before (or raised a raw TypeError): a setting replaced, a required field
+    missing, a count below zero, a certificate that asks for no guarantee under settings
+    that ask for both."""
+    doc = _with(good_doc, path, value)
+    _bad(doc, re.escape(f"model file <text>: {expected}"))
+
+
+def test_an_external_generic_entry_must_hold_no_model():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, g = make()
+    est = FairUseClassifier(generic=LogisticRegression().fit(X, y)).fit(X, y, groups=g)
+    doc = json.loads(dumps(est))
+    assert loads(json.dumps(doc)).generic_ is None
+    _bad(_with(doc, ("generic", "coef"), [0.0, 0.0, 0.0]),
+         re.escape("model file <text>: generic must have intercept, coef and certificate null when the generic "
+                   "model is external"))
+
+
+def test_group_cols_of_a_pipeline_model_round_trip():
+    X, y, g = make()
+    frame = X.assign(sex=g["sex"], age=g["age"])
+    est = FairUseClassifier(group_cols=["sex", "age"]).fit(frame, y)
+    back = loads(dumps(est))
+    assert back.group_cols == ["sex", "age"]
+    np.testing.assert_array_equal(back.predict_proba(frame), est.predict_proba(frame))
+
+
+def test_an_unknown_level_of_a_column_with_many_levels_gives_a_short_message():
+    """Issue 24, lower priority: an error line listed every known level (over 10 KB)."""
+    import pandas as pd
+
+    levels = [f"zip-{i:05d}-{'x' * 20}" for i in range(2000)]
+    frame = pd.DataFrame({"zip": levels, "x": np.arange(2000.0)})
+    enc = TabularEncoding.fit(frame)
+    with pytest.raises(InputError) as info:
+        enc.transform(frame.assign(zip=["nowhere"] * 1999 + ["y" * 5000]))
+    text = str(info.value)
+    assert len(text) < 2000 and "(2000 in all)" in text and "'nowhere'" in text
+    with pytest.raises(InputError) as info:
+        enc.transform(frame.assign(x=[f"bad{i}" + "z" * 1000 for i in range(2000)]))
+    assert len(str(info.value)) < 1000 and "(2000 in all)" in str(info.value)

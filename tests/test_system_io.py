@@ -196,6 +196,14 @@ def test_scoring_a_system_file_without_the_library(live, tmp_path):
 
 
 # --------------------------------------------------------------------------- format 1 still loads
+def _row(group, n, generic_loss, own_loss, other):
+    """A row of a certificate table as release 0.0.9 wrote it (rationality, margin 0)."""
+    return {"group": group, "n": n, "weight": float(n), "generic_loss": generic_loss, "own_loss": own_loss,
+            "gain": generic_loss - own_loss, "margin": 0.0, "rationality_slack": generic_loss - own_loss,
+            "best_alternative": other, "best_alternative_loss": own_loss + 0.1, "envy_slack": 0.1,
+            "rationality_active": False, "dual": None, "at_set_boundary": False, "generic_fallback": False}
+
+
 V1_FILE = {
     "format": "fairuse_opt.model/1",
     "library": {"name": "fairuse_opt", "version": "0.0.9"},
@@ -209,7 +217,8 @@ V1_FILE = {
     "generic": {"intercept": 0.0, "coef": [0.5, -1.0], "n_iter": 3,
                 "certificate": {"table": [], "fair_use": [], "route": "generic", "solver": None,
                                 "status": "optimal", "verified": True}},
-    "certificate": {"table": [{"group": ["f"], "n": 10}, {"group": ["m"], "n": 12}],
+    # (every column of the table: a verified certificate without its evidence is refused, issue 24 M5)
+    "certificate": {"table": [_row(["f"], 10, 0.69, 0.52, ["m"]), _row(["m"], 12, 0.64, 0.60, ["f"])],
                     "fair_use": ["rationality"], "route": "exact", "solver": "CLARABEL", "status": "optimal",
                     "verified": True},
     "settings": {"params": {"encoding": "intersectional", "fair_use": "rationality", "alpha": 0.001},
@@ -434,3 +443,107 @@ def test_a_generic_model_that_is_not_a_library_estimator_cannot_be_written():
     with pytest.raises(InputError, match=r"the generic model \(LogisticRegression\) is not a linear model of "
                                          r"this library.*it is served to \(nothing reported\)"):
         system.to_json()
+
+
+
+# --------------------------------------------------------------------------- issue 24: model files
+def test_a_system_file_with_too_many_options_is_refused_before_enumerating_them(good, monkeypatch):
+    """Issue 24, M4: a 10.7 KB file declaring 5 extra attributes x 40 levels ran 93 s, then
+    MemoryError at 7.4 GB: every option (41^5 x 12) was enumerated before anything was checked."""
+    from fairuse_opt.system import _io
+    from fairuse_opt.system._io import MAX_OPTIONS, MSG_FILE_TOO_MANY_OPTIONS
+
+    doc = json.loads(json.dumps(good))
+    extra = [f"E{i}" for i in range(5)]
+    doc["groups"]["attributes"] += extra
+    for a in extra:
+        doc["groups"]["levels"][a] = [f"v{j}" for j in range(40)]
+
+    def enumerate_options(*args):
+        raise AssertionError("the options were enumerated")
+
+    monkeypatch.setattr(_io, "all_options", enumerate_options)
+    with pytest.raises(InputError) as info:
+        model_io.loads(json.dumps(doc))
+    assert str(info.value) == "model file <text>: groups.levels " + MSG_FILE_TOO_MANY_OPTIONS.format(limit=MAX_OPTIONS)
+
+
+def test_the_option_limit_is_the_writers(good):
+    """A file just within the limit is not refused for its size (it fails later, on its
+    options table); one option more is refused as too many."""
+    from fairuse_opt.system._io import MAX_OPTIONS, MSG_FILE_TOO_MANY_OPTIONS
+
+    base = (len(LEVELS["A"]) + 1) * (len(LEVELS["B"]) + 1)  # 12
+    k = MAX_OPTIONS // base - 1  # levels of a third attribute: base * (k + 1) <= MAX_OPTIONS
+    for n_levels, too_many in ((k, False), (k + 1, True)):
+        doc = json.loads(json.dumps(good))
+        doc["groups"]["attributes"].append("C")
+        doc["groups"]["levels"]["C"] = [f"c{j}" for j in range(n_levels)]
+        with pytest.raises(InputError) as info:
+            model_io.loads(json.dumps(doc))
+        assert (MSG_FILE_TOO_MANY_OPTIONS.format(limit=MAX_OPTIONS) in str(info.value)) is too_many, str(info.value)
+
+
+def test_nearest_seen_is_the_serving_rule(live):
+    """The writer and the loader settle every option at once (nearest_seen); it must give
+    what FairUseSystem._serving_option gives, on the live system and on 300 random seen sets
+    (ties in the assignment sizes included)."""
+    from fairuse_opt.system._io import all_options, nearest_seen
+
+    system = live[0]
+    options = all_options(system.group_names_, system.levels_)
+    got = nearest_seen(options, system.served_, system.option_sizes_)
+    assert got == {o: system._serving_option(o) for o in options}
+    rng = np.random.default_rng(0)
+    n_unseen_served_by_other = 0
+    for _ in range(300):
+        k = int(rng.integers(1, 5))
+        names = [f"A{j}" for j in range(k)]
+        levels = {a: [f"v{i}" for i in range(int(rng.integers(1, 4)))] for a in names}
+        options = all_options(names, levels)
+        root = tuple(None for _ in names)
+        seen = {o for o in options if rng.random() < 0.3} | {root}
+        fake = FairUseSystem.__new__(FairUseSystem)
+        fake.group_names_ = names
+        fake.served_ = {o: GENERIC for o in seen}
+        fake.option_sizes_ = {o: int(rng.integers(1, 4)) for o in seen if o != root}  # ties
+        got = nearest_seen(options, fake.served_, fake.option_sizes_)
+        want = {o: fake._serving_option(o) for o in options}
+        assert got == want
+        n_unseen_served_by_other += sum(o not in seen and want[o] != root for o in options)
+    assert n_unseen_served_by_other > 500  # the rule was exercised beyond "the root serves"
+
+
+def test_a_system_file_with_many_attributes_is_read_without_visiting_every_ancestor(good, monkeypatch):
+    """14 attributes of one level, only the root seen (16,384 options): the rule used to be
+    checked by visiting every ancestor of every option (3^14 = 4.8 million; 10 s CPU, and
+    x9 for every 2 attributes more)."""
+    from fairuse_opt.system import _system
+    from fairuse_opt.system._io import all_options
+
+    k = 14
+    doc = json.loads(json.dumps(good))
+    names = [f"A{i}" for i in range(k)]
+    levels = {a: ["x"] for a in names}
+    doc["groups"] = {"attributes": names, "levels": levels, "known": []}
+    doc["models"] = doc["models"][:1]
+    doc["candidates"] = {}
+    root = tuple(None for _ in names)
+    doc["options"] = [{"option": list(o), "seen": o == root, "n": good["options"][0]["n"] if o == root else 0,
+                       "served_by": [None] * k, "model": 0} for o in all_options(names, levels)]
+    doc["assignment"] = [dict(good["assignment"][0], report=[None] * k)]
+    doc["decisions"] = []
+    visited = []
+    original = _system.ancestors_by_distance
+
+    def counting(option):
+        for level in original(option):
+            visited.append(len(level))
+            yield level
+
+    monkeypatch.setattr(_system, "ancestors_by_distance", counting)
+    loaded = model_io.loads(json.dumps(doc))
+    assert len(loaded.served_) == 1 and sum(visited) == 0
+    X = np.zeros((2, len(good["features"]["names"])))
+    np.testing.assert_array_equal(loaded.decision_function(X, report=("x",) * k),
+                                  loaded.decision_function(X, report=root))

@@ -140,7 +140,7 @@ def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, sa
         for g in range(G):
             slack = L0[g] - margins[g] - own[g]
             room = 0.0 if (same_generic[g] and margins[g] == 0) else 2 * (E[g, g] + E0[g])
-            if slack < -tol:
+            if not slack >= -tol:  # (a NaN loss fails: it is no evidence)
                 failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound "
                                 f"{L0[g] - margins[g]:.9g}")
                 if room > tol:  # the rounding of the served form is larger than the tolerance
@@ -156,7 +156,7 @@ def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, sa
                     continue
                 slack = L[g, r] - own[g]
                 room = 0.0 if same_model[g, r] else 2 * (E[g, g] + E[g, r])
-                if slack < -tol:
+                if not slack >= -tol:
                     failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
                     if room > tol:
                         precision.append(room)
@@ -237,7 +237,7 @@ def build_certificate(*, served: Served, coef, intercept, generic_losses, generi
                        objective_lower_bound=bound, optimality_gap=gap, gain_out_of_reach=reach)
 
 
-def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: float) -> list[str]:
+def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: float, generic=None) -> list[str]:
     """See :meth:`fairuse_opt.Certificate.verify`."""
     from .._validation import check_groups, check_sample_weight, split_group_columns
 
@@ -271,7 +271,13 @@ def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: flo
         return est.predict_proba(X, **kw) if classification else est.predict(X, **kw)
 
     L = np.column_stack([group_means(losses(predict(model, report=keys[r]))) for r in range(G)])
-    gen = model.generic_
+    gen = generic if generic is not None else getattr(model, "generic_", None)
+    if gen is None:  # read from a file that could not hold the external generic= model
+        from ..exceptions import InputError
+        from ..model_io import MSG_NO_GENERIC_LOADED
+
+        raise InputError(MSG_NO_GENERIC_LOADED.format(
+            description=getattr(model, "generic_external_", None) or "not recorded"))
     if hasattr(gen, "group_index_"):
         p0 = predict(gen, groups=grp) if gen.group_index_ is not None else predict(gen)
     else:
@@ -283,10 +289,10 @@ def verify_model(cert, model, X, y, *, groups=None, sample_weight=None, tol: flo
     failures = []
     own = np.diag(L)
     for g in np.flatnonzero(present):
-        if "rationality" in fair_use and own[g] > L0[g] - margins[g] + tol:
+        if "rationality" in fair_use and not own[g] <= L0[g] - margins[g] + tol:  # (NaN fails)
             failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound {L0[g] - margins[g]:.9g}")
         if "envy_freeness" in fair_use:
             for r in range(G):
-                if r != g and own[g] > L[g, r] + tol:
+                if r != g and not own[g] <= L[g, r] + tol:
                     failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
     return failures

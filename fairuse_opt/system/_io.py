@@ -78,6 +78,10 @@ MSG_SYSTEM_TOO_MANY_OPTIONS = (
     "the system has {n} reporting options (every combination of a known value or nothing per "
     "attribute), more than a model file lists ({limit})"
 )
+MSG_FILE_TOO_MANY_OPTIONS = (
+    "declare more than {limit} reporting options (every combination of a level or nothing per "
+    "attribute), more than a model file lists"
+)
 MSG_SYSTEM_REFIT = (
     "this model was read from a model file and holds only the linear models the system served; "
     "it cannot be fitted"
@@ -85,9 +89,15 @@ MSG_SYSTEM_REFIT = (
 
 
 def _bad(source: str, field: str, problem: str) -> InputError:
-    from ..model_io import MSG_BAD_FIELD
+    from ..model_io import _bad as bad_field
 
-    return InputError(MSG_BAD_FIELD.format(source=source, field=field, problem=problem))
+    return bad_field(source, field, problem)
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    from ..model_io import _short as short
+
+    return short(v, limit)
 
 
 # --------------------------------------------------------------------------- linear models
@@ -145,8 +155,8 @@ class FileLinearModel(BaseEstimator):
         if report is not None:
             key = tuple(report) if isinstance(report, (tuple, list)) else (report,)
             if key not in lookup:
-                raise InputError(f"report {key!r} is not among the reports this model was served with "
-                                 f"({self.groups_})")
+                raise InputError(f"report {_short(key)} is not among the reports this model was served with "
+                                 f"({_short(self.groups_, 300)})")
             return np.full(n, lookup[key], dtype=np.int64)
         if groups is None:
             raise InputError("this model needs groups= or report=")
@@ -154,7 +164,7 @@ class FileLinearModel(BaseEstimator):
         keys = [tuple(r) for r in frame.itertuples(index=False, name=None)]
         missing = sorted({k for k in keys if k not in lookup}, key=sort_key)
         if missing:
-            raise InputError(f"reports {missing[:5]!r} are not among the reports this model was served with")
+            raise InputError(f"reports {_short(missing[:5], 300)} are not among the reports this model was served with")
         return np.array([lookup[k] for k in keys], dtype=np.int64)
 
     def decision_function(self, X: Any, *, groups: Any = None, report: Any = None) -> np.ndarray:
@@ -233,6 +243,41 @@ def all_options(names: list[str], levels: Mapping[str, list]) -> list[tuple]:
     return sorted(itertools.product(*[[None, *levels[a]] for a in names]), key=option_order)
 
 
+def nearest_seen(options: list[tuple], served: Mapping, sizes: Mapping) -> dict[tuple, tuple]:
+    """The option whose assignment serves each option (:meth:`FairUseSystem._serving_option`
+    for all of them at once): itself when seen, else its nearest seen ancestor (fewest
+    attributes dropped), the one with the most assignment rows, ties broken by
+    :func:`option_order`.
+
+    ``options`` must list every option, fewer reported attributes first (as
+    :func:`all_options` does).  Each option is settled from its parents (one reported
+    attribute dropped): its nearest seen ancestors are those of the parents that are
+    nearest, so the work is one step per (option, parent), not one per (option, ancestor),
+    which grows as 3^k with k attributes (16 attributes of one level: 43 million).
+    """
+    def rank(o: tuple):
+        return (-sizes.get(o, 0), option_order(o))
+
+    dist: dict[tuple, int] = {}
+    best: dict[tuple, tuple] = {}
+    for o in options:
+        if o in served:
+            dist[o], best[o] = 0, o
+            continue
+        near, pick = None, None
+        for j, v in enumerate(o):
+            if v is None:
+                continue
+            p = o[:j] + (None,) + o[j + 1:]
+            dp = dist[p]
+            if near is None or dp < near or (dp == near and rank(best[p]) < rank(pick)):
+                near, pick = dp, best[p]
+        if pick is None:  # the root, never seen: served as nothing reported
+            near, pick = 0, o
+        dist[o], best[o] = near + 1, pick
+    return best
+
+
 # --------------------------------------------------------------------------- writing
 def system_document(system: Any) -> dict:
     """The system-specific fields of a system file (everything but ``format``, ``library``,
@@ -251,11 +296,11 @@ def system_document(system: Any) -> dict:
     names = [str(a) for a in system.group_names_]
     task = system._task()
     levels = {a: [_value(v, a) for v in system.levels_[a]] for a in names}
-    n_options = int(np.prod([len(levels[a]) + 1 for a in names]))
+    n_options = math.prod(len(levels[a]) + 1 for a in names)  # (an integer: np.prod wraps around)
     if n_options > MAX_OPTIONS:
         raise InputError(MSG_SYSTEM_TOO_MANY_OPTIONS.format(n=n_options, limit=MAX_OPTIONS))
     options = all_options(names, levels)
-    serving = {o: system._serving_option(o) for o in options}
+    serving = nearest_seen(options, system.served_, system.option_sizes_)
     # the functions served, the generic model first, then in order of first use
     fids = list(dict.fromkeys([GENERIC] + [system.served_[serving[o]] for o in options]))
     attrs = system.candidate_attributes_
@@ -374,14 +419,16 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
             raise InputError(MSG_MISSING_KEYS.format(source=source, keys=[key]))
     task = doc["task"]
     if task not in ("classification", "regression"):
-        raise _bad(source, "task", f"must be 'classification' or 'regression'; got {task!r}")
+        raise _bad(source, "task", f"must be 'classification' or 'regression'; got {_short(task)}")
     classes = _build_classes(doc["classes"], source) if task == "classification" else None
     if task == "regression" and doc["classes"] is not None:
         raise _bad(source, "classes", "must be null for regression")
 
     # features
     feats = doc["features"]
-    if not isinstance(feats, dict) or not isinstance(feats.get("names"), list) \
+    if not isinstance(feats, dict) or not {"names", "names_in"} <= set(feats):
+        raise _bad(source, "features", "must be an object with 'names' and 'names_in'")
+    if not isinstance(feats.get("names"), list) \
             or not all(isinstance(f, str) for f in feats["names"]):
         raise _bad(source, "features.names", "must be a list of strings")
     feature_names = list(feats["names"])
@@ -399,21 +446,29 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
     names = list(groups["attributes"])
     if len(set(names)) != len(names):
         raise _bad(source, "groups.attributes", "lists an attribute twice")
-    levels: dict[str, list] = {}
-    for a in names:
-        lv = groups["levels"].get(a)
-        if not isinstance(lv, list) or not lv or not all(_scalar_value(v) for v in lv) or len(set(map(repr, lv))) != len(lv):
-            raise _bad(source, f"groups.levels[{a!r}]", "must be a non-empty list of distinct strings or numbers")
-        levels[a] = list(lv)
     if set(groups["levels"]) != set(names):
         raise _bad(source, "groups.levels", "must have one entry per attribute")
+    # the writer's limit on the options, applied before anything is enumerated
+    n_options = 1
+    for a in names:
+        lv = groups["levels"][a]
+        n_options *= (len(lv) + 1) if isinstance(lv, list) else 1
+        if n_options > MAX_OPTIONS:
+            raise _bad(source, "groups.levels", MSG_FILE_TOO_MANY_OPTIONS.format(limit=MAX_OPTIONS))
+    levels: dict[str, list] = {}
+    for a in names:
+        lv = groups["levels"][a]
+        if not isinstance(lv, list) or not lv or not all(_scalar_value(v) for v in lv) or len(set(map(repr, lv))) != len(lv):
+            raise _bad(source, f"groups.levels[{_short(a)}]", "must be a non-empty list of distinct strings or numbers")
+        levels[a] = list(lv)
+    level_sets = {a: set(levels[a]) for a in names}  # (membership in constant time: 100,000 options)
     known = groups.get("known")
     _list_of(known, lambda k: isinstance(k, list) and len(k) == len(names), source, "groups.known",
              f"groups, each a list of {len(names)} value(s)")
     for i, k in enumerate(known):
         for a, v in zip(names, k):
-            if not _scalar_value(v) or v not in levels[a]:
-                raise _bad(source, f"groups.known[{i}]", f"has {a}={v!r}, not among groups.levels")
+            if not _scalar_value(v) or v not in level_sets[a]:
+                raise _bad(source, f"groups.known[{i}]", f"has {a}={_short(v)}, not among groups.levels")
 
     # candidates
     cands = doc["candidates"]
@@ -422,13 +477,13 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
     cand_attrs: dict[str, list[str]] = {}
     for name, c in cands.items():
         if name == GENERIC[0] or not name:
-            raise _bad(source, f"candidates[{name!r}]", "is a reserved or empty name")
+            raise _bad(source, f"candidates[{_short(name)}]", "is a reserved or empty name")
         if not isinstance(c, dict) or not isinstance(c.get("type"), str):
-            raise _bad(source, f"candidates[{name!r}]", "must be {'attributes': [names], 'type': str}")
+            raise _bad(source, f"candidates[{_short(name)}]", "must be {'attributes': [names], 'type': str}")
         at = _list_of(c.get("attributes"), lambda a: isinstance(a, str) and a in names, source,
-                      f"candidates[{name!r}].attributes", f"attributes among {names}")
+                      f"candidates[{_short(name)}].attributes", f"attributes among {_short(names, 300)}")
         if len(set(at)) != len(at):
-            raise _bad(source, f"candidates[{name!r}].attributes", "lists an attribute twice")
+            raise _bad(source, f"candidates[{_short(name)}].attributes", "lists an attribute twice")
         cand_attrs[name] = list(at)
 
     # models
@@ -452,14 +507,14 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
             fids.append(GENERIC)
             continue
         if not isinstance(cand, str) or cand not in cand_attrs:
-            raise _bad(source, f"{where}.candidate", f"names no candidate of 'candidates': {cand!r}")
+            raise _bad(source, f"{where}.candidate", f"names no candidate of 'candidates': {_short(cand)}")
         at = cand_attrs[cand]
         rep = m["report"]
         if not isinstance(rep, list) or len(rep) != len(at):
-            raise _bad(source, f"{where}.report", f"must list one value for each of {at}")
+            raise _bad(source, f"{where}.report", f"must list one value for each of {_short(at, 300)}")
         for a, v in zip(at, rep):
-            if not _scalar_value(v) or v not in levels[a]:
-                raise _bad(source, f"{where}.report", f"has {a}={v!r}, not among groups.levels")
+            if not _scalar_value(v) or v not in level_sets[a]:
+                raise _bad(source, f"{where}.report", f"has {a}={_short(v)}, not among groups.levels")
         fids.append((cand, tuple(rep)))
     if fids[0] != GENERIC:
         raise _bad(source, "models[0]", "must be the generic model (candidate null)")
@@ -486,8 +541,8 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
         where = f"options[{i}]"
         if not isinstance(r, dict) or not {"option", "seen", "n", "served_by", "model"} <= set(r):
             raise _bad(source, where, "must be an object with 'option', 'seen', 'n', 'served_by' and 'model'")
-        o = _option(r["option"], names, levels, source, f"{where}.option")
-        by = _option(r["served_by"], names, levels, source, f"{where}.served_by")
+        o = _option(r["option"], names, level_sets, source, f"{where}.option")
+        by = _option(r["served_by"], names, level_sets, source, f"{where}.served_by")
         if not isinstance(r["seen"], bool):
             raise _bad(source, f"{where}.seen", "must be true or false")
         if not _is_int(r["n"]) or r["n"] < 0:
@@ -550,8 +605,9 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
     system.file_candidates_ = {name: {"attributes": list(cand_attrs[name]), "type": cands[name]["type"]}
                                for name in cands}
     # the file's table must be what the nearest-seen-parent rule gives
+    serving = nearest_seen(expected, served, sizes)
     for o, t in table.items():
-        by = system._serving_option(o)
+        by = serving[o]
         if by != t["served_by"] or served[by] != t["fid"]:
             raise _bad(source, t["where"], (f"does not follow the nearest-seen-parent rule: option "
                                             f"{option_label(names, o)} is served by {option_label(names, by)} "
@@ -565,12 +621,12 @@ SYSTEM_REQUIRED_KEYS = ("estimator", "task", "classes", "features", "groups", "m
 
 def _option(v: Any, names: list[str], levels: dict, source: str, where: str) -> tuple:
     if not isinstance(v, list) or len(v) != len(names):
-        raise _bad(source, where, f"must list a value or null for each of {names}")
+        raise _bad(source, where, f"must list a value or null for each of {_short(names, 300)}")
     from ..model_io import _scalar_value
 
     for a, x in zip(names, v):
         if x is not None and (not _scalar_value(x) or x not in levels[a]):
-            raise _bad(source, where, f"has {a}={x!r}, not among groups.levels")
+            raise _bad(source, where, f"has {a}={_short(x)}, not among groups.levels")
     return tuple(v)
 
 
@@ -638,7 +694,7 @@ def _read_table(rows: Any, names: list[str], source: str) -> pd.DataFrame:
         rep = r["report"]
         if not isinstance(rep, list) or len(rep) != len(names) \
                 or not all(v is None or _scalar_value(v) for v in rep):
-            raise _bad(source, f"{where}.report", f"must list a value or null for each of {names}")
+            raise _bad(source, f"{where}.report", f"must list a value or null for each of {_short(names, 300)}")
         rec: dict[str, Any] = {"option": r["option"], **dict(zip(names, rep))}
         for c in present:
             if c in TABLE_TEXT and r[c] is not None and not isinstance(r[c], str):
