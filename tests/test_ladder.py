@@ -355,7 +355,7 @@ def test_fit_system_ladder_personalizes_strong_effects_and_round_trips(tmp_path)
 
 def test_shrunk_models_round_trip_through_the_file(tmp_path):
     """A system serving a shrunk candidate: the file holds the blended coefficients."""
-    X, y, G = _population(2000, 1, {("a1", "b0"): 1.0})
+    X, y, G = _population(4000, 1, {("a1", "b0"): 3.0})
     cand = FairUseClassifier(encoding="intersectional", fair_use=None).fit(X, y, groups=G)
     generic = FairUseClassifier(encoding="none").fit(X, y)
     shrunk = ShrunkModel(cand, generic, 0.25)
@@ -364,8 +364,10 @@ def test_shrunk_models_round_trip_through_the_file(tmp_path):
                              + 0.25 * cand.decision_function(Xt, report=("a1", "b0")))))
     np.testing.assert_allclose(shrunk.predict_proba(Xt, report=("a1", "b0"))[:, 1], want, rtol=1e-10)
     plans = {o: LadderPlan(("int", o)) for o in [("a1", "b0")]}
-    Xa, ya, Ga = _population(3000, 3, {("a1", "b0"): 0.25})
+    Xa, ya, Ga = _population(6000, 3, {("a1", "b0"): 0.75})  # the candidate overshoots 4-fold
     system = FairUseSystem({"int": cand}, generic, plans=plans, rungs=(0.25, 1.0)).fit(Xa, ya, groups=Ga)
+    assert system.served_[("a1", "b0")] == ("int@0.25", ("a1", "b0"))  # the branch this test is about
+    assert isinstance(system.candidates_["int@0.25"], ShrunkModel)
     loaded = model_io.loads(system.to_json())
     np.testing.assert_allclose(loaded.predict_proba(Xt, groups=Gt), system.predict_proba(Xt, groups=Gt), atol=1e-12)
     assert model_io.dumps(loaded) == system.to_json()
