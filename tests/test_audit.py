@@ -202,18 +202,19 @@ def test_hand_example_exact_pvalues():
 
 
 def _enumerated_p_violation(y, own, base, f, greater):
-    """P(gain* >= 0) over every stratified resample of the group, enumerated exactly."""
-    neg = [i for i in range(len(y)) if y[i] == 0]
-    pos = [i for i in range(len(y)) if y[i] == 1]
+    """P(gain* >= 0) over every resample of the group (rows drawn with replacement within
+    the group, labels not held fixed), enumerated exactly; a resample with a single class
+    has no AUC and counts on the null side."""
     sign = -1 if greater else 1
     hits = total = 0
-    for draw_neg in itertools.product(neg, repeat=len(neg)):
-        for draw_pos in itertools.product(pos, repeat=len(pos)):
-            rows = draw_neg + draw_pos
-            yy = [y[i] for i in rows]
-            gain = sign * (f(yy, [base[i] for i in rows]) - f(yy, [own[i] for i in rows]))
-            hits += gain >= -1e-12
-            total += 1
+    for rows in itertools.product(range(len(y)), repeat=len(y)):
+        yy = [y[i] for i in rows]
+        total += 1
+        if greater and len(set(yy)) < 2:
+            hits += 1
+            continue
+        gain = sign * (f(yy, [base[i] for i in rows]) - f(yy, [own[i] for i in rows]))
+        hits += gain >= -1e-12
     return hits / total
 
 
