@@ -196,11 +196,22 @@ def bootstrap_summary(gains: np.ndarray, ci_level: float) -> dict[str, np.ndarra
 
 
 def _quantile_with_inf(values: np.ndarray, q: float, fill: float) -> np.ndarray:
-    """Column quantiles of values holding infinities of one sign; where the linear
-    interpolation meets the infinity (``inf - inf``), the result is that infinity."""
+    """Column quantiles (linear interpolation) of values holding infinities of one sign.
+
+    Where the interpolation meets the infinity numpy returns NaN (``0 * inf`` or ``inf -
+    inf``): the quantile is then the order statistic itself when the point falls exactly
+    on it, and the infinity otherwise.
+    """
     with np.errstate(invalid="ignore"):
         out = np.quantile(values, q, axis=0)
-    return np.where(np.isnan(out), fill, out)
+    bad = np.isnan(out)
+    if bad.any():
+        h = (values.shape[0] - 1) * q
+        at = int(np.floor(h))
+        on_point = np.sort(values[:, bad], axis=0)[at] if h == at else np.full(int(bad.sum()), fill)
+        out = out.copy()
+        out[bad] = on_point
+    return out
 
 
 def adjust_pvalues(pvalues, method: str | None) -> np.ndarray:
