@@ -469,6 +469,11 @@ def test_resamples_with_one_class_count_for_neither_direction():
     assert rat.p_benefit == pytest.approx(share, abs=4 * se)
     assert rat.p_violation == 1.0  # every resample: gain 1 or undefined
     assert rat.ci_low == -np.inf and rat.lower_bound == -np.inf
+    report = audit(model, np.arange(n, dtype=float)[:, None], y,
+                   groups=pd.DataFrame({"group": ["A"] * n}), metrics=["auc"], n_boot=n_boot,
+                   correction=None, random_state=1)
+    text = str(report.summary())
+    assert "too many resamples drew a single class" in text and "use more resamples" not in text
     # a user's metric that needs both classes is undefined on the same resamples: the same p
     auc = Metric("my_auc", roc_auc, greater_is_better=True, task="classification",
                  needs_both_classes=True)

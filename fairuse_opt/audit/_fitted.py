@@ -64,16 +64,26 @@ def _preprocess(estimator: Any, X: Any) -> Any:
     return X
 
 
-def _keyword_of(method: Any) -> str | None:
+def _keyword_of(final: Any, method_name: str) -> str | None:
+    """The keyword of ``final.<method_name>`` that takes the group attributes: the one
+    requested through metadata routing if any, else the first of :data:`GROUP_KEYWORDS`
+    the method has."""
+    method = getattr(final, method_name, None)
     try:
         params = inspect.signature(method).parameters
     except (TypeError, ValueError):
         return None
-    for name in GROUP_KEYWORDS:
-        if name in params and params[name].kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            return name
-    return None
+    found = [name for name in GROUP_KEYWORDS if name in params and params[name].kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    if len(found) > 1 and hasattr(final, "get_metadata_routing"):
+        try:
+            requests = getattr(final.get_metadata_routing(), method_name).requests
+        except AttributeError:
+            requests = {}
+        requested = [name for name in found if requests.get(name) is True]
+        if requested:
+            return requested[0]
+    return found[0] if found else None
 
 
 def takes_report(model: Any) -> bool:
@@ -156,8 +166,8 @@ class FittedGroupModel:
         if group_cols is None and groups_param is None:
             group_cols = getattr(final, "group_cols", None)
             if group_cols is None:
-                method = getattr(final, "predict_proba", None) or getattr(final, "predict", None)
-                groups_param = _keyword_of(method) if method is not None else None
+                method = "predict_proba" if hasattr(final, "predict_proba") else "predict"
+                groups_param = _keyword_of(final, method)
         if group_cols is None and groups_param is None:
             raise InputError(MSG_FITTED_NO_ROUTE.format(estimator=type(estimator).__name__))
         self.group_cols = (None if group_cols is None
