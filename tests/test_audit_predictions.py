@@ -303,10 +303,12 @@ def test_any_fitted_sklearn_pipeline_with_encoded_group_columns(data, count_fits
     pipe = make_pipeline(
         make_column_transformer((OneHotEncoder(), group_cols), remainder=StandardScaler()),
         LogisticRegression(max_iter=1000)).fit(frame, y)
-    generic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    # as in docs/pipelines.md: the generic model drops the group columns itself
+    generic = make_pipeline(make_column_transformer(("drop", group_cols), remainder=StandardScaler()),
+                            LogisticRegression(max_iter=1000)).fit(frame, y)
     fits = len(count_fits)
     assert fits >= 4
-    model = FittedGroupModel(pipe, group_cols=group_cols, generic=_DropColumns(generic, group_cols))
+    model = FittedGroupModel(pipe, group_cols=group_cols, generic=generic)
     got = audit(model, frame_t, yt, **KW)
     assert len(count_fits) == fits
     keys = sorted(set(map(tuple, gt.to_numpy().tolist())))
@@ -316,23 +318,19 @@ def test_any_fitted_sklearn_pipeline_with_encoded_group_columns(data, count_fits
         by_hand["site"], by_hand["sex"] = key
         as_reported[key] = pipe.predict_proba(by_hand)[:, 1]
     ref = audit_predictions(yt, groups=gt, scores=pipe.predict_proba(frame_t)[:, 1],
-                            generic_scores=generic.predict_proba(Xt)[:, 1],
+                            generic_scores=generic.predict_proba(frame_t)[:, 1],
                             scores_as_reported=as_reported, **KW)
     assert_same_report(got, ref)
     # the personalization is real: reports change the scores
     assert not np.array_equal(as_reported[keys[0]], as_reported[keys[1]])
     # reportable groups can be given; a report the data lacks is listed without rows
-    model = FittedGroupModel(pipe, group_cols=group_cols, generic=_DropColumns(generic, group_cols),
-                             reports=keys[:-1] + [{"site": "east", "sex": "F"}])
+    # the generic pipeline never saw the groups: its scores do not move with them
+    np.testing.assert_array_equal(generic.predict_proba(frame_t),
+                                  generic.predict_proba(frame_t.assign(site="east", sex="F")))
+    # reportable groups can be given (tuples or dicts)
+    model = FittedGroupModel(pipe, group_cols=group_cols, generic=generic,
+                             reports=keys[:-1] + [{"sex": "F", "site": "east"}])
     assert model.groups_[-1] == ("east", "F")
-
-
-class _DropColumns:
-    def __init__(self, est, cols):
-        self.est, self.cols = est, cols
-
-    def predict_proba(self, X):
-        return self.est.predict_proba(X.drop(columns=self.cols))
 
 
 def test_categorical_group_columns_keep_their_dtype(data):
