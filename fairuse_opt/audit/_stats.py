@@ -1,8 +1,8 @@
 """Audit statistics, in one place.
 
 * :func:`spawn_generators` - one seeded random stream per group.
-* :func:`resample_counts` - the paired, stratified bootstrap as multinomial counts,
-  drawn in memory-bounded chunks of resamples.
+* :func:`resample_counts` - the paired, stratified bootstrap (the audit's strata: its
+  groups) as multinomial counts, drawn in memory-bounded chunks of resamples.
 * :func:`bootstrap_summary` - percentile intervals and one-sided bootstrap p-values.
 * :func:`adjust_pvalues` - Holm and Bonferroni corrections.
 * :func:`correction_factors` - for each test, the divisor of ``alpha`` at which the
