@@ -93,5 +93,9 @@ MSG_OWN_DISAGREE = (
     "scores and scores_as_reported[{report!r}] differ on {n_rows} row(s) of group {report!r} "
     "(largest difference {diff:.3g}): each row's own-report scores must be the same in both"
 )
+MSG_REPORTS_TYPE = (
+    "scores_as_reported must be a mapping {{report: scores}} or a DataFrame with one column per "
+    "report; got {type}"
+)
 MSG_DUPLICATE_REPORT = "scores_as_reported gives group {report!r} more than once"
 MSG_POS_LABEL = "pos_label={label!r} is not a value of y; y holds {values}"

@@ -26,6 +26,7 @@ from ._errors import (
     MSG_OWN_DISAGREE,
     MSG_POS_LABEL,
     MSG_REPORTS_MISSING,
+    MSG_REPORTS_TYPE,
 )
 from ._fitted import report_key
 from ._frames import distinct_rows, group_codes
@@ -203,8 +204,7 @@ def _reports(scores_as_reported: Any, data: pd.DataFrame | None, names: list[str
     elif isinstance(scores_as_reported, Mapping):
         items = list(scores_as_reported.items())
     else:
-        raise InputError(MSG_NO_COLUMN.format(what="scores_as_reported", name=type(scores_as_reported).__name__,
-                                              columns="a mapping {report: scores} or a DataFrame"))
+        raise InputError(MSG_REPORTS_TYPE.format(type=type(scores_as_reported).__name__))
     out: dict = {}
     for report, values in items:
         key = report_key(report, names)
