@@ -24,6 +24,7 @@ from fairuse_opt.audit._errors import (
     MSG_NO_COLUMN,
     MSG_NO_SCORES,
     MSG_POS_LABEL,
+    MSG_REPORTS_TYPE,
 )
 
 from .conftest import make_data
@@ -218,6 +219,10 @@ def test_prediction_errors(data, fitted):
     with pytest.raises(InputError, match="one value for each group attribute"):
         audit_predictions(y, groups=g, scores=own, generic_scores=generic,
                           scores_as_reported={"north": own})
+    with pytest.raises(InputError) as info:
+        audit_predictions(y, groups=g, scores=own, generic_scores=generic,
+                          scores_as_reported=list(as_reported.values()))
+    assert str(info.value) == MSG_REPORTS_TYPE.format(type="list")
     assert n == 300
 
 
