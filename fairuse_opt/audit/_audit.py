@@ -172,7 +172,7 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any = None, generic: Any = None
     resample keeps the group's size (fixed by the design) but not its label counts: a
     gain is an average over the group's population, its label mix included, and a gain
     that differs by label (any intercept shift) varies with that mix.  (Resampling within
-    (group, label) cells, as this audit did in version 0.1.0, leaves that variance out
+    (group, label) cells, as earlier versions of this audit did, leaves that variance out
     and is anti-conservative for a population gain; measured in
     ``benchmarks/results/audit_calibration.md``.)  All models and reports are scored on
     the same resamples (paired).  p-values are one-sided percentile-bootstrap p-values,
