@@ -3,7 +3,7 @@
 Audits a personalized logistic regression (scikit-learn, intersectional group
 indicators, via :class:`~fairuse_opt.audit.SklearnGroupModel`) on n = 100,000 held-out
 rows in 8 intersectional groups (3 binary attributes), with 4 metrics (error, AUC, ECE,
-log loss) and 1,000 stratified bootstrap resamples, and writes the wall times to
+log loss) and 1,000 bootstrap resamples drawn within each group, and writes the wall times to
 ``benchmarks/results/audit_benchmark.md`` (and ``.json``).
 
 A group intercept shifts every score of a group alike, so under the logistic model all
@@ -14,6 +14,14 @@ own noise, so each of the 9 score columns of a group ranks the rows differently.
 Run from the repository root::
 
     python benchmarks/bench_audit.py [--n 100000] [--n-boot 1000] [--repeats 3]
+
+``--calibration`` runs the calibration study instead (issue 21): the rate at which the
+audit claims a false "benefit" under nulls whose gain differs by label, before (bootstrap
+within (group, label) cells) and after (within the group), with a paired t-test and the
+exact McNemar test as references, at 50 / 200 / 800 rows, with Clopper-Pearson
+intervals; written to ``benchmarks/results/audit_calibration.md`` (and ``.json``)::
+
+    python benchmarks/bench_audit.py --calibration [--runs 400] [--n-boot 1000]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy
+import scipy.stats
 import sklearn
 from sklearn.linear_model import LogisticRegression
 
@@ -95,9 +104,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=100_000, help="held-out rows")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--repeats", type=int, default=3, help="timed audit runs")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "audit_benchmark"),
-                        help="output path without extension")
+    parser.add_argument("--out", default=None, help="output path without extension")
+    parser.add_argument("--calibration", action="store_true",
+                        help="run the calibration study instead of the timing benchmark")
+    parser.add_argument("--runs", type=int, default=400, help="replications (calibration)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800],
+                        help="rows of the audited group (calibration)")
     args = parser.parse_args(argv)
+    if args.calibration:
+        out = args.out or str(Path(__file__).parent / "results" / "audit_calibration")
+        return run_calibration(args, Path(out), argv)
+    args.out = args.out or str(Path(__file__).parent / "results" / "audit_benchmark")
 
     X, y, groups = make_data(2 * args.n, seed=0)
     train, test = slice(0, args.n), slice(args.n, 2 * args.n)
@@ -167,8 +184,8 @@ def write(result: dict, report, out: Path) -> None:
         f"Command (from the repository root): `{result['command']}`", "",
         f"Audit of a personalized logistic regression (SklearnGroupModel, intersectional) on "
         f"{result['n_rows']:,} held-out rows, {result['n_groups']} intersectional groups, "
-        f"metrics {', '.join(result['metrics'])}, {result['n_boot']:,} stratified bootstrap "
-        f"resamples, Holm correction.", "",
+        f"metrics {', '.join(result['metrics'])}, {result['n_boot']:,} bootstrap "
+        f"resamples (drawn within each group), Holm correction.", "",
         "| measure | seconds |", "|---|---|",
         f"| audit wall time, median of {len(result['audit_seconds'])} runs | "
         f"{result['audit_seconds_median']} |",
@@ -194,6 +211,171 @@ def write(result: dict, report, out: Path) -> None:
     lines.append("|" + "---|" * len(summary.columns))
     for row in summary.itertuples(index=False):
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------ calibration (issue 21)
+ALPHA = 0.10
+#: The nulls: (name, description, true-logit spread, how the personalized model is off).
+#: "planted": the generic model is the truth, the personalized intercept is off by
+#: eps ~ N(0, 0.3^2) drawn anew per run, so the population gain is negative (a benefit is
+#: false).  "split": the true logit is symmetric about 0, the generic model shifts it by
+#: -0.3 and the personalized by +0.3, so the population gain is exactly 0 for every
+#: metric (a benefit or a violation is false), while positives gain and negatives lose.
+NULLS = (
+    ("planted", "generic = truth, intercept off by eps ~ N(0, 0.3^2); true logit mu + 0.5 z", 0.5),
+    ("planted", "generic = truth, intercept off by eps ~ N(0, 0.3^2); true logit mu + 1.5 z", 1.5),
+    ("split", "generic shifts the true logit 0.5 z by -0.3, the personalized model by +0.3 "
+              "(population gain exactly 0)", 0.5),
+)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _calibration_sample(kind: str, sd: float, n: int, seed: int):
+    """y, personalized and generic probabilities of one group of ``n`` rows."""
+    rng = np.random.default_rng([seed, n, int(sd * 10), kind == "split"])
+    if kind == "planted":
+        s = rng.choice([-1.0, -0.3, 0.3, 1.0]) + sd * rng.normal(size=n)
+        y = (rng.random(n) < _sigmoid(s)).astype(int)
+        return y, _sigmoid(s + 0.3 * rng.normal()), _sigmoid(s)
+    s = sd * rng.normal(size=n)
+    y = (rng.random(n) < _sigmoid(s)).astype(int)
+    return y, _sigmoid(s + 0.3), _sigmoid(s - 0.3)
+
+
+def _row_loss(metric: str, y, p):
+    if metric == "log_loss":
+        return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+    return ((p > 0.5) != (y == 1)).astype(float)
+
+
+def _label_strata_pvalues(y, d, seed: int, n_boot: int) -> tuple[float, float]:
+    """The audit's test before: rows sorted by label, resampled within each label cell,
+    from the stream the audit gives a group (so for one group this is the old audit)."""
+    from fairuse_opt.audit._stats import bootstrap_summary, resample_counts, spawn_generators
+
+    rng = spawn_generators(seed, 1)[0][0]
+    order = np.argsort(y, kind="stable")
+    n_pos = int(y.sum())
+    gains = np.empty(n_boot)
+    for start, counts in resample_counts(rng, [c for c in (y.size - n_pos, n_pos) if c > 0], n_boot):
+        gains[start:start + len(counts)] = counts @ d[order] / counts.sum(axis=1)
+    summ = bootstrap_summary(gains[:, None], 0.95)
+    return float(summ["p_benefit"][0]), float(summ["p_violation"][0])
+
+
+def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    ci = scipy.stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def run_calibration(args, out: Path, argv) -> dict:
+    """False-benefit (and, for the exact null, false-violation) rates, before and after."""
+    from fairuse_opt.audit import audit_predictions
+
+    started = time.perf_counter()
+    counts: dict[tuple, list[int]] = {}
+    for kind, _, sd in NULLS:
+        for n in args.sizes:
+            for run in range(args.runs):
+                y, own, generic = _calibration_sample(kind, sd, n, run)
+                groups = np.zeros(n, dtype=int)
+                after = audit_predictions(y, groups=groups, scores=own, generic_scores=generic,
+                                          metrics=["log_loss", "error"], n_boot=args.n_boot,
+                                          alpha=ALPHA, correction=None, random_state=run,
+                                          min_group_size=1).table.set_index("metric")
+                exact = audit_predictions(y, groups=groups, scores=own, generic_scores=generic,
+                                          metrics=["error"], n_boot=1, alpha=ALPHA,
+                                          correction=None, test="exact", random_state=run,
+                                          min_group_size=1).table.set_index("metric")
+                for metric in ("log_loss", "error"):
+                    d = _row_loss(metric, y, generic) - _row_loss(metric, y, own)  # gain per row
+                    p = {"after: bootstrap within the group (audit)":
+                         (after.loc[metric, "p_benefit"], after.loc[metric, "p_violation"]),
+                         "before: bootstrap within (group, label) cells":
+                         _label_strata_pvalues(y, d, run, args.n_boot)}
+                    if np.ptp(d) > 0:
+                        p["paired t-test on per-row gains"] = (
+                            float(scipy.stats.ttest_1samp(d, 0.0, alternative="greater").pvalue),
+                            float(scipy.stats.ttest_1samp(d, 0.0, alternative="less").pvalue))
+                    else:  # every row gains the same: nothing to test
+                        p["paired t-test on per-row gains"] = (1.0, 1.0)
+                    if metric == "error":
+                        p["exact McNemar (audit, test='exact')"] = (
+                            exact.loc[metric, "p_benefit"], exact.loc[metric, "p_violation"])
+                    for method, (p_benefit, p_violation) in p.items():
+                        # a "cannot change" row (no test) is no rejection
+                        key = (kind, sd, n, metric, method)
+                        c = counts.setdefault(key, [0, 0, 0])
+                        c[0] += bool(p_benefit <= ALPHA)
+                        c[1] += bool(p_violation <= ALPHA)
+                        c[2] += 1
+            print(f"{kind} sd={sd} n={n}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+    rows = []
+    for (kind, sd, n, metric, method), (benefit, violation, runs) in counts.items():
+        rows.append({"null": kind, "sd": sd, "n": n, "metric": metric, "method": method,
+                     "runs": runs, "false_benefit": benefit / runs,
+                     "false_benefit_ci": _clopper_pearson(benefit, runs),
+                     "violation": violation / runs,
+                     "violation_ci": _clopper_pearson(violation, runs)})
+    command = "python benchmarks/bench_audit.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = {"command": command.strip(), "alpha": ALPHA, "runs": args.runs,
+              "n_boot": args.n_boot, "sizes": args.sizes, "rows": rows,
+              "seconds": round(time.perf_counter() - started, 1),
+              "peak_rss_mb": round(peak_rss_mb(), 1), "cpu": cpu_model(),
+              "python": platform.python_version(), "numpy": np.__version__,
+              "scipy": scipy.__version__, "pandas": pd.__version__}
+    _write_calibration(result, out)
+    return result
+
+
+def _write_calibration(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    frame = pd.DataFrame(result["rows"])
+    sizes = result["sizes"]
+
+    def cell(rate, ci):
+        return f"{rate:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+    lines = [
+        "# Audit calibration: nulls whose gain differs by label", "",
+        f"Command (from the repository root): `{result['command']}`", "",
+        f"One group per run, {result['runs']} runs per cell, {result['n_boot']:,} bootstrap "
+        f"resamples, one-sided tests at alpha {result['alpha']}, no correction.  Each cell: "
+        "the rejection rate and its 95% Clopper-Pearson interval.  A valid test has a false "
+        "rate at most alpha (up to Monte Carlo error); where the population gain is negative "
+        "(planted), below it.", "",
+        "* **planted**: the generic model is the truth; the personalized model's intercept is "
+        "off by eps ~ N(0, 0.3^2), drawn anew per run, so the population gain is negative and "
+        "a \"benefit\" is false.  True logit mu + sd z, mu drawn from {-1, -0.3, 0.3, 1}.",
+        "* **split**: true logit 0.5 z; the generic model shifts it by -0.3, the personalized "
+        "model by +0.3; by symmetry the population gain is exactly 0 for every metric, while "
+        "positives gain and negatives lose: a benefit and a violation are both false.", "",
+        "*before*: the audit's bootstrap until this change, within (group, label) cells (it "
+        "holds the group's label mix fixed); *after*: the audit now (`audit_predictions`), "
+        "within the group; the paired t-test on per-row gains and the exact McNemar test "
+        "(error rate, `test=\"exact\"`) for reference.", "",
+    ]
+    for (kind, sd), part in frame.groupby(["null", "sd"], sort=False):
+        columns = [("false_benefit", "false benefit")]
+        if kind == "split":
+            columns.append(("violation", "false violation"))
+        for col, label in columns:
+            lines += [f"## {kind}, true-logit spread {sd}: {label} rate", "",
+                      "| metric | method | " + " | ".join(f"{n} rows" for n in sizes) + " |",
+                      "|---|---|" + "---|" * len(sizes)]
+            for (metric, method), rows in part.groupby(["metric", "method"], sort=False):
+                by_n = rows.set_index("n")
+                lines.append(f"| {metric} | {method} | " + " | ".join(
+                    cell(by_n.loc[n, col], by_n.loc[n, col + "_ci"]) for n in sizes) + " |")
+            lines.append("")
+    lines += [f"Wall time {result['seconds']} s; peak resident memory {result['peak_rss_mb']} MB. "
+              f"Machine: {result['cpu']}; Python {result['python']}, numpy {result['numpy']}, "
+              f"scipy {result['scipy']}, pandas {result['pandas']}."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

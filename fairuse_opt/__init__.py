@@ -25,6 +25,8 @@ _LAZY = {
     "Certificate": ".certificate",
     "ModelVariables": "._formulation",
     "audit": ".audit",
+    "audit_predictions": ".audit",
+    "FittedGroupModel": ".audit",
     "FairUseReport": ".audit",
     "Metric": ".audit",
     "SklearnGroupModel": ".audit",

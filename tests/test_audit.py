@@ -202,18 +202,19 @@ def test_hand_example_exact_pvalues():
 
 
 def _enumerated_p_violation(y, own, base, f, greater):
-    """P(gain* >= 0) over every stratified resample of the group, enumerated exactly."""
-    neg = [i for i in range(len(y)) if y[i] == 0]
-    pos = [i for i in range(len(y)) if y[i] == 1]
+    """P(gain* >= 0) over every resample of the group (rows drawn with replacement within
+    the group, labels not held fixed), enumerated exactly; a resample with a single class
+    has no AUC and counts on the null side."""
     sign = -1 if greater else 1
     hits = total = 0
-    for draw_neg in itertools.product(neg, repeat=len(neg)):
-        for draw_pos in itertools.product(pos, repeat=len(pos)):
-            rows = draw_neg + draw_pos
-            yy = [y[i] for i in rows]
-            gain = sign * (f(yy, [base[i] for i in rows]) - f(yy, [own[i] for i in rows]))
-            hits += gain >= -1e-12
-            total += 1
+    for rows in itertools.product(range(len(y)), repeat=len(y)):
+        yy = [y[i] for i in rows]
+        total += 1
+        if greater and len(set(yy)) < 2:
+            hits += 1
+            continue
+        gain = sign * (f(yy, [base[i] for i in rows]) - f(yy, [own[i] for i in rows]))
+        hits += gain >= -1e-12
     return hits / total
 
 
@@ -444,6 +445,52 @@ def test_user_metric():
     mine, ref = t[t.metric == "my_brier"].reset_index(drop=True), t[t.metric == "brier"].reset_index(drop=True)
     for col in ("value", "gain", "ci_low", "ci_high", "p_violation", "p_benefit"):
         np.testing.assert_allclose(mine[col], ref[col], rtol=1e-10, atol=1e-12)
+
+
+def test_resamples_with_one_class_count_for_neither_direction():
+    # group A: 1 positive in 12 rows, ranked first by the model and last by the generic
+    # model: AUC gain 1.  A resample misses the positive with probability (11/12)^12 = 0.352;
+    # its AUC is undefined and counts on the null side, so the benefit p-value is at least
+    # that share: no benefit can be claimed from one positive.  (Resampling within label
+    # cells kept the positive in every resample and gave p = 1 / (B + 1).)
+    n = 12
+    y = np.zeros(n, dtype=int)
+    y[0] = 1
+    own = np.linspace(0.9, 0.1, n)
+    generic = own[::-1].copy()
+    model = TableModel({("A",): own}, generic)
+    n_boot = 4000
+    t = audit(model, np.arange(n, dtype=float)[:, None], y, groups=pd.DataFrame({"group": ["A"] * n}),
+              metrics=["auc"], n_boot=n_boot, correction=None, random_state=1).table
+    rat = _row(t, "group=A", "auc", "rationality")
+    assert rat.gain == 1.0 and rat.verdict != "benefit"
+    share = (11 / 12) ** 12
+    se = np.sqrt(share * (1 - share) / n_boot)
+    assert rat.p_benefit == pytest.approx(share, abs=4 * se)
+    assert rat.p_violation == 1.0  # every resample: gain 1 or undefined
+    assert rat.ci_low == -np.inf and rat.lower_bound == -np.inf
+    report = audit(model, np.arange(n, dtype=float)[:, None], y,
+                   groups=pd.DataFrame({"group": ["A"] * n}), metrics=["auc"], n_boot=n_boot,
+                   correction=None, random_state=1)
+    text = str(report.summary())
+    assert "too many resamples drew a single class" in text and "use more resamples" not in text
+    # a user's metric that needs both classes is undefined on the same resamples: the same p
+    auc = Metric("my_auc", roc_auc, greater_is_better=True, task="classification",
+                 needs_both_classes=True)
+    mine = audit(model, np.arange(n, dtype=float)[:, None], y,
+                 groups=pd.DataFrame({"group": ["A"] * n}), metrics=[auc], n_boot=200,
+                 correction=None, random_state=1).table
+    ref = audit(model, np.arange(n, dtype=float)[:, None], y,
+                groups=pd.DataFrame({"group": ["A"] * n}), metrics=["auc"], n_boot=200,
+                correction=None, random_state=1).table
+    for col in ("p_violation", "p_benefit", "ci_low", "ci_high", "lower_bound", "upper_bound"):
+        np.testing.assert_array_equal(mine[col], ref[col])
+
+
+def roc_auc(y, p):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, p)
 
 
 def test_multi_attribute_groups_and_reports_as_tuples():

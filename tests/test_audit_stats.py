@@ -124,6 +124,7 @@ def test_delong_degenerate_cases():
 
 # ------------------------------------------------------------------ bootstrap counts
 def test_counts_are_stratified_resamples():
+    # (the audit uses one stratum per group; the system may use more)
     rng = np.random.default_rng(0)
     chunks = list(resample_counts(rng, [3, 5, 2], 200, chunk_elements=100))
     counts = np.vstack([c for _, c in chunks])
@@ -185,6 +186,47 @@ def test_bootstrap_summary_definition():
     np.testing.assert_allclose(out["p_benefit"], [(1 + 3) / 6, (1 + 2) / 6])
     np.testing.assert_allclose(out["ci_low"], np.quantile(gains, 0.25, axis=0))
     np.testing.assert_allclose(out["ci_high"], np.quantile(gains, 0.75, axis=0))
+
+
+def test_undefined_gains_count_for_neither_direction():
+    # a NaN gain (AUC on a resample with one class) is on the null side of both tests
+    gains = np.array([[np.nan], [0.2], [0.3], [-0.1], [np.nan], [0.4]])  # B = 6
+    out = bootstrap_summary(gains, 0.5)
+    assert out["p_benefit"][0] == pytest.approx((1 + 1 + 2) / 7)  # -0.1 and the 2 NaN
+    assert out["p_violation"][0] == pytest.approx((1 + 3 + 2) / 7)  # 3 gains >= 0, 2 NaN
+    # as -inf for the lower end, +inf for the upper end
+    as_low = np.array([-np.inf, -np.inf, -0.1, 0.2, 0.3, 0.4])
+    assert out["ci_low"][0] == -np.inf  # the 25% point lies between -inf and -0.1
+    wide = bootstrap_summary(gains, 0.2)  # 40% and 60% points
+    assert wide["ci_low"][0] == pytest.approx(np.quantile(as_low, 0.4))
+    # the 60% point of -0.1, 0.2, 0.3, 0.4, inf, inf falls on 0.4 (numpy's interpolation
+    # would give NaN there: 0 * inf)
+    assert wide["ci_high"][0] == 0.4
+    assert bootstrap_summary(gains, 0.9)["ci_high"][0] == np.inf  # the 95% point: past 0.4
+    low, high = _stats.bootstrap_tails(gains, 0.5)
+    np.testing.assert_array_equal(low[:2, 0], [-np.inf, -np.inf])
+    np.testing.assert_array_equal(high[:2, 0], [np.inf, np.inf])
+    # the bounds still agree with the tests: p_benefit = 4/7 > 0.5, the bound does not exclude 0
+    assert _stats.percentile_bound(low[:, 0], 6, 1.0, 0.5) <= 0
+    assert not _stats.significant(out["p_benefit"][0], 1.0, 0.5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 10_000), st.sampled_from([0.1, 0.2, 0.4]))
+def test_bounds_agree_with_the_tests_when_some_gains_are_undefined(n_boot, seed, alpha):
+    rng = np.random.default_rng(seed)
+    gains = np.round(rng.normal(0.5, 1.0, size=(n_boot, 2)), 1)
+    gains[rng.random(gains.shape) < 0.2] = np.nan
+    summ = bootstrap_summary(gains, 0.9)
+    low, high = _stats.bootstrap_tails(gains, alpha)
+    for k in range(2):
+        lower = _stats.percentile_bound(low[:, k], n_boot, 1.0, alpha)
+        upper = _stats.percentile_bound(high[:, k], n_boot, 1.0, alpha, side="upper")
+        assert (lower > 0) == bool(_stats.significant(summ["p_benefit"][k], 1.0, alpha))
+        assert (upper < 0) == bool(_stats.significant(summ["p_violation"][k], 1.0, alpha))
+        # never more significant than the same gains with the NaN left out
+        defined = gains[~np.isnan(gains[:, k]), k]
+        assert summ["p_benefit"][k] >= (1 + (defined <= 0).sum()) / (n_boot + 1)
 
 
 def test_distinct_columns():

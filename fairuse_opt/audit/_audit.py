@@ -16,6 +16,8 @@ from .._validation import _py, check_classification_target, check_groups, check_
 from .._validation import check_regression_target
 from ..exceptions import (
     MSG_BAD_PARAM,
+    MSG_GROUP_COLS_NEED_FRAME,
+    MSG_GROUP_COLS_NOT_IN_X,
     MSG_GROUP_NAMES_MISMATCH,
     MSG_LENGTH_MISMATCH,
     MSG_UNSEEN_GROUP,
@@ -25,6 +27,8 @@ from ..exceptions import (
 from ._errors import (
     MSG_BAD_OUTPUT,
     MSG_CLASSES_MISMATCH,
+    MSG_GROUPS_DISAGREE,
+    MSG_NEED_GROUPS,
     MSG_NO_GENERIC,
     MSG_NO_METHOD,
     MSG_NO_PREDICT,
@@ -32,6 +36,7 @@ from ._errors import (
     MSG_Y_NOT_IN_CLASSES,
     ModelInterfaceError,
 )
+from ._fitted import as_auditable
 from ._frames import distinct_rows, group_codes
 from ._labels import group_labels, short_labels
 from ._metrics import CLASSIFICATION, REGRESSION, Metric, resolve_metrics
@@ -69,7 +74,7 @@ logger = logging.getLogger(__name__)
 RATIONALITY, ENVY, ENVY_PAIR = "rationality", "envy", "envy_pair"
 
 
-def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
+def audit(model: Any, X: Any, y: Any, *, groups: Any = None, generic: Any = None,
           metrics: Any = None, n_boot: int = 1000, alpha: float = 0.10,
           correction: str | None = "holm", random_state: Any = 0,
           task: str | None = None, test: str = "bootstrap", ci_level: float = 0.95,
@@ -96,19 +101,33 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
         values in the order of ``model.group_names_``: every row is scored as if it had
         reported that group.  Optional attributes: ``groups_`` (the reportable
         groups; otherwise the groups present in the data), ``group_names_``,
-        ``generic_``, ``classes_``.  See :class:`SklearnGroupModel` for any
-        scikit-learn estimator.
+        ``generic_``, ``classes_``, ``group_cols`` (the group attributes are columns of
+        ``X``; ``groups=`` is then optional).
+
+        Any other fitted model with ``predict_proba`` or ``predict`` - a scikit-learn
+        estimator or pipeline, such as both recipes of ``docs/pipelines.md`` - is
+        wrapped in :class:`FittedGroupModel` and audited as it is, never refitted: the
+        group attributes reach it as the group columns of ``X`` (the final step's
+        ``group_cols``) or through the ``groups`` keyword of its predict method (metadata
+        routing).  Build a :class:`FittedGroupModel` to say which, for an estimator that
+        does not tell; :class:`SklearnGroupModel` fits a scikit-learn estimator on
+        features plus group indicators; :func:`audit_predictions` audits predictions
+        computed by other means.
     X : array-like or DataFrame, shape (n, d)
         Held-out features, passed to the models unchanged.
     y : array-like, shape (n,)
         Held-out targets.  For classification, labels from ``model.classes_`` when the
         model has it (``classes_[1]`` is positive), otherwise 0/1, booleans or two
         labels (the larger is positive).
-    groups : DataFrame, Series or array-like
-        Group attributes of each row (one column per attribute).
+    groups : DataFrame, Series or array-like, optional
+        Group attributes of each row (one column per attribute).  Required unless the
+        model reads them from columns of ``X`` (``group_cols``); given as well, they
+        must agree with those columns.
     generic : object, optional
         The model without group attributes (``generic.predict_proba(X)`` or
-        ``generic.predict(X)``); defaults to ``model.generic_``.
+        ``generic.predict(X)``); defaults to ``model.generic_`` (for a pipeline whose
+        final step has a ``generic_``, that model scored on ``X`` passed through the
+        pipeline's preprocessing).
     metrics : str, Metric or list of them, optional
         ``"error"`` (threshold 0.5), ``"auc"``, ``"ece"``, ``"log_loss"``, ``"brier"``
         for classification; ``"mse"``, ``"mae"`` for regression; or :class:`Metric`
@@ -149,13 +168,20 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
 
     Notes
     -----
-    *Bootstrap.*  Rows are resampled with replacement within each (group, label) cell
-    (within each group for regression), so every resample keeps the group's size and
-    label counts: inference is conditional on the observed prevalence.  All models and
-    reports are scored on the same resamples (paired).  p-values are one-sided
-    percentile-bootstrap p-values, ``p_violation = (1 + #{gain_b >= 0}) / (B + 1)``
-    and ``p_benefit = (1 + #{gain_b <= 0}) / (B + 1)`` (see
-    :func:`~fairuse_opt.audit._stats.bootstrap_summary`).
+    *Bootstrap.*  Rows are resampled with replacement within each group, so every
+    resample keeps the group's size (fixed by the design) but not its label counts: a
+    gain is an average over the group's population, its label mix included, and a gain
+    that differs by label (any intercept shift) varies with that mix.  (Resampling within
+    (group, label) cells, as earlier versions of this audit did, leaves that variance out
+    and is anti-conservative for a population gain; measured in
+    ``benchmarks/results/audit_calibration.md``.)  All models and reports are scored on
+    the same resamples (paired).  p-values are one-sided percentile-bootstrap p-values,
+    ``p_violation = (1 + #{gain_b >= 0}) / (B + 1)`` and ``p_benefit = (1 + #{gain_b <=
+    0}) / (B + 1)`` (see :func:`~fairuse_opt.audit._stats.bootstrap_summary`).  A
+    resample that drew a single class has no AUC: it is counted as evidence for neither
+    direction (on the null side of both tests, and as an infinite bound), which makes the
+    AUC tests conservative by at most the chance of such a resample
+    (``(1 - prevalence)^n + prevalence^n``), never liberal.
 
     *Verdicts.*  ``"violation"`` when the corrected ``p_violation <= alpha``,
     ``"benefit"`` when the corrected ``p_benefit <= alpha``, otherwise ``"inconclusive
@@ -196,6 +222,30 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     report that attains it.
     """
     started = time.perf_counter()
+    n_boot = _check_settings(n_boot=n_boot, alpha=alpha, ci_level=ci_level,
+                             correction=correction, test=test, task=task, n_bins=n_bins,
+                             min_group_size=min_group_size)
+    model, generic = as_auditable(model, generic)
+    task = _resolve_task(model, task)
+    generic = _resolve_generic(model, generic, task)
+    metric_list = resolve_metrics(metrics, task, n_bins=n_bins)
+
+    n = _n_rows(X)
+    frame = _group_frame(_groups_of(model, X, groups), n, model)
+    index = GroupIndex.from_frame(distinct_rows(frame)[0])
+    codes = group_codes(index, frame)
+    reports = _reportable(model, index)
+    target = _target(y, n, task, _classes(model, generic))
+    scores = _scores(model, generic, X, frame, reports, task, n)
+    return audit_scores(index, codes, target, scores, reports, metric_list, task=task,
+                        n_boot=n_boot, alpha=alpha, ci_level=ci_level, correction=correction,
+                        test=test, random_state=random_state, min_group_size=min_group_size,
+                        n_bins=n_bins, started=started)
+
+
+def _check_settings(*, n_boot, alpha, ci_level, correction, test, task, n_bins,
+                    min_group_size) -> int:
+    """Check the settings shared by :func:`audit` and :func:`audit_predictions`."""
     n_boot = check_param("n_boot", n_boot, integer=True, low=1)
     _check_open_interval("alpha", alpha, 0.0, 0.5)
     _check_open_interval("ci_level", ci_level, 0.0, 1.0)
@@ -204,19 +254,32 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any, generic: Any = None,
     check_param("task", task, choices=(CLASSIFICATION, REGRESSION, None))
     check_param("n_bins", n_bins, integer=True, low=1)
     check_param("min_group_size", min_group_size, integer=True, low=1)
+    return n_boot
 
-    task = _resolve_task(model, task)
-    generic = _resolve_generic(model, generic, task)
-    metric_list = resolve_metrics(metrics, task, n_bins=n_bins)
 
-    n = _n_rows(X)
-    frame = _group_frame(groups, n, model)
-    index = GroupIndex.from_frame(distinct_rows(frame)[0])
-    codes = group_codes(index, frame)
+def audit_scores(index: GroupIndex, codes: np.ndarray, target: np.ndarray, scores: np.ndarray,
+                 reports: list[tuple], metric_list: list[Metric], *, task: str, n_boot: int,
+                 alpha: float, ci_level: float, correction: str | None, test: str,
+                 random_state: Any, min_group_size: int, n_bins: int,
+                 started: float) -> FairUseReport:
+    """The audit of checked arrays: the one computation behind :func:`audit` and
+    :func:`~fairuse_opt.audit.audit_predictions`.
+
+    Parameters
+    ----------
+    index : GroupIndex
+        The groups present in the data.
+    codes : ndarray of int, shape (n,)
+        Each row's group (a position in ``index.keys``).
+    target : ndarray, shape (n,)
+        0/1 labels (classification) or targets (regression).
+    scores : ndarray, shape (n, 2 + len(reports))
+        Columns: the generic model, the own report, then the model under each report.
+    reports : list of tuple
+        The reportable groups, in the order of ``scores``' last columns.
+    """
+    n = int(target.size)
     names = index.names
-    reports = _reportable(model, index)
-    target = _target(y, n, task, model, generic)
-    scores = _scores(model, generic, X, frame, reports, task, n)
     generators, seed = spawn_generators(random_state, index.n_groups)
     labels = group_labels(names, list(index.keys) + list(reports))
 
@@ -299,6 +362,39 @@ def _n_rows(X: Any) -> int:
     return len(X)
 
 
+def _groups_of(model: Any, X: Any, groups: Any) -> Any:
+    """The group attributes: ``groups``, or the model's group columns of ``X``.
+
+    A model that reads its groups from columns of ``X`` (``group_cols``) needs no
+    ``groups=``; given anyway, it must agree with those columns.
+    """
+    cols = getattr(model, "group_cols", None)
+    if cols is None:
+        if groups is None:
+            raise InputError(MSG_NEED_GROUPS)
+        return groups
+    cols = [cols] if isinstance(cols, str) else list(cols)
+    if not isinstance(X, pd.DataFrame):
+        raise InputError(MSG_GROUP_COLS_NEED_FRAME)
+    missing = [c for c in cols if c not in X.columns]
+    if missing:
+        raise InputError(MSG_GROUP_COLS_NOT_IN_X.format(missing=missing, columns=list(X.columns)))
+    in_x = X[cols].reset_index(drop=True)
+    if groups is None:
+        return in_x
+    given = _group_frame(groups, len(X), model)
+    from_x = _group_frame(in_x, len(X), model)
+    differ = np.zeros(len(X), dtype=bool)
+    for name in given.columns:
+        a = given[name].to_numpy(dtype=object)
+        b = from_x[name].to_numpy(dtype=object)
+        differ |= np.array([_py(u) != _py(v) for u, v in zip(a, b)], dtype=bool)
+    if differ.any():
+        raise InputError(MSG_GROUPS_DISAGREE.format(cols=cols, n_rows=int(differ.sum()),
+                                                    first=int(np.flatnonzero(differ)[0])))
+    return groups
+
+
 def _group_frame(groups: Any, n: int, model: Any) -> pd.DataFrame:
     """Checked group attributes, columns named and ordered as the model's."""
     frame = check_groups(groups, n, fit=False)
@@ -332,15 +428,21 @@ def _reportable(model: Any, index: GroupIndex) -> list[tuple]:
     return known
 
 
-def _target(y: Any, n: int, task: str, model: Any, generic: Any) -> np.ndarray:
-    if task == REGRESSION:
-        return check_regression_target(y, n)
+def _classes(model: Any, generic: Any) -> Any:
+    """The model's ``classes_`` (``None`` without); error if the generic model's differ."""
     classes = getattr(model, "classes_", None)
     generic_classes = getattr(generic, "classes_", None)
     if classes is not None and generic_classes is not None and not np.array_equal(
             np.asarray(classes), np.asarray(generic_classes)):
         raise InputError(MSG_CLASSES_MISMATCH.format(
             generic=list(map(_py, generic_classes)), model=list(map(_py, classes))))
+    return classes
+
+
+def _target(y: Any, n: int, task: str, classes: Any) -> np.ndarray:
+    """Checked targets: 0/1 floats for classification (``classes[1]`` positive when given)."""
+    if task == REGRESSION:
+        return check_regression_target(y, n)
     arr = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -369,23 +471,56 @@ def _target(y: Any, n: int, task: str, model: Any, generic: Any) -> np.ndarray:
 
 def _call(model: Any, method: str, X: Any, n: int, task: str, what: str, **kwargs) -> np.ndarray:
     """Call a model and check the shape, finiteness and range of what it returns."""
-    out = np.asarray(getattr(model, method)(X, **kwargs), dtype=np.float64)
+    out = getattr(model, method)(X, **kwargs)
     call = f"{what}.{method}({', '.join(['X'] + [f'{k}=...' for k in kwargs])})"
+    return check_scores(out, n, task, call, two_columns=task == CLASSIFICATION)
+
+
+def check_scores(values: Any, n: int, task: str, what: str, *,
+                 two_columns: bool | None = None) -> np.ndarray:
+    """One score per row, checked: shape, finiteness, probabilities in [0, 1].
+
+    Parameters
+    ----------
+    values : array-like
+        Classification: ``predict_proba`` output of shape ``(n, 2)`` (column 1 is the
+        positive class) or, with ``two_columns=None``, also the positive-class
+        probabilities of shape ``(n,)``.  Regression: predictions ``(n,)`` or ``(n, 1)``.
+    n : int
+        Rows expected.
+    task : {"classification", "regression"}
+    what : str
+        How the values were obtained, for the error message.
+    two_columns : bool or None
+        ``True``: only the ``(n, 2)`` form is accepted (a model's ``predict_proba``).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    if isinstance(values, (pd.Series, pd.DataFrame)):
+        values = values.to_numpy()
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(MSG_BAD_OUTPUT.format(call=what, problem="values that are not numbers")) from exc
     if task == CLASSIFICATION:
-        if out.ndim != 2 or out.shape != (n, 2):
+        if out.ndim == 2 and out.shape == (n, 2):
+            out = out[:, 1]
+        elif two_columns or out.shape != (n,):
+            expected = f"({n}, 2)" if two_columns else f"({n},) or ({n}, 2)"
             raise InputError(MSG_BAD_OUTPUT.format(
-                call=call, problem=f"shape {out.shape}; expected ({n}, 2)"))
-        out = out[:, 1]
+                call=what, problem=f"shape {out.shape}; expected {expected}"))
     else:
         if out.ndim == 2 and out.shape[1] == 1:
             out = out[:, 0]
         if out.shape != (n,):
             raise InputError(MSG_BAD_OUTPUT.format(
-                call=call, problem=f"shape {out.shape}; expected ({n},)"))
+                call=what, problem=f"shape {out.shape}; expected ({n},)"))
     if not np.isfinite(out).all():
-        raise InputError(MSG_BAD_OUTPUT.format(call=call, problem="NaN or infinite values"))
+        raise InputError(MSG_BAD_OUTPUT.format(call=what, problem="NaN or infinite values"))
     if task == CLASSIFICATION and ((out < 0).any() or (out > 1).any()):
-        raise InputError(MSG_BAD_OUTPUT.format(call=call, problem="probabilities outside [0, 1]"))
+        raise InputError(MSG_BAD_OUTPUT.format(call=what, problem="probabilities outside [0, 1]"))
     return out
 
 
@@ -425,8 +560,6 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
                  ci_level, alpha, test, min_group_size, labels) -> list[dict]:
     """All rows of one group: rationality, each envy pair and the worst envy gap."""
     y = target[members]
-    order = np.argsort(y, kind="stable") if task == CLASSIFICATION else np.arange(y.size)
-    members, y = members[order], y[order]
     alternatives = [r for r in reports if r != key]
     columns = [0, 1] + [2 + j for j, r in enumerate(reports) if r != key]
     S = scores[np.ix_(members, columns)]
@@ -440,7 +573,6 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
     judged = [m for m in metric_list
               if n_g >= min_group_size and (both_classes or not m.needs_both_classes)]
     is_judged = {m.name: m in judged for m in metric_list}
-    cells = ([c for c in (n_g - n_pos, n_pos) if c > 0] if task == CLASSIFICATION else [n_g])
 
     states = {m.name: m.prepare(y, unique) for m in judged}
     values = {}
@@ -453,7 +585,8 @@ def _audit_group(key, members, target, scores, reports, metric_list, rng, *, tas
 
     gains = {m.name: np.empty((n_boot, S.shape[1] - 1)) for m in judged}
     if judged:
-        _bootstrap(rng, cells, n_boot, judged, states, inverse, gains)
+        # one stratum, the group: its size is fixed by the design, its label mix is not
+        _bootstrap(rng, [n_g], n_boot, judged, states, inverse, gains)
 
     base = {"group": labels[key], "n": n_g}
     if task == CLASSIFICATION:

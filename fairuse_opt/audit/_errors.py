@@ -17,8 +17,8 @@ class ModelInterfaceError(InputError, TypeError):
 
 MSG_NO_METHOD = (
     "{what} has no {method}() method, which a {task} audit needs; a personalized model must "
-    "provide {method}(X, *, groups=None, report=None) (wrap a scikit-learn estimator in "
-    "SklearnGroupModel)"
+    "provide {method}(X, *, groups=None, report=None), or be a fitted scikit-learn estimator "
+    "(see FittedGroupModel); for predictions you already have, use audit_predictions()"
 )
 MSG_NO_PREDICT = (
     "{what} has neither predict_proba() nor predict(); the audit cannot score it"
@@ -58,3 +58,44 @@ MSG_ADAPTER_NEEDS_GROUPS = (
     "SklearnGroupModel(encoding={encoding!r}).{method}() needs groups= (one value per row) or report="
 )
 MSG_ADAPTER_ENCODING = "encoding={value!r} is invalid: choose one of {choices!r}"
+MSG_NEED_GROUPS = (
+    "groups= is required: the model does not read the group attributes from columns of X "
+    "(no group_cols)"
+)
+MSG_GROUPS_DISAGREE = (
+    "groups= differs from the group columns {cols!r} of X in {n_rows} row(s) (first: row "
+    "{first}); give the group attributes once (in X), or make them agree"
+)
+MSG_FITTED_NO_ROUTE = (
+    "cannot tell how the fitted {estimator} takes the group attributes: give "
+    "FittedGroupModel(..., group_cols=[...]) when they are columns of X, or "
+    "groups_param='groups' when its predict method takes them as a keyword; for "
+    "predictions computed by other means, use audit_predictions()"
+)
+MSG_FITTED_BOTH_ROUTES = "give group_cols= or groups_param=, not both"
+MSG_FITTED_ROUTING = (
+    "the pipeline does not route {param}= to {method}(): with metadata routing on, the step "
+    "that takes the groups must request them, e.g. "
+    "est.set_{method}_request({param}=True) ({error})"
+)
+MSG_REPORT_SHAPE = "report {report!r} must give one value for each group attribute {names!r}"
+MSG_NO_COLUMN = "{what}={name!r} is not a column of data (columns: {columns!r})"
+MSG_NEED_DATA = "{what}={name!r} names a column, so data= (a DataFrame) is required"
+MSG_NO_SCORES = (
+    "give scores= (the personalized model's scores, each row under its own group) or "
+    "scores_as_reported= with every group in the data"
+)
+MSG_REPORTS_MISSING = (
+    "scores_as_reported has no scores for group(s) {groups} of the data; give the scores of "
+    "every row under each group it can report, including its own (reports given: {known})"
+)
+MSG_OWN_DISAGREE = (
+    "scores and scores_as_reported[{report!r}] differ on {n_rows} row(s) of group {report!r} "
+    "(largest difference {diff:.3g}): each row's own-report scores must be the same in both"
+)
+MSG_REPORTS_TYPE = (
+    "scores_as_reported must be a mapping {{report: scores}} or a DataFrame with one column per "
+    "report; got {type}"
+)
+MSG_DUPLICATE_REPORT = "scores_as_reported gives group {report!r} more than once"
+MSG_POS_LABEL = "pos_label={label!r} is not a value of y; y holds {values}"

@@ -114,13 +114,18 @@ class Metric:
         """Metric of every score column under every row of count ``weights``.
 
         The generic version rebuilds each resample (rows repeated by their count) and
-        calls :attr:`func`; it needs integer counts.
+        calls :attr:`func`; it needs integer counts.  A metric that needs both classes
+        is ``NaN`` on a resample that drew a single class (the audit counts such a
+        resample as evidence for neither direction).
         """
         y, scores = state
         out = np.empty((weights.shape[0], scores.shape[1]))
         rows_all = np.arange(len(y))
         for b, w in enumerate(np.asarray(weights).astype(np.int64)):
             rows = np.repeat(rows_all, w)
+            if self.needs_both_classes and np.unique(y[rows]).size < 2:
+                out[b] = np.nan
+                continue
             for k in range(scores.shape[1]):
                 out[b, k] = self.func(y[rows], scores[rows, k])
         return out

@@ -268,14 +268,28 @@ class FairUseReport:
             notes.append(f"cannot change ({metrics}): both score the group's rows alike for this "
                          "metric (for AUC: the same ranking, as when a report only shifts an "
                          "intercept), so the gain is 0 on every resample; not tested")
-        infinite = ~np.isfinite(rows["lower_bound"].to_numpy(dtype=float)) & rows[
-            "lower_bound"].notna().to_numpy()
-        infinite |= ~np.isfinite(rows["upper_bound"].to_numpy(dtype=float)) & rows[
-            "upper_bound"].notna().to_numpy()
-        if infinite.any():
-            notes.append(f"bound inf: with {self.settings.get('n_boot')} resamples no bootstrap "
+        n_boot = self.settings.get("n_boot")
+        too_few = single_class = False
+        for side in ("lower", "upper"):
+            bound = rows[f"{side}_bound"].to_numpy(dtype=float)
+            level = rows[f"{side}_level"].to_numpy(dtype=float)
+            infinite = np.isinf(bound)
+            # the smallest bootstrap p-value, 1 / (B + 1), cannot reach the level: too few
+            # resamples; otherwise the resamples that drew a single class (AUC) filled the tail
+            unreachable = (1.0 / (n_boot + 1.0) > (1.0 - level) * (1 + 1e-9)) if n_boot else True
+            too_few |= bool((infinite & unreachable).any())
+            single_class |= bool((infinite & ~unreachable).any())
+        if too_few:
+            notes.append(f"bound inf: with {n_boot} resamples no bootstrap "
                          "p-value can be as small as the corrected level, so the test cannot "
                          "reject; use more resamples (n_boot)")
+        if single_class:
+            notes.append("bound inf: too many resamples drew a single class, on which AUC does "
+                         "not exist; they count for neither direction, so the test cannot reject "
+                         "(a class with very few rows in the group)")
+        if self.settings.get("reports") == []:
+            notes.append("envy: not audited (no scores under other reports were given: "
+                         "scores_as_reported=)")
         if (rows["verdict"] == TOO_SMALL).any():
             notes.append(f"too small to judge: fewer than {self.settings.get('min_group_size')} "
                          "rows, or a single class for AUC")

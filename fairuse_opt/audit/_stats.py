@@ -1,8 +1,8 @@
 """Audit statistics, in one place.
 
 * :func:`spawn_generators` - one seeded random stream per group.
-* :func:`resample_counts` - the paired, stratified bootstrap as multinomial counts,
-  drawn in memory-bounded chunks of resamples.
+* :func:`resample_counts` - the paired, stratified bootstrap (the audit's strata: its
+  groups) as multinomial counts, drawn in memory-bounded chunks of resamples.
 * :func:`bootstrap_summary` - percentile intervals and one-sided bootstrap p-values.
 * :func:`adjust_pvalues` - Holm and Bonferroni corrections.
 * :func:`correction_factors` - for each test, the divisor of ``alpha`` at which the
@@ -14,11 +14,20 @@
   :func:`mcnemar_bound`, :func:`delong_bound` - the bounds obtained by inverting them.
 
 The bootstrap is written as counts: resample ``b`` of a group is a vector ``w_b`` of how
-many times each row was drawn.  Within each (group, label) cell of ``m`` rows, ``w_b``
-restricted to the cell is ``Multinomial(m, 1/m, ..., 1/m)``, so every resample keeps the
-cell sizes of the sample.  Additive metrics are then a matrix product ``W @ losses``
-(see :mod:`fairuse_opt.audit._metrics`), with every model scored on the same resample
-(paired).
+many times each row was drawn.  Within each stratum of ``m`` rows, ``w_b`` restricted to
+the stratum is ``Multinomial(m, 1/m, ..., 1/m)``, so every resample keeps the stratum
+sizes of the sample.  The audit's strata are its groups, never (group, label) cells: a
+group's size is fixed by the design, its label mix is not, and a resample that kept the
+label counts would leave out the label mix's share of the variance of every gain that
+differs by label (anti-conservative for a population gain; measured in
+``benchmarks/results/audit_calibration.md``).  Additive metrics are then a matrix product
+``W @ losses`` (see :mod:`fairuse_opt.audit._metrics`), with every model scored on the
+same resample (paired).
+
+A gain that a resample cannot define (AUC on a resample that drew a single class) is
+``NaN``; :func:`bootstrap_summary` and :func:`bootstrap_tails` count it as evidence for
+neither direction: on the null side of both one-sided tests, ``-inf`` in a lower bound and
+``+inf`` in an upper bound.
 """
 
 from __future__ import annotations
@@ -140,20 +149,26 @@ def bootstrap_summary(gains: np.ndarray, ci_level: float) -> dict[str, np.ndarra
     Gains are oriented so that a positive gain means the own report is better.  For
     each column ``k`` of ``gains`` (shape ``(B, K)``):
 
-    * ``p_violation = (1 + #{b : gain_b >= 0}) / (B + 1)``, for H0 "gain >= 0" against
-      H1 "gain < 0";
-    * ``p_benefit = (1 + #{b : gain_b <= 0}) / (B + 1)``, for H0 "gain <= 0" against
-      H1 "gain > 0".
+    * ``p_violation = (1 + #{b : gain_b >= 0 or undefined}) / (B + 1)``, for H0 "gain >=
+      0" against H1 "gain < 0";
+    * ``p_benefit = (1 + #{b : gain_b <= 0 or undefined}) / (B + 1)``, for H0 "gain <= 0"
+      against H1 "gain > 0".
 
     These are percentile-bootstrap p-values: ``p_violation <= alpha`` exactly when
     (up to the ``+1``) the one-sided ``1 - alpha`` percentile upper bound of the gain is
     below zero.  The ``+1`` and the ties counted on the null side make them
     conservative; ``p_violation + p_benefit >= 1``, so a gain is never both.
 
+    An undefined gain (``NaN``: a resample on which the metric does not exist, such as
+    AUC on a resample with a single class) supports neither alternative: it is counted
+    on the null side of both tests, as ``-inf`` for ``ci_low`` and ``+inf`` for
+    ``ci_high``.  This can only make the tests more conservative, by at most the share of
+    undefined resamples; it never moves a p-value towards rejection.
+
     Parameters
     ----------
     gains : ndarray, shape (B, K)
-        Bootstrap gains, one column per comparison.
+        Bootstrap gains, one column per comparison; ``NaN`` where undefined.
     ci_level : float
         Confidence level of the two-sided percentile interval.
 
@@ -165,13 +180,38 @@ def bootstrap_summary(gains: np.ndarray, ci_level: float) -> dict[str, np.ndarra
     gains = np.asarray(gains, dtype=np.float64)
     n_boot = gains.shape[0]
     tail = (1.0 - ci_level) / 2.0
-    low, high = np.quantile(gains, [tail, 1.0 - tail], axis=0)
+    undefined = np.isnan(gains)
+    if undefined.any():
+        low = _quantile_with_inf(np.where(undefined, -np.inf, gains), tail, -np.inf)
+        high = _quantile_with_inf(np.where(undefined, np.inf, gains), 1.0 - tail, np.inf)
+    else:
+        low, high = np.quantile(gains, [tail, 1.0 - tail], axis=0)
+    n_undefined = undefined.sum(axis=0)
     return {
         "ci_low": low,
         "ci_high": high,
-        "p_violation": (1.0 + (gains >= 0).sum(axis=0)) / (n_boot + 1.0),
-        "p_benefit": (1.0 + (gains <= 0).sum(axis=0)) / (n_boot + 1.0),
+        "p_violation": (1.0 + (gains >= 0).sum(axis=0) + n_undefined) / (n_boot + 1.0),
+        "p_benefit": (1.0 + (gains <= 0).sum(axis=0) + n_undefined) / (n_boot + 1.0),
     }
+
+
+def _quantile_with_inf(values: np.ndarray, q: float, fill: float) -> np.ndarray:
+    """Column quantiles (linear interpolation) of values holding infinities of one sign.
+
+    Where the interpolation meets the infinity numpy returns NaN (``0 * inf`` or ``inf -
+    inf``): the quantile is then the order statistic itself when the point falls exactly
+    on it, and the infinity otherwise.
+    """
+    with np.errstate(invalid="ignore"):
+        out = np.quantile(values, q, axis=0)
+    bad = np.isnan(out)
+    if bad.any():
+        h = (values.shape[0] - 1) * q
+        at = int(np.floor(h))
+        on_point = np.sort(values[:, bad], axis=0)[at] if h == at else np.full(int(bad.sum()), fill)
+        out = out.copy()
+        out[bad] = on_point
+    return out
 
 
 def adjust_pvalues(pvalues, method: str | None) -> np.ndarray:
@@ -295,6 +335,8 @@ def bootstrap_tails(gains: np.ndarray, alpha: float) -> tuple[np.ndarray, np.nda
     Parameters
     ----------
     gains : ndarray, shape (B, K)
+        ``NaN`` where a resample cannot define the gain: ``-inf`` in ``low`` and ``+inf``
+        in ``high``, as :func:`bootstrap_summary` counts it.
     alpha : float
 
     Returns
@@ -307,8 +349,11 @@ def bootstrap_tails(gains: np.ndarray, alpha: float) -> tuple[np.ndarray, np.nda
     gains = np.asarray(gains, dtype=np.float64)
     n_boot = gains.shape[0]
     k = min(n_boot, _n_passing(int(n_boot), 1.0, float(alpha), 1.0) + 1)
-    low = np.sort(np.partition(gains, k - 1, axis=0)[:k], axis=0)
-    high = -np.sort(np.partition(-gains, k - 1, axis=0)[:k], axis=0)
+    undefined = np.isnan(gains)  # evidence for neither side (see bootstrap_summary)
+    as_low = np.where(undefined, -np.inf, gains)
+    as_high = np.where(undefined, -np.inf, -gains)
+    low = np.sort(np.partition(as_low, k - 1, axis=0)[:k], axis=0)
+    high = -np.sort(np.partition(as_high, k - 1, axis=0)[:k], axis=0)
     return low, high
 
 
