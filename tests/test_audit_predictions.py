@@ -373,7 +373,10 @@ def test_fitted_model_errors(data):
     assert str(info.value) == MSG_NEED_GROUPS
     # a routing pipeline whose final step did not request the groups for predict_proba
     with sklearn.config_context(enable_metadata_routing=True):
-        pipe = make_pipeline(StandardScaler(), FairUseClassifier().set_fit_request(groups=True))
+        # (the estimators request predict_proba's groups under the alias sensitive_features by
+        # default; here the request is unset on purpose)
+        pipe = make_pipeline(StandardScaler(), FairUseClassifier().set_fit_request(groups=True)
+                             .set_predict_proba_request(groups=None))
         pipe.fit(X, y, groups=g)
         with pytest.raises(InputError, match=r"set_predict_proba_request\(groups=True\)"):
             audit(pipe, Xt, yt, groups=gt, **KW)

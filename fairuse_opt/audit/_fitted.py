@@ -75,11 +75,14 @@ def _keyword_of(final: Any, method_name: str) -> str | None:
         return None
     found = [name for name in GROUP_KEYWORDS if name in params and params[name].kind in (
         inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    if len(found) > 1 and hasattr(final, "get_metadata_routing"):
+    if found and hasattr(final, "get_metadata_routing"):
         try:
             requests = getattr(final.get_metadata_routing(), method_name).requests
         except AttributeError:
             requests = {}
+        for name in found:  # a parameter requested under an alias is passed by its alias
+            if isinstance(requests.get(name), str):
+                return requests[name]
         requested = [name for name in found if requests.get(name) is True]
         if requested:
             return requested[0]
