@@ -432,3 +432,19 @@ def test_unseen_and_partial_reports_are_served_by_the_nearest_seen_option():
                                   system.predict_proba(Xt, report=by))
     frame = system.serving(pd.DataFrame({"A": ["a0", "a1", None], "B": ["b2", "b0", "b1"]}).astype(object))
     assert list(frame["served_by"])[1] == "A=a1, B=b0" and system.served_[("a1", "b0")] != GENERIC
+
+
+def test_the_audit_of_a_system_says_which_groups_get_the_generic_model():
+    from fairuse_opt import audit
+
+    X, y, G = _population(3000, 10, {("a1", "b0"): 2.0, ("a1", "b1"): -2.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairUseWarning)
+        system = fit_system(X, y, G, candidates=POOL, random_state=0)
+    Xt, yt, Gt = _population(1500, 11, {("a1", "b0"): 2.0, ("a1", "b1"): -2.0})
+    report = audit(system, Xt, yt, groups=Gt, metrics=["log_loss"], n_boot=100)
+    generic_groups = [k for k in sorted(set(map(tuple, Gt.to_numpy()))) if
+                      system.served_[system._serving_option(k)] == GENERIC]
+    assert 0 < len(generic_groups) < 6
+    text = str(report.summary())
+    assert f"the system serves {len(generic_groups)} of 6 groups the generic model" in " ".join(text.split())

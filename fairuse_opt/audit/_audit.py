@@ -237,10 +237,16 @@ def audit(model: Any, X: Any, y: Any, *, groups: Any = None, generic: Any = None
     reports = _reportable(model, index)
     target = _target(y, n, task, _classes(model, generic))
     scores = _scores(model, generic, X, frame, reports, task, n)
-    return audit_scores(index, codes, target, scores, reports, metric_list, task=task,
-                        n_boot=n_boot, alpha=alpha, ci_level=ci_level, correction=correction,
-                        test=test, random_state=random_state, min_group_size=min_group_size,
-                        n_bins=n_bins, started=started)
+    report = audit_scores(index, codes, target, scores, reports, metric_list, task=task,
+                          n_boot=n_boot, alpha=alpha, ci_level=ci_level, correction=correction,
+                          test=test, random_state=random_state, min_group_size=min_group_size,
+                          n_bins=n_bins, started=started)
+    served_generic = _served_generic(model, list(index.keys))
+    if served_generic is not None:  # a certified system: which groups it serves the generic model
+        labels = dict(zip(map(tuple, index.keys), report.groups["group"])) if "group" in report.groups else {}
+        report.settings["system_generic"] = [labels.get(tuple(k), str(k)) for k in served_generic]
+        report.settings["system_groups"] = len(index.keys)
+    return report
 
 
 def _check_settings(*, n_boot, alpha, ci_level, correction, test, task, n_bins,
@@ -320,6 +326,14 @@ def audit_scores(index: GroupIndex, codes: np.ndarray, target: np.ndarray, score
         "elapsed_s": round(time.perf_counter() - started, 4),
     }
     return FairUseReport(table=table, groups=pd.DataFrame(group_rows), settings=settings)
+
+
+def _served_generic(model: Any, keys: list[tuple]) -> list[tuple] | None:
+    """For a certified system: the audited groups it serves the generic model; else None."""
+    if not (hasattr(model, "served_") and hasattr(model, "_serving_option")):
+        return None
+    generic = ("generic", ())
+    return [k for k in keys if model.served_.get(model._serving_option(tuple(k)), generic) == generic]
 
 
 # ------------------------------------------------------------------ inputs and models

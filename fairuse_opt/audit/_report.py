@@ -262,6 +262,18 @@ class FairUseReport:
 
     def _footer_lines(self, rows: pd.DataFrame) -> list[str]:
         notes = []
+        gen = self.settings.get("system_generic")
+        if gen is not None:
+            total = self.settings.get("system_groups", len(self.groups))
+            if len(gen) == total:
+                notes.append(f"the system serves all {total} groups the generic model: every rationality "
+                             "row compares the generic model with itself (cannot change)")
+            elif gen:
+                shown = "; ".join(map(str, gen[:8])) + (f" and {len(gen) - 8} more" if len(gen) > 8 else "")
+                notes.append(f"the system serves {len(gen)} of {total} groups the generic model ({shown}): "
+                             "their rationality rows compare the generic model with itself")
+            else:
+                notes.append(f"the system serves every one of the {total} groups a personalized model")
         fixed = rows[rows["verdict"] == CANNOT_CHANGE]
         if len(fixed):
             metrics = ", ".join(dict.fromkeys(fixed["metric"]))
@@ -270,6 +282,9 @@ class FairUseReport:
                          "intercept), so the gain is 0 on every resample; not tested")
         n_boot = self.settings.get("n_boot")
         too_few = single_class = False
+        # single-class resamples matter only for metrics that need both classes (AUC, and
+        # users' metrics, which may): the built-in additive metrics and ECE never do
+        both_classes = ~rows["metric"].isin(["error", "log_loss", "brier", "ece", "mse", "mae"]).to_numpy()
         for side in ("lower", "upper"):
             bound = rows[f"{side}_bound"].to_numpy(dtype=float)
             level = rows[f"{side}_level"].to_numpy(dtype=float)
@@ -278,7 +293,7 @@ class FairUseReport:
             # resamples; otherwise the resamples that drew a single class (AUC) filled the tail
             unreachable = (1.0 / (n_boot + 1.0) > (1.0 - level) * (1 + 1e-9)) if n_boot else True
             too_few |= bool((infinite & unreachable).any())
-            single_class |= bool((infinite & ~unreachable).any())
+            single_class |= bool((infinite & ~unreachable & both_classes).any())
         if too_few:
             notes.append(f"bound inf: with {n_boot} resamples no bootstrap "
                          "p-value can be as small as the corrected level, so the test cannot "
