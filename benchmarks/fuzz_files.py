@@ -193,9 +193,10 @@ def longdouble_losses(est: Any, X: np.ndarray, y: np.ndarray, groups: pd.DataFra
                       generic: Any = None):
     """``(L, L0, keys)``: every group's weighted mean loss under every report, and under the
     generic model, recomputed in long double from ``coef_``, ``intercept_`` and the raw rows.
-    The internal generic model is recomputed from its ``coef_`` the same way; a ``generic=``
-    model passed by the user (``generic``, or ``est.generic``) is what its predictions say
-    (float64: its output is the model), as the certificate takes it."""
+    The generic model is recomputed from its ``coef_`` the same way when it is a linear
+    model of this library (the internal one, or a ``FairUseClassifier(encoding="none")``
+    passed as ``generic=``); another ``generic=`` model (``generic``, or ``est.generic``) is
+    what its predictions say (float64: its output is the model), as the certificate takes it."""
     XL = np.asarray(X, dtype=LD)
     n = XL.shape[0]
     wL = np.ones(n, dtype=LD) if w is None else np.asarray(w, dtype=LD)
@@ -230,9 +231,9 @@ def longdouble_losses(est: Any, X: np.ndarray, y: np.ndarray, groups: pd.DataFra
             m = codes == g
             L[g, r] = (wL[m] * lr[m]).sum() / wsum[g]
     external = generic if generic is not None else getattr(est, "generic", None)
-    if external is None:
-        gen = est.generic_
-        l0 = row_loss(score(gen.coef_[0], gen.intercept_[0]))
+    linear = library_linear(external if external is not None else est.generic_)
+    if linear is not None:
+        l0 = row_loss(score(linear.coef_[0], linear.intercept_[0]))
     elif classification:  # P(y = 1) clipped to [1e-15, 1 - 1e-15], as the library (and log_loss) take it
         p = np.clip(np.asarray(external.predict_proba(X), dtype=np.float64)[:, 1], 1e-15, 1 - 1e-15).astype(LD)
         l0 = -(yL * np.log(p) + (1 - yL) * np.log1p(-p))
@@ -240,6 +241,15 @@ def longdouble_losses(est: Any, X: np.ndarray, y: np.ndarray, groups: pd.DataFra
         l0 = (yL - np.asarray(external.predict(X), dtype=LD)) ** 2
     L0 = np.array([(wL[codes == g] * l0[codes == g]).sum() / wsum[g] for g in range(G)], dtype=LD)
     return L, L0, keys
+
+
+def library_linear(model: Any) -> Any:
+    """``model`` when it is a fitted generic linear model of this library, else None."""
+    from fairuse_opt.estimators import _BaseFairUse
+
+    if isinstance(model, _BaseFairUse) and hasattr(model, "coef_") and model.group_index_ is None:
+        return model
+    return None
 
 
 def rounding_room(est: Any, X: np.ndarray, y: np.ndarray, groups: pd.DataFrame, w: np.ndarray | None,
@@ -318,14 +328,15 @@ def run_certificate_case(seed: int, tally: Tally) -> None:
             warnings.simplefilter("ignore")
             est.fit(prob["X"], prob["y"], groups=prob["groups"], sample_weight=prob["w"])
     except FairUseError as exc:
-        tally.add(f"fit refused: {type(exc).__name__}")
+        tally.add(f"fit refused: {type(exc).__name__}", f"{label}: {str(exc)[:300]}")
         return
     except Exception as exc:  # noqa: BLE001 - what the fuzz is for
         tally.add("crash", f"{label}: fit: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
         return
     cert = est.certificate_
     tally.add("fitted")
-    tally.add("verified" if cert.verified else "not verified")
+    tally.add("verified" if cert.verified else "not verified",
+              None if cert.verified else f"{label}: route {cert.route}: {cert.failures[:2]}")
     if not cert.fair_use or est.group_index_ is None:
         tally.add("no guarantee asked")
     if "generic_fallback" in cert.table and cert.table["generic_fallback"].astype(bool).any():
@@ -349,7 +360,7 @@ def run_certificate_case(seed: int, tally: Tally) -> None:
     # the table's losses against long double, within the rounding of the float64 scores
     table = cert.table
     room = rounding_room(est, prob["X"], prob["y"], prob["groups"], prob["w"], keys, est.coef_, est.intercept_)
-    gen = est.generic_ if est.generic is None else None  # (an external model: its predictions)
+    gen = library_linear(est.generic_)  # (another external model: its predictions)
     room0 = (rounding_room(est, prob["X"], prob["y"], prob["groups"], prob["w"], keys,
                            np.repeat(gen.coef_, len(keys), axis=0), np.repeat(gen.intercept_, len(keys)))
              if gen is not None else 1e-12 * (1 + np.abs(np.asarray(L0, dtype=np.float64))))

@@ -427,14 +427,22 @@ class _BaseFairUse(BaseEstimator):
                     if d else loss.row_loss(y_fit, np.full(n, b0))
             generic_served = (gcoef[0].copy(), float(gint[0]))
         else:
-            pred = generic_predictions(lambda: self._external_predict(X_orig, groups_orig), loss, n,
-                                       self._task == "classification")
-            generic_row_loss = loss.loss_of_prediction(y01, pred)
-            wsum = np.bincount(codes, weights=w, minlength=G)
-            L0 = np.bincount(codes, weights=w * generic_row_loss, minlength=G) / wsum
             # the rows of a group given the generic model (on_infeasible="generic") are
             # served generic_ itself: only a linear generic model of this library can be
-            E0, generic_served = np.zeros(G), self._external_served(d)
+            generic_served = self._external_served(d)
+            if generic_served is not None:  # its losses in the served models' arithmetic
+                ecoef, eint = generic_served
+                L0, E0 = served_losses(served, ecoef[None, :], np.array([eint]))
+                L0, E0 = L0[:, 0], E0[:, 0]
+                generic_row_loss = loss.row_loss(y01, row_scores(Xa, np.zeros(n, dtype=np.int64), ecoef[None, :],
+                                                                 np.array([eint])))
+            else:
+                pred = generic_predictions(lambda: self._external_predict(X_orig, groups_orig), loss, n,
+                                           self._task == "classification")
+                generic_row_loss = loss.loss_of_prediction(y01, pred)
+                wsum = np.bincount(codes, weights=w, minlength=G)
+                L0 = np.bincount(codes, weights=w * generic_row_loss, minlength=G) / wsum
+                E0 = np.zeros(G)
         # 2. the personalized model
         set_spec = self._set_spec(loss, y_fit, w, w0, b0)
         hook = self.constraint_hook

@@ -801,7 +801,8 @@ def _build(doc: dict, source: str) -> Any:
         raise _bad(source, exc.where, exc.problem) from None
     unknown = sorted(set(settings["params"]) - set(known))
     if unknown:
-        warnings.warn(MSG_UNKNOWN_PARAMS.format(source=source, names=unknown), FairUseWarning, stacklevel=3)
+        warnings.warn(MSG_UNKNOWN_PARAMS.format(source=source, names=_short(unknown, 300)), FairUseWarning,
+                      stacklevel=3)
     for key in NOT_SERIALISED_PARAMS:
         params[key] = None
     try:

@@ -144,3 +144,29 @@ def test_short_run_model_files_are_refused_clearly_or_load_faithfully():
     assert not bad, t["examples"]
     assert t["counts"]["refused"] >= 250 and t["counts"]["loaded"] >= 80, t["counts"]
     assert t["max_message"] <= F.MAX_MESSAGE
+
+
+# --------------------------------------------------------------------------- cases the fuzz found
+@pytest.mark.parametrize("seed", [206, 246])
+def test_falling_back_to_an_external_linear_generic_model_verifies(seed):
+    """Fuzz cases 206 and 246: groups given an external FairUseClassifier(encoding="none")
+    were served exactly its coefficients, but its losses were taken from predict_proba
+    (probabilities clipped to 1e-15) while the served models' came from their scores: the
+    same model was 'worse than itself' by up to 3e-6 and the fit ended unverified."""
+    from fairuse_opt import FairUseClassifier, FairUseRegressor
+
+    prob = F._cert_problem(seed)
+    assert prob["params"]["on_infeasible"] == "generic" and "generic=library" in prob["notes"]
+    cls = FairUseClassifier if prob["task"] == "classification" else FairUseRegressor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = cls(**prob["params"]).fit(prob["X"], prob["y"], groups=prob["groups"], sample_weight=prob["w"])
+    cert = est.certificate_
+    assert cert.table["generic_fallback"].any()
+    assert cert.verified, cert.failures
+    gen = prob["params"]["generic"]
+    for g, row in cert.table.iterrows():
+        if row["generic_fallback"]:
+            k = est.groups_.index(row["group"])
+            np.testing.assert_array_equal(est.coef_[k], gen.coef_[0])
+            assert row["own_loss"] == row["generic_loss"]
