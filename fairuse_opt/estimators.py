@@ -47,7 +47,7 @@ from .fairness.margins import check_margin, check_margin_groups, generic_predict
 from .model.family import ENCODINGS, GROUP_REGS, Family
 from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
-from .problem.data import stable_order, wide_basis
+from .problem.data import centred_rows, wide_basis
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
 from .solvers.base import NATIVE_CHOICES
 from .solvers import native
@@ -235,7 +235,9 @@ class _BaseFairUse(BaseEstimator):
         if y is None:
             raise InputError(MSG_Y_NONE.format(name=type(self).__name__))
         X_feat, groups = split_group_columns(X, self.group_cols, groups)
-        Xa, names = check_features(X_feat, allow_empty_columns=True)
+        extremes: list = []
+        Xa, names = check_features(X_feat, allow_empty_columns=True, extremes=extremes)
+        self._extremes = extremes
         n, d = Xa.shape
         if self._task == "classification":
             y01, classes = check_classification_target(y, n)
@@ -273,28 +275,14 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
-        check_fit_magnitude(Xa, self.feature_names_)
-        # weighted mean and standard deviation by products with w (np.average broadcasts
-        # the weights to n x d); the rows centred into Z, sorted by group as TrainData
-        # keeps them (one n x d array: sorting a standardised copy would hold two), and
-        # their squares summed, a block of rows at a time (in cache); Z scaled in place
-        W = float(w.sum())
-        mean = (w @ Xa) / W if d else np.zeros(0)
-        order = stable_order(codes) if codes.size and np.any(codes[1:] < codes[:-1]) else None
-        w_sorted = w[order] if order is not None else w
-        Z = np.empty_like(Xa)
-        var = np.zeros(d)
-        step = max(1024, (1 << 16) // max(d, 1))  # about 512 KB per block
-        for i in range(0, n, step):
-            blk = Z[i:i + step]
-            if order is not None:
-                # mode="clip" (the indices are valid): "raise" copies through a buffer
-                Xa.take(order[i:i + step], axis=0, out=blk, mode="clip")
-            else:
-                blk[...] = Xa[i:i + step]
-            blk -= mean
-            var += w_sorted[i:i + step] @ (blk * blk)
-        sd = np.sqrt(var / W)
+        extremes, self._extremes = getattr(self, "_extremes", None), None
+        check_fit_magnitude(Xa, self.feature_names_, extremes)
+        # weighted mean and standard deviation; the rows centred into Z, sorted by group
+        # as TrainData keeps them (one n x d array: sorting a standardised copy would
+        # hold two), in one read of Xa whatever its layout (see centred_rows); Z scaled
+        # in place
+        Z, mean, var, order = centred_rows(Xa, w, codes)
+        sd = np.sqrt(var)
         # a column is constant when its spread is at the rounding level of its values (a
         # relative test: features of spread 1e-12 around 0 are features, not constants)
         scale = np.where((sd > 0) & (sd > 1e-13 * np.abs(mean)), sd, 1.0)

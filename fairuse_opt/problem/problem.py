@@ -39,7 +39,7 @@ DESIGN_CELLS = 1 << 21
 #: float64): the scores, the loss, its derivative and the gradient's product are
 #: computed while the block is in cache (on 100,000 x 30 rows a pass took 2.6 ms on
 #: whole arrays, whose temporaries go through memory, and 1.5 ms by blocks)
-BLOCK_CELLS = 1 << 18
+BLOCK_CELLS = 1 << 17
 
 
 @dataclass
@@ -180,9 +180,11 @@ class Problem:
         program finds free parameters moving every score that way (and none of the others)
         with some score moving: separable classes, for the logistic loss.
         """
-        signs = self.loss.recession(self.data.stats)
         free = self.free_parameters()
-        if signs is None or not free.any() or self.data.n_distinct == 0:
+        if not free.any() or self.data.n_distinct == 0:
+            return None
+        signs = self.loss.recession(self.data.stats)
+        if signs is None:
             return None
         names = np.array(self.family.names)
         if self.alpha > 0 and set(names[free]) <= {"b"}:  # the global intercept alone
@@ -388,7 +390,7 @@ class Problem:
             H = np.zeros((self.d + 1, self.d + 1))
             # a block of rows at a time (temporaries of ~4 MB, not n_g x d), each block's
             # Z' diag(c) Z as (sqrt(c) Z)' (sqrt(c) Z): a symmetric rank-k update
-            step = max(1024, (1 << 19) // max(self.d, 1))
+            step = max(1024, (1 << 17) // max(self.d, 1))
             for a in range(rows.start, rows.stop, step):
                 b = min(a + step, rows.stop)
                 Z = data.Z[a:b]

@@ -180,6 +180,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             t /= 2
         else:
             break
+        import os
         chord = (solve, CHORD_RATIO, CHORD_RATIO * gnorm, 0.0) if t == 1.0 else None
         last_solve = solve
         theta, current, grad = cand, val, cand_grad
@@ -473,6 +474,12 @@ def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residua
 #: :func:`sqp` refreshes its Hessian blocks when an iteration cuts the KKT residual by
 #: less than this factor
 REFRESH_RATIO = 0.5
+#: ... and starts from the problem's last Hessian blocks when they were taken this close
+#: to its start (largest entry, relative to max(1, |theta|); see
+#: :meth:`Problem.recent_hessians`): the unconstrained Newton fit's last Hessian, a step
+#: of ~1e-2 from its solution on 10^6 rows (1.15e-2 on bench_user_path.py's must-show
+#: data: a fresh Hessian, 2.7 passes' worth, at 1e-2)
+SQP_HESSIAN_LAG = 5e-2
 #: ... and gives up (status "not converged") when a multiplier exceeds this (the
 #: constraints are then jointly infeasible, or nearly so)
 MAX_MULTIPLIER = 1e8
@@ -591,7 +598,7 @@ def sqp(problem, theta0: np.ndarray, bound: np.ndarray, tol: float, max_iter: in
     f, grad, vals, jac, kinds = evaluate(theta)
     m = len(vals)
     lam = np.zeros(m)
-    blocks, ref = (None, theta.copy()) if keep_design else problem.recent_hessians(theta)
+    blocks, ref = (None, theta.copy()) if keep_design else problem.recent_hessians(theta, rel=SQP_HESSIAN_LAG)
     mu = 1.0
     last_res = np.inf
     status, it, residual = "not converged", 0, np.inf
