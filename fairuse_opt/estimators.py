@@ -105,6 +105,18 @@ def _scale_note(mean, scale, names, y, w, task) -> str:
     return "; note: " + "; ".join(notes) if notes else ""
 
 
+def _generic_blocks(gprob: Problem, theta0: np.ndarray):
+    """The generic fit's last Hessian blocks (one per group, effective coordinates) when
+    they were taken near its solution ``theta0`` (:meth:`Problem.recent_hessians`' test),
+    else ``None``: the personalised problem's Hessian at the generic model, for its
+    unconstrained fit's first steps."""
+    recent = getattr(gprob, "_recent_blocks", None)
+    if recent is None or recent[0].shape != theta0.shape:
+        return None
+    scale = max(1.0, float(np.max(np.abs(theta0), initial=0.0)))
+    return recent[1] if np.max(np.abs(recent[0] - theta0), initial=0.0) <= 1e-2 * scale else None
+
+
 class _BaseFairUse(BaseEstimator):
     """Shared machinery of the classifier and the regressor."""
 
@@ -399,7 +411,8 @@ class _BaseFairUse(BaseEstimator):
                                 to_raw=raw,
                                 native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
-                                solvers=solvers, forms=forms, solver_options=self.solver_options)
+                                solvers=solvers, forms=forms, solver_options=self.solver_options,
+                                start_blocks=_generic_blocks(gprob, theta0))
         theta, coef, intercept, cert = routes.fit(
             setup, fair_use=fair_use, theta_generic=theta_generic, generic_row_loss=generic_row_loss,
             generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,

@@ -74,6 +74,9 @@ class FitSetup:
     #: certificate failed on a solution that was not: the fit then runs again)
     verify_sqp: bool = False
     unconstrained: Result | None = None  # the unconstrained fit, once made (kept for a second run)
+    #: the generic fit's last Hessian blocks (effective coordinates, one per group, taken
+    #: near the generic model): the personalised problem's Hessian at its start
+    start_blocks: list | None = None
 
     def backend(self) -> ConicBackend:
         if self.conic is None:
@@ -146,9 +149,16 @@ class Unconstrained:
     def run(self, setup: FitSetup, start: np.ndarray) -> Result:
         prob = setup.problem
         if setup.native:
+            start_solve = None
+            if setup.start_blocks is not None:
+                # the Hessian at the generic model from the generic fit's blocks: no
+                # subsample fit, no Hessian for the first steps (see native.newton)
+                H = prob.combine_hessians(setup.start_blocks, prob.Wg / prob.data.total_weight)
+                H[np.diag_indices_from(H)] += 2 * prob.alpha * prob.q2
+                start_solve = native.factor_sym(H)
             res = native.newton(prob, start, logger=_newton_logger("unconstrained fit"),
                                 progress=setup.progress, stage="unconstrained fit (Newton)",
-                                rough_start=True)
+                                rough_start=True, start_solve=start_solve)
             if res.status == "optimal" and (prob.set_spec is None or not prob.set_spec.at_boundary(
                     prob.family, *prob.effective(res.solution)).any()):
                 return res
