@@ -324,18 +324,26 @@ class _BaseFairUse(BaseEstimator):
         # more features than distinct rows, weights shared by every group: fit the weights
         # in the row space of the data (the same problem, see wide_basis); raw-scale
         # weights are then basis @ c and the reduced features are not rescaled again
-        basis = None
-        if (d > data.n_distinct and self.encoding in ("none", "onehot", "intersectional")
-                and self.constraint_hook is None):
-            basis = wide_basis(data.Z * scale[None, :])
-            data = dataclasses.replace(data, Z=np.ascontiguousarray((data.Z * scale[None, :]) @ basis))
-            _log.info("%d features, %d distinct rows: weights fitted in the %d-dimensional row space",
-                      d, data.n_distinct, basis.shape[1])
+        # (the decoupled encoding: the generic model alone in the row space, once it has
+        # half as many dimensions as the features - the SVD costs about as much as the fit
+        # it saves below that -, its groups' blocks each in the row space of their own
+        # rows, see solvers.blocks)
+        basis = gbasis = None
+        gdata = data
+        shared = self.encoding in ("none", "onehot", "intersectional")
+        if d > (1 if shared else 2) * data.n_distinct and self.constraint_hook is None:
+            gbasis = wide_basis(data.Z * scale[None, :])
+            gdata = dataclasses.replace(data, Z=np.ascontiguousarray((data.Z * scale[None, :]) @ gbasis))
+            if shared:
+                basis, data = gbasis, gdata
+            _log.info("%d features, %d distinct rows: %s fitted in the %d-dimensional row space",
+                      d, data.n_distinct, "the generic model's weights" if basis is None else "weights",
+                      gbasis.shape[1])
         d_fit = d if basis is None else basis.shape[1]
         mean_fit = mean if basis is None else np.zeros(d_fit)
         scale_fit = scale if basis is None else np.ones(d_fit)
 
-        def raw(Ws, bs):
+        def raw(Ws, bs, basis=basis):
             """Effective models on the raw feature (and target) scale."""
             if basis is None:
                 return self._raw_models(Ws, bs, mean, scale, y_shift)
@@ -360,12 +368,18 @@ class _BaseFairUse(BaseEstimator):
                            y_shift=y_shift)
 
         # 1. the generic model (also the anchor of the common set)
-        gprob = problem("none")
+        if gdata is data:
+            gprob = problem("none")
+        else:  # in the row space of the rows (the decoupled encoding with more features than rows)
+            r = gbasis.shape[1]
+            gprob = Problem(Family("none", self.group_reg, r, level_codes, n_levels, shift=np.zeros(r)), loss,
+                            gdata, alpha=float(self.alpha), scale=np.ones(r), mean=np.zeros(r), groups=keys,
+                            feature_names=self.feature_names_, y_shift=y_shift)
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
         if choice in NATIVE_CHOICES:
-            start = np.zeros(d_fit + 1)
-            start[d_fit] = loss.start(y_fit, w)
+            start = np.zeros(gprob.d + 1)
+            start[gprob.d] = loss.start(y_fit, w)
             res = native.newton(gprob, start, rough_start=True)
             if res.status == "optimal":
                 theta0, grec = res.solution, res
@@ -378,15 +392,18 @@ class _BaseFairUse(BaseEstimator):
             # interior-point solutions leave gradients ~1e-6 on small problems, and the
             # generic losses are the bound of every rationality constraint: polish them
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
-        w0, b0 = theta0[:d_fit], float(theta0[d_fit])
-        gcoef, gint = raw(*gprob.effective(theta0))
+        g_fit = gprob.d
+        w0, b0 = theta0[:g_fit], float(theta0[g_fit])
+        if gdata is not data:  # the generic weights on the personalised problem's (standardised) scale
+            w0 = scale * (gbasis @ w0)
+        gcoef, gint = raw(*gprob.effective(theta0), basis=gbasis if gdata is not data else basis)
         # the model the guarantee is certified against: the one passed in, else the internal fit
         self.generic_ = (self.generic if self.generic is not None
                          else self._make_generic(theta0, gprob, grec, (gcoef, gint)))
         if self.generic is None:
             L0, E0 = served_losses(served, gcoef[:1], gint[:1])
             L0, E0 = L0[:, 0], E0[:, 0]
-            if basis is not None:
+            if basis is not None or gdata is not data:
                 generic_row_loss = loss.row_loss(y_fit, (Xa - mean) @ gcoef[0] + b0)
             else:
                 # scores without an n x d temporary: x . (w0 / scale) + b0 - mean . (w0 / scale)
@@ -412,7 +429,7 @@ class _BaseFairUse(BaseEstimator):
                                 native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
                                 solvers=solvers, forms=forms, solver_options=self.solver_options,
-                                start_blocks=_generic_blocks(gprob, theta0))
+                                start_blocks=_generic_blocks(gprob, theta0) if gprob.data is prob.data else None)
         theta, coef, intercept, cert = routes.fit(
             setup, fair_use=fair_use, theta_generic=theta_generic, generic_row_loss=generic_row_loss,
             generic_losses=L0, generic_err=E0, generic_served=generic_served, margin=self.margin,

@@ -43,7 +43,7 @@ from ..exceptions import (
     SolverError,
     VerificationError,
 )
-from ..solvers import native
+from ..solvers import blocks, native
 from ..solvers.base import NATIVE, Progress, Result, Task
 from ..solvers.conic import ConicBackend, raise_failed
 from .certify import Served, build_certificate, row_scores, served_losses
@@ -148,7 +148,16 @@ class Unconstrained:
 
     def run(self, setup: FitSetup, start: np.ndarray) -> Result:
         prob = setup.problem
-        if setup.native:
+        if setup.native and blocks.separable(prob):
+            # decoupled blocks in the common set: one small problem per group (no Hessian
+            # over all blocks, no conic program)
+            res = blocks.solve(prob, start, progress=setup.progress)
+            if res.status == "optimal":
+                return res
+            if setup.native_only:
+                raise SolverError("the native backend did not converge on the unconstrained fit "
+                                  f"({'; '.join(res.notes)})")
+        elif setup.native:
             start_solve = None
             if setup.start_blocks is not None:
                 # the Hessian at the generic model from the generic fit's blocks: no
@@ -474,8 +483,16 @@ def margin_infeasible(setup: FitSetup, bound, tol, unknown: list | None = None, 
     unconstrained fit), so that a group already at or below its bound needs no solve."""
     prob = setup.problem
     bad = []
+    # decoupled blocks in the common set: the unconstrained fit gives every group its
+    # lowest loss (blocks.solve, each group alone), so it is the floor; infeasibility is
+    # claimed only with a clear margin over its accuracy
+    own_floor = reached is not None and setup.native and blocks.separable(prob)
     for g in (prob.active if groups is None else [g for g in prob.active if g in set(groups)]):
         if reached is not None and reached[g] <= bound[g] + tol:
+            continue
+        if own_floor:
+            if reached[g] - 1e-9 > bound[g] + tol:
+                bad.append(g)
             continue
         floor = _floor(setup, g, target=bound[g] + tol)
         if floor is None and unknown is not None:
@@ -738,6 +755,7 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     fam = prob.family
     exact = fam.uses_set and fam.encoding in ("intersectional", "decoupled")
     proven_infeasible = False
+
     # 2. margins that some group cannot reach alone: checked first, on the groups with a
     # positive margin only (a group's floor is one Newton solve on its own rows), so that
     # an unreachable margin is reported before any program over all rows is attempted
@@ -746,7 +764,7 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
     program = (RationalityProgram(exact) if "rationality" in fair_use and (exact or "envy_freeness" not in fair_use)
                else None)
     sqp_tried = False
-    if margins.any() and program is not None and setup.native:
+    if margins.any() and program is not None and setup.native and not blocks.separable(prob):
         # a program that SQP solves (and that verifies) proves every margin reachable:
         # the floors need no solve; SQP gives up within a few iterations otherwise
         sqp_tried = True
@@ -774,6 +792,10 @@ def _fit_routes(setup, fair_use, theta_generic, generic_row_loss, generic_losses
                 return "fallback", [why, str(exc)], FairUseInfeasibleError, None
             theta_i = inner[0]
             return "partial", bad, why, relaxed, (theta_i, *prob.effective(theta_i))
+    if setup.native and blocks.separable(prob):
+        # the per-group optimum is the exact program's (blocks.solve): a constraint it does
+        # not meet within the tolerance, no model meets
+        return "fallback", violations(prob.loss_matrix(theta_u), bound, fair_use, tol, keys), VerificationError, None
 
     if program is not None:
         out, proven_infeasible = program.run(setup, theta_u, bound, fair_use, tol, attempts, sqp_tried=sqp_tried)
