@@ -20,6 +20,22 @@ Cases (random data, seed 0; the sizes of the fuzzing reports):
   numeric columns (``fairuse_opt.datasets.load_support2``, 12 groups), target 2 s and
   200 MB beyond the data; its certificate's lower bound and gap are reported.
 
+The slow paths of issue 22 (fuzzing reports; each must finish in seconds or refuse at
+once with a clear error, allocating at most O(n d + G d^2)):
+
+* ``decoupled-many-groups``: ``encoding="decoupled"``, 400 groups of 5 rows, 3 features -
+  was 74 s;
+* ``decoupled-wide``: ``encoding="decoupled"``, 1,426 rows x 1,436 features, 16 groups -
+  was a MemoryError (one dense 22,992 x 22,992 Hessian);
+* ``onehot-wide`` / ``intersectional-wide``: 1,500 rows x 1,510 features, 4 groups, one-hot
+  and intersectional - were killed at 193 s / 33 s;
+* ``penalty-many-groups``: ``group_reg="penalty"``, 1,400 rows in 200 groups, 5 features -
+  was killed at 295 s;
+* ``conic-onehot`` / ``conic-penalty``: an explicit conic solver on the one-hot route
+  (``solver="ECOS"``, 332 rows x 20 features, 32 groups) and on the penalised route
+  (``solver="CLARABEL"``, 68 rows x 1 feature, 26 groups) - were a MemoryError at 7 GB
+  and 127 s.
+
 Usage (from the repository root)::
 
     python benchmarks/bench_slow_paths.py --out benchmarks/results/slow_paths.md
@@ -44,7 +60,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CASES = ["penalty-envy", "many-groups", "infeasible-margin", "infeasible-margin-generic", "wide", "support2-onehot"]
+CASES = ["penalty-envy", "many-groups", "infeasible-margin", "infeasible-margin-generic", "wide", "support2-onehot",
+         "decoupled-many-groups", "decoupled-wide", "onehot-wide", "intersectional-wide", "penalty-many-groups",
+         "conic-onehot", "conic-penalty"]
 
 
 def make(n: int, d: int, levels: tuple[int, ...], seed: int = 0, balanced: bool = False):
@@ -89,17 +107,46 @@ def case_setup(name: str):
     if name == "wide":
         X, y, groups = make(200, 10_000, (2, 2))
         return X, y, groups, dict(fair_use="both"), "200 rows x 10,000 features, 4 groups, defaults"
+    if name == "decoupled-many-groups":
+        X, y, groups = make(2000, 3, (20, 20), balanced=True)
+        return X, y, groups, dict(encoding="decoupled", fair_use="both", min_group_size=0), \
+            "2,000 rows = 400 groups of 5 rows, 3 features, encoding='decoupled', fair_use='both'"
+    if name == "decoupled-wide":
+        X, y, groups = make(1426, 1436, (4, 4))
+        return X, y, groups, dict(encoding="decoupled", fair_use="both", min_group_size=0), \
+            "1,426 rows x 1,436 features, 16 groups, encoding='decoupled', fair_use='both'"
+    if name in ("onehot-wide", "intersectional-wide"):
+        X, y, groups = make(1500, 1510, (2, 2))
+        enc = name.split("-")[0]
+        return X, y, groups, dict(encoding=enc, fair_use="both"), \
+            f"1,500 rows x 1,510 features, 4 groups, encoding='{enc}', fair_use='both'"
+    if name == "penalty-many-groups":
+        X, y, groups = make(1400, 5, (10, 20), balanced=True)
+        return X, y, groups, dict(group_reg="penalty", fair_use="both", min_group_size=0), \
+            "1,400 rows in 200 groups, 5 features, group_reg='penalty', fair_use='both'"
+    if name == "conic-onehot":
+        X, y, groups = make(332, 20, (2, 2, 2, 2, 2))
+        return X, y, groups, dict(encoding="onehot", fair_use="both", solver="ECOS", min_group_size=0), \
+            "332 rows x 20 features, 32 groups, encoding='onehot', fair_use='both', solver='ECOS'"
+    if name == "conic-penalty":
+        X, y, groups = make(68, 1, (2, 13))
+        return X, y, groups, dict(group_reg="penalty", fair_use="both", solver="CLARABEL", min_group_size=0), \
+            "68 rows x 1 feature, 26 groups, group_reg='penalty', fair_use='both', solver='CLARABEL'"
     raise SystemExit(f"unknown case {name!r}; one of {CASES}")
 
 
 def run_case(name: str) -> dict:
     """Fit one case in this process; the outcome as a dict (printed as JSON)."""
     from fairuse_opt import FairUseClassifier, FairUseInfeasibleError
+    from fairuse_opt.exceptions import InputError, SolverError
 
     import logging
 
     X, y, groups, kw, desc = case_setup(name)
-    out = {"case": name, "setup": desc, "data_mb": float(np.asarray(X).nbytes) / 2 ** 20}
+    n, d = np.shape(X)
+    G = len({tuple(r) for r in np.asarray(groups).reshape(n, -1).tolist()})
+    out = {"case": name, "setup": desc, "data_mb": float(np.asarray(X).nbytes) / 2 ** 20,
+           "scale_mb": 8.0 * (n * d + G * (d + 1) ** 2) / 2 ** 20}
     # count the progress records a long fit sends at INFO (logger fairuse_opt)
     progress = []
 
@@ -125,6 +172,8 @@ def run_case(name: str) -> dict:
                    gain_kept=c.gain_kept)
     except FairUseInfeasibleError as exc:
         out.update(outcome="FairUseInfeasibleError", message=str(exc)[:200])
+    except (InputError, SolverError) as exc:  # a refusal: reported with its message
+        out.update(outcome=type(exc).__name__, message=str(exc)[:300])
     out["seconds"] = time.perf_counter() - t0
     out["cpu_seconds"] = time.process_time() - c0
     n_progress = len(progress)
@@ -138,7 +187,7 @@ def run_case(name: str) -> dict:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 FairUseClassifier(**kw).fit(X, y, groups=groups)
-        except FairUseInfeasibleError:
+        except (FairUseInfeasibleError, InputError, SolverError):
             pass
         out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2 ** 20
         tracemalloc.stop()
@@ -218,10 +267,11 @@ def main(argv=None) -> None:
              "*fit CPU s*: the fit alone, measured in the child; *peak MB*: the child's peak resident memory "
              "(`ru_maxrss`, interpreter and data included); *fit alloc MB*: peak of the memory allocated "
              "during a second run of the same fit under tracemalloc (skipped after a fit of more "
-             "than 60 s), i.e. beyond the data, and *traced s* that run's time; *data MB*: size of X.", "",
+             "than 60 s), i.e. beyond the data, and *traced s* that run's time; *data MB*: size of X; "
+             "*n d + G d^2 MB*: 8 (n d + G (d+1)^2) bytes, the scale the allocation must stay within.", "",
              "| case | setup | outcome | route | verified | wall s | fit s | fit CPU s | peak MB | "
-             "fit alloc MB | traced s | data MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fit alloc MB | traced s | data MB | n d + G d^2 MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fit_s = f"{r['seconds']:.2f}" if "seconds" in r else ""
         cpu_s = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else ""
@@ -234,7 +284,13 @@ def main(argv=None) -> None:
         data = f"{r['data_mb']:.1f}" if "data_mb" in r else ""
         lines.append(f"| {r['case']} | {r.get('setup', '')} | {outcome} | {r.get('route', '')} | "
                      f"{r.get('verified', '')} | {r.get('wall', float('nan')):.1f} | {fit_s} | {cpu_s} | {peak} | "
-                     f"{alloc} | {traced} | {data} |")
+                     f"{alloc} | {traced} | {data} | {r['scale_mb']:.1f} |" if "scale_mb" in r else
+                     f"{alloc} | {traced} | {data} | |")
+    refused = [r for r in rows if r.get("message")]
+    if refused:
+        lines += ["", "Messages of the cases that raised:", "", "| case | message |", "|---|---|"]
+        for r in refused:
+            lines.append(f"| {r['case']} | {r['message'].replace('|', '/')} |")
     logged = [r for r in rows if r.get("progress_records")]
     if logged:
         lines += ["", "Progress through `logging` (logger `fairuse_opt`, INFO after 3 s of a fit, then every "

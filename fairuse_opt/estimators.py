@@ -48,7 +48,7 @@ from .fairness.margins import check_margin, check_margin_groups, generic_predict
 from .model.family import ENCODINGS, GROUP_REGS, Family
 from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
-from .problem.data import stable_order, wide_basis
+from .problem.data import centred_rows, wide_basis
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
 from .solvers.base import NATIVE_CHOICES
 from .solvers import native
@@ -116,6 +116,18 @@ def _scale_note(mean, scale, names, y, w, task) -> str:
         elif ysd > 0 and abs(ybar) > 1e6 * ysd:
             notes.append(f"y has an offset {abs(ybar) / ysd:.2g} times its spread (center y)")
     return "; note: " + "; ".join(notes) if notes else ""
+
+
+def _generic_blocks(gprob: Problem, theta0: np.ndarray):
+    """The generic fit's last Hessian blocks (one per group, effective coordinates) when
+    they were taken near its solution ``theta0`` (:meth:`Problem.recent_hessians`' test),
+    else ``None``: the personalised problem's Hessian at the generic model, for its
+    unconstrained fit's first steps."""
+    recent = getattr(gprob, "_recent_blocks", None)
+    if recent is None or recent[0].shape != theta0.shape:
+        return None
+    scale = max(1.0, float(np.max(np.abs(theta0), initial=0.0)))
+    return recent[1] if np.max(np.abs(recent[0] - theta0), initial=0.0) <= 1e-2 * scale else None
 
 
 class _BaseFairUse(BaseEstimator):
@@ -268,7 +280,9 @@ class _BaseFairUse(BaseEstimator):
         if y is None:
             raise InputError(MSG_Y_NONE.format(name=type(self).__name__))
         X_feat, groups = split_group_columns(X, self.group_cols, groups)
-        Xa, names = check_features(X_feat, allow_empty_columns=True)
+        extremes: list = []
+        Xa, names = check_features(X_feat, allow_empty_columns=True, extremes=extremes)
+        self._extremes = extremes
         n, d = Xa.shape
         if self._task == "classification":
             y01, classes = check_classification_target(y, n)
@@ -306,28 +320,14 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
-        check_fit_magnitude(Xa, self.feature_names_)
-        # weighted mean and standard deviation by products with w (np.average broadcasts
-        # the weights to n x d); the rows centred into Z, sorted by group as TrainData
-        # keeps them (one n x d array: sorting a standardised copy would hold two), and
-        # their squares summed, a block of rows at a time (in cache); Z scaled in place
-        W = float(w.sum())
-        mean = (w @ Xa) / W if d else np.zeros(0)
-        order = stable_order(codes) if codes.size and np.any(codes[1:] < codes[:-1]) else None
-        w_sorted = w[order] if order is not None else w
-        Z = np.empty_like(Xa)
-        var = np.zeros(d)
-        step = max(1024, (1 << 16) // max(d, 1))  # about 512 KB per block
-        for i in range(0, n, step):
-            blk = Z[i:i + step]
-            if order is not None:
-                # mode="clip" (the indices are valid): "raise" copies through a buffer
-                Xa.take(order[i:i + step], axis=0, out=blk, mode="clip")
-            else:
-                blk[...] = Xa[i:i + step]
-            blk -= mean
-            var += w_sorted[i:i + step] @ (blk * blk)
-        sd = np.sqrt(var / W)
+        extremes, self._extremes = getattr(self, "_extremes", None), None
+        check_fit_magnitude(Xa, self.feature_names_, extremes)
+        # weighted mean and standard deviation; the rows centred into Z, sorted by group
+        # as TrainData keeps them (one n x d array: sorting a standardised copy would
+        # hold two), in one read of Xa whatever its layout (see centred_rows); Z scaled
+        # in place
+        Z, mean, var, order = centred_rows(Xa, w, codes)
+        sd = np.sqrt(var)
         # a column is constant when its spread is at the rounding level of its values (a
         # relative test: features of spread 1e-12 around 0 are features, not constants)
         scale = np.where((sd > 0) & (sd > 1e-13 * np.abs(mean)), sd, 1.0)
@@ -357,18 +357,26 @@ class _BaseFairUse(BaseEstimator):
         # more features than distinct rows, weights shared by every group: fit the weights
         # in the row space of the data (the same problem, see wide_basis); raw-scale
         # weights are then basis @ c and the reduced features are not rescaled again
-        basis = None
-        if (d > data.n_distinct and self.encoding in ("none", "onehot", "intersectional")
-                and self.constraint_hook is None):
-            basis = wide_basis(data.Z * scale[None, :])
-            data = dataclasses.replace(data, Z=np.ascontiguousarray((data.Z * scale[None, :]) @ basis))
-            _log.info("%d features, %d distinct rows: weights fitted in the %d-dimensional row space",
-                      d, data.n_distinct, basis.shape[1])
+        # (the decoupled encoding: the generic model alone in the row space, once it has
+        # half as many dimensions as the features - the SVD costs about as much as the fit
+        # it saves below that -, its groups' blocks each in the row space of their own
+        # rows, see solvers.blocks)
+        basis = gbasis = None
+        gdata = data
+        shared = self.encoding in ("none", "onehot", "intersectional")
+        if d > (1 if shared else 2) * data.n_distinct and self.constraint_hook is None:
+            gbasis = wide_basis(data.Z * scale[None, :])
+            gdata = dataclasses.replace(data, Z=np.ascontiguousarray((data.Z * scale[None, :]) @ gbasis))
+            if shared:
+                basis, data = gbasis, gdata
+            _log.info("%d features, %d distinct rows: %s fitted in the %d-dimensional row space",
+                      d, data.n_distinct, "the generic model's weights" if basis is None else "weights",
+                      gbasis.shape[1])
         d_fit = d if basis is None else basis.shape[1]
         mean_fit = mean if basis is None else np.zeros(d_fit)
         scale_fit = scale if basis is None else np.ones(d_fit)
 
-        def raw(Ws, bs):
+        def raw(Ws, bs, basis=basis):
             """Effective models on the raw feature (and target) scale."""
             if basis is None:
                 return self._raw_models(Ws, bs, mean, scale, y_shift)
@@ -393,12 +401,18 @@ class _BaseFairUse(BaseEstimator):
                            y_shift=y_shift)
 
         # 1. the generic model (also the anchor of the common set)
-        gprob = problem("none")
+        if gdata is data:
+            gprob = problem("none")
+        else:  # in the row space of the rows (the decoupled encoding with more features than rows)
+            r = gbasis.shape[1]
+            gprob = Problem(Family("none", self.group_reg, r, level_codes, n_levels, shift=np.zeros(r)), loss,
+                            gdata, alpha=float(self.alpha), scale=np.ones(r), mean=np.zeros(r), groups=keys,
+                            feature_names=self.feature_names_, y_shift=y_shift)
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
         if choice in NATIVE_CHOICES:
-            start = np.zeros(d_fit + 1)
-            start[d_fit] = loss.start(y_fit, w)
+            start = np.zeros(gprob.d + 1)
+            start[gprob.d] = loss.start(y_fit, w)
             res = native.newton(gprob, start, rough_start=True)
             if res.status == "optimal":
                 theta0, grec = res.solution, res
@@ -411,15 +425,18 @@ class _BaseFairUse(BaseEstimator):
             # interior-point solutions leave gradients ~1e-6 on small problems, and the
             # generic losses are the bound of every rationality constraint: polish them
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
-        w0, b0 = theta0[:d_fit], float(theta0[d_fit])
-        gcoef, gint = raw(*gprob.effective(theta0))
+        g_fit = gprob.d
+        w0, b0 = theta0[:g_fit], float(theta0[g_fit])
+        if gdata is not data:  # the generic weights on the personalised problem's (standardised) scale
+            w0 = scale * (gbasis @ w0)
+        gcoef, gint = raw(*gprob.effective(theta0), basis=gbasis if gdata is not data else basis)
         # the model the guarantee is certified against: the one passed in, else the internal fit
         self.generic_ = (self.generic if self.generic is not None
                          else self._make_generic(theta0, gprob, grec, (gcoef, gint)))
         if self.generic is None:
             L0, E0 = served_losses(served, gcoef[:1], gint[:1])
             L0, E0 = L0[:, 0], E0[:, 0]
-            if basis is not None:
+            if basis is not None or gdata is not data:
                 generic_row_loss = loss.row_loss(y_fit, (Xa - mean) @ gcoef[0] + b0)
             else:
                 # scores without an n x d temporary: x . (w0 / scale) + b0 - mean . (w0 / scale)
@@ -454,7 +471,8 @@ class _BaseFairUse(BaseEstimator):
                                 to_raw=raw,
                                 native=choice in NATIVE_CHOICES and hook is None,
                                 native_only=choice == "native" and hook is None,
-                                solvers=solvers, forms=forms, solver_options=self.solver_options)
+                                solvers=solvers, forms=forms, solver_options=self.solver_options,
+                                start_blocks=_generic_blocks(gprob, theta0) if gprob.data is prob.data else None)
         # an external generic= model that cannot be served in a group's place: a fit that
         # cannot be verified raises, saying why it could not fall back
         on_infeasible = ("raise" if self.generic is not None and generic_served is None

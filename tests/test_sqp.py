@@ -210,3 +210,47 @@ def test_the_exact_route_solves_by_sqp_and_falls_back_to_slsqp(monkeypatch):
     assert ("NATIVE/sqp", "not converged") in cert2.attempts and ("NATIVE/slsqp", "optimal") in cert2.attempts
     np.testing.assert_allclose(cert2.objective, cert.objective, rtol=1e-9)
     np.testing.assert_allclose(by_slsqp.coef_, by_sqp.coef_, atol=1e-5)
+
+
+def test_a_refused_certificate_runs_the_routes_again_with_the_loss_matrix_checked(monkeypatch):
+    """The exact route leaves envy-freeness (which its optimum has by the block-optimality
+    theorem) to the certificate; when the certificate refuses such a solution, the routes
+    run again (the unconstrained fit kept) with SQP's solution checked on the whole loss
+    matrix first, and the certificate of that run is the one kept."""
+    import dataclasses
+    import inspect
+
+    from fairuse_opt.fairness import routes
+    from fairuse_opt.problem.problem import Problem
+
+    from .test_core_agreement import CASES, _fit, random_problem as agreement_problem
+
+    case = next(c for c in CASES if c.name == "exact-cls-intersectional-margin")
+    X, y, groups, w = agreement_problem(case)
+    kw = dict(encoding=case.encoding, group_reg=case.group_reg, fair_use=case.fair_use, margin=case.margin,
+              on_infeasible=case.on_infeasible, alpha=1e-2, **case.kw)
+    plain = _fit(case.task, X, y, groups, w, "native", **kw)
+    real_cert, real_lm, real_unc = routes.build_certificate, Problem.loss_matrix, routes.Unconstrained.run
+    calls = {"cert": 0, "by_sqp_matrix": 0, "unconstrained": 0}
+
+    def cert(**kwargs):
+        calls["cert"] += 1
+        out = real_cert(**kwargs)
+        return dataclasses.replace(out, verified=False, failures=["refused"]) if calls["cert"] == 1 else out
+
+    def loss_matrix(self, theta, jacobian=False):
+        if inspect.stack()[1].function == "by_sqp":
+            calls["by_sqp_matrix"] += 1
+        return real_lm(self, theta, jacobian)
+
+    def unconstrained(self, setup, start):
+        calls["unconstrained"] += 1
+        return real_unc(self, setup, start)
+
+    monkeypatch.setattr(routes, "build_certificate", cert)
+    monkeypatch.setattr(Problem, "loss_matrix", loss_matrix)
+    monkeypatch.setattr(routes.Unconstrained, "run", unconstrained)
+    again = _fit(case.task, X, y, groups, w, "native", **kw)
+    assert calls == {"cert": 2, "by_sqp_matrix": 1, "unconstrained": 1}
+    assert again.certificate_.verified and again.certificate_.route == "exact"
+    np.testing.assert_allclose(again.coef_, plain.coef_, atol=1e-12)

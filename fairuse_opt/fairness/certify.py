@@ -177,8 +177,11 @@ def build_certificate(*, served: Served, coef, intercept, generic_losses, generi
     L, E = served_losses(served, coef, intercept)
     own = np.diag(L).copy()
     L0, E0 = generic_losses, generic_err
-    same_model = np.array([[bool(np.array_equal(coef[g], coef[r]) and intercept[g] == intercept[r])
-                            for r in range(G)] for g in range(G)])
+    # bitwise equal served models: one label per distinct (coef, intercept) row (a G x G
+    # loop of array_equal took seconds with hundreds of groups)
+    _, label = np.unique(np.column_stack([coef, intercept]), axis=0, return_inverse=True)
+    label = np.asarray(label).ravel()
+    same_model = label[:, None] == label[None, :]
     if generic_coef is not None:
         same_generic = np.array([bool(np.array_equal(coef[g], generic_coef) and intercept[g] == generic_intercept)
                                  for g in range(G)])

@@ -61,15 +61,17 @@ def resolve_margins(margin: Any, keys, index, codes: np.ndarray, w: np.ndarray,
     G = len(keys)
     if isinstance(margin, str):
         k = float(margin[3:])
-        out = np.zeros(G)
         if callable(row_loss_model):
             row_loss_model = row_loss_model()
         diff = row_loss_generic - row_loss_model
-        for g in range(G):
-            m = codes == g
-            wg = w[m]
-            mean = np.average(diff[m], weights=wg)
-            out[g] = k * np.sqrt(np.sum(wg ** 2 * (diff[m] - mean) ** 2)) / wg.sum()
+        # by group sums (one pass each, not a mask per group): the weighted mean of the
+        # difference, then the sum of w^2 (diff - mean)^2 around it
+        wsum = np.bincount(codes, weights=w, minlength=G)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(codes, weights=w * diff, minlength=G) / wsum
+        dev = w * (diff - mean[codes])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = k * np.sqrt(np.bincount(codes, weights=dev * dev, minlength=G)) / wsum
         return out
     if isinstance(margin, (np.ndarray, list, tuple)):
         arr = np.asarray(margin, dtype=np.float64)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainData", "wide_basis"]
+__all__ = ["TrainData", "wide_basis", "centred_rows", "stable_order"]
 
 
 def stable_order(codes: np.ndarray) -> np.ndarray:
@@ -22,6 +22,47 @@ def stable_order(codes: np.ndarray) -> np.ndarray:
     if codes.size and codes.dtype.kind in "iu" and 0 <= int(codes.min()) and int(codes.max()) < 1 << 15:
         return np.argsort(codes.astype(np.int16), kind="stable")
     return np.argsort(codes, kind="stable")
+
+
+def centred_rows(X: np.ndarray, w: np.ndarray, codes: np.ndarray):
+    """The rows of ``X`` centred on their weighted mean and sorted by group (stably), in
+    one read of ``X`` whatever its memory layout.
+
+    Returns ``(Z, mean, var, order)``: ``Z`` (n, d) C-ordered, ``mean`` and ``var`` the
+    weighted mean and variance of each column (``var`` from the centred rows: no
+    cancellation for columns far from 0), ``order`` the sorting permutation (``None``
+    when the codes are already sorted: ``Z`` rows are then ``X``'s).
+
+    ``X`` is read a block of consecutive rows at a time (about 512 KB, in cache),
+    centred, its squares summed, and the block's rows scattered to their places in ``Z``
+    (each group's rows of a block land in one run of ``Z``).  A DataFrame's values are
+    Fortran-ordered: gathering ``Z``'s rows from it (``take``) copied the whole array to
+    C order at every block (26.6 of 30 s of a 10^6-row fit); a memory map is read
+    sequentially, once.
+    """
+    n, d = X.shape
+    W = float(w.sum())
+    mean = (w @ X) / W if d else np.zeros(0)
+    order = stable_order(codes) if codes.size and np.any(codes[1:] < codes[:-1]) else None
+    Z = np.empty((n, d))
+    var = np.zeros(d)
+    if not d:
+        return Z, mean, var, order
+    dest = None
+    if order is not None:
+        dest = np.empty(n, dtype=np.intp)
+        dest[order] = np.arange(n)
+    step = max(1024, (1 << 16) // d)
+    buf = np.empty((min(step, n), d)) if order is not None else None
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        blk = buf[:b - a] if dest is not None else Z[a:b]
+        blk[...] = X[a:b]
+        blk -= mean
+        var += w[a:b] @ (blk * blk)
+        if dest is not None:
+            Z[dest[a:b]] = blk
+    return Z, mean, var / W, order
 
 
 @dataclass

@@ -33,12 +33,13 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from ..problem import Problem
 from .base import NATIVE, Result
 
-__all__ = ["newton", "slsqp", "sqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values"]
+__all__ = ["newton", "slsqp", "sqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values",
+           "factor_sym"]
 
 _INIT_SLACK = 1e-2  # initial slack above the violation of each restriction row (barrier)
 
 
-def _factor_sym(H: np.ndarray):
+def factor_sym(H: np.ndarray):
     """A solver ``g -> H^{-1} g`` for a symmetric positive semi-definite ``H`` (Cholesky
     of ``H`` plus a relative ridge of 1e-12; least squares when that fails)."""
     p = H.shape[0]
@@ -52,7 +53,7 @@ def _factor_sym(H: np.ndarray):
 
 
 def _solve_sym(H: np.ndarray, g: np.ndarray) -> np.ndarray:
-    return _factor_sym(H)(g)
+    return factor_sym(H)(g)
 
 
 #: Newton's method on more distinct rows than ``4 * SKETCH_ROWS`` starts from its
@@ -69,6 +70,10 @@ CHORD_RATIO = 1e-2
 #: ... and starts from the subsample's last Hessian, kept while each step with it cuts
 #: the gradient at least this much
 SKETCH_CHORD_CUT = 0.1
+#: ... or from a Hessian taken at the start (``start_solve``), kept while each step with
+#: it at least halves the gradient (its first step is a true Newton step, which from a
+#: start far from the optimum cuts the gradient only ~7-fold)
+START_CHORD_CUT = 0.5
 #: the interior-point method keeps the groups' Hessian blocks (recombined with each
 #: iteration's multipliers) until the iterate has moved by this much (largest entry,
 #: relative to max(1, |theta|)) from where they were taken: measured on the one-hot
@@ -84,7 +89,7 @@ STALLED_NOTE = "stopped at a KKT point: the objective no longer changed (SLSQP's
 
 def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10, weights=None,
            logger=None, progress=None, stage: str = "Newton", sketch: bool = True,
-           stop_below: float | None = None, rough_start: bool = False) -> Result:
+           stop_below: float | None = None, rough_start: bool = False, start_solve=None) -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
     Converged when the largest gradient entry is below ``gtol``, or below
@@ -100,7 +105,10 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     that the value can be reached, where the minimum itself is not needed.  With
     ``rough_start`` (a start known to be far from the optimum: a constant model, the
     generic model for a personalised problem) the subsample's solution is taken without
-    evaluating the start on every row.
+    evaluating the start on every row.  ``start_solve`` (``g -> H^{-1} g`` for a Hessian
+    taken at or near the start: the generic fit's, mapped to the personalised
+    parameters) replaces the subsample: its steps are kept while each halves the
+    gradient, until the gradient is :data:`CHORD_RATIO` of the start's.
     """
     t0 = time.perf_counter()
     theta = np.asarray(theta, dtype=np.float64).copy()
@@ -108,7 +116,8 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     p = len(theta)
     sketched = False
     current = grad = None
-    if sketch and isinstance(problem, Problem) and problem.data.n_distinct > 4 * SKETCH_ROWS:
+    if (start_solve is None and sketch and isinstance(problem, Problem)
+            and problem.data.n_distinct > 4 * SKETCH_ROWS):
         sub = newton(problem.thinned(SKETCH_ROWS), theta, max_steps=max_steps, gtol=1e-8, weights=weights,
                      sketch=False)
         if sub.solution is not None and np.all(np.isfinite(sub.solution)):
@@ -133,6 +142,8 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     chord = last_solve = None
     if sketched and sub.hessian_solve is not None:
         chord = (sub.hessian_solve, SKETCH_CHORD_CUT, np.inf, CHORD_RATIO * float(np.max(np.abs(grad))))
+    elif start_solve is not None:
+        chord = (start_solve, START_CHORD_CUT, np.inf, CHORD_RATIO * float(np.max(np.abs(grad))))
     for step in range(max_steps + 1):
         gnorm = float(np.max(np.abs(grad))) if p else 0.0
         if gnorm <= gtol:
@@ -164,7 +175,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
                 continue
             chord = None
         H = _weighted_hessian(problem, theta, weights)
-        solve = _factor_sym(H)
+        solve = factor_sym(H)
         delta = solve(grad)
         # the predicted decrease (half the Newton decrement) is below what float64 can
         # resolve in the objective: nothing is left to gain, the point is optimal
@@ -180,6 +191,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             t /= 2
         else:
             break
+        import os
         chord = (solve, CHORD_RATIO, CHORD_RATIO * gnorm, 0.0) if t == 1.0 else None
         last_solve = solve
         theta, current, grad = cand, val, cand_grad
@@ -473,6 +485,12 @@ def kkt_duals(problem, theta: np.ndarray, bound: np.ndarray, tol: float, residua
 #: :func:`sqp` refreshes its Hessian blocks when an iteration cuts the KKT residual by
 #: less than this factor
 REFRESH_RATIO = 0.5
+#: ... and starts from the problem's last Hessian blocks when they were taken this close
+#: to its start (largest entry, relative to max(1, |theta|); see
+#: :meth:`Problem.recent_hessians`): the unconstrained Newton fit's last Hessian, a step
+#: of ~1e-2 from its solution on 10^6 rows (1.15e-2 on bench_user_path.py's must-show
+#: data: a fresh Hessian, 2.7 passes' worth, at 1e-2)
+SQP_HESSIAN_LAG = 5e-2
 #: ... and gives up (status "not converged") when a multiplier exceeds this (the
 #: constraints are then jointly infeasible, or nearly so)
 MAX_MULTIPLIER = 1e8
@@ -591,7 +609,7 @@ def sqp(problem, theta0: np.ndarray, bound: np.ndarray, tol: float, max_iter: in
     f, grad, vals, jac, kinds = evaluate(theta)
     m = len(vals)
     lam = np.zeros(m)
-    blocks, ref = (None, theta.copy()) if keep_design else problem.recent_hessians(theta)
+    blocks, ref = (None, theta.copy()) if keep_design else problem.recent_hessians(theta, rel=SQP_HESSIAN_LAG)
     mu = 1.0
     last_res = np.inf
     status, it, residual = "not converged", 0, np.inf

@@ -1,0 +1,303 @@
+"""Block-separable problems, every group on its own: the decoupled encoding with its common set.
+
+With ``encoding="decoupled"`` and ``group_reg="set"`` every group's block ``(w_g, b_g)``
+is its own and unpenalised, so the objective ``sum_g (W_g / W) L_g(w_g, b_g)`` separates
+into one problem per group::
+
+    minimise  L_g(w, b)   subject to   ||w - c|| <= R,   |b - b0| <= B
+
+(``c``, ``b0``: the generic model; ``R``, ``B``: the common set's radius and half-width).
+Its solution is also the optimum of the exact fair-use program: each group's own loss is
+at its lowest over the set, so a rationality bound it misses is out of reach (the floor
+of the margin check), and no group can prefer another group's model, which lies in the
+same set (the block-optimality theorem).  So the decoupled fit needs no program over
+all groups at once, and no Hessian over all blocks: :func:`solve` keeps one
+``(k, k)`` Hessian per group (``k = d + 1``).
+
+A group with fewer rows than features is solved in the row space of its rows: its loss
+depends on ``w`` only through ``Z_g w``, so with ``V`` an orthonormal basis of that space
+the problem is the same in ``a`` (``w = (I - V V') c + V a``, the ball ``||a - V'c|| <= R``)
+and the minimum-norm solution has no component outside it (``k`` is then at most the
+group's rows plus one).
+
+The groups are solved together, as a batch of independent problems of the same size
+(numpy operations over all groups at once: 400 groups of 5 rows cost about what one
+group of 2,000 rows costs, where a loop over the groups spent its time in Python):
+damped Newton from the centre of the set while a group's iterates stay inside it
+(converged when its largest gradient entry is below ``gtol``); for the groups whose
+minimum is not inside (the ball or the interval binds, or the loss has no minimum there:
+separable labels) the log-barrier method for the set's two constraints from the centre
+(Boyd & Vandenberghe, *Convex Optimization*, 11.3), ended at a duality gap ``2 / t``
+below ``gap`` (relative to the loss).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..problem.data import wide_basis
+from .base import NATIVE, Result
+
+__all__ = ["separable", "solve"]
+
+#: entries of the temporaries of a pass over a batch's rows (2 MB of float64)
+_CHUNK_CELLS = 1 << 18
+#: blocks up to this size accumulate their Hessians from per-row outer products in one
+#: call; larger ones a group's rows at a time
+_SMALL_K = 16
+
+
+def separable(problem) -> bool:
+    """The problem splits into one problem per group (decoupled blocks in a common set,
+    no penalty on them, no constraint hook)."""
+    fam = problem.family
+    return (fam.encoding == "decoupled" and fam.uses_set and problem.set_spec is not None
+            and getattr(problem, "hook", None) is None and not np.any(problem.q2))
+
+
+class _Batch:
+    """Groups whose problems have the same size ``k``: their rows (sorted by group, each
+    group one run), their centres, weights and the set's radius and half-width."""
+
+    def __init__(self, F, stats, codes, W, C, spec, loss):
+        self.F, self.stats, self.codes = F, stats, codes  # codes: 0..Gb-1, Gb for rows to ignore
+        self.W = W
+        self.C = C  # (Gb, k - 1) ball centres
+        self.Gb, self.k = C.shape[0], C.shape[1] + 1
+        self.R2 = float(spec.coef_bound) ** 2
+        self.b0, self.B2 = float(spec.intercept_center), float(spec.intercept_bound) ** 2
+        self.loss = loss
+        k = self.k
+        self.chunk = max(64, _CHUNK_CELLS // (k * k if k <= _SMALL_K else k))
+
+    def subset(self, keep: np.ndarray) -> "_Batch":
+        """The batch of the groups ``keep`` (bool ``(Gb,)``) only (their rows copied)."""
+        if keep.all():
+            return self
+        rows = keep[np.minimum(self.codes, self.Gb - 1)] & (self.codes < self.Gb)
+        local = np.full(self.Gb + 1, int(keep.sum()), dtype=np.int64)
+        local[np.flatnonzero(keep)] = np.arange(int(keep.sum()))
+        spec = type("_Set", (), {"coef_bound": np.sqrt(self.R2), "intercept_center": self.b0,
+                                  "intercept_bound": np.sqrt(self.B2)})()
+        return _Batch(self.F[rows], self.stats[rows], local[self.codes[rows]], self.W[keep], self.C[keep],
+                      spec, self.loss)
+
+    def centres(self) -> np.ndarray:
+        return np.column_stack([self.C, np.full(self.Gb, self.b0)])
+
+    def slacks(self, X):
+        dw = X[:, :-1] - self.C
+        db = X[:, -1] - self.b0
+        return self.R2 - np.einsum("ij,ij->i", dw, dw), self.B2 - db * db, dw, db
+
+    def evaluate(self, X: np.ndarray, hessian: bool):
+        """Every group's mean loss ``(Gb,)``, gradient ``(Gb, k)`` and with ``hessian``
+        Hessian ``(Gb, k, k)`` at its point ``X[g]``."""
+        Gb, k = self.Gb, self.k
+        Xe = np.vstack([X, np.zeros((1, k))])  # the extra row: rows to ignore
+        f = np.zeros(Gb + 1)
+        g = np.zeros((Gb + 1, k))
+        H = np.zeros((Gb + 1, k, k)) if hessian else None
+        n = self.F.shape[0]
+        for a in range(0, n, self.chunk):
+            b = min(a + self.chunk, n)
+            Fc, st, cc = self.F[a:b], self.stats[a:b], self.codes[a:b]
+            s = np.einsum("ij,ij->i", Fc, Xe[cc, :-1]) if k > 1 else np.zeros(b - a)
+            s += Xe[cc, -1]
+            v, ls = self.loss.value_grad(st, s)
+            # each group's rows are one run of the chunk: sums by runs (one call each)
+            starts = np.flatnonzero(np.concatenate([[True], cc[1:] != cc[:-1]]))
+            run = cc[starts]
+            f[run] += np.add.reduceat(v, starts)
+            if k > 1:
+                g[run, :-1] += np.add.reduceat(Fc * ls[:, None], starts, axis=0)
+            g[run, -1] += np.add.reduceat(ls, starts)
+            if hessian:
+                cv = self.loss.curvature(st, s)
+                F1 = np.column_stack([Fc, np.ones(b - a)])
+                if k <= _SMALL_K:
+                    outer = F1[:, :, None] * (F1 * cv[:, None])[:, None, :]
+                    H[run] += np.add.reduceat(outer, starts, axis=0)
+                else:
+                    bounds = np.append(starts, b - a)
+                    for j, r in enumerate(run):
+                        rows = slice(bounds[j], bounds[j + 1])
+                        Zs = F1[rows] * np.sqrt(cv[rows])[:, None]
+                        H[r] += Zs.T @ Zs
+        W = self.W
+        f, g = f[:Gb] / W, g[:Gb] / W[:, None]
+        if hessian:
+            H = H[:Gb] / W[:, None, None]
+        return f, g, H
+
+
+def _solve_stack(H: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """``H[i]^{-1} G[i]`` for every ``i`` (symmetric positive semi-definite ``H``, with a
+    ridge of 1e-12 of its mean diagonal)."""
+    k = H.shape[-1]
+    ridge = 1e-12 * (np.trace(H, axis1=1, axis2=2) / k + 1e-300)
+    Hr = H + ridge[:, None, None] * np.eye(k)[None]
+    try:
+        return np.linalg.solve(Hr, G[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.stack([np.linalg.lstsq(Hr[i], G[i], rcond=None)[0] for i in range(len(G))])
+
+
+def _newton_inside(batch: _Batch, X: np.ndarray, gtol: float, max_steps: int = 30):
+    """Damped Newton for every group from ``X`` while its iterates stay strictly inside
+    the set: ``(X, state)`` with state 1 (optimal: largest gradient entry below
+    ``gtol``), 2 (a full step left the set, or no step was accepted) or 0 (not
+    converged)."""
+    X = X.copy()
+    state = np.zeros(batch.Gb, dtype=np.int64)
+    f, g, H = batch.evaluate(X, True)
+    for _ in range(max_steps):
+        state[(state == 0) & (np.max(np.abs(g), axis=1) <= gtol)] = 1
+        run = state == 0
+        if not run.any():
+            break
+        D = _solve_stack(H, g)
+        D[~run] = 0.0
+        step = np.where(run, 1.0, 0.0)
+        accepted = ~run
+        for _ in range(30):
+            trying = ~accepted
+            if not trying.any():
+                break
+            cand = X - step[:, None] * D
+            s1, s2, _, _ = batch.slacks(cand)
+            inside = (s1 > 0) & (s2 > 0)
+            left = trying & ~inside & (step == 1.0)
+            state[left] = 2  # the minimum is not (clearly) inside: the barrier method
+            accepted |= left
+            fc = batch.evaluate(np.where(inside[:, None], cand, X), False)[0]
+            ok = trying & inside & np.isfinite(fc) & (fc <= f + 8 * np.spacing(np.abs(f)))
+            X[ok] = cand[ok]
+            accepted |= ok
+            step[trying & ~ok] *= 0.5
+        state[~accepted] = 2
+        f, g, H = batch.evaluate(X, True)
+    state[(state == 0) & (np.max(np.abs(g), axis=1) <= gtol)] = 1
+    return X, state
+
+
+def _barrier(batch: _Batch, X: np.ndarray, todo: np.ndarray, gap: float, t0: float = 1.0,
+             mu: float = 10.0, max_iter: int = 500):
+    """The log-barrier method for the groups in ``todo`` from their (strictly feasible)
+    points ``X``: ``(X, state)``, state 1 once a centred point's duality gap ``2 / t`` is
+    below ``gap`` (relative to its loss), else 0."""
+    X = X.copy()
+    t = np.full(batch.Gb, t0)
+    state = np.where(todo, 0, 1)
+    k = batch.k
+    eye = np.eye(k - 1)
+    for _ in range(max_iter):
+        act = state == 0
+        if not act.any():
+            break
+        f, g, H = batch.evaluate(X, True)
+        s1, s2, dw, db = batch.slacks(X)
+        Gr = t[:, None] * g
+        Gr[:, :-1] += 2 * dw / s1[:, None]
+        Gr[:, -1] += 2 * db / s2
+        Hb = t[:, None, None] * H
+        Hb[:, :-1, :-1] += (2 / s1)[:, None, None] * eye + dw[:, :, None] * dw[:, None, :] * (4 / (s1 * s1))[:, None, None]
+        Hb[:, -1, -1] += 2 / s2 + 4 * db * db / (s2 * s2)
+        D = _solve_stack(Hb, Gr)
+        dec = np.einsum("ij,ij->i", Gr, D)  # the Newton decrement squared
+        # centred when the barrier problem's own suboptimality (dec / 2, in units of t L)
+        # is below 1e-12 of the loss: then the duality gap 2 / t bounds the error in L
+        scale = np.maximum(1.0, np.abs(f))
+        centred = act & (dec <= 2e-12 * t * scale)
+        done = centred & (2.0 / t <= gap * scale)
+        state[done] = 1
+        t[centred & ~done] *= mu
+        moving = act & ~centred
+        if not moving.any():
+            continue
+        phi = t * f - np.log(s1) - np.log(s2)
+        step = np.where(moving, 1.0, 0.0)
+        accepted = ~moving
+        for _ in range(40):
+            trying = ~accepted
+            if not trying.any():
+                break
+            cand = X - step[:, None] * D
+            c1, c2, _, _ = batch.slacks(cand)
+            inside = trying & (c1 > 0) & (c2 > 0)
+            fc = batch.evaluate(np.where(inside[:, None], cand, X), False)[0]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                phic = t * fc - np.log(np.where(inside, c1, 1.0)) - np.log(np.where(inside, c2, 1.0))
+            ok = inside & np.isfinite(phic) & (phic <= phi - 0.25 * step * dec)
+            X[ok] = cand[ok]
+            accepted |= ok
+            step[trying & ~ok] *= 0.5
+        # a group whose line search found no step is centred as far as float64 can tell
+        stuck = ~accepted & moving
+        state[stuck & (2.0 / t <= gap * scale)] = 1
+        t[stuck & (state == 0)] *= mu
+    return X, state
+
+
+def solve(problem, theta0: np.ndarray, gtol: float = 1e-10, gap: float = 1e-11, progress=None,
+          stage: str = "unconstrained fit (per group)") -> Result:
+    """The block-separable problem (:func:`separable`), every group on its own (batched
+    by block size); the parameters of groups without rows stay as in ``theta0``."""
+    t0 = time.perf_counter()
+    fam, data, spec = problem.family, problem.data, problem.set_spec
+    theta = np.array(theta0, dtype=np.float64, copy=True)
+    d = problem.d
+    c_full = np.asarray(spec.coef_center, dtype=np.float64)
+    act = [g for g in problem.active]
+    # groups with fewer rows than features: in the row space of their rows (batched by
+    # the rank); the others on the rows as they are (one batch, no copy)
+    wide = {g: wide_basis(data.Z[data.group_rows[g]]) for g in act if data.group_size(g) < d}
+    full = [g for g in act if g not in wide]
+    batches = []
+    if full:
+        local = np.full(problem.G + 1, len(full), dtype=np.int64)
+        local[full] = np.arange(len(full))
+        codes = local[data.codes]
+        C = np.tile(c_full, (len(full), 1))
+        batches.append((full, None, _Batch(data.Z, data.stats, codes, problem.Wg[full], C, spec, problem.loss)))
+    by_rank: dict[int, list] = {}
+    for g, V in wide.items():
+        by_rank.setdefault(V.shape[1], []).append(g)
+    for r, groups in by_rank.items():
+        F = np.vstack([data.Z[data.group_rows[g]] @ wide[g] for g in groups])
+        stats = np.vstack([data.stats[data.group_rows[g]] for g in groups])
+        codes = np.repeat(np.arange(len(groups)), [data.group_size(g) for g in groups])
+        C = np.vstack([wide[g].T @ c_full for g in groups]) if r else np.zeros((len(groups), 0))
+        batches.append((groups, [wide[g] for g in groups],
+                        _Batch(F, stats, codes, problem.Wg[groups], C, spec, problem.loss)))
+    status = "optimal"
+    counts = {"newton": 0, "barrier": 0}
+    for groups, bases, batch in batches:
+        X0 = batch.centres()
+        X, state = _newton_inside(batch, X0, gtol)
+        counts["newton"] += int(np.sum(state == 1))
+        todo = state != 1
+        if todo.any():
+            # the minimum is on the boundary of the set (or not inside it): the barrier
+            # method from the centre (a start near the boundary slows it to a crawl)
+            Xb, bstate = _barrier(batch.subset(todo), X0[todo], np.ones(int(todo.sum()), dtype=bool), gap)
+            X[todo] = Xb
+            counts["barrier"] += int(np.sum(todo))
+            if not np.all(bstate == 1):
+                status = "not converged"
+        for j, g in enumerate(groups):
+            a, b = X[j, :-1], X[j, -1]
+            if bases is not None:
+                V = bases[j]
+                a = c_full - V @ (V.T @ c_full) + V @ a
+            theta[fam.block_weights[g]] = a
+            theta[fam.block_intercept[g]] = b
+        if progress is not None and progress.wanted():
+            progress(stage, len(groups), float("nan"), 0.0)
+    res = Result(backend=NATIVE, status=status, solution=theta, objective=problem.objective(theta),
+                 iterations=len(act), seconds=time.perf_counter() - t0, attempts=[("NATIVE/per-group", status)])
+    res.notes = [f"groups at an inside minimum (Newton): {counts['newton']}, on the set's boundary "
+                 f"(barrier): {counts['barrier']}, in their rows' space: {len(wide)}"]
+    return res
