@@ -139,6 +139,17 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
+#: Most items an error message lists (levels, columns, values); the rest are counted, so
+#: that an error stays one readable line whatever the data.
+MAX_LISTED = 20
+
+
+def _capped(items: Any, limit: int = MAX_LISTED) -> list:
+    """``items`` as a list, the first ``limit`` of them and ``'... N more'`` for the rest."""
+    items = list(items)
+    return items if len(items) <= limit else [*items[:limit], f"... {len(items) - limit} more"]
+
+
 # --------------------------------------------------------------------------- progress
 class _Formatter(logging.Formatter):
     """``fairuse: [  1.2 s] message`` for progress, ``fairuse: warning: message`` for warnings."""
@@ -278,6 +289,14 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines (warnings are still shown)")
 
 
+def _add_na_values(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--na-values", type=_csv_list, default=[], metavar="TEXT,...",
+                   help="cell spellings that mean a missing value (with --system: an attribute not "
+                        "reported); group and categorical columns are read exactly as written, so by "
+                        "default only an empty cell is missing there (NA, None, null are values); "
+                        "numeric columns also read NA, NaN, null, ... as missing")
+
+
 def add_fit(sub) -> None:
     """Register ``fairuse fit``."""
     fit = sub.add_parser("fit", help="fit a model (or a certified system) on a CSV file and write the model file",
@@ -339,6 +358,7 @@ def add_fit(sub) -> None:
                         help="keep personalizations that another reporting option would rather have (envy=False)")
     system.add_argument("--seed", action=_Store, type=int, default=0,
                         help="seed of the split and the bootstrap (default 0)")
+    _add_na_values(fit)
     _add_quiet(fit)
     fit.set_defaults(func=cmd_fit)
 
@@ -359,6 +379,7 @@ def add_predict(sub) -> None:
     pred.add_argument("--groups", type=_csv_list, default=None,
                       help="group columns (default: from the model file)")
     pred.add_argument("--out", required=True, help="CSV file of scores to write")
+    _add_na_values(pred)
     _add_quiet(pred)
     pred.set_defaults(func=cmd_predict)
 
@@ -394,6 +415,7 @@ def add_audit(sub) -> None:
     aud.add_argument("--plot", default=None, help="also write a plot (PNG; needs matplotlib)")
     aud.add_argument("--plot-metric", default=None,
                      help="metric shown in the plot (default: the first audited metric)")
+    _add_na_values(aud)
     _add_quiet(aud)
     aud.set_defaults(func=cmd_audit)
 
@@ -514,7 +536,16 @@ def _stage(staged: Any, path: Path, content: Any) -> None:
 
 
 # --------------------------------------------------------------------------- data
-def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Sequence[str] = ()):
+#: The cell spellings pandas reads as a missing value by default (``read_csv``'s
+#: ``na_values``): in numeric columns they still mean "missing"; in group and categorical
+#: columns only an empty cell does (``NA`` is North America, ``None`` a level), unless
+#: ``--na-values`` names a spelling.
+DEFAULT_NA_SPELLINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Sequence[str] = (),
+               na_values: Sequence[str] = ()):
     """Read a CSV file, checking that it exists, has rows and has the ``needed`` columns.
 
     Parameters
@@ -523,13 +554,21 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Se
         The CSV file (header row required).
     text_columns : sequence of str
         Columns read as text, exactly as written (group attributes, categorical
-        features); they are matched to the model file's values by value.
+        features): only an empty cell (or a spelling of ``na_values``) is missing, so
+        ``NA``, ``None`` or ``null`` are values; they are matched to the model file's
+        values by value.
     needed : sequence of str
         Columns that must be present.
+    na_values : sequence of str
+        More spellings of a missing cell, in every column (``--na-values``).  The other
+        columns also read pandas' default spellings (:data:`DEFAULT_NA_SPELLINGS`) as
+        missing.
 
     Returns
     -------
     DataFrame
+        A column that is not a text column and whose every non-missing cell is a
+        number is numeric (float64), even when a cell does not fit in an integer.
 
     Raises
     ------
@@ -548,10 +587,12 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Se
         columns = [str(c) for c in header.columns]
         missing = [c for c in dict.fromkeys(needed) if c not in columns]
         if missing:
-            shown = columns if len(columns) <= 30 else columns[:30] + ["..."]
-            raise CLIError(MSG_UNKNOWN_COLUMNS.format(missing=missing, path=path, columns=shown))
-        dtype = {c: str for c in text_columns if c in columns}
-        frame = pd.read_csv(p, dtype=dtype, keep_default_na=True)
+            raise CLIError(MSG_UNKNOWN_COLUMNS.format(missing=_capped(missing), path=path,
+                                                      columns=_capped(columns, 30)))
+        text = {c for c in text_columns if c in columns}
+        extra = [str(v) for v in na_values]
+        na = {c: ["", *extra] if c in text else [*DEFAULT_NA_SPELLINGS, *extra] for c in header.columns}
+        frame = pd.read_csv(p, dtype={c: str for c in text}, keep_default_na=False, na_values=na)
     except pd.errors.EmptyDataError:
         raise CLIError(MSG_EMPTY_FILE.format(path=path)) from None
     except pd.errors.ParserError as exc:
@@ -562,6 +603,13 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Se
         raise CLIError(MSG_BAD_CSV.format(path=path, reason=_one_line(exc))) from None
     if len(frame) == 0:
         raise CLIError(MSG_NO_DATA_ROWS.format(path=path))
+    for c in frame.columns:  # numbers pandas left as text (an integer beyond int64): numeric
+        col = frame[c]
+        if str(c) in text or pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        values = pd.to_numeric(col, errors="coerce")
+        if col.notna().any() and not (values.isna() & col.notna()).any():
+            frame[c] = values.astype("float64")
     return frame
 
 
@@ -789,7 +837,7 @@ def load_training_table(args: argparse.Namespace, *, partial_reports: bool = Fal
     explicit = list(args.features) if args.features is not None else []
     _check_roles(args.target, groups, explicit)
     frame = read_table(args.data, text_columns=[*groups, *args.categorical],
-                       needed=[args.target, *groups, *explicit, *args.categorical])
+                       needed=[args.target, *groups, *explicit, *args.categorical], na_values=args.na_values)
     features = explicit if args.features is not None else [
         c for c in frame.columns if c != args.target and c not in groups]
     _check_roles(args.target, groups, features)
@@ -1074,7 +1122,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(MSG_MODEL_NO_GROUPS.format(path=args.model))
     feature_cols = _feature_columns(mf)
     text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
-    frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep])
+    frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep],
+                       na_values=args.na_values)
     handle_missing(frame, [*([] if system else groups), *feature_cols], groups, dropna=False, path=args.data,
                    what="score")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
@@ -1129,7 +1178,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from .audit import audit
     except ImportError as exc:  # the audit module is optional until it lands
         raise CLIError(MSG_NO_AUDIT.format(reason=_one_line(exc)), EXIT_FAILED) from None
-    frame = read_table(args.data, text_columns=text_cols, needed=[target, *groups, *feature_cols])
+    frame = read_table(args.data, text_columns=text_cols, needed=[target, *groups, *feature_cols],
+                       na_values=args.na_values)
     frame, dropped = handle_missing(frame, [target, *groups, *feature_cols], groups, dropna=args.dropna,
                                     path=args.data, what="audit")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
