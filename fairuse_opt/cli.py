@@ -223,6 +223,40 @@ def _level(text: str) -> float:
     return value
 
 
+def _test_level(text: str) -> float:
+    """A significance level: in (0, 0.5), as the audit and the system require."""
+    value = _level(text)
+    if value >= 0.5:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r}: give a number in (0, 0.5)")
+    return value
+
+
+def _l2(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"invalid penalty {text!r}: give a finite number >= 0")
+    return value
+
+
+#: Largest seed: numpy and scikit-learn take seeds in [0, 2**32 - 1].
+MAX_SEED = 2 ** 32 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer from 0 to {MAX_SEED}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -278,6 +312,14 @@ MSG_FIT_NEEDS_SYSTEM = "{flags}: given without --system; these flags set the cer
 MSG_FIT_BAD_ASSIGN_SIZE = (
     "--assign-size {value!r} is invalid: give a share in (0, 1) or a number of rows"
 )
+MSG_FIT_EXACT_METRIC = (
+    "--test exact is McNemar's test, which applies to the error rate only (--metric error, "
+    "classification); the metric here is {metric!r}: leave --test out or use --metric error"
+)
+MSG_FEATURE_RANGE = (
+    "data file {path}: feature column(s) {columns} have values that are not finite or are beyond "
+    "±{limit:g} in {n_rows} row(s); fix or drop them"
+)
 MSG_FIT_NO_REPORTED_VALUE = "group column {column!r} has no value at all; drop it from --groups"
 MSG_SYSTEM_BAD_REPORT_ARG = (
     "--report {value!r} is invalid: give group attributes as NAME=VALUE, comma-separated; an "
@@ -321,7 +363,7 @@ def add_fit(sub) -> None:
     fit.add_argument("--margin", action=_Store, default="0",
                      help="gain required of every group over the generic model (margin=): a number "
                           "(loss units) or se:k (k standard errors); default 0")
-    fit.add_argument("--l2", type=float, default=1e-3, metavar="L2",
+    fit.add_argument("--l2", type=_l2, default=1e-3, metavar="L2",
                      help="weight of the L2 penalty on the shared weights (the estimators' alpha=; default 1e-3)")
     fit.add_argument("--alpha", action=_Store, default=None, metavar="LEVEL",
                      help="with --system: family-wise significance level of the assignment (default 0.1); "
@@ -356,7 +398,7 @@ def add_fit(sub) -> None:
                         help="full (default) or minimal: a single candidate where it significantly helps")
     system.add_argument("--no-envy", dest="envy", action=_StoreFalse,
                         help="keep personalizations that another reporting option would rather have (envy=False)")
-    system.add_argument("--seed", action=_Store, type=int, default=0,
+    system.add_argument("--seed", action=_Store, type=_seed, default=0,
                         help="seed of the split and the bootstrap (default 0)")
     _add_na_values(fit)
     _add_quiet(fit)
@@ -396,15 +438,15 @@ def add_audit(sub) -> None:
                      help="comma-separated metrics (default: error,auc,ece,log_loss for classification; "
                           "mse,mae for regression)")
     aud.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    aud.add_argument("--alpha", type=_level, default=0.1,
-                     help="significance level of the one-sided tests (default 0.1)")
+    aud.add_argument("--alpha", type=_test_level, default=0.1,
+                     help="significance level of the one-sided tests, in (0, 0.5) (default 0.1)")
     aud.add_argument("--correction", choices=tuple(CORRECTIONS), default="holm",
                      help="multiple-testing correction across groups (default: holm)")
     aud.add_argument("--test", choices=TESTS, default="bootstrap",
                      help="p-values: bootstrap (default) or exact (McNemar for error, DeLong for AUC)")
     aud.add_argument("--ci-level", type=_level, default=0.95,
                      help="level of the two-sided bootstrap intervals (default 0.95)")
-    aud.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    aud.add_argument("--seed", type=_seed, default=0, help="bootstrap seed (default 0)")
     aud.add_argument("--target", default=None, help="target column (default: from the model file)")
     aud.add_argument("--groups", type=_csv_list, default=None,
                      help="group columns (default: from the model file)")
@@ -434,7 +476,7 @@ def add_demo(sub) -> None:
     demo.add_argument("--folds", type=_positive_int, default=None, help="folds (default 5, at least 2)")
     demo.add_argument("--n-boot", type=_positive_int, default=None,
                       help="bootstrap resamples of the audits and of the assignment (default 500)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the folds and the bootstrap (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the folds and the bootstrap (default 0)")
     _add_quiet(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -720,6 +762,9 @@ def _check_roles(target: str | None, groups: Sequence[str], features: Sequence[s
 def _parse_margin(text: str) -> Any:
     text = text.strip()
     if text.startswith("se:"):
+        k = _number(text[3:])
+        if k is None or k < 0:
+            raise CLIError(MSG_BAD_MARGIN.format(value=text))
         return text
     value = _number(text)
     if value is None or value < 0:
@@ -858,8 +903,27 @@ def load_training_table(args: argparse.Namespace, *, partial_reports: bool = Fal
     from .tabular import TabularEncoding
 
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
-    return TrainingTable(X=encoding.transform(frame), y=frame[args.target], G=frame[groups], encoding=encoding,
+    X = encoding.transform(frame)
+    _check_feature_range(X, args.data)
+    return TrainingTable(X=X, y=frame[args.target], G=frame[groups], encoding=encoding,
                          groups=groups, n_rows=len(frame), dropped=dropped)
+
+
+def _check_feature_range(X, path: Any) -> None:
+    """Refuse a feature value that is infinite (a cell ``1e999``) or too large to fit in
+    float64 (:data:`fairuse_opt._validation.MAX_FEATURE_MAGNITUDE`), naming the columns."""
+    import numpy as np
+
+    from ._validation import MAX_FEATURE_MAGNITUDE
+
+    values = X.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= MAX_FEATURE_MAGNITUDE)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        cols = [str(c) for c, b in zip(X.columns, bad.any(axis=0)) if b]
+        raise CLIError(MSG_FEATURE_RANGE.format(path=path, columns=_capped(cols), limit=MAX_FEATURE_MAGNITUDE,
+                                                n_rows=len(rows)))
 
 
 def write_model(path: Path, est: Any, table: TrainingTable, args: argparse.Namespace) -> None:
@@ -959,10 +1023,12 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
         if level >= 0.5:
             raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
     size = _parse_assign_size(args.assign_size)
-    if args.metric is not None:  # before anything is fitted
-        from .audit._metrics import get_metric
+    metric = args.metric or ("error" if args.task == "classification" else "mse")
+    from .audit._metrics import get_metric
 
-        get_metric(args.metric, args.task)
+    get_metric(metric, args.task)  # before anything is read or fitted
+    if args.test == "exact" and metric != "error":
+        raise CLIError(MSG_FIT_EXACT_METRIC.format(metric=metric))
     outs = check_paths({"--data": args.data}, {"--out": args.out})
     table = load_training_table(args, partial_reports=True)
     progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
@@ -1170,6 +1236,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise CLIError(MSG_MODEL_NO_INPUT.format(path=args.model))
     _check_roles(target, groups, [])
     metrics = args.metrics or _csv_list(DEFAULT_METRICS[_task_of(mf)])
+    from .audit._metrics import resolve_metrics
+
+    resolve_metrics(metrics, _task_of(mf))  # unknown, repeated or wrong-task names: before the data is read
     if args.plot_metric is not None and args.plot_metric not in metrics:
         raise CLIError(MSG_PLOT_METRIC_NOT_AUDITED.format(metric=args.plot_metric, metrics=metrics))
     feature_cols = _feature_columns(mf)
