@@ -540,6 +540,8 @@ def check_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Pa
     dict
         ``{flag: Path}`` of the outputs given.
     """
+    from ._files import output_kind
+
     ins = {f: _resolved(p) for f, p in inputs.items() if p is not None}
     outs: dict[str, Path] = {}
     for flag, p in outputs.items():
@@ -551,6 +553,10 @@ def check_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Pa
             raise CLIError(MSG_OUT_DIR_MISSING.format(path=p, folder=folder))
         if path.is_dir():
             raise CLIError(MSG_OUT_IS_DIR.format(path=p))
+        try:  # a block device or a socket: refused before any work
+            output_kind(path)
+        except OSError as exc:
+            raise CLIError(MSG_CANNOT_WRITE.format(path=p, reason=_one_line(exc))) from None
         r = _resolved(p)
         for other, q in ins.items():
             if _same_file(r, q):
@@ -1331,30 +1337,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 success, 1 a fit or audit that could not be done, 2 bad input,
         130 interrupted (Ctrl-C).
     """
-    try:
-        argv = list(sys.argv[1:] if argv is None else argv)
-        parser = build_parser()
+    from ._files import recording
+
+    with recording() as written:
         try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
-            return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
-        if args.command is None:
-            commands = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
-            print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
-            return EXIT_INPUT
-        args.argv = argv
-        with _Logging(quiet=args.quiet), warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            try:
-                return args.func(args)
-            except CLIError as exc:
-                return _fail(str(exc), exc.status)
-            except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
-                return _fail(str(exc), EXIT_INPUT)
-            except FairUseError as exc:  # infeasible margin, solver failure, failed verification
-                return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
-    except KeyboardInterrupt:
-        return _fail(MSG_INTERRUPTED, EXIT_INTERRUPTED)
+            return _run(argv)
+        except KeyboardInterrupt as exc:
+            return _fail(interrupted_message(written, getattr(exc, "detail", None)), EXIT_INTERRUPTED)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
+    if args.command is None:
+        commands = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
+        print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
+        return EXIT_INPUT
+    args.argv = argv
+    with _Logging(quiet=args.quiet), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except CLIError as exc:
+            return _fail(str(exc), exc.status)
+        except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
+            return _fail(str(exc), EXIT_INPUT)
+        except FairUseError as exc:  # infeasible margin, solver failure, failed verification
+            return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+#: After Ctrl-C, when some outputs had been written: which ones were kept.
+MSG_INTERRUPTED_KEPT = "interrupted; kept what was written before: {kept}; nothing else was written"
+
+
+def interrupted_message(written: Sequence[Any], detail: str | None = None) -> str:
+    """The line printed after Ctrl-C: nothing was written, or exactly what was kept.
+
+    Parameters
+    ----------
+    written : sequence of path
+        The outputs written before the interruption (the :func:`fairuse_opt._files.recording`
+        journal).
+    detail : str, optional
+        A sentence the command adds (the benchmark: how a rerun resumes).
+    """
+    if not written:
+        text = MSG_INTERRUPTED
+    else:
+        folders: dict[str, list[str]] = {}
+        for p in dict.fromkeys(str(p) for p in written):
+            folders.setdefault(os.path.dirname(p) or ".", []).append(p)
+        parts: list[str] = []
+        for folder, paths in folders.items():
+            parts += paths if len(paths) <= 3 else [f"{len(paths)} files in {folder}"]
+        text = MSG_INTERRUPTED_KEPT.format(kept=", ".join(_capped(parts, 10)))
+    return f"{text} ({detail})" if detail else text
 
 
 def _fail(message: str, status: int) -> int:

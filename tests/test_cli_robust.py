@@ -212,3 +212,174 @@ def test_bad_audit_flags_are_one_line_before_any_progress(small_model, tmp_path,
     line = one_line_error(capsys)
     assert needle in line, line
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- L1: links and devices
+def predict_cmd(small_model, out, *extra):
+    data, model = small_model
+    return ["predict", "--model", str(model), "--data", str(data), "--out", str(out), "--quiet", *extra]
+
+
+def expected_scores(small_model) -> str:
+    """The scores CSV ``predict`` writes to a regular file (the reference for other outputs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "scores.csv"
+        assert main(predict_cmd(small_model, path)) == 0
+        return path.read_text(encoding="utf-8")
+
+
+def test_out_through_a_symlink_writes_its_target(small_model, tmp_path, capsys):
+    """L1: ``--out`` a symbolic link to results/scores.csv: the target gets the new scores,
+    the link stays a link (it was replaced by a regular file, the target kept stale content)."""
+    reference = expected_scores(small_model)
+    (tmp_path / "results").mkdir()
+    target = tmp_path / "results" / "scores.csv"
+    target.write_text("stale\n", encoding="utf-8")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(Path("results") / "scores.csv")
+    assert main(predict_cmd(small_model, link)) == 0, capsys.readouterr().err
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text(encoding="utf-8") == reference
+    # the model file through a link too, and no temporary file left anywhere
+    data, _ = small_model
+    mlink = tmp_path / "model.json"
+    mlink.symlink_to(Path("results") / "model.json")
+    (tmp_path / "results" / "model.json").write_text("old", encoding="utf-8")
+    assert main(fit_cmd(data, mlink, "--fair-use", "none", "--quiet")) == 0
+    assert mlink.is_symlink() and json.loads(mlink.read_text(encoding="utf-8"))["format"].startswith("fairuse")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["latest.csv", "model.json", "model.json", "results",
+                                                          "scores.csv"]
+
+
+def test_out_to_a_pipe_is_written_in_place(small_model, tmp_path, capsys):
+    """L1: a named pipe as ``--out`` is written into (it stays a pipe, the reader gets the
+    scores), as ``/dev/stdout`` is."""
+    import os
+    import stat
+    import threading
+
+    reference = expected_scores(small_model)
+    fifo = tmp_path / "scores.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text(encoding="utf-8")), daemon=True)
+    reader.start()
+    assert main(predict_cmd(small_model, fifo)) == 0, capsys.readouterr().err
+    reader.join(timeout=60)
+    assert got == [reference]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_out_to_standard_output_by_name(small_model, tmp_path):
+    """L1: ``--out`` naming the standard output (a link to /proc/self/fd/1, as /dev/stdout is)
+    writes the scores there; the link stays a link (it became a 0600 regular file)."""
+    import os
+    import subprocess
+    import sys
+
+    reference = expected_scores(small_model)
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-m", "fairuse_opt", *predict_cmd(small_model, link)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(reference) and link.is_symlink()
+    assert os.readlink(link) == "/proc/self/fd/1"
+
+
+def test_out_to_a_device_node_is_written_in_place(small_model, tmp_path, capsys):
+    """L1: a character device (a private copy of /dev/null made with mknod) is written into,
+    never replaced by a regular file."""
+    import os
+    import stat
+
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod of a character device needs root")
+    assert main(predict_cmd(small_model, node)) == 0, capsys.readouterr().err
+    st = os.stat(node)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_out_to_a_socket_is_refused_before_any_work(small_model, tmp_path, capsys):
+    """An output that is neither a file nor a stream (a socket) is refused in one line."""
+    import os
+    import socket
+    import stat
+
+    path = tmp_path / "s.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(path))
+        assert main(predict_cmd(small_model, path)) == 2
+        line = one_line_error(capsys)
+        assert "socket" in line and str(path) in line
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+    finally:
+        sock.close()
+
+
+# --------------------------------------------------------------------------- outputs as one unit
+def test_staged_outputs_are_put_back_when_a_rename_fails(tmp_path, monkeypatch):
+    """Deliverable 3: three outputs committed together; the second rename fails: the first
+    target gets its old content back, the third is untouched, no temporary file is left."""
+    import os
+
+    from fairuse_opt import _files
+
+    a, b, c = (tmp_path / n for n in ("a.csv", "b.csv", "c.md"))
+    a.write_text("old a", encoding="utf-8")
+    c.write_text("old c", encoding="utf-8")
+    real_replace = os.replace
+    calls = []
+
+    def failing_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    with _files.Staged() as staged:
+        for path in (a, b, c):
+            staged.add(path, f"new {path.name}")
+        monkeypatch.setattr(_files.os, "replace", failing_second)
+        with pytest.raises(OSError, match="Input/output error"):
+            staged.commit()
+    monkeypatch.undo()
+    assert a.read_text(encoding="utf-8") == "old a" and not b.exists() and c.read_text(encoding="utf-8") == "old c"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "c.md"]
+
+
+def test_ctrl_c_during_the_renames_keeps_all_and_says_so(small_model, tmp_path, capsys, monkeypatch):
+    """Deliverable 3: Ctrl-C while an audit's outputs are renamed takes effect after the last
+    rename (all of them are kept), and the message names exactly the files kept."""
+    import os
+    import signal
+
+    from fairuse_opt import _files
+
+    data, model = small_model
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    real_replace = os.replace
+
+    def ctrl_c_at_first_rename(src, dst):
+        if not str(dst).endswith(".old"):
+            os.kill(os.getpid(), signal.SIGINT)  # held off until the renames are done
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_files.os, "replace", ctrl_c_at_first_rename)
+    rc = main(["audit", "--data", str(data), "--model", str(model), "--n-boot", "20", "--out", str(out),
+               "--markdown", str(md), "--quiet"])
+    assert rc == 130
+    line = one_line_error(capsys)
+    assert line == "fairuse: error: " + cli.MSG_INTERRUPTED_KEPT.format(kept=f"{out}, {md}")
+    assert json.loads(out.read_text(encoding="utf-8"))["settings"]["n_boot"] == 20
+    assert md.read_text(encoding="utf-8").startswith("# Fair-use audit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
