@@ -1353,6 +1353,9 @@ def _run(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
+    except BrokenPipeError:  # `fairuse --help | head -1`
+        _stdout_to_devnull()
+        return 0
     if args.command is None:
         commands = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
         print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
@@ -1362,12 +1365,25 @@ def _run(argv: Sequence[str] | None) -> int:
         warnings.showwarning = _show_warning
         try:
             return args.func(args)
+        except BrokenPipeError:  # standard output closed (`| head`, `| true`) while the summary was
+            _stdout_to_devnull()  # printed: the outputs were written before it, so this is success
+            return 0
         except CLIError as exc:
             return _fail(str(exc), exc.status)
         except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
             return _fail(str(exc), EXIT_INPUT)
         except FairUseError as exc:  # infeasible margin, solver failure, failed verification
             return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # not a real file (captured in tests)
+        pass
 
 
 #: After Ctrl-C, when some outputs had been written: which ones were kept.

@@ -383,3 +383,28 @@ def test_ctrl_c_during_the_renames_keeps_all_and_says_so(small_model, tmp_path, 
     assert json.loads(out.read_text(encoding="utf-8"))["settings"]["n_boot"] == 20
     assert md.read_text(encoding="utf-8").startswith("# Fair-use audit")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
+
+
+# --------------------------------------------------------------------------- L5: a closed standard output
+def test_a_closed_standard_output_after_the_files_are_written_exits_0(small_model, tmp_path):
+    """L5: ``fairuse predict ... | true``: the reader of standard output is gone when the
+    summary line is printed; the output file is complete, so the exit status is 0 and
+    there is no "Broken pipe" error."""
+    import os
+    import subprocess
+    import sys
+
+    reference = expected_scores(small_model)
+    out = tmp_path / "scores.csv"
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| true`: nobody reads
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fairuse_opt", *predict_cmd(small_model, out)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert "Broken pipe" not in proc.stderr and proc.stderr == ""
+    assert out.read_text(encoding="utf-8") == reference
