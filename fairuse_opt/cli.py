@@ -1409,7 +1409,7 @@ def interrupted_message(written: Sequence[Any], detail: str | None = None) -> st
             folders.setdefault(os.path.dirname(p) or ".", []).append(p)
         parts: list[str] = []
         for folder, paths in folders.items():
-            parts += paths if len(paths) <= 3 else [f"{len(paths)} files in {folder}"]
+            parts += paths if len(paths) <= 6 else [f"{len(paths)} files in {folder}"]
         text = MSG_INTERRUPTED_KEPT.format(kept=", ".join(_capped(parts, 10)))
     return f"{text} ({detail})" if detail else text
 

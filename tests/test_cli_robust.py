@@ -408,3 +408,78 @@ def test_a_closed_standard_output_after_the_files_are_written_exits_0(small_mode
     assert proc.returncode == 0, proc.stderr
     assert "Broken pipe" not in proc.stderr and proc.stderr == ""
     assert out.read_text(encoding="utf-8") == reference
+
+
+# --------------------------------------------------------------------------- L6: the demo's files as one unit
+DEMO_FILES = ("per_fold.csv", "assignment.csv", "demo_report.png", "demo_report.md")
+
+
+def demo_with_old_files(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    for name in DEMO_FILES:
+        (out / name).write_text(f"old {name}", encoding="utf-8")
+    return out, ["demo", "--out", str(out), "--data", "diabetes", "--folds", "2", "--n-boot", "20", "--quiet"]
+
+
+def test_demo_that_fails_writing_its_report_replaces_nothing(tmp_path, capsys, monkeypatch):
+    """L6: ``demo_report.md`` cannot be written (disk full): exit 2 and none of the four files
+    is replaced (per_fold.csv and assignment.csv were)."""
+    from fairuse_opt import _files
+
+    out, args = demo_with_old_files(tmp_path)
+    calls = []
+
+    def disk_full_at_the_report(fd):  # per_fold.csv, assignment.csv, then demo_report.md
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fsync", disk_full_at_the_report)
+    assert main(args) == 2
+    assert "No space left on device" in one_line_error(capsys)
+    assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == {n: f"old {n}" for n in DEMO_FILES}
+
+
+def test_demo_interrupted_before_its_files_are_in_place_replaces_nothing(tmp_path, capsys, monkeypatch):
+    """L6: Ctrl-C while the last file is prepared: exit 130, "nothing was written", and it is
+    true (3 of the 4 files had been replaced)."""
+    from fairuse_opt import _files
+
+    out, args = demo_with_old_files(tmp_path)
+    calls = []
+
+    def ctrl_c_at_the_report(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files.os, "fsync", ctrl_c_at_the_report)
+    assert main(args) == 130
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_INTERRUPTED
+    assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == {n: f"old {n}" for n in DEMO_FILES}
+
+
+def test_demo_interrupted_while_its_files_are_renamed_keeps_all_and_says_so(tmp_path, capsys, monkeypatch):
+    """L6: Ctrl-C during the renames takes effect after the last one: the four new files are
+    kept and the message names them."""
+    import os
+    import signal
+
+    from fairuse_opt import _files
+
+    out, args = demo_with_old_files(tmp_path)
+    real_replace = os.replace
+
+    def ctrl_c_at_first_rename(src, dst):
+        if not str(dst).endswith(".old"):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_files.os, "replace", ctrl_c_at_first_rename)
+    assert main(args) == 130
+    kept = ", ".join(str(out / n) for n in DEMO_FILES)
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_INTERRUPTED_KEPT.format(kept=kept)
+    assert sorted(p.name for p in out.iterdir()) == sorted(DEMO_FILES)
+    assert (out / "demo_report.md").read_text(encoding="utf-8").startswith("# fairuse_opt demo report")
+    assert pd.read_csv(out / "per_fold.csv")["fold"].nunique() == 2
