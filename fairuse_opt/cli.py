@@ -144,9 +144,22 @@ def _one_line(text: Any) -> str:
 MAX_LISTED = 20
 
 
-def _capped(items: Any, limit: int = MAX_LISTED) -> list:
-    """``items`` as a list, the first ``limit`` of them and ``'... N more'`` for the rest."""
-    items = list(items)
+#: Longest text of one listed item (a cell of 10 KB is shown by its start).
+MAX_ITEM_CHARS = 60
+#: Longest error line: a safety net behind the capped lists.
+MAX_ERROR_CHARS = 2000
+
+
+def _short(item: Any, width: int = MAX_ITEM_CHARS) -> Any:
+    if isinstance(item, str) and len(item) > width:
+        return f"{item[:width - 3]}..."
+    return item
+
+
+def _capped(items: Any, limit: int = MAX_LISTED, *, cut: bool = True) -> list:
+    """``items`` as a list: the first ``limit`` of them (long texts cut to their start,
+    unless ``cut`` is false) and ``'... N more'`` for the rest."""
+    items = [_short(i) if cut else i for i in items]
     return items if len(items) <= limit else [*items[:limit], f"... {len(items) - limit} more"]
 
 
@@ -319,6 +332,11 @@ MSG_FIT_EXACT_METRIC = (
 MSG_FEATURE_RANGE = (
     "data file {path}: feature column(s) {columns} have values that are not finite or are beyond "
     "±{limit:g} in {n_rows} row(s); fix or drop them"
+)
+MSG_AUDIT_NO_GROUPS = (
+    "model file {path} uses no group attribute (fitted with --encoding none): it gives every group the "
+    "scores of its generic model, so an audit per group has nothing to compare; audit a model fitted "
+    "with group attributes (any other --encoding)"
 )
 MSG_FIT_NO_REPORTED_VALUE = "group column {column!r} has no value at all; drop it from --groups"
 MSG_SYSTEM_BAD_REPORT_ARG = (
@@ -680,7 +698,7 @@ def handle_missing(frame, columns: Sequence[str], group_columns: Sequence[str], 
     n_total, n_bad = len(frame), int(bad_rows.sum())
     if not dropna:
         counts = na.sum()
-        detail = ", ".join(f"{c} ({int(k)} row(s))" for c, k in counts.items() if k)
+        detail = ", ".join(_capped([f"{c} ({int(k)} row(s))" for c, k in counts.items() if k]))
         template = MSG_MISSING_VALUES_PREDICT if what == "score" else MSG_MISSING_VALUES
         raise CLIError(template.format(path=path, detail=detail, n_rows=n_bad, n_total=n_total))
     if n_bad == n_total:
@@ -695,7 +713,7 @@ def handle_missing(frame, columns: Sequence[str], group_columns: Sequence[str], 
             parts.append(", ".join(f"{a}={v}" for a, v in zip(group_columns, key)) + f": {int(k)}")
     if (~known).any():
         parts.append(f"(group value missing): {int((~known).sum())}")
-    message = MSG_DROPPED.format(n_rows=n_bad, n_total=n_total, detail="; ".join(parts))
+    message = MSG_DROPPED.format(n_rows=n_bad, n_total=n_total, detail="; ".join(_capped(parts)))
     return frame.loc[~bad_rows].reset_index(drop=True), message
 
 
@@ -711,8 +729,7 @@ def _check_target(y, column: str, task: str) -> None:
         if len(values) == 1:
             raise CLIError(MSG_CLI_ONE_CLASS.format(column=column, value=_py(values[0])))
         if len(values) != 2:
-            shown = sorted(map(str, values))
-            shown = shown[:6] + ["..."] if len(shown) > 6 else shown
+            shown = _capped(sorted(map(str, values)), 6)
             raise CLIError(MSG_CLI_NOT_BINARY.format(column=column, n=len(values), values=", ".join(shown)))
     elif not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         bad = y[pd.to_numeric(y, errors="coerce").isna()]
@@ -745,7 +762,7 @@ def _check_group_columns(frame, group_columns: Sequence[str]) -> None:
                 spellings.setdefault(x, []).append(str(v))
         clash = [sorted(s) for s in spellings.values() if len(s) > 1]
         if clash:
-            raise CLIError(MSG_CLI_GROUP_AMBIGUOUS.format(column=c, values=", ".join(clash[0])))
+            raise CLIError(MSG_CLI_GROUP_AMBIGUOUS.format(column=c, values=", ".join(_capped(clash[0]))))
 
 
 def _check_roles(target: str | None, groups: Sequence[str], features: Sequence[str]) -> None:
@@ -826,7 +843,7 @@ def _model_group_values(G, est: Any, *, strict: bool = False):
         if strict:
             unknown = sorted({str(v) for v in values if v not in set(levels)})
             if unknown:
-                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=unknown[:5], levels=levels))
+                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=_capped(unknown, 5), levels=_capped(levels)))
         out[name] = values
     return pd.DataFrame(out, index=G.index)
 
@@ -1113,12 +1130,12 @@ def _parse_system_report(text: str, system: Any) -> tuple:
             k, v = p.split("=", 1)
             k = k.strip()
             if k not in names or k in given:
-                raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=text, names=names))
+                raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
             given[k] = v.strip()
         elif len(names) == 1 and len(parts) == 1:
             given[names[0]] = p
         else:
-            raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=text, names=names))
+            raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     key = []
     for n in names:
         if n not in given:
@@ -1127,7 +1144,7 @@ def _parse_system_report(text: str, system: Any) -> tuple:
         levels = system.levels_[n]
         value = _value_matcher(levels)(given[n])
         if value not in set(levels):
-            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=[given[n]], levels=levels))
+            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=_capped([given[n]]), levels=_capped(levels)))
         key.append(value)
     return tuple(key)
 
@@ -1145,7 +1162,7 @@ def _system_group_values(G, system: Any, *, strict: bool = False):
         if strict:
             unknown = sorted({str(v) for v in values if v is not None and v not in set(levels)})
             if unknown:
-                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=unknown[:5], levels=levels))
+                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=_capped(unknown, 5), levels=_capped(levels)))
         out[name] = pd.Series(values, index=G.index, dtype=object)
     return pd.DataFrame(out, index=G.index)
 
@@ -1164,14 +1181,15 @@ def _parse_report(text: str, est: Any) -> Any:
         elif len(names) == 1 and len(parts) == 1:
             given[names[0]] = p
         else:
-            raise CLIError(MSG_BAD_REPORT_ARG.format(value=text, names=names))
+            raise CLIError(MSG_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     if sorted(given) != sorted(names):
-        raise CLIError(MSG_BAD_REPORT_ARG.format(value=text, names=names))
+        raise CLIError(MSG_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     key = []
     for n in names:
         value = _value_matcher(index.levels[n])(given[n])
         if value not in set(index.levels[n]):
-            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=[given[n]], levels=index.levels[n]))
+            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=_capped([given[n]]),
+                                                                levels=_capped(index.levels[n])))
         key.append(value)
     return tuple(key)
 
@@ -1236,6 +1254,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise CLIError(MSG_NEED_MATPLOTLIB)
     mf = _read_model(args.model)
     est = mf.estimator
+    if mf.kind != "system" and est.group_index_ is None:
+        raise CLIError(MSG_AUDIT_NO_GROUPS.format(path=args.model))
     target = args.target or mf.target
     groups = list(args.groups) if args.groups else mf.group_columns
     if target is None or groups is None:
@@ -1410,12 +1430,15 @@ def interrupted_message(written: Sequence[Any], detail: str | None = None) -> st
         parts: list[str] = []
         for folder, paths in folders.items():
             parts += paths if len(paths) <= 6 else [f"{len(paths)} files in {folder}"]
-        text = MSG_INTERRUPTED_KEPT.format(kept=", ".join(_capped(parts, 10)))
+        text = MSG_INTERRUPTED_KEPT.format(kept=", ".join(_capped(parts, 10, cut=False)))
     return f"{text} ({detail})" if detail else text
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    text = _one_line(message)
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]} ... ({len(text) - MAX_ERROR_CHARS} more characters)"
+    print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)
     return status
 
 

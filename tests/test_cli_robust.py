@@ -483,3 +483,46 @@ def test_demo_interrupted_while_its_files_are_renamed_keeps_all_and_says_so(tmp_
     assert sorted(p.name for p in out.iterdir()) == sorted(DEMO_FILES)
     assert (out / "demo_report.md").read_text(encoding="utf-8").startswith("# fairuse_opt demo report")
     assert pd.read_csv(out / "per_fold.csv")["fold"].nunique() == 2
+
+
+# --------------------------------------------------------------------------- lower priority
+def test_audit_of_a_model_without_group_attributes_says_why(small_model, tmp_path, capsys):
+    """``audit`` of an ``--encoding none`` model: one line that says the model uses no group
+    attribute (it said "the model was trained with []" after a progress line)."""
+    data, _ = small_model
+    model = tmp_path / "none.json"
+    assert main(fit_cmd(data, model, "--encoding", "none", "--fair-use", "none", "--quiet")) == 0
+    capsys.readouterr()
+    out = tmp_path / "r.json"
+    assert main(["audit", "--data", str(data), "--model", str(model), "--out", str(out)]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_AUDIT_NO_GROUPS.format(path=model)
+    assert not out.exists()
+
+
+def test_error_lines_are_capped_whatever_the_data(tmp_path, capsys):
+    """An error that lists levels stays short (some listed every level, over 10 KB): at most 20
+    levels and the count of the others, long cells cut to their start."""
+    rng = np.random.default_rng(3)
+    n = 600
+    df = pd.DataFrame({"x1": rng.normal(size=n)})
+    df["code"] = [f"level-{i:05d}-" + "x" * 40 for i in range(n)]  # 600 levels of 52 characters
+    df["sex"] = rng.choice(["F", "M"], n)
+    df["y"] = (df.x1 + rng.logistic(size=n) > 0).astype(int)
+    train = write_csv(df, tmp_path / "train.csv")
+    model = tmp_path / "m.json"
+    assert main(["fit", "--data", str(train), "--target", "y", "--groups", "sex", "--categorical", "code",
+                 "--encoding", "onehot", "--fair-use", "none", "--out", str(model), "--quiet"]) == 0
+    capsys.readouterr()
+    test = df.head(5).copy()
+    test.loc[0, "code"] = "z" * 10_000  # a 10 KB cell of an unknown level
+    write_csv(test, tmp_path / "test.csv")
+    assert main(["predict", "--model", str(model), "--data", str(tmp_path / "test.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    line = one_line_error(capsys)
+    assert len(line) < 2500, len(line)
+    assert "580 more" in line and "level-00000-" in line and "z" * 57 + "..." in line
+    # an unknown group value with a report of many attributes: the same caps
+    assert main(["predict", "--model", str(model), "--data", str(tmp_path / "test.csv"),
+                 "--out", str(tmp_path / "p.csv"), "--report", "sex=" + "q" * 20_000]) == 2
+    line = one_line_error(capsys)
+    assert len(line) < 2500 and "q" * 57 + "..." in line
