@@ -22,9 +22,19 @@ significance level; the L2 penalty of ``fit`` is ``--l2``); the values of ``--fa
 ``--margin``, ``--group-reg`` and ``--on-infeasible`` are spelled as the estimators'
 parameters and the model file's settings; an output path may not be an input or another
 output, and every file is written whole or not at all (a temporary file then a rename).
-Bad input exits with status 2 and one line on standard error; a fit or audit that cannot
-be done (for example a margin no model can meet) exits with status 1; Ctrl-C exits with
-status 130 and writes nothing.  Progress goes to standard error through :mod:`logging`
+A symbolic link as an output has its target replaced (the link stays); a character
+device, a pipe or ``/dev/stdout`` is written in place; a block device or socket is refused.
+Group and categorical columns are read exactly as written: only an empty cell is missing
+(``NA``, ``None``, ``null`` are values) unless ``--na-values`` names other spellings.  In
+comma-separated lists (``--groups``, ``--features``, ``--categorical``, ``--keep``,
+``--metrics``, ``--na-values``) and in ``--report NAME=VALUE,...``, a name or value that
+holds ``,``, ``=`` or ``\\`` writes it ``\\,``, ``\\=`` or ``\\\\``.
+Bad input exits with status 2 and one line on standard error (levels and values listed
+at most 20, the line at most 2,000 characters); a fit or audit that cannot be done (for
+example a margin no model can meet) exits with status 1; Ctrl-C exits with status 130
+and says what was written before it (nothing, or the files named; several outputs of one
+command are renamed together, so all of them or none); standard output closed by its
+reader after the outputs are written (``| head``) is not an error.  Progress goes to standard error through :mod:`logging`
 (logger ``fairuse_opt``, every line prefixed ``fairuse:``), results to standard output.
 
 Adding a subcommand: write ``add_NAME(subparsers)`` that registers its parser and sets
@@ -205,8 +215,62 @@ def progress(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+def _split_escaped(text: str, sep: str, maxsplit: int = -1) -> list[str]:
+    """Split ``text`` at each ``sep`` not preceded by a backslash; the escapes are kept (see
+    :func:`_unescape`)."""
+    parts, current, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        if ch == sep and maxsplit != 0:
+            parts.append("".join(current))
+            current = []
+            maxsplit -= 1
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str) -> str:
+    """``\\x`` -> ``x``: a backslash makes the next character (``,`` ``=`` or ``\\``) literal."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 def _csv_list(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
+    """Comma-separated names; a name holding a comma (or a backslash) writes it ``\\,``
+    (``\\\\``)."""
+    return [_unescape(s.strip()) for s in _split_escaped(text, ",") if s.strip()]
+
+
+def _report_pairs(text: str, names: list[str]) -> dict[str, str] | None:
+    """``--report NAME=VALUE,...`` as ``{name: value}`` (a lone VALUE for a single attribute);
+    ``,``, ``=`` and ``\\`` inside a name or value are written ``\\,``, ``\\=`` and ``\\\\``.
+    ``None`` when malformed or an attribute is given twice."""
+    parts = [p.strip() for p in _split_escaped(text, ",") if p.strip()]
+    given: dict[str, str] = {}
+    for p in parts:
+        pair = _split_escaped(p, "=", maxsplit=1)
+        if len(pair) == 2:
+            k, v = _unescape(pair[0].strip()), _unescape(pair[1].strip())
+            if k in given:
+                return None
+            given[k] = v
+        elif len(names) == 1 and len(parts) == 1:
+            given[names[0]] = _unescape(p)
+        else:
+            return None
+    return given
 
 
 def _solver_name(text: str) -> str:
@@ -367,7 +431,8 @@ def add_fit(sub) -> None:
     fit.add_argument("--data", required=True, help="CSV file with a header row")
     fit.add_argument("--target", required=True, help="target column")
     fit.add_argument("--groups", required=True, type=_csv_list,
-                     help="comma-separated group attribute columns, e.g. Age,Sex")
+                     help="comma-separated group attribute columns, e.g. Age,Sex (a name holding ',' "
+                          "or '=' writes it '\\,' or '\\=')")
     fit.add_argument("--features", type=_csv_list, default=None,
                      help="comma-separated feature columns (default: every other column)")
     fit.add_argument("--categorical", type=_csv_list, default=[],
@@ -433,7 +498,8 @@ def add_predict(sub) -> None:
     pred.add_argument("--report", default=None,
                       help="score every row as if it reported this group: NAME=VALUE,... for every "
                            "group attribute, e.g. Age=60+,Sex=Male (group columns are then not needed); "
-                           "for a system file an attribute left out is not reported")
+                           "for a system file an attribute left out is not reported; ',' '=' '\\' inside "
+                           "a name or value are written '\\,' '\\=' '\\\\'")
     pred.add_argument("--keep", type=_csv_list, default=[],
                       help="comma-separated columns of the data copied to the output (e.g. an id)")
     pred.add_argument("--groups", type=_csv_list, default=None,
@@ -1123,19 +1189,9 @@ def _parse_system_report(text: str, system: Any) -> tuple:
     """``--report`` for a system file: NAME=VALUE for the attributes reported; the others are
     not reported (``""``: nothing reported)."""
     names = list(system.group_names_)
-    parts = [p for p in (s.strip() for s in text.split(",")) if p]
-    given: dict[str, str] = {}
-    for p in parts:
-        if "=" in p:
-            k, v = p.split("=", 1)
-            k = k.strip()
-            if k not in names or k in given:
-                raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
-            given[k] = v.strip()
-        elif len(names) == 1 and len(parts) == 1:
-            given[names[0]] = p
-        else:
-            raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
+    given = _report_pairs(text, names)
+    if given is None or not set(given) <= set(names):
+        raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     key = []
     for n in names:
         if n not in given:
@@ -1172,17 +1228,8 @@ def _parse_report(text: str, est: Any) -> Any:
     if index is None:
         return None
     names = list(index.names)
-    parts = [p for p in (s.strip() for s in text.split(",")) if p]
-    given: dict[str, str] = {}
-    for p in parts:
-        if "=" in p:
-            k, v = p.split("=", 1)
-            given[k.strip()] = v.strip()
-        elif len(names) == 1 and len(parts) == 1:
-            given[names[0]] = p
-        else:
-            raise CLIError(MSG_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
-    if sorted(given) != sorted(names):
+    given = _report_pairs(text, names)
+    if given is None or sorted(given) != sorted(names):
         raise CLIError(MSG_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     key = []
     for n in names:

@@ -526,3 +526,34 @@ def test_error_lines_are_capped_whatever_the_data(tmp_path, capsys):
                  "--out", str(tmp_path / "p.csv"), "--report", "sex=" + "q" * 20_000]) == 2
     line = one_line_error(capsys)
     assert len(line) < 2500 and "q" * 57 + "..." in line
+
+
+def test_names_and_values_with_commas_and_equals_signs(tmp_path, capsys):
+    """``--groups`` and ``--report`` express names and values holding ``,`` or ``=`` with a
+    backslash (``\\,`` ``\\=``): a group column ``site,code`` with values ``x=1``/``x=2`` and a
+    column ``a=b`` with values ``y,1``/``y,2``."""
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame({"x1": rng.normal(size=n), "site,code": rng.choice(["x=1", "x=2"], n),
+                       "a=b": rng.choice(["y,1", "y,2"], n)})
+    df["y"] = (df.x1 + (df["a=b"] == "y,1") + rng.logistic(size=n) > 0.5).astype(int)
+    data = write_csv(df, tmp_path / "d.csv")
+    model = tmp_path / "m.json"
+    assert main(["fit", "--data", str(data), "--target", "y", "--groups", r"site\,code,a\=b", "--fair-use", "none",
+                 "--out", str(model), "--quiet"]) == 0, capsys.readouterr().err
+    doc = json.loads(model.read_text(encoding="utf-8"))
+    assert doc["input"]["group_columns"] == ["site,code", "a=b"]
+    own, reported = tmp_path / "own.csv", tmp_path / "reported.csv"
+    assert main(["predict", "--model", str(model), "--data", str(data), "--out", str(own), "--quiet"]) == 0
+    assert main(["predict", "--model", str(model), "--data", str(data), "--out", str(reported), "--quiet",
+                 "--report", r"site\,code=x\=2,a\=b=y\,1"]) == 0
+    rows = ((df["site,code"] == "x=2") & (df["a=b"] == "y,1")).to_numpy()
+    s_own = pd.read_csv(own)["score"].to_numpy()
+    s_rep = pd.read_csv(reported)["score"].to_numpy()
+    assert rows.sum() > 50
+    np.testing.assert_array_equal(s_rep[rows], s_own[rows])
+    assert not np.allclose(s_rep[~rows], s_own[~rows])
+    # without the escapes the names are not columns: one line saying which
+    assert main(["fit", "--data", str(data), "--target", "y", "--groups", "site,code,a=b",
+                 "--out", str(model), "--quiet"]) == 2
+    assert "not found" in one_line_error(capsys)
