@@ -1406,11 +1406,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from ._files import recording
 
+    program = argv is None  # run as the program (the fairuse script, python -m fairuse_opt)
     with recording() as written:
         try:
-            return _run(argv)
+            status = _run(argv)
         except KeyboardInterrupt as exc:
-            return _fail(interrupted_message(written, getattr(exc, "detail", None)), EXIT_INTERRUPTED)
+            status = _fail(interrupted_message(written, getattr(exc, "detail", None)), EXIT_INTERRUPTED)
+    if program:
+        _ignore_ctrl_c()  # the command is done: Ctrl-C while Python shuts down would only hide its status
+    return status
+
+
+def _ignore_ctrl_c() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run(argv: Sequence[str] | None) -> int:
