@@ -504,7 +504,12 @@ def add_predict(sub) -> None:
                       help="comma-separated columns of the data copied to the output (e.g. an id)")
     pred.add_argument("--groups", type=_csv_list, default=None,
                       help="group columns (default: from the model file)")
-    pred.add_argument("--out", required=True, help="CSV file of scores to write")
+    pred.add_argument("--dropna", action="store_true",
+                      help="drop rows with missing values in the feature (and, for a model file, group) "
+                           "columns, reported per group; use --keep to carry an id column")
+    pred.add_argument("--out", required=True, help="CSV file of scores to write: score, probability (of the "
+                                                   "class named in positive_class) and prediction, or "
+                                                   "prediction for regression")
     _add_na_values(pred)
     _add_quiet(pred)
     pred.set_defaults(func=cmd_predict)
@@ -765,7 +770,7 @@ def handle_missing(frame, columns: Sequence[str], group_columns: Sequence[str], 
     if not dropna:
         counts = na.sum()
         detail = ", ".join(_capped([f"{c} ({int(k)} row(s))" for c, k in counts.items() if k]))
-        template = MSG_MISSING_VALUES_PREDICT if what == "score" else MSG_MISSING_VALUES
+        template = MSG_MISSING_VALUES  # every subcommand has --dropna
         raise CLIError(template.format(path=path, detail=detail, n_rows=n_bad, n_total=n_total))
     if n_bad == n_total:
         raise CLIError(MSG_ALL_DROPPED.format(path=path, what=what))
@@ -1261,8 +1266,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
     frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep],
                        na_values=args.na_values)
-    handle_missing(frame, [*([] if system else groups), *feature_cols], groups, dropna=False, path=args.data,
-                   what="score")
+    n_read = len(frame)
+    frame, dropped = handle_missing(frame, [*([] if system else groups), *feature_cols], groups,
+                                    dropna=args.dropna, path=args.data, what="score")
+    if dropped:
+        progress(dropped)
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
     kw: dict[str, Any] = {}
     if grouped:
@@ -1272,9 +1280,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     out = frame[list(args.keep)].copy() if args.keep else pd.DataFrame(index=frame.index)
     score = est.decision_function(X, **kw)
+    positive = None
     if _task_of(mf) == "classification":
+        positive = mf.document["classes"]["values"][1]
         out["score"] = score
         out["probability"] = est.predict_proba(X, **kw)[:, 1]
+        out["positive_class"] = positive  # the class whose probability this is
         out["prediction"] = est.predict(X, **kw)
     else:
         out["prediction"] = score
@@ -1284,7 +1295,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _stage(staged, outs["--out"], out.to_csv(index=False))
         _commit(staged)
     what = f"as if every row reported {args.report}" if report is not None else "under each row's own group"
-    print(f"scored {len(out)} row(s) {what}; columns {', '.join(out.columns)}")
+    of = f" ({n_read - len(out)} row(s) with missing values dropped)" if len(out) < n_read else ""
+    prob = f"; probability is that of class {positive!r}" if positive is not None else ""
+    print(f"scored {len(out)} row(s){of} {what}; columns {', '.join(out.columns)}{prob}")
     return 0
 
 

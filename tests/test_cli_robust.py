@@ -557,3 +557,49 @@ def test_names_and_values_with_commas_and_equals_signs(tmp_path, capsys):
     assert main(["fit", "--data", str(data), "--target", "y", "--groups", "site,code,a=b",
                  "--out", str(model), "--quiet"]) == 2
     assert "not found" in one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- issue 23: predict
+def test_predict_dropna_drops_rows_with_a_missing_feature_and_says_so(small_model, tmp_path, capsys):
+    """``predict --dropna``: a missing feature value drops its row (reported per group), the
+    others are scored as without it; without --dropna one line says to pass it."""
+    data, model = small_model
+    df = pd.read_csv(data, keep_default_na=False, dtype={"region": str, "sex": str})
+    df["id"] = np.arange(len(df))
+    df["x2"] = df["x2"].astype(object)
+    df.loc[[2, 9, 11], "x2"] = ""
+    holes = write_csv(df, tmp_path / "holes.csv")
+    out = tmp_path / "p.csv"
+    args = ["predict", "--model", str(model), "--data", str(holes), "--out", str(out), "--keep", "id"]
+    assert main(args) == 2
+    assert "pass --dropna" in one_line_error(capsys)
+    assert main([*args, "--dropna"]) == 0
+    captured = capsys.readouterr()
+    lost = df.loc[[2, 9, 11], ["region", "sex"]].value_counts().sort_index()
+    detail = "; ".join(f"region={r}, sex={s}: {k}" for (r, s), k in lost.items())
+    assert cli.MSG_DROPPED.format(n_rows=3, n_total=len(df), detail=detail) in captured.err
+    assert "scored 397 row(s) (3 row(s) with missing values dropped)" in captured.out
+    scores = pd.read_csv(out)
+    full = tmp_path / "full.csv"
+    assert main(["predict", "--model", str(model), "--data", str(data), "--out", str(full), "--quiet"]) == 0
+    reference = pd.read_csv(full)
+    kept = np.setdiff1d(np.arange(len(df)), [2, 9, 11])
+    np.testing.assert_array_equal(scores["id"], kept)
+    np.testing.assert_array_equal(scores["score"], reference["score"].to_numpy()[kept])
+
+
+def test_predict_names_the_positive_class_of_text_labels(tmp_path, capsys):
+    """The ``probability`` column is that of the class named in ``positive_class``: for labels
+    no/yes, 'yes' (the second in sorted order, as the model file's classes)."""
+    df = region_frame()
+    df["y"] = df["y"].map({0: "no", 1: "yes"})
+    data = write_csv(df, tmp_path / "d.csv")
+    model, out = tmp_path / "m.json", tmp_path / "p.csv"
+    assert main(fit_cmd(data, model, "--fair-use", "none", "--quiet")) == 0
+    assert main(["predict", "--model", str(model), "--data", str(data), "--out", str(out)]) == 0
+    assert "probability is that of class 'yes'" in capsys.readouterr().out
+    scores = pd.read_csv(out)
+    assert (scores["positive_class"] == "yes").all()
+    assert set(scores["prediction"]) == {"no", "yes"}
+    np.testing.assert_array_equal(scores["prediction"] == "yes", scores["probability"] > 0.5)
+    assert json.loads(model.read_text(encoding="utf-8"))["classes"]["values"] == ["no", "yes"]
