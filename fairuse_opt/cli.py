@@ -188,13 +188,39 @@ class _Formatter(logging.Formatter):
         return f"{PROG}: [{time.perf_counter() - self.started:6.1f} s] {message}"
 
 
-class _Logging:
-    """Progress of one command: a handler on the ``fairuse_opt`` logger, removed afterwards."""
+#: Loggers whose progress lines a command shows by default: the command's own steps, and
+#: for ``fit --system`` the system's (split, one line per candidate fitted with its time,
+#: assignment).  The estimators' per-fit lines (``fairuse_opt.fit``: solver runs,
+#: objectives) show with ``--verbose``; warnings always show.
+SHOWN_LOGGERS = {"bench": ("fairuse_opt.cli", "fairuse_opt.bench"),
+                 "default": ("fairuse_opt.cli", "fairuse_opt.system", "fairuse_opt.bench")}
 
-    def __init__(self, quiet: bool):
+
+class _StepFilter(logging.Filter):
+    """Let through warnings, and progress lines of the loggers named (and their children)."""
+
+    def __init__(self, shown: Sequence[str]):
+        super().__init__()
+        self.shown = tuple(shown)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return any(record.name == n or record.name.startswith(n + ".") for n in self.shown)
+
+
+class _Logging:
+    """Progress of one command: a handler on the ``fairuse_opt`` logger, removed afterwards.
+
+    Default: one line per step of the command (with the time since it started); ``quiet``:
+    warnings only; ``verbose``: every progress line of the library too."""
+
+    def __init__(self, quiet: bool, verbose: bool = False, shown: Sequence[str] = SHOWN_LOGGERS["default"]):
         self.handler = logging.StreamHandler(sys.stderr)
         self.handler.setFormatter(_Formatter(time.perf_counter()))
         self.handler.setLevel(logging.WARNING if quiet else logging.INFO)
+        if not verbose:
+            self.handler.addFilter(_StepFilter(shown))
         self.root = logging.getLogger("fairuse_opt")
 
     def __enter__(self) -> "_Logging":
@@ -411,6 +437,8 @@ MSG_SYSTEM_BAD_REPORT_ARG = (
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines (warnings are still shown)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also the library's progress lines (each fit's solver runs and objectives)")
 
 
 def _add_na_values(p: argparse.ArgumentParser) -> None:
@@ -1140,7 +1168,8 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
         est.set_params(alpha=args.l2, solver=args.solver)
     generic = cls(encoding="none", alpha=args.l2, solver=args.solver)
     progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
-             f"assign size {size}, {len(pool)} candidate(s), metric {args.metric or 'default'}, alpha {level}, "
+             f"assign size {size}, {len(pool)} candidate(s), metric {metric}"
+             f"{'' if args.metric else ' (the default)'}, alpha {level}, "
              f"correction {args.correction}, test {args.test}, {args.n_boot} resamples, envy {args.envy}, "
              f"seed {args.seed}")
     system = fit_system(table.X, table.y, table.G, assign_size=size, candidates=pool, metric=args.metric,
@@ -1453,7 +1482,9 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
         return EXIT_INPUT
     args.argv = argv
-    with _Logging(quiet=args.quiet), warnings.catch_warnings():
+    shown = SHOWN_LOGGERS["bench" if args.command == "bench" else "default"]
+    with _Logging(quiet=args.quiet, verbose=getattr(args, "verbose", False), shown=shown), \
+            warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
             return args.func(args)

@@ -603,3 +603,48 @@ def test_predict_names_the_positive_class_of_text_labels(tmp_path, capsys):
     assert set(scores["prediction"]) == {"no", "yes"}
     np.testing.assert_array_equal(scores["prediction"] == "yes", scores["probability"] > 0.5)
     assert json.loads(model.read_text(encoding="utf-8"))["classes"]["values"] == ["no", "yes"]
+
+
+# --------------------------------------------------------------------------- issue 23: progress lines
+def test_fit_system_progress_is_one_line_per_step(small_model, tmp_path, capsys):
+    """``fit --system`` at the default level: one line per step (read, settings with the metric
+    by name, split, each of the 15 candidates with its time, assignment, written), none of the
+    estimators' per-fit lines ("fitting the generic model" before every candidate, solver
+    objectives); ``--verbose`` shows those too."""
+    import re
+
+    data, _ = small_model
+    out = tmp_path / "s.json"
+    args = ["fit", "--system", "--data", str(data), "--target", "y", "--groups", "region,sex", "--n-boot", "20",
+            "--out", str(out)]
+    assert main(args) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert all(re.match(r"fairuse: \[ *\d+\.\d s\] ", ln) for ln in lines), lines
+    assert not any("fitting the generic model" in ln or "objective" in ln for ln in lines)
+    assert "metric error (the default)" in lines[1] and "metric default" not in lines[1]
+    fitted = [ln for ln in lines if re.search(r"\] fitted \S+\[.*\] on \d+ rows in \d+\.\d+s$", ln)]
+    assert len(fitted) == 15
+    assert len(lines) == 15 + 8, lines  # read, settings, split, generic, 15 candidates, 3 assignment, wrote
+    assert main([*args, "--verbose", "--metric", "log_loss"]) == 0
+    verbose = capsys.readouterr().err
+    assert verbose.count("fitting the generic model") >= 15 and "metric log_loss," in verbose
+
+
+def test_bench_progress_is_one_line_per_cell(tmp_path, capsys):
+    """``fairuse bench`` prints one line per cell (and a few for the run), not the solver
+    iterations of every fit (479 lines for a small grid)."""
+    rng = np.random.default_rng(1)
+    n = 200
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "sex": rng.choice(["F", "M"], n)})
+    frame["y"] = (frame["x1"] + rng.logistic(size=n) > 0).astype(int)
+    frame.to_csv(tmp_path / "clinic.csv", index=False)
+    (tmp_path / "bench.toml").write_text(
+        'datasets = []\nfolds = 2\nn_boot = 20\nmodels = ["logistic"]\n'
+        'techniques = ["generic", "onehot", "pool"]\nmethods = ["unconstrained", "fairuse", "system"]\n'
+        '[[extra_datasets]]\nname = "clinic"\ncsv = "clinic.csv"\ntarget = "y"\ngroups = ["sex"]\n')
+    assert main(["bench", "--config", str(tmp_path / "bench.toml"), "--out", str(tmp_path / "out"),
+                 "--no-plots"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and ": warning: " not in ln]
+    cells = [ln for ln in lines if "clinic__f" in ln]
+    assert len(cells) == 2 * 4  # generic, onehot x (unconstrained, fairuse), pool system: per fold
+    assert len(lines) <= len(cells) + 3, lines

@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"output folder (default {DEFAULT_OUT}); a rerun resumes from its cells")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also the library's progress lines (every fit's solver runs; many lines)")
     return parser
 
 
