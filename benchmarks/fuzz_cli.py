@@ -318,15 +318,36 @@ def _fd1_to(path: Path):
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _fd_captured(fd: int, got: list[str]):
+    """Append what C code writes to file descriptor ``fd`` to ``got`` (OpenBLAS prints
+    LAPACK's argument errors to the standard output)."""
+    with tempfile.TemporaryFile() as tmp:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(fd)
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            got.append(tmp.read().decode("utf-8", "replace"))
+
+
 def run_main(argv: list[str], out: Outcome, *, fd1: Path | None = None) -> None:
-    """Run ``fairuse ARGV`` in this process; record status, stderr, CPU and wall time."""
+    """Run ``fairuse ARGV`` in this process; record status, stderr (Python's, and what C code
+    wrote to file descriptors 1 and 2), CPU and wall time."""
     from fairuse_opt.cli import main
 
     err, std = io.StringIO(), io.StringIO()
     t0, c0 = time.perf_counter(), time.process_time()
+    c_err: list[str] = []
     try:
-        with _alarm(WALL_LIMIT), contextlib.redirect_stderr(err), contextlib.redirect_stdout(std), \
-                (_fd1_to(fd1) if fd1 is not None else contextlib.nullcontext()):
+        with _alarm(WALL_LIMIT), _fd_captured(2, c_err), \
+                (_fd_captured(1, c_err) if fd1 is None else _fd1_to(fd1)), \
+                contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
             out.status = main(argv)
     except Hang:
         out.problem("hang", f"over {WALL_LIMIT:.0f} s of wall time")
@@ -334,7 +355,7 @@ def run_main(argv: list[str], out: Outcome, *, fd1: Path | None = None) -> None:
         out.problem("crash", f"{type(exc).__name__} out of main: {' '.join(str(exc).split())[:300]}")
     out.wall = time.perf_counter() - t0
     out.cpu = time.process_time() - c0
-    out.stderr = err.getvalue()
+    out.stderr = "".join(c_err) + err.getvalue()
     check_process(out)
 
 
@@ -893,6 +914,12 @@ def case_signals(rng, folder: Path, shared: Shared, out: Outcome) -> Callable[[]
         out.wall = time.perf_counter() - t0
         out.status = proc.returncode
         out.stderr = err
+        if out.status == -signal.SIGINT and "fairuse: error: interrupted" in err:
+            # Python itself ends by SIGINT (what a shell reports as 130) after Ctrl-C during the
+            # import of scikit-learn, even when the KeyboardInterrupt is caught (6 and 7 of 30
+            # interrupted `import sklearn.linear_model` in a script that catches it and ignores
+            # SIGINT afterwards): the command printed its message; for a shell the status is 130
+            out.status = 130
         check_process(out)
         if out.status != 130:
             return

@@ -341,9 +341,14 @@ def _l2(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"invalid penalty {text!r}: give a finite number >= 0")
+    if not math.isfinite(value) or not 0 <= value <= MAX_L2:
+        raise argparse.ArgumentTypeError(f"invalid penalty {text!r}: give a number from 0 to {MAX_L2:g}")
     return value
+
+
+#: Largest --l2: beyond it the shared weights are zero in practice, and near 1e308 the
+#: penalised objective overflows (a decoupled fit with --l2 1e308 failed in LAPACK).
+MAX_L2 = 1e12
 
 
 #: Largest seed: numpy and scikit-learn take seeds in [0, 2**32 - 1].

@@ -161,6 +161,7 @@ def fit_cmd(data, out, *extra):
     (["--l2", "inf"], ("--l2", "'inf'")),
     (["--l2", "-1"], ("--l2", "'-1'")),
     (["--l2", "nan"], ("--l2", "'nan'")),
+    (["--l2", "1e308", "--encoding", "decoupled"], ("--l2", "'1e308'", "from 0 to 1e+12")),
     (["--system", "--seed", "-1"], ("--seed", "'-1'")),
     (["--system", "--seed", str(2 ** 32)], ("--seed", f"'{2 ** 32}'")),
     (["--system", "--test", "exact", "--metric", "log_loss"], ("--test exact", "'log_loss'")),
