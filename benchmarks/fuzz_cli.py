@@ -806,6 +806,10 @@ def _toml(value: Any) -> str:
     return '"none"'
 
 
+def _tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(x, dict) for x in value)
+
+
 def case_configs(rng, folder: Path, shared: Shared, out: Outcome) -> Callable[[], None]:
     df = base_frame(rng, 120)
     df.to_csv(folder / "clinic.csv", index=False)
@@ -830,11 +834,12 @@ def case_configs(rng, folder: Path, shared: Shared, out: Outcome) -> Callable[[]
     if suffix == ".toml":
         lines = []
         for k, v in config.items():
-            if k == "extra_datasets" and isinstance(v, list) and all(isinstance(x, dict) for x in v):
+            if k == "extra_datasets" and _tables(v):
                 continue
             if v is not None:
                 lines.append(f"{k} = {_toml(v)}")
-        for d in config.get("extra_datasets") or []:
+        extra = config.get("extra_datasets")
+        for d in extra if _tables(extra) else []:
             if isinstance(d, dict):
                 lines.append("[[extra_datasets]]")
                 lines += [f"{k} = {_toml(v)}" for k, v in d.items() if v is not None]

@@ -191,3 +191,16 @@ def test_ctrl_c_before_any_cell_says_nothing_was_written(tmp_path, capsys, monke
     monkeypatch.setattr(_runner, "run_cell", ctrl_c)
     assert main(["bench", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 130
     assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_INTERRUPTED
+
+
+def test_the_shipped_my_clinic_config_says_what_to_fill_in(tmp_path, capsys):
+    """``benchmarks/configs/my-clinic.toml`` as shipped (its CSV is a placeholder): exit 2 with
+    one line naming the file it looked for and the keys to set (it was a raw [Errno 2])."""
+    repo = Path(__file__).resolve().parents[1]
+    config = repo / "benchmarks" / "configs" / "my-clinic.toml"
+    out = tmp_path / "out"
+    assert main(["bench", "--config", str(config), "--datasets", "my_clinic", "--out", str(out)]) == 2
+    line = one_line_error(capsys)
+    assert str((config.parent / "data" / "my_clinic.csv").resolve()) in line
+    assert "set 'csv' in the config" in line and "'target' and 'groups'" in line and "Errno" not in line
+    assert not out.exists()
