@@ -22,9 +22,19 @@ significance level; the L2 penalty of ``fit`` is ``--l2``); the values of ``--fa
 ``--margin``, ``--group-reg`` and ``--on-infeasible`` are spelled as the estimators'
 parameters and the model file's settings; an output path may not be an input or another
 output, and every file is written whole or not at all (a temporary file then a rename).
-Bad input exits with status 2 and one line on standard error; a fit or audit that cannot
-be done (for example a margin no model can meet) exits with status 1; Ctrl-C exits with
-status 130 and writes nothing.  Progress goes to standard error through :mod:`logging`
+A symbolic link as an output has its target replaced (the link stays); a character
+device, a pipe or ``/dev/stdout`` is written in place; a block device or socket is refused.
+Group and categorical columns are read exactly as written: only an empty cell is missing
+(``NA``, ``None``, ``null`` are values) unless ``--na-values`` names other spellings.  In
+comma-separated lists (``--groups``, ``--features``, ``--categorical``, ``--keep``,
+``--metrics``, ``--na-values``) and in ``--report NAME=VALUE,...``, a name or value that
+holds ``,``, ``=`` or ``\\`` writes it ``\\,``, ``\\=`` or ``\\\\``.
+Bad input exits with status 2 and one line on standard error (levels and values listed
+at most 20, the line at most 2,000 characters); a fit or audit that cannot be done (for
+example a margin no model can meet) exits with status 1; Ctrl-C exits with status 130
+and says what was written before it (nothing, or the files named; several outputs of one
+command are renamed together, so all of them or none); standard output closed by its
+reader after the outputs are written (``| head``) is not an error.  Progress goes to standard error through :mod:`logging`
 (logger ``fairuse_opt``, every line prefixed ``fairuse:``), results to standard output.
 
 Adding a subcommand: write ``add_NAME(subparsers)`` that registers its parser and sets
@@ -139,6 +149,30 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
+#: Most items an error message lists (levels, columns, values); the rest are counted, so
+#: that an error stays one readable line whatever the data.
+MAX_LISTED = 20
+
+
+#: Longest text of one listed item (a cell of 10 KB is shown by its start).
+MAX_ITEM_CHARS = 60
+#: Longest error line: a safety net behind the capped lists.
+MAX_ERROR_CHARS = 2000
+
+
+def _short(item: Any, width: int = MAX_ITEM_CHARS) -> Any:
+    if isinstance(item, str) and len(item) > width:
+        return f"{item[:width - 3]}..."
+    return item
+
+
+def _capped(items: Any, limit: int = MAX_LISTED, *, cut: bool = True) -> list:
+    """``items`` as a list: the first ``limit`` of them (long texts cut to their start,
+    unless ``cut`` is false) and ``'... N more'`` for the rest."""
+    items = [_short(i) if cut else i for i in items]
+    return items if len(items) <= limit else [*items[:limit], f"... {len(items) - limit} more"]
+
+
 # --------------------------------------------------------------------------- progress
 class _Formatter(logging.Formatter):
     """``fairuse: [  1.2 s] message`` for progress, ``fairuse: warning: message`` for warnings."""
@@ -154,13 +188,39 @@ class _Formatter(logging.Formatter):
         return f"{PROG}: [{time.perf_counter() - self.started:6.1f} s] {message}"
 
 
-class _Logging:
-    """Progress of one command: a handler on the ``fairuse_opt`` logger, removed afterwards."""
+#: Loggers whose progress lines a command shows by default: the command's own steps, and
+#: for ``fit --system`` the system's (split, one line per candidate fitted with its time,
+#: assignment).  The estimators' per-fit lines (``fairuse_opt.fit``: solver runs,
+#: objectives) show with ``--verbose``; warnings always show.
+SHOWN_LOGGERS = {"bench": ("fairuse_opt.cli", "fairuse_opt.bench"),
+                 "default": ("fairuse_opt.cli", "fairuse_opt.system", "fairuse_opt.bench")}
 
-    def __init__(self, quiet: bool):
+
+class _StepFilter(logging.Filter):
+    """Let through warnings, and progress lines of the loggers named (and their children)."""
+
+    def __init__(self, shown: Sequence[str]):
+        super().__init__()
+        self.shown = tuple(shown)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return any(record.name == n or record.name.startswith(n + ".") for n in self.shown)
+
+
+class _Logging:
+    """Progress of one command: a handler on the ``fairuse_opt`` logger, removed afterwards.
+
+    Default: one line per step of the command (with the time since it started); ``quiet``:
+    warnings only; ``verbose``: every progress line of the library too."""
+
+    def __init__(self, quiet: bool, verbose: bool = False, shown: Sequence[str] = SHOWN_LOGGERS["default"]):
         self.handler = logging.StreamHandler(sys.stderr)
         self.handler.setFormatter(_Formatter(time.perf_counter()))
         self.handler.setLevel(logging.WARNING if quiet else logging.INFO)
+        if not verbose:
+            self.handler.addFilter(_StepFilter(shown))
         self.root = logging.getLogger("fairuse_opt")
 
     def __enter__(self) -> "_Logging":
@@ -181,8 +241,62 @@ def progress(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+def _split_escaped(text: str, sep: str, maxsplit: int = -1) -> list[str]:
+    """Split ``text`` at each ``sep`` not preceded by a backslash; the escapes are kept (see
+    :func:`_unescape`)."""
+    parts, current, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        if ch == sep and maxsplit != 0:
+            parts.append("".join(current))
+            current = []
+            maxsplit -= 1
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str) -> str:
+    """``\\x`` -> ``x``: a backslash makes the next character (``,`` ``=`` or ``\\``) literal."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 def _csv_list(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
+    """Comma-separated names; a name holding a comma (or a backslash) writes it ``\\,``
+    (``\\\\``)."""
+    return [_unescape(s.strip()) for s in _split_escaped(text, ",") if s.strip()]
+
+
+def _report_pairs(text: str, names: list[str]) -> dict[str, str] | None:
+    """``--report NAME=VALUE,...`` as ``{name: value}`` (a lone VALUE for a single attribute);
+    ``,``, ``=`` and ``\\`` inside a name or value are written ``\\,``, ``\\=`` and ``\\\\``.
+    ``None`` when malformed or an attribute is given twice."""
+    parts = [p.strip() for p in _split_escaped(text, ",") if p.strip()]
+    given: dict[str, str] = {}
+    for p in parts:
+        pair = _split_escaped(p, "=", maxsplit=1)
+        if len(pair) == 2:
+            k, v = _unescape(pair[0].strip()), _unescape(pair[1].strip())
+            if k in given:
+                return None
+            given[k] = v
+        elif len(names) == 1 and len(parts) == 1:
+            given[names[0]] = _unescape(p)
+        else:
+            return None
+    return given
 
 
 def _solver_name(text: str) -> str:
@@ -209,6 +323,45 @@ def _level(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid level {text!r}: give a number in (0, 1)") from None
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"invalid level {text!r}: give a number in (0, 1)")
+    return value
+
+
+def _test_level(text: str) -> float:
+    """A significance level: in (0, 0.5), as the audit and the system require."""
+    value = _level(text)
+    if value >= 0.5:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r}: give a number in (0, 0.5)")
+    return value
+
+
+def _l2(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 <= value <= MAX_L2:
+        raise argparse.ArgumentTypeError(f"invalid penalty {text!r}: give a number from 0 to {MAX_L2:g}")
+    return value
+
+
+#: Largest --l2: beyond it the shared weights are zero in practice, and near 1e308 the
+#: penalised objective overflows (a decoupled fit with --l2 1e308 failed in LAPACK).
+MAX_L2 = 1e12
+
+
+#: Largest seed: numpy and scikit-learn take seeds in [0, 2**32 - 1].
+MAX_SEED = 2 ** 32 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer from 0 to {MAX_SEED}")
     return value
 
 
@@ -267,6 +420,19 @@ MSG_FIT_NEEDS_SYSTEM = "{flags}: given without --system; these flags set the cer
 MSG_FIT_BAD_ASSIGN_SIZE = (
     "--assign-size {value!r} is invalid: give a share in (0, 1) or a number of rows"
 )
+MSG_FIT_EXACT_METRIC = (
+    "--test exact is McNemar's test, which applies to the error rate only (--metric error, "
+    "classification); the metric here is {metric!r}: leave --test out or use --metric error"
+)
+MSG_FEATURE_RANGE = (
+    "data file {path}: feature column(s) {columns} have values that are not finite or are beyond "
+    "±{limit:g} in {n_rows} row(s); fix or drop them"
+)
+MSG_AUDIT_NO_GROUPS = (
+    "model file {path} uses no group attribute (fitted with --encoding none): it gives every group the "
+    "scores of its generic model, so an audit per group has nothing to compare; audit a model fitted "
+    "with group attributes (any other --encoding)"
+)
 MSG_FIT_NO_REPORTED_VALUE = "group column {column!r} has no value at all; drop it from --groups"
 MSG_SYSTEM_BAD_REPORT_ARG = (
     "--report {value!r} is invalid: give group attributes as NAME=VALUE, comma-separated; an "
@@ -276,6 +442,16 @@ MSG_SYSTEM_BAD_REPORT_ARG = (
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines (warnings are still shown)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also the library's progress lines (each fit's solver runs and objectives)")
+
+
+def _add_na_values(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--na-values", type=_csv_list, default=[], metavar="TEXT,...",
+                   help="cell spellings that mean a missing value (with --system: an attribute not "
+                        "reported); group and categorical columns are read exactly as written, so by "
+                        "default only an empty cell is missing there (NA, None, null are values); "
+                        "numeric columns also read NA, NaN, null, ... as missing")
 
 
 def add_fit(sub) -> None:
@@ -288,7 +464,8 @@ def add_fit(sub) -> None:
     fit.add_argument("--data", required=True, help="CSV file with a header row")
     fit.add_argument("--target", required=True, help="target column")
     fit.add_argument("--groups", required=True, type=_csv_list,
-                     help="comma-separated group attribute columns, e.g. Age,Sex")
+                     help="comma-separated group attribute columns, e.g. Age,Sex (a name holding ',' "
+                          "or '=' writes it '\\,' or '\\=')")
     fit.add_argument("--features", type=_csv_list, default=None,
                      help="comma-separated feature columns (default: every other column)")
     fit.add_argument("--categorical", type=_csv_list, default=[],
@@ -302,7 +479,7 @@ def add_fit(sub) -> None:
     fit.add_argument("--margin", action=_Store, default="0",
                      help="gain required of every group over the generic model (margin=): a number "
                           "(loss units) or se:k (k standard errors); default 0")
-    fit.add_argument("--l2", type=float, default=1e-3, metavar="L2",
+    fit.add_argument("--l2", type=_l2, default=1e-3, metavar="L2",
                      help="weight of the L2 penalty on the shared weights (the estimators' alpha=; default 1e-3)")
     fit.add_argument("--alpha", action=_Store, default=None, metavar="LEVEL",
                      help="with --system: family-wise significance level of the assignment (default 0.1); "
@@ -337,8 +514,9 @@ def add_fit(sub) -> None:
                         help="full (default) or minimal: a single candidate where it significantly helps")
     system.add_argument("--no-envy", dest="envy", action=_StoreFalse,
                         help="keep personalizations that another reporting option would rather have (envy=False)")
-    system.add_argument("--seed", action=_Store, type=int, default=0,
+    system.add_argument("--seed", action=_Store, type=_seed, default=0,
                         help="seed of the split and the bootstrap (default 0)")
+    _add_na_values(fit)
     _add_quiet(fit)
     fit.set_defaults(func=cmd_fit)
 
@@ -353,12 +531,19 @@ def add_predict(sub) -> None:
     pred.add_argument("--report", default=None,
                       help="score every row as if it reported this group: NAME=VALUE,... for every "
                            "group attribute, e.g. Age=60+,Sex=Male (group columns are then not needed); "
-                           "for a system file an attribute left out is not reported")
+                           "for a system file an attribute left out is not reported; ',' '=' '\\' inside "
+                           "a name or value are written '\\,' '\\=' '\\\\'")
     pred.add_argument("--keep", type=_csv_list, default=[],
                       help="comma-separated columns of the data copied to the output (e.g. an id)")
     pred.add_argument("--groups", type=_csv_list, default=None,
                       help="group columns (default: from the model file)")
-    pred.add_argument("--out", required=True, help="CSV file of scores to write")
+    pred.add_argument("--dropna", action="store_true",
+                      help="drop rows with missing values in the feature (and, for a model file, group) "
+                           "columns, reported per group; use --keep to carry an id column")
+    pred.add_argument("--out", required=True, help="CSV file of scores to write: score, probability (of the "
+                                                   "class named in positive_class) and prediction, or "
+                                                   "prediction for regression")
+    _add_na_values(pred)
     _add_quiet(pred)
     pred.set_defaults(func=cmd_predict)
 
@@ -375,15 +560,15 @@ def add_audit(sub) -> None:
                      help="comma-separated metrics (default: error,auc,ece,log_loss for classification; "
                           "mse,mae for regression)")
     aud.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    aud.add_argument("--alpha", type=_level, default=0.1,
-                     help="significance level of the one-sided tests (default 0.1)")
+    aud.add_argument("--alpha", type=_test_level, default=0.1,
+                     help="significance level of the one-sided tests, in (0, 0.5) (default 0.1)")
     aud.add_argument("--correction", choices=tuple(CORRECTIONS), default="holm",
                      help="multiple-testing correction across groups (default: holm)")
     aud.add_argument("--test", choices=TESTS, default="bootstrap",
                      help="p-values: bootstrap (default) or exact (McNemar for error, DeLong for AUC)")
     aud.add_argument("--ci-level", type=_level, default=0.95,
                      help="level of the two-sided bootstrap intervals (default 0.95)")
-    aud.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    aud.add_argument("--seed", type=_seed, default=0, help="bootstrap seed (default 0)")
     aud.add_argument("--target", default=None, help="target column (default: from the model file)")
     aud.add_argument("--groups", type=_csv_list, default=None,
                      help="group columns (default: from the model file)")
@@ -394,6 +579,7 @@ def add_audit(sub) -> None:
     aud.add_argument("--plot", default=None, help="also write a plot (PNG; needs matplotlib)")
     aud.add_argument("--plot-metric", default=None,
                      help="metric shown in the plot (default: the first audited metric)")
+    _add_na_values(aud)
     _add_quiet(aud)
     aud.set_defaults(func=cmd_audit)
 
@@ -412,7 +598,7 @@ def add_demo(sub) -> None:
     demo.add_argument("--folds", type=_positive_int, default=None, help="folds (default 5, at least 2)")
     demo.add_argument("--n-boot", type=_positive_int, default=None,
                       help="bootstrap resamples of the audits and of the assignment (default 500)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the folds and the bootstrap (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the folds and the bootstrap (default 0)")
     _add_quiet(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -476,6 +662,8 @@ def check_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Pa
     dict
         ``{flag: Path}`` of the outputs given.
     """
+    from ._files import output_kind
+
     ins = {f: _resolved(p) for f, p in inputs.items() if p is not None}
     outs: dict[str, Path] = {}
     for flag, p in outputs.items():
@@ -487,6 +675,10 @@ def check_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Pa
             raise CLIError(MSG_OUT_DIR_MISSING.format(path=p, folder=folder))
         if path.is_dir():
             raise CLIError(MSG_OUT_IS_DIR.format(path=p))
+        try:  # a block device or a socket: refused before any work
+            output_kind(path)
+        except OSError as exc:
+            raise CLIError(MSG_CANNOT_WRITE.format(path=p, reason=_one_line(exc))) from None
         r = _resolved(p)
         for other, q in ins.items():
             if _same_file(r, q):
@@ -514,7 +706,16 @@ def _stage(staged: Any, path: Path, content: Any) -> None:
 
 
 # --------------------------------------------------------------------------- data
-def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Sequence[str] = ()):
+#: The cell spellings pandas reads as a missing value by default (``read_csv``'s
+#: ``na_values``): in numeric columns they still mean "missing"; in group and categorical
+#: columns only an empty cell does (``NA`` is North America, ``None`` a level), unless
+#: ``--na-values`` names a spelling.
+DEFAULT_NA_SPELLINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Sequence[str] = (),
+               na_values: Sequence[str] = ()):
     """Read a CSV file, checking that it exists, has rows and has the ``needed`` columns.
 
     Parameters
@@ -523,13 +724,21 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Se
         The CSV file (header row required).
     text_columns : sequence of str
         Columns read as text, exactly as written (group attributes, categorical
-        features); they are matched to the model file's values by value.
+        features): only an empty cell (or a spelling of ``na_values``) is missing, so
+        ``NA``, ``None`` or ``null`` are values; they are matched to the model file's
+        values by value.
     needed : sequence of str
         Columns that must be present.
+    na_values : sequence of str
+        More spellings of a missing cell, in every column (``--na-values``).  The other
+        columns also read pandas' default spellings (:data:`DEFAULT_NA_SPELLINGS`) as
+        missing.
 
     Returns
     -------
     DataFrame
+        A column that is not a text column and whose every non-missing cell is a
+        number is numeric (float64), even when a cell does not fit in an integer.
 
     Raises
     ------
@@ -548,10 +757,12 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Se
         columns = [str(c) for c in header.columns]
         missing = [c for c in dict.fromkeys(needed) if c not in columns]
         if missing:
-            shown = columns if len(columns) <= 30 else columns[:30] + ["..."]
-            raise CLIError(MSG_UNKNOWN_COLUMNS.format(missing=missing, path=path, columns=shown))
-        dtype = {c: str for c in text_columns if c in columns}
-        frame = pd.read_csv(p, dtype=dtype, keep_default_na=True)
+            raise CLIError(MSG_UNKNOWN_COLUMNS.format(missing=_capped(missing), path=path,
+                                                      columns=_capped(columns, 30)))
+        text = {c for c in text_columns if c in columns}
+        extra = [str(v) for v in na_values]
+        na = {c: ["", *extra] if c in text else [*DEFAULT_NA_SPELLINGS, *extra] for c in header.columns}
+        frame = pd.read_csv(p, dtype={c: str for c in text}, keep_default_na=False, na_values=na)
     except pd.errors.EmptyDataError:
         raise CLIError(MSG_EMPTY_FILE.format(path=path)) from None
     except pd.errors.ParserError as exc:
@@ -562,6 +773,13 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = (), needed: Se
         raise CLIError(MSG_BAD_CSV.format(path=path, reason=_one_line(exc))) from None
     if len(frame) == 0:
         raise CLIError(MSG_NO_DATA_ROWS.format(path=path))
+    for c in frame.columns:  # numbers pandas left as text (an integer beyond int64): numeric
+        col = frame[c]
+        if str(c) in text or pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        values = pd.to_numeric(col, errors="coerce")
+        if col.notna().any() and not (values.isna() & col.notna()).any():
+            frame[c] = values.astype("float64")
     return frame
 
 
@@ -584,8 +802,8 @@ def handle_missing(frame, columns: Sequence[str], group_columns: Sequence[str], 
     n_total, n_bad = len(frame), int(bad_rows.sum())
     if not dropna:
         counts = na.sum()
-        detail = ", ".join(f"{c} ({int(k)} row(s))" for c, k in counts.items() if k)
-        template = MSG_MISSING_VALUES_PREDICT if what == "score" else MSG_MISSING_VALUES
+        detail = ", ".join(_capped([f"{c} ({int(k)} row(s))" for c, k in counts.items() if k]))
+        template = MSG_MISSING_VALUES  # every subcommand has --dropna
         raise CLIError(template.format(path=path, detail=detail, n_rows=n_bad, n_total=n_total))
     if n_bad == n_total:
         raise CLIError(MSG_ALL_DROPPED.format(path=path, what=what))
@@ -599,7 +817,7 @@ def handle_missing(frame, columns: Sequence[str], group_columns: Sequence[str], 
             parts.append(", ".join(f"{a}={v}" for a, v in zip(group_columns, key)) + f": {int(k)}")
     if (~known).any():
         parts.append(f"(group value missing): {int((~known).sum())}")
-    message = MSG_DROPPED.format(n_rows=n_bad, n_total=n_total, detail="; ".join(parts))
+    message = MSG_DROPPED.format(n_rows=n_bad, n_total=n_total, detail="; ".join(_capped(parts)))
     return frame.loc[~bad_rows].reset_index(drop=True), message
 
 
@@ -615,8 +833,7 @@ def _check_target(y, column: str, task: str) -> None:
         if len(values) == 1:
             raise CLIError(MSG_CLI_ONE_CLASS.format(column=column, value=_py(values[0])))
         if len(values) != 2:
-            shown = sorted(map(str, values))
-            shown = shown[:6] + ["..."] if len(shown) > 6 else shown
+            shown = _capped(sorted(map(str, values)), 6)
             raise CLIError(MSG_CLI_NOT_BINARY.format(column=column, n=len(values), values=", ".join(shown)))
     elif not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         bad = y[pd.to_numeric(y, errors="coerce").isna()]
@@ -649,7 +866,7 @@ def _check_group_columns(frame, group_columns: Sequence[str]) -> None:
                 spellings.setdefault(x, []).append(str(v))
         clash = [sorted(s) for s in spellings.values() if len(s) > 1]
         if clash:
-            raise CLIError(MSG_CLI_GROUP_AMBIGUOUS.format(column=c, values=", ".join(clash[0])))
+            raise CLIError(MSG_CLI_GROUP_AMBIGUOUS.format(column=c, values=", ".join(_capped(clash[0]))))
 
 
 def _check_roles(target: str | None, groups: Sequence[str], features: Sequence[str]) -> None:
@@ -672,6 +889,9 @@ def _check_roles(target: str | None, groups: Sequence[str], features: Sequence[s
 def _parse_margin(text: str) -> Any:
     text = text.strip()
     if text.startswith("se:"):
+        k = _number(text[3:])
+        if k is None or k < 0:
+            raise CLIError(MSG_BAD_MARGIN.format(value=text))
         return text
     value = _number(text)
     if value is None or value < 0:
@@ -727,7 +947,7 @@ def _model_group_values(G, est: Any, *, strict: bool = False):
         if strict:
             unknown = sorted({str(v) for v in values if v not in set(levels)})
             if unknown:
-                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=unknown[:5], levels=levels))
+                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=_capped(unknown, 5), levels=_capped(levels)))
         out[name] = values
     return pd.DataFrame(out, index=G.index)
 
@@ -789,7 +1009,7 @@ def load_training_table(args: argparse.Namespace, *, partial_reports: bool = Fal
     explicit = list(args.features) if args.features is not None else []
     _check_roles(args.target, groups, explicit)
     frame = read_table(args.data, text_columns=[*groups, *args.categorical],
-                       needed=[args.target, *groups, *explicit, *args.categorical])
+                       needed=[args.target, *groups, *explicit, *args.categorical], na_values=args.na_values)
     features = explicit if args.features is not None else [
         c for c in frame.columns if c != args.target and c not in groups]
     _check_roles(args.target, groups, features)
@@ -810,8 +1030,27 @@ def load_training_table(args: argparse.Namespace, *, partial_reports: bool = Fal
     from .tabular import TabularEncoding
 
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
-    return TrainingTable(X=encoding.transform(frame), y=frame[args.target], G=frame[groups], encoding=encoding,
+    X = encoding.transform(frame)
+    _check_feature_range(X, args.data)
+    return TrainingTable(X=X, y=frame[args.target], G=frame[groups], encoding=encoding,
                          groups=groups, n_rows=len(frame), dropped=dropped)
+
+
+def _check_feature_range(X, path: Any) -> None:
+    """Refuse a feature value that is infinite (a cell ``1e999``) or too large to fit in
+    float64 (:data:`fairuse_opt._validation.MAX_FEATURE_MAGNITUDE`), naming the columns."""
+    import numpy as np
+
+    from ._validation import MAX_FEATURE_MAGNITUDE
+
+    values = X.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= MAX_FEATURE_MAGNITUDE)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        cols = [str(c) for c, b in zip(X.columns, bad.any(axis=0)) if b]
+        raise CLIError(MSG_FEATURE_RANGE.format(path=path, columns=_capped(cols), limit=MAX_FEATURE_MAGNITUDE,
+                                                n_rows=len(rows)))
 
 
 def write_model(path: Path, est: Any, table: TrainingTable, args: argparse.Namespace) -> None:
@@ -911,10 +1150,12 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
         if level >= 0.5:
             raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
     size = _parse_assign_size(args.assign_size)
-    if args.metric is not None:  # before anything is fitted
-        from .audit._metrics import get_metric
+    metric = args.metric or ("error" if args.task == "classification" else "mse")
+    from .audit._metrics import get_metric
 
-        get_metric(args.metric, args.task)
+    get_metric(metric, args.task)  # before anything is read or fitted
+    if args.test == "exact" and metric != "error":
+        raise CLIError(MSG_FIT_EXACT_METRIC.format(metric=metric))
     outs = check_paths({"--data": args.data}, {"--out": args.out})
     table = load_training_table(args, partial_reports=True)
     progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
@@ -932,7 +1173,8 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
         est.set_params(alpha=args.l2, solver=args.solver)
     generic = cls(encoding="none", alpha=args.l2, solver=args.solver)
     progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
-             f"assign size {size}, {len(pool)} candidate(s), metric {args.metric or 'default'}, alpha {level}, "
+             f"assign size {size}, {len(pool)} candidate(s), metric {metric}"
+             f"{'' if args.metric else ' (the default)'}, alpha {level}, "
              f"correction {args.correction}, test {args.test}, {args.n_boot} resamples, envy {args.envy}, "
              f"seed {args.seed}")
     system = fit_system(table.X, table.y, table.G, assign_size=size, candidates=pool, metric=args.metric,
@@ -986,19 +1228,9 @@ def _parse_system_report(text: str, system: Any) -> tuple:
     """``--report`` for a system file: NAME=VALUE for the attributes reported; the others are
     not reported (``""``: nothing reported)."""
     names = list(system.group_names_)
-    parts = [p for p in (s.strip() for s in text.split(",")) if p]
-    given: dict[str, str] = {}
-    for p in parts:
-        if "=" in p:
-            k, v = p.split("=", 1)
-            k = k.strip()
-            if k not in names or k in given:
-                raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=text, names=names))
-            given[k] = v.strip()
-        elif len(names) == 1 and len(parts) == 1:
-            given[names[0]] = p
-        else:
-            raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=text, names=names))
+    given = _report_pairs(text, names)
+    if given is None or not set(given) <= set(names):
+        raise CLIError(MSG_SYSTEM_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     key = []
     for n in names:
         if n not in given:
@@ -1007,7 +1239,7 @@ def _parse_system_report(text: str, system: Any) -> tuple:
         levels = system.levels_[n]
         value = _value_matcher(levels)(given[n])
         if value not in set(levels):
-            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=[given[n]], levels=levels))
+            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=_capped([given[n]]), levels=_capped(levels)))
         key.append(value)
     return tuple(key)
 
@@ -1025,7 +1257,7 @@ def _system_group_values(G, system: Any, *, strict: bool = False):
         if strict:
             unknown = sorted({str(v) for v in values if v is not None and v not in set(levels)})
             if unknown:
-                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=unknown[:5], levels=levels))
+                raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=col, values=_capped(unknown, 5), levels=_capped(levels)))
         out[name] = pd.Series(values, index=G.index, dtype=object)
     return pd.DataFrame(out, index=G.index)
 
@@ -1035,23 +1267,15 @@ def _parse_report(text: str, est: Any) -> Any:
     if index is None:
         return None
     names = list(index.names)
-    parts = [p for p in (s.strip() for s in text.split(",")) if p]
-    given: dict[str, str] = {}
-    for p in parts:
-        if "=" in p:
-            k, v = p.split("=", 1)
-            given[k.strip()] = v.strip()
-        elif len(names) == 1 and len(parts) == 1:
-            given[names[0]] = p
-        else:
-            raise CLIError(MSG_BAD_REPORT_ARG.format(value=text, names=names))
-    if sorted(given) != sorted(names):
-        raise CLIError(MSG_BAD_REPORT_ARG.format(value=text, names=names))
+    given = _report_pairs(text, names)
+    if given is None or sorted(given) != sorted(names):
+        raise CLIError(MSG_BAD_REPORT_ARG.format(value=_short(text), names=_capped(names)))
     key = []
     for n in names:
         value = _value_matcher(index.levels[n])(given[n])
         if value not in set(index.levels[n]):
-            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=[given[n]], levels=index.levels[n]))
+            raise CLIError(MSG_UNKNOWN_GROUP_VALUE.format(column=n, values=_capped([given[n]]),
+                                                                levels=_capped(index.levels[n])))
         key.append(value)
     return tuple(key)
 
@@ -1074,9 +1298,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(MSG_MODEL_NO_GROUPS.format(path=args.model))
     feature_cols = _feature_columns(mf)
     text_cols = [*groups, *(mf.encoding.categorical if mf.encoding is not None else [])]
-    frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep])
-    handle_missing(frame, [*([] if system else groups), *feature_cols], groups, dropna=False, path=args.data,
-                   what="score")
+    frame = read_table(args.data, text_columns=text_cols, needed=[*groups, *feature_cols, *args.keep],
+                       na_values=args.na_values)
+    n_read = len(frame)
+    frame, dropped = handle_missing(frame, [*([] if system else groups), *feature_cols], groups,
+                                    dropna=args.dropna, path=args.data, what="score")
+    if dropped:
+        progress(dropped)
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
     kw: dict[str, Any] = {}
     if grouped:
@@ -1086,9 +1314,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     out = frame[list(args.keep)].copy() if args.keep else pd.DataFrame(index=frame.index)
     score = est.decision_function(X, **kw)
+    positive = None
     if _task_of(mf) == "classification":
+        positive = mf.document["classes"]["values"][1]
         out["score"] = score
         out["probability"] = est.predict_proba(X, **kw)[:, 1]
+        out["positive_class"] = positive  # the class whose probability this is
         out["prediction"] = est.predict(X, **kw)
     else:
         out["prediction"] = score
@@ -1098,7 +1329,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _stage(staged, outs["--out"], out.to_csv(index=False))
         _commit(staged)
     what = f"as if every row reported {args.report}" if report is not None else "under each row's own group"
-    print(f"scored {len(out)} row(s) {what}; columns {', '.join(out.columns)}")
+    of = f" ({n_read - len(out)} row(s) with missing values dropped)" if len(out) < n_read else ""
+    prob = f"; probability is that of class {positive!r}" if positive is not None else ""
+    print(f"scored {len(out)} row(s){of} {what}; columns {', '.join(out.columns)}{prob}")
     return 0
 
 
@@ -1115,12 +1348,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise CLIError(MSG_NEED_MATPLOTLIB)
     mf = _read_model(args.model)
     est = mf.estimator
+    if mf.kind != "system" and est.group_index_ is None:
+        raise CLIError(MSG_AUDIT_NO_GROUPS.format(path=args.model))
     target = args.target or mf.target
     groups = list(args.groups) if args.groups else mf.group_columns
     if target is None or groups is None:
         raise CLIError(MSG_MODEL_NO_INPUT.format(path=args.model))
     _check_roles(target, groups, [])
     metrics = args.metrics or _csv_list(DEFAULT_METRICS[_task_of(mf)])
+    from .audit._metrics import resolve_metrics
+
+    resolve_metrics(metrics, _task_of(mf))  # unknown, repeated or wrong-task names: before the data is read
     if args.plot_metric is not None and args.plot_metric not in metrics:
         raise CLIError(MSG_PLOT_METRIC_NOT_AUDITED.format(metric=args.plot_metric, metrics=metrics))
     feature_cols = _feature_columns(mf)
@@ -1129,7 +1367,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from .audit import audit
     except ImportError as exc:  # the audit module is optional until it lands
         raise CLIError(MSG_NO_AUDIT.format(reason=_one_line(exc)), EXIT_FAILED) from None
-    frame = read_table(args.data, text_columns=text_cols, needed=[target, *groups, *feature_cols])
+    frame = read_table(args.data, text_columns=text_cols, needed=[target, *groups, *feature_cols],
+                       na_values=args.na_values)
     frame, dropped = handle_missing(frame, [target, *groups, *feature_cols], groups, dropna=args.dropna,
                                     path=args.data, what="audit")
     X = mf.encoding.transform(frame) if mf.encoding is not None else frame[feature_cols]
@@ -1212,34 +1451,102 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 success, 1 a fit or audit that could not be done, 2 bad input,
         130 interrupted (Ctrl-C).
     """
-    try:
-        argv = list(sys.argv[1:] if argv is None else argv)
-        parser = build_parser()
+    from ._files import recording
+
+    program = argv is None  # run as the program (the fairuse script, python -m fairuse_opt)
+    with recording() as written:
         try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
-            return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
-        if args.command is None:
-            commands = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
-            print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
-            return EXIT_INPUT
-        args.argv = argv
-        with _Logging(quiet=args.quiet), warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            try:
-                return args.func(args)
-            except CLIError as exc:
-                return _fail(str(exc), exc.status)
-            except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
-                return _fail(str(exc), EXIT_INPUT)
-            except FairUseError as exc:  # infeasible margin, solver failure, failed verification
-                return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
-    except KeyboardInterrupt:
-        return _fail(MSG_INTERRUPTED, EXIT_INTERRUPTED)
+            status = _run(argv)
+        except KeyboardInterrupt as exc:
+            status = _fail(interrupted_message(written, getattr(exc, "detail", None)), EXIT_INTERRUPTED)
+    if program:
+        _ignore_ctrl_c()  # the command is done: Ctrl-C while Python shuts down would only hide its status
+    return status
+
+
+def _ignore_ctrl_c() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
+    except BrokenPipeError:  # `fairuse --help | head -1`
+        _stdout_to_devnull()
+        return 0
+    if args.command is None:
+        commands = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
+        print(f"{PROG}: error: {MSG_NO_COMMAND.format(commands=commands)}", file=sys.stderr)
+        return EXIT_INPUT
+    args.argv = argv
+    shown = SHOWN_LOGGERS["bench" if args.command == "bench" else "default"]
+    with _Logging(quiet=args.quiet, verbose=getattr(args, "verbose", False), shown=shown), \
+            warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except BrokenPipeError:  # standard output closed (`| head`, `| true`) while the summary was
+            _stdout_to_devnull()  # printed: the outputs were written before it, so this is success
+            return 0
+        except CLIError as exc:
+            return _fail(str(exc), exc.status)
+        except (InputError, ImportError, OSError) as exc:  # OSError: files (missing, unreadable)
+            return _fail(str(exc), EXIT_INPUT)
+        except FairUseError as exc:  # infeasible margin, solver failure, failed verification
+            return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # not a real file (captured in tests)
+        pass
+
+
+#: After Ctrl-C, when some outputs had been written: which ones were kept.
+MSG_INTERRUPTED_KEPT = "interrupted; kept what was written before: {kept}; nothing else was written"
+
+
+def interrupted_message(written: Sequence[Any], detail: str | None = None) -> str:
+    """The line printed after Ctrl-C: nothing was written, or exactly what was kept.
+
+    Parameters
+    ----------
+    written : sequence of path
+        The outputs written before the interruption (the :func:`fairuse_opt._files.recording`
+        journal).
+    detail : str, optional
+        A sentence the command adds (the benchmark: how a rerun resumes).
+    """
+    if not written:
+        text = MSG_INTERRUPTED
+    else:
+        folders: dict[str, list[str]] = {}
+        for p in dict.fromkeys(str(p) for p in written):
+            folders.setdefault(os.path.dirname(p) or ".", []).append(p)
+        parts: list[str] = []
+        for folder, paths in folders.items():
+            parts += paths if len(paths) <= 6 else [f"{len(paths)} files in {folder}"]
+        text = MSG_INTERRUPTED_KEPT.format(kept=", ".join(_capped(parts, 10, cut=False)))
+    return f"{text} ({detail})" if detail else text
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    text = _one_line(message)
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]} ... ({len(text) - MAX_ERROR_CHARS} more characters)"
+    print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)
     return status
 
 

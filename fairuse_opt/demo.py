@@ -401,27 +401,49 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
     assignment_df = pd.concat(assignment, ignore_index=True)
     story = findings(cells_df, counts, overall_df, assignment_df, folds=folds)
 
-    out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"folds": out / FOLDS_CSV, "assignment": out / ASSIGN_CSV}
-    cells_df.to_csv(paths["folds"], index=False)
-    assignment_df.to_csv(paths["assignment"], index=False)
-    if importlib.util.find_spec("matplotlib") is not None:
+    title = desc.split(" (")[0].split(";")[0]
+    plot = importlib.util.find_spec("matplotlib") is not None
+    if plot:
         paths["png"] = out / REPORT_PNG
-        _plot(cells_df, paths["png"], title=desc.split(" (")[0].split(";")[0])
     else:
         notes.append(MSG_NO_PLOT)
         say(notes[-1])
+    paths["markdown"] = out / REPORT_MD
     seconds = time.perf_counter() - started
     settings = {"data": data if isinstance(data, str) else "", "desc": desc, "n": len(y), "d": X.shape[1], "names": names, "n_groups": n_groups,
                 "folds": folds, "n_boot": n_boot, "seed": seed, "seconds": seconds, "version": __version__,
                 "command": command or f"fairuse demo --out {out}"}
-    paths["markdown"] = out / REPORT_MD
-    paths["markdown"].write_text(_markdown(cells_df, counts, overall_df, assignment_df, story, settings,
-                                           paths.get("png"), notes), encoding="utf-8")
+    _write_outputs(out, paths, {
+        "folds": cells_df.to_csv(index=False),
+        "assignment": assignment_df.to_csv(index=False),
+        **({"png": lambda name: _plot(cells_df, name, title=title)} if plot else {}),
+        "markdown": _markdown(cells_df, counts, overall_df, assignment_df, story, settings, paths.get("png"), notes),
+    })
     print(_terminal(counts, overall_df, assignment_df, story, settings, paths, notes), file=stdout)
     return DemoResult(cells=cells_df, counts=counts, overall=overall_df, assignment=assignment_df,
                       audits=audits, systems=systems, splits=splits, findings=story, paths=paths,
                       seconds=seconds, dataset=desc, notes=notes)
+
+
+def _write_outputs(out: Path, paths: dict[str, Path], contents: dict[str, Any]) -> None:
+    """Write the demo's files as one unit (:class:`fairuse_opt._files.Staged`): every file is
+    prepared first and they replace the old ones together, or none does; a folder created
+    here is removed again if nothing could be written."""
+    from ._files import Staged
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with Staged() as staged:
+            for key, content in contents.items():
+                staged.add(paths[key], content)
+            staged.commit()
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty
+        raise
 
 
 # --------------------------------------------------------------------------- the story
@@ -651,7 +673,7 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
     return "\n".join(lines)
 
 
-def _plot(cells: pd.DataFrame, path: Path, *, title: str) -> None:
+def _plot(cells: pd.DataFrame, path: Path | str, *, title: str) -> None:
     """Per method: every group's held-out gain in every fold, coloured by verdict."""
     from matplotlib.figure import Figure  # no pyplot: no backend or global state touched
     from matplotlib.lines import Line2D
@@ -684,7 +706,7 @@ def _plot(cells: pd.DataFrame, path: Path, *, title: str) -> None:
                frameon=False)
     fig.suptitle(f"{title}: held-out gain over the generic model per group, one dot per fold "
                  f"({n_folds} folds); colour = audit verdict", fontsize="medium")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # the name may be a temporary one
 
 
 # --------------------------------------------------------------------------- dataset comparison

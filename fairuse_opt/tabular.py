@@ -41,6 +41,12 @@ __all__ = ["TabularEncoding", "level_text"]
 _MSG_BAD_FIELD = "model file {source}: {field} {problem}"
 
 
+def _shown(items: Sequence, limit: int = 20, width: int = 60) -> list:
+    """At most ``limit`` items for a message, long texts cut (an error stays one short line)."""
+    out = [f"{v[:width - 3]}..." if isinstance(v, str) and len(v) > width else v for v in list(items)[:limit]]
+    return out + [f"... {len(items) - limit} more"] if len(items) > limit else out
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
@@ -90,7 +96,7 @@ def _numeric_levels(name: str, values: list) -> list | None:
         spellings.setdefault(x, set()).add(v if isinstance(v, str) else level_text(v))
     clash = [sorted(s) for s in spellings.values() if len(s) > 1]
     if clash:
-        raise InputError(MSG_LEVELS_AMBIGUOUS.format(column=name, values=clash[0]))
+        raise InputError(MSG_LEVELS_AMBIGUOUS.format(column=name, values=_shown(clash[0])))
     return [_canonical_number(x) for x in sorted(spellings)]
 
 
@@ -203,7 +209,7 @@ class TabularEncoding:
                 bad = values.isna() & col.notna()
                 if bad.any():
                     raise InputError(MSG_NOT_NUMBER.format(column=c["name"],
-                                                           values=_few(sorted(set(map(str, col[bad]))), 5)))
+                                                           values=_shown(sorted(set(map(str, col[bad]))), 5)))
                 out[c["feature"]] = values.to_numpy(dtype=np.float64, na_value=np.nan)
                 continue
             n_missing = int(col.isna().sum())
@@ -219,8 +225,8 @@ class TabularEncoding:
                 text = np.array([level_text(v) for v in cells], dtype=object)
                 unknown = sorted(set(text) - set(c["levels"]))
             if unknown:
-                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=_few(unknown, 5),
-                                                          levels=_few(c["levels"], 20)))
+                raise InputError(MSG_UNKNOWN_LEVEL.format(column=c["name"], values=_shown(unknown, 5),
+                                                          levels=_shown(c["levels"])))
             for level, feat in c["features"].items():
                 out[feat] = (text == level).astype(np.float64)
         return pd.DataFrame(out, index=frame.index, columns=self.feature_names)
@@ -272,13 +278,3 @@ class TabularEncoding:
         except InputError as exc:
             raise bad("input.columns", str(exc)) from None
         return enc
-
-
-def _few(values: list, k: int) -> Any:
-    """At most ``k`` values for an error message, each cut to 60 characters: the list
-    itself when it is short, else its first ``k`` and how many there are (an error line
-    names what is wrong; it does not list 5,000 levels)."""
-    cut = [v if len(repr(v)) <= 60 else repr(v)[:57] + "..." for v in values[:k]]
-    if len(values) <= k and cut == list(values):
-        return list(values)
-    return f"{cut}{' ...' if len(values) > k else ''} ({len(values)} in all)"

@@ -418,7 +418,8 @@ def test_predict_scores_equal_the_library(small_model, apnea_csv, tmp_path, caps
                  "--out", str(out), "--quiet"]) == 0
     assert "scored 1922 row(s) under each row's own group" in capsys.readouterr().out
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["id", "score", "probability", "prediction"]
+    assert list(scores.columns) == ["id", "score", "probability", "positive_class", "prediction"]
+    assert (scores["positive_class"] == 1).all()  # Apnea is 0/1: the probability is that of 1
     mf = model_io.read(small_model)
     X, G = mf.encoding.transform(frame), frame[["Age", "Sex"]]
     np.testing.assert_array_equal(scores["id"], frame["id"])

@@ -15,10 +15,15 @@ import pandas as pd
 from ..exceptions import InputError
 from ._errors import (
     MSG_CONFIG_DATASET,
+    MSG_CONFIG_DATASET_NAME,
+    MSG_CONFIG_DATASET_TWICE,
     MSG_CONFIG_KEY,
+    MSG_CONFIG_UNREADABLE,
+    MSG_CONFIG_VALUE,
     MSG_CONFIG_SUFFIX,
     MSG_CSV_COLUMNS,
     MSG_CSV_MISSING,
+    MSG_CSV_UNREADABLE,
     MSG_FOLDS,
     MSG_UNKNOWN_CHOICE,
 )
@@ -69,33 +74,79 @@ class DatasetSpec:
 
     @classmethod
     def from_value(cls, value: Any) -> "DatasetSpec":
-        """A registry name, or a mapping as in the config file."""
+        """A registry name, or a mapping as in the config file (every value's type checked)."""
         if isinstance(value, DatasetSpec):
             return value
         if isinstance(value, str):
-            return cls(name=value, loader=value)
+            return cls(name=_dataset_name(value), loader=value)
         if not isinstance(value, dict) or "name" not in value:
-            raise InputError(MSG_CONFIG_DATASET.format(name=value, problem="needs a 'name'"))
+            raise InputError(MSG_CONFIG_DATASET.format(name=_shown(value), problem="needs a 'name'"))
         v = dict(value)
-        name = v.pop("name")
+        name = _dataset_name(v.pop("name"))
         known = {"loader", "kwargs", "csv", "target", "groups", "features", "task", "dropna"}
-        extra = sorted(set(v) - known)
+        extra = sorted(map(str, set(v) - known))
         if extra:
-            raise InputError(MSG_CONFIG_DATASET.format(name=name, problem=f"unknown keys {extra}"))
+            raise InputError(MSG_CONFIG_DATASET.format(name=name, problem=f"unknown keys {_capped(extra)}"))
+
+        def bad(key: str, expected: str) -> InputError:
+            return InputError(MSG_CONFIG_DATASET.format(
+                name=name, problem=f"{key} = {_shown(v[key])} is invalid: {expected}"))
+
+        for key in ("loader", "csv", "target"):
+            if key in v and not (isinstance(v[key], str) and v[key]):
+                raise bad(key, "give a non-empty string")
         if "csv" in v:
             missing = [k for k in ("target", "groups") if k not in v]
             if missing:
                 raise InputError(MSG_CONFIG_DATASET.format(name=name, problem=f"missing {missing}"))
             groups = v["groups"]
-            groups = (groups,) if isinstance(groups, str) else tuple(groups)
+            groups = [groups] if isinstance(groups, str) else groups
+            if not _str_list(groups) or not groups:
+                raise bad("groups", "give a column name or a non-empty list of column names")
             feats = v.get("features")
-            return cls(name=name, csv=str(v["csv"]), target=v["target"], groups=groups,
+            if feats is not None and not _str_list(feats):
+                raise bad("features", "give a list of column names")
+            if v.get("task", "classification") not in ("classification", "regression"):
+                raise bad("task", "choose 'classification' or 'regression'")
+            if not isinstance(v.get("dropna", False), bool):
+                raise bad("dropna", "give true or false")
+            return cls(name=name, csv=v["csv"], target=v["target"], groups=tuple(groups),
                        features=None if feats is None else tuple(feats),
-                       task=v.get("task", "classification"), dropna=bool(v.get("dropna", False)))
+                       task=v.get("task", "classification"), dropna=v.get("dropna", False))
         if "loader" not in v:
             raise InputError(MSG_CONFIG_DATASET.format(name=name, problem="neither 'csv' nor 'loader'"))
-        return cls(name=name, loader=v["loader"],
-                   kwargs=tuple(sorted(dict(v.get("kwargs", {})).items())))
+        kwargs = v.get("kwargs", {})
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise bad("kwargs", "give a table of keyword arguments")
+        return cls(name=name, loader=v["loader"], kwargs=tuple(sorted(kwargs.items())))
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message stays one short line)."""
+    try:
+        text = repr(value)
+    except RecursionError:  # pragma: no cover - values come from TOML/JSON, depth-checked
+        text = "<deeply nested value>"
+    return text if len(text) <= limit else text[:limit - 5] + " ...]"
+
+
+def _capped(items: list, limit: int = 20) -> list:
+    return items if len(items) <= limit else [*items[:limit], f"... {len(items) - limit} more"]
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) and x for x in value)
+
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def _dataset_name(name: Any) -> str:
+    """A dataset name, which becomes part of file names (no '/', no leading '.')."""
+    if (not isinstance(name, str) or not 0 < len(name) <= 80 or name.startswith(".")
+            or not set(name) <= _NAME_CHARS):
+        raise InputError(MSG_CONFIG_DATASET_NAME.format(name=_shown(name)))
+    return name
 
 
 @dataclass(frozen=True)
@@ -202,25 +253,144 @@ def load_config(path: str | Path | None) -> BenchConfig:
     if path is None:
         return BenchConfig()
     path = Path(path)
-    if path.suffix.lower() == ".toml":
-        raw = tomllib.loads(path.read_text())
-    elif path.suffix.lower() == ".json":
-        raw = json.loads(path.read_text())
-    else:
-        raise InputError(MSG_CONFIG_SUFFIX.format(path=str(path)))
-    unknown = sorted(set(raw) - _CONFIG_KEYS)
+    raw = _read_config(path)
+    unknown = sorted(map(str, set(raw) - _CONFIG_KEYS))
     if unknown:
-        raise InputError(MSG_CONFIG_KEY.format(path=str(path), keys=unknown, known=sorted(_CONFIG_KEYS)))
+        raise InputError(MSG_CONFIG_KEY.format(path=str(path), keys=_capped(unknown), known=sorted(_CONFIG_KEYS)))
+    _check_values(raw, str(path))
     base = BenchConfig()
     raw = dict(raw)
     extra = raw.pop("extra_datasets", [])
     datasets = raw.pop("datasets", None)
     specs = [DatasetSpec.from_value(d) for d in (datasets if datasets is not None else base.datasets)]
     specs += [DatasetSpec.from_value(d) for d in extra]
+    names = [s.name for s in specs]
+    twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    if twice:
+        raise InputError(MSG_CONFIG_DATASET_TWICE.format(name=twice[0]))
     # a relative CSV path is read relative to the config file
     specs = [replace(s, csv=str((path.parent / s.csv).resolve())) if s.csv and not Path(s.csv).is_absolute()
              else s for s in specs]
+    for name in ("models", "techniques", "methods"):
+        if name in raw:
+            raw[name] = tuple(raw[name])
     return base.with_overrides(datasets=specs, **raw)
+
+
+#: Deepest nesting a config file may have (a config needs 3: a list of tables of lists).
+MAX_CONFIG_DEPTH = 20
+
+
+def _depth_ok(text: str, limit: int = MAX_CONFIG_DEPTH) -> bool:
+    """Whether brackets nest at most ``limit`` deep (checked before parsing, so that a
+    100,000-deep file fails with a message, not a RecursionError)."""
+    depth = 0
+    quote = None
+    escaped = False
+    comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":  # a TOML comment (JSON has none outside strings)
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _read_config(path: Path) -> dict:
+    """The config file as a mapping; every way it can be unreadable is an :class:`InputError`."""
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise InputError(MSG_CONFIG_SUFFIX.format(path=str(path)))
+    kind = "TOML" if suffix == ".toml" else "JSON"
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise InputError(MSG_CONFIG_UNREADABLE.format(path=str(path), kind=kind, reason=exc.strerror or exc)) from None
+    except UnicodeDecodeError:
+        raise InputError(MSG_CONFIG_UNREADABLE.format(path=str(path), kind=kind, reason="it is not UTF-8 text")) from None
+    if not _depth_ok(text):
+        raise InputError(MSG_CONFIG_UNREADABLE.format(
+            path=str(path), kind=kind, reason=f"values nest more than {MAX_CONFIG_DEPTH} deep"))
+    try:
+        if kind == "TOML":
+            raw = tomllib.loads(text)
+        else:
+            raw = json.loads(text, parse_constant=_no_constant)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:200] if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise InputError(MSG_CONFIG_UNREADABLE.format(path=str(path), kind=kind, reason=reason)) from None
+    if not isinstance(raw, dict):
+        raise InputError(MSG_CONFIG_UNREADABLE.format(
+            path=str(path), kind=kind, reason=f"the top level is a {type(raw).__name__}, not a table of settings"))
+    return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a config file may hold")
+
+
+def _integer(value: Any, low: int, high: int | None = None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+#: What each setting must be: key -> (check, what to give).
+_CHECKS = {
+    "folds": (lambda v: _integer(v, 2, 1000), "give an integer from 2 to 1000"),
+    "assign_size": (lambda v: _real(v) and 0 < v < 1, "give a number in (0, 1)"),
+    "n_boot": (lambda v: _integer(v, 1, 10 ** 6), "give an integer from 1 to 1,000,000"),
+    "alpha": (lambda v: _real(v) and 0 < v < 0.5, "give a number in (0, 0.5)"),
+    "correction": (lambda v: v in ("holm", "bonferroni"), "choose 'holm' or 'bonferroni'"),
+    "seed": (lambda v: _integer(v, 0, 2 ** 32 - 1), "give an integer from 0 to 4294967295"),
+    "models": (_str_list, "give a list of names"),
+    "techniques": (_str_list, "give a list of names"),
+    "methods": (_str_list, "give a list of names"),
+    "margin_se": (lambda v: _real(v) and v >= 0, "give a number >= 0"),
+    "system_metric": (lambda v: isinstance(v, dict) and set(v) <= {"classification", "regression"}
+                      and all(isinstance(x, str) for x in v.values()),
+                      "give a table with 'classification' and/or 'regression' metric names"),
+    "ccp_max_train": (lambda v: _integer(v, 1), "give an integer >= 1"),
+    "ccp_max_iter": (lambda v: _integer(v, 1), "give an integer >= 1"),
+    "decoupled_max_train": (lambda v: _integer(v, 1), "give an integer >= 1"),
+    "datasets": (lambda v: isinstance(v, list), "give a list of dataset names or tables"),
+    "extra_datasets": (lambda v: isinstance(v, list), "give a list of dataset tables"),
+}
+
+
+def _check_values(raw: dict, path: str) -> None:
+    for key, (ok, expected) in _CHECKS.items():
+        if key in raw and not ok(raw[key]):
+            raise InputError(MSG_CONFIG_VALUE.format(path=path, key=key, value=_shown(raw[key]), expected=expected))
+    if "system_metric" in raw:
+        from ..audit._metrics import get_metric
+
+        for task, name in raw["system_metric"].items():
+            get_metric(name, task)
+        raw["system_metric"] = {**BenchConfig().system_metric, **raw["system_metric"]}
+
+
+#: pandas' default spellings of a missing cell (for the columns that are not group columns).
+_DEFAULT_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 @lru_cache(maxsize=8)
@@ -263,8 +433,21 @@ def dataset_task(spec: DatasetSpec, y: pd.Series) -> str:
 
 
 def _load_csv(spec: DatasetSpec):
-    frame = pd.read_csv(spec.csv)
+    """A CSV dataset: group columns exactly as written (only an empty cell is missing: ``NA``
+    is a value), every other column as pandas reads it."""
     groups = list(spec.groups)
+    try:
+        header = [str(c) for c in pd.read_csv(spec.csv, nrows=0).columns]
+        na = {c: [""] if c in groups else _DEFAULT_NA for c in header}
+        frame = pd.read_csv(spec.csv, dtype={c: str for c in groups if c in header}, keep_default_na=False,
+                            na_values=na)
+    except FileNotFoundError:
+        raise InputError(MSG_CSV_UNREADABLE.format(name=spec.name, path=spec.csv, reason="no such file")) from None
+    except UnicodeDecodeError:
+        raise InputError(MSG_CSV_UNREADABLE.format(name=spec.name, path=spec.csv, reason="not UTF-8 text")) from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(MSG_CSV_UNREADABLE.format(name=spec.name, path=spec.csv,
+                                                   reason=" ".join(str(exc).split())[:200])) from None
     features = list(spec.features) if spec.features is not None else [
         c for c in frame.columns if c != spec.target and c not in groups]
     used = [spec.target, *groups, *features]

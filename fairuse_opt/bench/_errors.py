@@ -22,3 +22,11 @@ MSG_CAPPED_DECOUPLED = ("decoupled fits are capped at {cap} training rows (this 
                         "{n}); one full model per group through the conic solver takes minutes "
                         "there (raise decoupled_max_train in the config to run it)")
 MSG_FOLDS = "folds={value!r} is invalid: need an integer >= 2"
+MSG_CONFIG_UNREADABLE = "config file {path!r} cannot be read as {kind}: {reason}"
+MSG_CONFIG_VALUE = "config file {path!r}: {key} = {value} is invalid: {expected}"
+MSG_CONFIG_DATASET_NAME = ("config dataset {name}: a dataset name is 1 to 80 letters, digits, '_', '-' "
+                           "or '.' (not first), as it names the cell files")
+MSG_CONFIG_DATASET_TWICE = "config dataset {name!r} is listed twice; give each dataset its own name"
+MSG_CSV_UNREADABLE = ("CSV dataset {name!r}: cannot read {path!r}: {reason}; set 'csv' in the config to your "
+                      "CSV file (a relative path is read from the config file's folder) and 'target' and "
+                      "'groups' to its columns")

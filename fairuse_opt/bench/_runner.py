@@ -46,11 +46,11 @@ class CellStore:
         return self.folder / f"{cell_id}.json"
 
     def write(self, record: dict) -> Path:
+        from .._files import write_atomic
+
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.path(record["cell_id"])
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True, allow_nan=False, default=str))
-        os.replace(tmp, final)
+        write_atomic(final, json.dumps(record, indent=1, sort_keys=True, allow_nan=False, default=str))
         return final
 
     def read(self, cell_id: str) -> dict | None:

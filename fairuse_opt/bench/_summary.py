@@ -195,24 +195,29 @@ def write_outputs(run: Any, config: Any, out: str | os.PathLike[str], command: s
     dict
         The paths written, by name.
     """
+    from .._files import Staged
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = tidy_results(run.records)
     groups = tidy_groups(run.records)
-    results.to_csv(out / RESULTS_CSV, index=False)
-    groups.to_csv(out / GROUPS_CSV, index=False)
     meta = stamp(command)
     status = results.drop_duplicates("cell_id")["status"].value_counts().to_dict()
     meta.update({"wall_seconds": round(run.seconds, 1), "cells": len(run.cells),
                  "computed": len(run.computed), "reused": len(run.reused),
                  "status": {str(k): int(v) for k, v in status.items()},
                  "datasets_unavailable": run.datasets_unavailable, "settings": config.settings()})
-    (out / META_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True))
-    written = {"results": out / RESULTS_CSV, "groups": out / GROUPS_CSV, "meta": out / META_JSON}
-    figures = _plots(results, groups, out, config.alpha) if plots else {}
-    written.update(figures)
-    (out / SUMMARY_MD).write_text(_summary_text(results, run, meta, config, figures))
-    written["summary"] = out / SUMMARY_MD
+    # every output prepared first, then all renamed together: all of them or none
+    with Staged() as staged:
+        staged.add(out / RESULTS_CSV, results.to_csv(index=False))
+        staged.add(out / GROUPS_CSV, groups.to_csv(index=False))
+        staged.add(out / META_JSON, json.dumps(meta, indent=1, sort_keys=True))
+        written = {"results": out / RESULTS_CSV, "groups": out / GROUPS_CSV, "meta": out / META_JSON}
+        figures = _plots(results, groups, out, config.alpha, staged) if plots else {}
+        written.update(figures)
+        staged.add(out / SUMMARY_MD, _summary_text(results, run, meta, config, figures))
+        written["summary"] = out / SUMMARY_MD
+        staged.commit()
     return written
 
 
@@ -267,7 +272,12 @@ def _summary_text(results: pd.DataFrame, run: Any, meta: dict, config: Any, figu
     return "\n".join(lines)
 
 
-def _plots(results: pd.DataFrame, groups: pd.DataFrame, out: Path, alpha: float) -> dict:
+def _saver(fig: Any) -> Any:
+    return lambda name: fig.savefig(name, dpi=90, format="png")  # the name is a temporary one
+
+
+def _plots(results: pd.DataFrame, groups: pd.DataFrame, out: Path, alpha: float, staged: Any) -> dict:
+    """Draw the plots and stage them in ``staged``; return their paths by name."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -302,8 +312,10 @@ def _plots(results: pd.DataFrame, groups: pd.DataFrame, out: Path, alpha: float)
         ax.set_xlabel("(fold, group) cells")
     axes[0][0].legend(fontsize=7, loc="lower right")
     path = out / VIOLATIONS_PNG
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        staged.add(path, _saver(fig))
+    finally:
+        plt.close(fig)
     written["violations"] = path
     # 2. group gains with intervals, headline methods
     if len(groups):
@@ -336,7 +348,9 @@ def _plots(results: pd.DataFrame, groups: pd.DataFrame, out: Path, alpha: float)
                 ax.set_yticks(range(len(names)), names, fontsize=6)
                 ax.set_xlabel(f"gain in {metric} over generic (fold intervals; x: violation)", fontsize=7)
         path = out / GAINS_PNG
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        try:
+            staged.add(path, _saver(fig))
+        finally:
+            plt.close(fig)
         written["gains"] = path
     return written
