@@ -27,9 +27,10 @@ fair-use guarantee); the error rate is audited too.
 
 Outputs (folder ``out``): ``demo_report.md`` (the story, the counts, the system's
 decisions), ``demo_report.png`` (per group and method, the held-out gain of every fold,
-coloured by verdict), ``per_fold.csv`` (one row per fold, method, group and metric) and
-``assignment.csv`` (the system's assignment table of every fold).  The terminal summary
-fits 100 columns.  Nothing is created at import.
+coloured by verdict, every method on one x scale), ``per_fold.csv`` (one row per fold, method,
+group and metric) and ``assignment.csv`` (the system's assignment table of every fold).  Folds
+are numbered from 1 in all of them.  The terminal summary fits 100 columns.  Nothing is
+created at import.
 """
 
 from __future__ import annotations
