@@ -27,9 +27,10 @@ fair-use guarantee); the error rate is audited too.
 
 Outputs (folder ``out``): ``demo_report.md`` (the story, the counts, the system's
 decisions), ``demo_report.png`` (per group and method, the held-out gain of every fold,
-coloured by verdict), ``per_fold.csv`` (one row per fold, method, group and metric) and
-``assignment.csv`` (the system's assignment table of every fold).  The terminal summary
-fits 100 columns.  Nothing is created at import.
+coloured by verdict, every method on one x scale), ``per_fold.csv`` (one row per fold, method,
+group and metric) and ``assignment.csv`` (the system's assignment table of every fold).  Folds
+are numbered from 1 in all of them.  The terminal summary fits 100 columns.  Nothing is
+created at import.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ class DemoResult:
     Attributes
     ----------
     cells : DataFrame
-        One row per fold, method, group and metric: ``fold``, ``method``, ``group``,
+        One row per fold, method, group and metric: ``fold`` (numbered from 1, as in the
+        report and the CSV files), ``method``, ``group``,
         ``metric``, ``n`` (test rows), ``gain`` (held-out gain over the method's generic
         model, positive: better), ``verdict`` (the audit's), ``train_gain`` (the same
         gain on the training part; empty for the system) and ``served`` (system only:
@@ -133,14 +135,14 @@ class DemoResult:
     overall : DataFrame
         Per method (and ``generic``): mean over folds of the test log loss and error.
     assignment : DataFrame
-        The system's ``assignment_`` of every fold, with a ``fold`` column.
+        The system's ``assignment_`` of every fold, with a ``fold`` column (from 1).
     audits : dict
-        ``(fold, method) -> FairUseReport``.
+        ``(fold, method) -> FairUseReport``, the fold numbered from 1 as in ``cells``.
     systems : list
-        The fitted system of every fold.
+        The fitted system of every fold: fold ``k``'s is ``systems[k - 1]``.
     splits : list of tuple
-        ``(rest, test)`` row positions of every fold; the system's ``train_index_`` and
-        ``assign_index_`` are positions within ``rest``.
+        ``(rest, test)`` row positions of every fold (fold ``k``'s is ``splits[k - 1]``);
+        the system's ``train_index_`` and ``assign_index_`` are positions within ``rest``.
     findings : list of str
         The sentences of the story, as printed.
     paths : dict
@@ -299,7 +301,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
     n_boot : int, default 500
         Bootstrap resamples of each audit and of the system's assignment tests.
     seed : int, default 0
-        Seed of the folds; fold ``k`` seeds its split, system and audits with ``seed + k``.
+        Seed of the folds; fold ``k`` (numbered from 1) seeds its split, system and audits
+        with ``seed + k - 1``.
     progress : callable, optional
         Receives progress messages (the command line prints them on standard error).
     command : str, optional
@@ -360,35 +363,37 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
             X_tr, y_tr, g_tr = X_r.iloc[tr].reset_index(drop=True), y_r[tr], g_r.iloc[tr].reset_index(drop=True)
             missing = [m for m, k in keys.items() if k not in system.candidates_]
             if missing:
-                raise InputError(f"fold {fold}: the candidate(s) {missing} could not be fitted (see the warnings)")
+                raise InputError(f"fold {fold + 1}: the candidate(s) {missing} could not be fitted "
+                                 "(see the warnings)")
             models = {m: (system.candidates_[k], system.generic_) for m, k in keys.items()}
             boost = models["boosting"][0]
             models["boosting"] = (boost, boost.generic_)  # against the same learner without indicators
             models["system"] = (system, system.generic_)
             served = system.serving(g_t.drop_duplicates().reset_index(drop=True))
             served_by = dict(zip(served["report"], served["model"]))
-            row = {"fold": fold, "method": "generic", "n_test": len(test)}
+            number = fold + 1  # folds are numbered from 1 in every output; `fold` is a position
+            row = {"fold": number, "method": "generic", "n_test": len(test)}
             row["log_loss"], row["error"] = _losses(system.generic_.predict_proba(X_t)[:, 1], y_t)
             overall.append(row)
             for method, (model, generic) in models.items():
                 rep = audit(model, X_t, y_t, groups=g_t, generic=generic, metrics=list(METRICS), n_boot=n_boot,
                             alpha=ALPHA, correction="holm", random_state=seed + fold)
-                audits[(fold, method)] = rep
-                row = {"fold": fold, "method": method, "n_test": len(test)}
+                audits[(number, method)] = rep
+                row = {"fold": number, "method": method, "n_test": len(test)}
                 row["log_loss"], row["error"] = _losses(model.predict_proba(X_t, groups=g_t)[:, 1], y_t)
                 overall.append(row)
                 train = {} if method == "system" else _train_gains(model, generic, X_tr, y_tr, g_tr)
                 rat = rep.table[rep.table["condition"] == "rationality"]
                 for r in rat.itertuples(index=False):
-                    cells.append({"fold": fold, "method": method, "group": r.group, "metric": r.metric,
+                    cells.append({"fold": number, "method": method, "group": r.group, "metric": r.metric,
                                   "n": int(r.n), "gain": float(r.gain), "verdict": r.verdict,
                                   "train_gain": train.get((r.group, r.metric), np.nan),
                                   "served": served_by.get(r.group, "") if method == "system" else ""})
             a = system.assignment_.copy()
-            a.insert(0, "fold", fold)
+            a.insert(0, "fold", number)
             assignment.append(a)
             n_pers = sum(f[0] != "generic" for f in system.served_.values())
-            say(f"fold {fold + 1}/{folds}: {len(rest)} rows for training/assignment, {len(test)} test; the system "
+            say(f"fold {number}/{folds}: {len(rest)} rows for training/assignment, {len(test)} test; the system "
                 f"serves {n_pers} of {len(system.served_)} reporting options a personalized model "
                 f"({time.perf_counter() - t0:.1f} s)")
     kinds = sorted({f"{w.category.__name__}: {str(w.message).split(chr(10))[0][:160]}" for w in caught})
@@ -456,13 +461,13 @@ def _served_summary(assignment: pd.DataFrame) -> tuple[int, int, list[str]]:
     model`` lines), over the folds."""
     seen = assignment[(assignment["n"] > 0) & (assignment["option"] != ROOT)]
     pers = seen[seen["served"] != "generic"]
-    lines = [f"fold {int(r.fold) + 1}: {r.option} -> {r.served}" for r in pers.itertuples(index=False)]
+    lines = [f"fold {int(r.fold)}: {r.option} -> {r.served}" for r in pers.itertuples(index=False)]
     return len(pers), len(seen), lines
 
 
 def _cells_text(cells: pd.DataFrame, method: str, metric: str, verdict: str) -> str:
     sel = cells[(cells["method"] == method) & (cells["metric"] == metric) & (cells["verdict"] == verdict)]
-    return "; ".join(f"{r.group} (fold {int(r.fold) + 1}, n={int(r.n)}, gain {r.gain:+.3f})"
+    return "; ".join(f"{r.group} (fold {int(r.fold)}, n={int(r.n)}, gain {r.gain:+.3f})"
                      for r in sel.itertuples(index=False))
 
 
@@ -615,11 +620,12 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         f"({' x '.join(s['names'])}).", "",
         f"**Design.** {s['folds']} folds, stratified by group and label (seed {s['seed']}). In fold k the "
         f"other folds go to `fit_system(..., assign_size={ASSIGN_SHARE}, metric='{METRIC}', alpha={ALPHA}, "
-        f"n_boot={s['n_boot']}, random_state=seed+k)`: {int((1 - ASSIGN_SHARE) * 100)}% train every model "
+        f"n_boot={s['n_boot']}, random_state=seed+k-1)` (folds numbered from 1): "
+        f"{int((1 - ASSIGN_SHARE) * 100)}% train every model "
         f"below, {int(ASSIGN_SHARE * 100)}% is the system's assignment sample, which no model was trained "
         "on. Fold k itself is the test set: every method is audited there with "
         f"`audit(model, X_test, y_test, groups=g_test, generic=..., metrics={list(METRICS)}, "
-        f"n_boot={s['n_boot']}, alpha={ALPHA}, correction='holm', random_state=seed+k)`. A *cell* is a "
+        f"n_boot={s['n_boot']}, alpha={ALPHA}, correction='holm', random_state=seed+k-1)`. A *cell* is a "
         "(fold, group) pair; its verdict is the audit's rationality verdict (own report vs the generic "
         "model: gain > 0 means the group does better).", "",
         "**Methods.**", "",
@@ -655,10 +661,9 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         keep = [c for c in ("fold", "option", "n", "served", "gain_generic", "gain_generic_low",
                             "gain_generic_high", "p_adjusted", "reason") if c in a]
         a = a[keep].copy()
-        a["fold"] = a["fold"] + 1
         lines += [_md_table(a.reset_index(drop=True)), ""]
     sys_cells = cells[(cells["method"] == "system") & (cells["metric"] == METRIC)]
-    served = sys_cells.assign(fold="fold " + (sys_cells["fold"] + 1).astype(str)).pivot(
+    served = sys_cells.assign(fold="fold " + sys_cells["fold"].astype(str)).pivot(
         index="group", columns="fold", values="served")
     lines += ["The model served to each group on the test folds:", "",
               _md_table(served.reindex(list(dict.fromkeys(sys_cells["group"]))), "group"), ""]
@@ -666,47 +671,82 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
               f"`{FOLDS_CSV}` has every cell of every method and metric. The cells with a significant verdict "
               f"in {METRIC_LABEL[METRIC]}:", ""]
     sig = cells[(cells["metric"] == METRIC) & cells["verdict"].isin(["violation", "benefit"])]
-    sig = sig.assign(fold=sig["fold"] + 1)[["fold", "method", "group", "n", "gain", "train_gain", "verdict"]]
+    sig = sig[["fold", "method", "group", "n", "gain", "train_gain", "verdict"]]
     lines += [_md_table(sig.reset_index(drop=True)) if len(sig) else "(none)", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n_}" for n_ in notes], ""]
     return "\n".join(lines)
 
 
-def _plot(cells: pd.DataFrame, path: Path | str, *, title: str) -> None:
-    """Per method: every group's held-out gain in every fold, coloured by verdict."""
+def _plot(cells: pd.DataFrame, path: Path | str | None, *, title: str):
+    """Per method: every group's held-out gain in every fold, coloured by verdict.
+
+    The method panels share one x scale, so that gains compare across methods.  The scale
+    covers every judged cell; a "too small to judge" cell beyond it (a handful of test rows,
+    whose gain is noise) is drawn at the edge as a triangle with its value written.
+    Returns the figure (saved to ``path`` unless ``path`` is None).
+    """
     from matplotlib.figure import Figure  # no pyplot: no backend or global state touched
     from matplotlib.lines import Line2D
 
     from .audit import VERDICTS
-    from .audit._report import _COLOURS
+    from .audit._report import _COLOURS, TOO_SMALL
 
     c = cells[cells["metric"] == METRIC]
     groups = list(dict.fromkeys(c["group"]))
     methods = [m for m in METHODS if m in set(c["method"])]
     ypos = {gr: len(groups) - 1 - i for i, gr in enumerate(groups)}
-    n_folds = int(c["fold"].max()) + 1
-    fig = Figure(figsize=(2.6 * len(methods) + 2.5, 1.6 + 0.45 * len(groups)), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True))  # own x scale: gains differ in size
+    folds = sorted(set(c["fold"]))
+    step = min(0.12, 0.7 / max(len(folds), 1))
+    dy = {f: ((len(folds) - 1) / 2 - k) * step for k, f in enumerate(folds)}  # first fold on top
+    judged = c[c["verdict"] != TOO_SMALL]
+    base = (judged if len(judged) else c)["gain"].astype(float)
+    lo, hi = min(float(base.min()), 0.0), max(float(base.max()), 0.0)
+    pad = 0.06 * (hi - lo) if hi > lo else 0.01
+    lo, hi = lo - pad, hi + pad
+    label_width = max(len(gr) for gr in groups)
+    fig = Figure(figsize=(2.7 * len(methods) + 0.09 * label_width + 0.8, 2.6 + 0.5 * len(groups)),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(methods), sharex=True, sharey=True))
+    clipped = False
     for ax, m in zip(axes, methods):
-        part = c[c["method"] == m]
-        for r in part.itertuples(index=False):
-            dy = (r.fold - (n_folds - 1) / 2) * 0.12
-            ax.plot([r.gain], [ypos[r.group] + dy], marker="o", ms=5, ls="none", color=_COLOURS[r.verdict],
-                    markeredgecolor="black", markeredgewidth=0.3)
+        for r in c[c["method"] == m].itertuples(index=False):
+            y0 = ypos[r.group] + dy[r.fold]
+            style = dict(ms=6, ls="none", color=_COLOURS[r.verdict], markeredgecolor="black",
+                         markeredgewidth=0.4)
+            if lo <= r.gain <= hi:
+                ax.plot([r.gain], [y0], marker="o", **style)
+                continue
+            clipped = True
+            edge, marker, align = (hi, ">", "right") if r.gain > hi else (lo, "<", "left")
+            ax.plot([edge], [y0], marker=marker, clip_on=False, **style)
+            ax.annotate(f"{r.gain:+.2f}", (edge, y0), xytext=(-7 if align == "right" else 7, 0),
+                        textcoords="offset points", ha=align, va="center", fontsize="small")
+        for gr in groups[1::2]:  # bands guide the eye from a group's label across the panels
+            ax.axhspan(ypos[gr] - 0.5, ypos[gr] + 0.5, color="0.93", zorder=0, lw=0)
         ax.axvline(0.0, color="black", lw=0.8)
-        ax.set_title(m, fontsize="medium")
+        ax.set_title(m, fontsize="large")
         ax.grid(axis="x", alpha=0.3)
-        ax.set_xlabel(f"held-out gain in {METRIC_LABEL[METRIC]}")
-    axes[0].set_yticks([ypos[gr] for gr in groups], groups, fontsize="small")
+        ax.tick_params(axis="x", labelsize="medium")
+        ax.set_xlabel(f"gain in {METRIC_LABEL[METRIC]}", fontsize="medium")
+    axes[0].set_xlim(lo, hi)
+    axes[0].set_ylim(-0.5, len(groups) - 0.5)
+    axes[0].set_yticks([ypos[gr] for gr in groups], groups, fontsize="medium")
     used = set(c["verdict"])
     handles = [Line2D([], [], marker="o", ls="none", color=_COLOURS[v], markeredgecolor="black", label=v)
                for v in VERDICTS if v in used]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize="small",
+    if clipped:
+        handles.append(Line2D([], [], marker=">", ls="none", color="white", markeredgecolor="black",
+                              label="beyond the scale (value written)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize="medium",
                frameon=False)
-    fig.suptitle(f"{title}: held-out gain over the generic model per group, one dot per fold "
-                 f"({n_folds} folds); colour = audit verdict", fontsize="medium")
-    fig.savefig(path, dpi=110, format="png")  # the name may be a temporary one
+    head = (f"{title}: held-out gain in {METRIC_LABEL[METRIC]} over the generic model (> 0: the group does "
+            f"better), one x scale for every method; one dot per fold (folds {folds[0]}-{folds[-1]} from top to "
+            f"bottom), coloured by the audit's verdict")
+    fig.suptitle("\n".join(textwrap.wrap(head, int(fig.get_figwidth() * 11))), fontsize="large")
+    if path is not None:
+        fig.savefig(path, dpi=110, format="png")  # the name may be a temporary one
+    return fig
 
 
 # --------------------------------------------------------------------------- dataset comparison

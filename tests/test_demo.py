@@ -166,7 +166,7 @@ def _cells(violations: dict[str, int]) -> pd.DataFrame:
         for k, group in enumerate(["g1", "g2", "g3"]):
             for metric in METRICS:
                 harmed = metric == "log_loss" and k < violations.get(method, 0)
-                rows.append({"fold": 0, "method": method, "group": group, "metric": metric, "n": 50,
+                rows.append({"fold": 1, "method": method, "group": group, "metric": metric, "n": 50,
                              "gain": -0.1 if harmed else 0.01,
                              "verdict": "violation" if harmed else "inconclusive (estimate: gain)",
                              "train_gain": np.nan if method == "system" else 0.02,
@@ -179,7 +179,7 @@ def _overall() -> pd.DataFrame:
 
 
 def _assignment() -> pd.DataFrame:
-    return pd.DataFrame({"fold": [0, 0], "option": ["(nothing reported)", "A=g1"], "n": [30, 10],
+    return pd.DataFrame({"fold": [1, 1], "option": ["(nothing reported)", "A=g1"], "n": [30, 10],
                          "served": ["generic", "generic"]})
 
 
@@ -210,7 +210,7 @@ def test_demo_command_on_diabetes(tmp_path, capsys):
     md = (out / REPORT_MD).read_text(encoding="utf-8")
     assert f"`fairuse demo --out {out} --data diabetes --folds 2 --n-boot 50`" in md
     cells = pd.read_csv(out / FOLDS_CSV)
-    assert set(cells["fold"]) == {0, 1} and set(cells["method"]) == set(METHODS)
+    assert set(cells["fold"]) == {1, 2} and set(cells["method"]) == set(METHODS)  # numbered from 1
     assert cells.groupby(["fold", "method", "metric"]).size().eq(4).all()  # 4 groups
 
 

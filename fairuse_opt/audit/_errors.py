@@ -54,6 +54,10 @@ MSG_NEED_MATPLOTLIB = (
     "pip install 'fairuse_opt[plot]'"
 )
 MSG_PLOT_METRIC = "metric {name!r} is not in this report; it has {known}"
+MSG_PLOT_AX = (
+    "ax= must be one matplotlib Axes (one metric: its rationality panel only) or an array of "
+    "Axes of shape {expected} (per metric: rationality, envy), got {got}"
+)
 MSG_ADAPTER_NEEDS_GROUPS = (
     "SklearnGroupModel(encoding={encoding!r}).{method}() needs groups= (one value per row) or report="
 )

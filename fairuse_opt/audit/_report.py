@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._errors import MSG_NEED_MATPLOTLIB, MSG_PLOT_METRIC
+from ._errors import MSG_NEED_MATPLOTLIB, MSG_PLOT_AX, MSG_PLOT_METRIC
 from ..exceptions import InputError
 
 __all__ = ["FairUseReport", "AuditSummary", "VERDICTS", "format_number"]
@@ -393,7 +393,7 @@ class FairUseReport:
         return json.dumps(_round(payload, digits), indent=indent, default=_json_default,
                           allow_nan=False)
 
-    def plot(self, metric: str | list[str] | None = None):
+    def plot(self, metric: str | list[str] | None = None, *, ax: Any = None):
         """Plot each group's gain with the bound its verdict used, and an envy heat map.
 
         Needs matplotlib (the ``plot`` extra: ``pip install 'fairuse_opt[plot]'``).
@@ -402,17 +402,39 @@ class FairUseReport:
         ----------
         metric : str or list of str, optional
             Metric(s) to show, one row of panels each; default every audited metric.
+        ax : matplotlib Axes or array of Axes, optional
+            Where to draw; default a new figure (through ``matplotlib.pyplot``).  The grid
+            of the plot has shape ``(n_metrics, 2)``: per metric, the rationality panel then
+            the envy panel.  Give an array of Axes of that shape (a flat array of 2 Axes
+            for one metric, as ``plt.subplots(1, 2)`` returns), or a single Axes when one
+            metric is shown: it receives that metric's rationality panel only.  The envy
+            panels take their colour bar from the space of their Axes.  The legend goes
+            below the (sub)figure of the first Axes when its layout is constrained
+            (``layout="constrained"``), otherwise inside the first rationality panel.
 
         Returns
         -------
         matplotlib.figure.Figure
+            The figure drawn on (the figure of ``ax`` when given).
             Per metric, left: each group's rationality gain (dot) and the one-sided
             confidence bound the verdict used (bar from the bound, ``|``, to the gain),
             coloured by verdict; right: the envy gap of each group (rows) under each other
             report (columns), violations marked ``x``, "cannot change" marked ``=``.
+
+        Raises
+        ------
+        InputError
+            A metric that is not in the report; ``ax`` of the wrong shape or not Axes.
+
+        Examples
+        --------
+        >>> fig, axes = plt.subplots(1, 2, figsize=(12, 4))       # doctest: +SKIP
+        >>> report.plot("log_loss", ax=axes)                       # doctest: +SKIP
+        >>> report.plot("log_loss", ax=plt.gca())  # the rationality panel only  # doctest: +SKIP
         """
         try:
             import matplotlib.pyplot as plt
+            from matplotlib.axes import Axes
             from matplotlib.lines import Line2D
         except ImportError as exc:
             raise ImportError(MSG_NEED_MATPLOTLIB) from exc
@@ -423,22 +445,63 @@ class FairUseReport:
             if name not in known:
                 raise InputError(MSG_PLOT_METRIC.format(name=name, known=known))
         short = self.settings.get("short_labels", {})
-        n_groups = max(int((self.table["condition"] == "rationality").sum()
-                           // max(len(known), 1)), 2)
-        fig, axes = plt.subplots(len(metrics), 2, squeeze=False,
-                                 figsize=(13, 0.9 + len(metrics) * (1.3 + 0.4 * n_groups)),
-                                 layout="constrained", width_ratios=(1, 1.15))
+        grid = _plot_grid(ax, len(metrics), Axes)
+        if grid is None:
+            n_groups = max(int((self.table["condition"] == "rationality").sum()
+                               // max(len(known), 1)), 2)
+            fig, grid = plt.subplots(len(metrics), 2, squeeze=False,
+                                     figsize=(13, 0.9 + len(metrics) * (1.3 + 0.4 * n_groups)),
+                                     layout="constrained", width_ratios=(1, 1.15))
         used: set[str] = set()
-        for (ax_gain, ax_envy), name in zip(axes, metrics):
+        for (ax_gain, ax_envy), name in zip(grid, metrics):
             used |= _plot_rationality(ax_gain, self.table, name, short)
-            _plot_envy(fig, ax_envy, self.table, name, short)
+            if ax_envy is not None:
+                _plot_envy(ax_envy.figure, ax_envy, self.table, name, short)
         handles = [Line2D([], [], color=_COLOURS[v], marker="o", lw=2, label=v)
                    for v in VERDICTS if v in used]
         handles.append(Line2D([], [], color="black", marker="|", ls="none", ms=10, mew=2,
                               label="one-sided bound used by the verdict (corrected level)"))
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
-                   fontsize="small", frameon=False)
-        return fig
+        if ax is None:
+            fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+                       fontsize="small", frameon=False)
+            return fig
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+        first = grid[0][0]
+        if isinstance(first.figure.get_layout_engine(), ConstrainedLayoutEngine):
+            first.figure.legend(handles=handles, loc="outside lower center",
+                                ncol=min(len(handles), 4), fontsize="small", frameon=False)
+        else:  # no layout engine to make room outside the panels
+            first.legend(handles=handles, loc="best", fontsize="x-small", framealpha=0.8)
+        return _root_figure(first)
+
+
+def _plot_grid(ax: Any, n_metrics: int, axes_type: type) -> list | None:
+    """``ax`` as ``n_metrics`` pairs ``(rationality Axes, envy Axes or None)``; None for none."""
+    if ax is None:
+        return None
+    expected = f"({n_metrics}, 2)"
+    if isinstance(ax, axes_type):
+        if n_metrics != 1:
+            raise InputError(MSG_PLOT_AX.format(expected=expected,
+                                                got=f"one Axes for {n_metrics} metrics"))
+        return [(ax, None)]
+    arr = np.asarray(ax, dtype=object)
+    if arr.shape == (2,) and n_metrics == 1:
+        arr = arr.reshape(1, 2)
+    if arr.shape != (n_metrics, 2) or not all(isinstance(a, axes_type) for a in arr.flat):
+        kinds = sorted({type(a).__name__ for a in arr.flat})
+        got = f"shape {arr.shape}" + ("" if not arr.size else f" of {', '.join(kinds)}")
+        raise InputError(MSG_PLOT_AX.format(expected=expected, got=got))
+    return [tuple(row) for row in arr]
+
+
+def _root_figure(ax: Any) -> Any:
+    """The top-level Figure of ``ax`` (through any subfigures)."""
+    fig = ax.figure
+    while getattr(fig, "figure", fig) is not fig:
+        fig = fig.figure
+    return fig
 
 
 def _plot_rationality(ax, table: pd.DataFrame, metric: str, short: dict) -> set[str]:

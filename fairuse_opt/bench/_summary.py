@@ -277,80 +277,140 @@ def _saver(fig: Any) -> Any:
 
 
 def _plots(results: pd.DataFrame, groups: pd.DataFrame, out: Path, alpha: float, staged: Any) -> dict:
-    """Draw the plots and stage them in ``staged``; return their paths by name."""
+    """``violations.png`` (per metric, one row of heat maps: rationality violations, envy
+    violations and rationality benefits of every method on every dataset, summed over the
+    folds) and ``gains.png`` (per dataset, every group's gain in every fold for the headline
+    methods, one x scale per dataset), staged in ``staged``; return their paths by name.
+    Drawn without pyplot (no backend or global state touched); ``{}`` without matplotlib."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
     except ImportError:
         return {}
+    import textwrap
+
     written = {}
     ok = results[(results["status"] == "ok")]
     datasets = list(dict.fromkeys(ok["dataset"]))
     if not datasets:
         return {}
-    # 1. violations by method per dataset
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 2, 6), squeeze=False,
-                             sharey=False, layout="constrained")
-    for ax, dataset in zip(axes[0], datasets):
-        part = ok[ok["dataset"] == dataset]
-        task = part["task"].iloc[0]
-        metric = HEADLINE_METRICS[task][0]
-        m = part[part["metric"] == metric]
-        agg = m.groupby(["model", "technique", "method"], sort=False)[
-            ["rationality_violations", "rationality_benefits", "envy_violations"]].sum()
-        labels = [" ".join(k) for k in agg.index]
-        pos = np.arange(len(agg))
-        ax.barh(pos - 0.27, agg["rationality_violations"], height=0.27, color="tab:red",
-                label="rationality violations")
-        ax.barh(pos, agg["envy_violations"], height=0.27, color="tab:orange", label="envy violations")
-        ax.barh(pos + 0.27, agg["rationality_benefits"], height=0.27, color="tab:green",
-                label="rationality benefits")
-        ax.set_yticks(pos, labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.set_title(f"{dataset} ({metric})")
-        ax.set_xlabel("(fold, group) cells")
-    axes[0][0].legend(fontsize=7, loc="lower right")
+
+    def wrap(text: str, fig) -> str:
+        return "\n".join(textwrap.wrap(text, int(fig.get_figwidth() * 10)))
+
+    # 1. per metric: violations and benefits of every method on every dataset (heat maps)
+    kinds = (("rationality_violations", "rationality violations", "Reds"),
+             ("envy_violations", "envy violations", "Oranges"),
+             ("rationality_benefits", "rationality benefits", "Greens"))
+    metrics = list(dict.fromkeys(ok["metric"].dropna()))
+    rows = []  # per metric: (metric, datasets, method keys, {kind: counts (methods x datasets)})
+    for metric in metrics:
+        have = list(dict.fromkeys(ok[ok["metric"] == metric]["dataset"]))
+        cells = results[results["dataset"].isin(have)]
+        keys = list(dict.fromkeys(zip(cells["model"], cells["technique"], cells["method"])))
+        m = ok[ok["metric"] == metric]
+        counts = {}
+        for column, _, _ in kinds:
+            grid = np.full((len(keys), len(have)), np.nan)
+            for (*key, dataset), part in m.groupby(["model", "technique", "method", "dataset"], sort=False):
+                values = part[column].astype(float)
+                if values.notna().any():  # all NaN: nothing to audit (the generic model itself)
+                    grid[keys.index(tuple(key)), have.index(dataset)] = values.sum()
+            counts[column] = grid
+        rows.append((metric, have, keys, counts))
+    if not rows:  # no cell audited any metric
+        return {}
+    top = {column: max([np.nanmax(np.append(r[3][column], 0.0)) for r in rows] + [1.0])
+           for column, _, _ in kinds}
+    n_cols = max(len(r[1]) for r in rows)
+    label_width = max(len(" ".join(k)) for r in rows for k in r[2])
+    heights = [len(r[2]) * 0.24 + 1.9 for r in rows]
+    fig = Figure(figsize=(3 * (0.55 * n_cols + 0.5) + 0.085 * label_width + 0.6, sum(heights) + 0.9),
+                 layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(rows), 1, height_ratios=heights))
+    for sub, (metric, have, keys, counts) in zip(subfigs, rows):
+        axes = np.atleast_1d(sub.subplots(1, len(kinds), sharey=True))
+        for ax, (column, title, cmap) in zip(axes, kinds):
+            grid = counts[column]
+            ax.imshow(np.ma.masked_invalid(grid), cmap=colormaps[cmap].with_extremes(bad="0.9"), vmin=0,
+                      vmax=top[column], aspect="auto", interpolation="nearest")
+            for i, j in np.ndindex(grid.shape):
+                v = grid[i, j]
+                if np.isnan(v):
+                    ax.text(j, i, "\u2013", ha="center", va="center", fontsize="small", color="0.45")
+                elif v > 0:
+                    ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize="medium",
+                            color="white" if v > 0.6 * top[column] else "black")
+            ax.set_xlim(-0.5, n_cols - 0.5)  # every row of panels has cells of one width
+            ax.set_xticks(range(len(have)), have, rotation=40, ha="right", fontsize="medium")
+            ax.set_title(title, fontsize="medium")
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+            ax.spines["bottom"].set_bounds(-0.5, len(have) - 0.5)
+        axes[0].set_yticks(range(len(keys)), [" ".join(k) for k in keys], fontsize="medium")
+        sub.suptitle(f"{metric}: held-out (fold, group) cells summed over the folds", fontsize="large",
+                     fontweight="bold")
+    fig.suptitle(wrap(f"Held-out audit verdicts per method and dataset, one row of panels per metric "
+                      f"(significant at adjusted p <= {alpha}; colour scale shared down each column; "
+                      f"blank: 0; \u2013: not run, or nothing to audit, as for the generic model)", fig),
+                 fontsize="large")
     path = out / VIOLATIONS_PNG
-    try:
-        staged.add(path, _saver(fig))
-    finally:
-        plt.close(fig)
+    staged.add(path, _saver(fig))
     written["violations"] = path
-    # 2. group gains with intervals, headline methods
+    # 2. group gains with intervals, headline methods; one x scale per dataset (row)
     if len(groups):
         rat = groups[groups["condition"] == "rationality"]
-        fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 2.6 * len(datasets) + 0.5),
-                                 squeeze=False, layout="constrained")
-        for i, dataset in enumerate(datasets):
-            task = ok[ok["dataset"] == dataset]["task"].iloc[0]
+        tasks = {d: ok[ok["dataset"] == d]["task"].iloc[0] for d in datasets}
+        names = {}
+        for d in datasets:
+            part = rat[(rat["dataset"] == d) & (rat["metric"] == HEADLINE_METRICS[tasks[d]][0])]
+            names[d] = list(dict.fromkeys(part["group"]))
+        label_width = max([len(g) for n in names.values() for g in n] + [10])
+        heights = [max(len(names[d]), 2) * 0.32 + 1.3 for d in datasets]
+        fig = Figure(figsize=(3 * 3.6 + 0.085 * label_width + 0.6, sum(heights) + 1.0), layout="constrained")
+        subfigs = np.atleast_1d(fig.subfigures(len(datasets), 1, height_ratios=heights))
+        for sub, dataset in zip(subfigs, datasets):
+            task = tasks[dataset]
             metric = HEADLINE_METRICS[task][0]
-            for j, (label, (model, technique, method)) in enumerate(HEADLINE[task].items()):
-                ax = axes[i][j]
+            axes = np.atleast_1d(sub.subplots(1, len(HEADLINE[task]), sharex=True, sharey=True))
+            order = names[dataset]
+            for ax, (label, (model, technique, method)) in zip(axes, HEADLINE[task].items()):
                 sel = rat[(rat["dataset"] == dataset) & (rat["model"] == model)
                           & (rat["technique"] == technique) & (rat["method"] == method)
                           & (rat["metric"] == metric)]
                 ax.axvline(0, color="black", lw=0.7)
-                ax.set_title(f"{dataset}: {label}", fontsize=9)
+                ax.set_title(label, fontsize="medium")
+                ax.set_xlabel(f"gain in {metric}", fontsize="medium")
+                ax.tick_params(labelsize="medium")
+                ax.grid(axis="x", alpha=0.3)
                 if not len(sel):
                     ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
                     continue
-                names = list(dict.fromkeys(sel["group"]))
-                y = np.array([names.index(g) for g in sel["group"]]) + 0.12 * (sel["fold"].to_numpy() - 2)
+                folds = sorted(set(sel["fold"]))
+                step = min(0.12, 0.7 / len(folds))
+                dy = {f: ((len(folds) - 1) / 2 - k) * step for k, f in enumerate(folds)}  # first on top
+                y = np.array([len(order) - 1 - order.index(g) + dy[f]
+                              for g, f in zip(sel["group"], sel["fold"])])
                 gain = sel["gain"].astype(float).to_numpy()
                 lo = gain - sel["ci_low"].astype(float).to_numpy()
                 hi = sel["ci_high"].astype(float).to_numpy() - gain
                 viol = (sel["p_violation_adj"].astype(float) <= alpha).to_numpy()
-                ax.errorbar(gain, y, xerr=np.nan_to_num(np.vstack([lo, hi])), fmt="o", ms=3,
-                            color="tab:blue", ecolor="tab:blue", alpha=0.6, lw=0.8)
+                ax.errorbar(gain, y, xerr=np.nan_to_num(np.vstack([lo, hi])), fmt="o", ms=3.5,
+                            color="tab:blue", ecolor="tab:blue", alpha=0.6, lw=0.9)
                 if viol.any():
-                    ax.plot(gain[viol], y[viol], "x", color="tab:red", ms=7)
-                ax.set_yticks(range(len(names)), names, fontsize=6)
-                ax.set_xlabel(f"gain in {metric} over generic (fold intervals; x: violation)", fontsize=7)
+                    ax.plot(gain[viol], y[viol], "x", color="tab:red", ms=8, mew=2)
+            axes[0].set_ylim(-0.6, len(order) - 0.4)
+            axes[0].set_yticks(range(len(order)), order[::-1], fontsize="medium")
+            sub.suptitle(f"{dataset} ({metric})", fontsize="large", fontweight="bold")
+        handles = [Line2D([], [], color="tab:blue", marker="o", ms=4, lw=0.9,
+                          label="one fold: gain over the generic model, with its confidence interval"),
+                   Line2D([], [], color="tab:red", marker="x", ls="none", ms=8, mew=2,
+                          label=f"violation (adjusted p <= {alpha})")]
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize="medium", frameon=False)
+        fig.suptitle(wrap("Held-out gain of every group in every fold for the headline methods; "
+                          "one x scale per dataset", fig), fontsize="large")
         path = out / GAINS_PNG
-        try:
-            staged.add(path, _saver(fig))
-        finally:
-            plt.close(fig)
+        staged.add(path, _saver(fig))
         written["gains"] = path
     return written
