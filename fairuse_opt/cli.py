@@ -120,7 +120,9 @@ ENCODINGS = ("none", "onehot", "intersectional", "decoupled")
 FAIR_USE_VALUES = {"both": "both", "rationality": "rationality", "envy_freeness": "envy_freeness",
                    "none": None}
 CORRECTIONS = {"holm": "holm", "bonferroni": "bonferroni", "none": None}
-TESTS = ("bootstrap", "exact")
+TESTS = ("auto", "t", "bootstrap", "exact")
+#: Assignment procedures of ``fit --system`` (:func:`~fairuse_opt.fit_system`).
+PROCEDURES = ("ladder", "crossfit", "split")
 
 #: The logger of the command line's progress lines (a child of ``fairuse_opt``).
 logger = logging.getLogger("fairuse_opt.cli")
@@ -410,7 +412,7 @@ FIT_MODEL_ONLY = {"encoding": "--encoding", "fair_use": "--fair-use", "margin": 
 #: ``fit`` flags of the system, refused without ``--system``.
 FIT_SYSTEM_ONLY = {"assign_size": "--assign-size", "metric": "--metric", "seed": "--seed",
                    "n_boot": "--n-boot", "correction": "--correction", "test": "--test", "kind": "--kind",
-                   "envy": "--no-envy"}
+                   "envy": "--no-envy", "procedure": "--procedure"}
 MSG_FIT_NOT_WITH_SYSTEM = (
     "{flags}: not used by --system, which trains the default candidate pool (one-hot, "
     "intersectional and decoupled models, with and without fair use, on every subset of the "
@@ -498,20 +500,29 @@ def add_fit(sub) -> None:
     system.add_argument("--system", action="store_true",
                         help="build a certified system with fit_system instead of one model; rows with a "
                              "missing group value are partial reports (other missing values need --dropna)")
+    system.add_argument("--procedure", action=_Store, choices=PROCEDURES, default="ladder",
+                        help="ladder (default): candidates chosen by cross-validation on the training part, "
+                             "tested at shrinkage strengths on the whole assignment part; crossfit: out-of-fold "
+                             "evidence on every row, models refitted (approximate guarantee); split: the "
+                             "earlier design (see docs/system.md)")
     system.add_argument("--assign-size", action=_Store, default="0.3",
                         help="share (in (0, 1)) or number of rows kept out of training to assign the "
                              "models (default 0.3)")
     system.add_argument("--metric", action=_Store, default=None,
-                        help="assignment metric: error (default), log_loss, brier, auc, ece for "
-                             "classification; mse (default), mae for regression")
+                        help="assignment metric: log_loss (default; error with --procedure split or "
+                             "--test exact), error, brier, auc, ece for classification; mse (default), mae "
+                             "for regression")
     system.add_argument("--n-boot", action=_Store, type=_positive_int, default=1000,
                         help="bootstrap resamples of the assignment tests (default 1000)")
     system.add_argument("--correction", action=_Store, choices=tuple(CORRECTIONS), default="holm",
                         help="multiple-testing correction across the options tested (default: holm)")
-    system.add_argument("--test", action=_Store, choices=TESTS, default="bootstrap",
-                        help="assignment tests: bootstrap (default) or exact (McNemar; --metric error only)")
+    system.add_argument("--test", action=_Store, choices=TESTS, default="auto",
+                        help="assignment tests: auto (default: paired t-test for mean-of-row metrics, "
+                             "bootstrap otherwise; bootstrap with --procedure split), t, bootstrap, or exact "
+                             "(McNemar; --metric error only)")
     system.add_argument("--kind", action=_Store, choices=("full", "minimal"), default="full",
-                        help="full (default) or minimal: a single candidate where it significantly helps")
+                        help="--procedure split only: full (default) or minimal, a single candidate where it "
+                             "significantly helps")
     system.add_argument("--no-envy", dest="envy", action=_StoreFalse,
                         help="keep personalizations that another reporting option would rather have (envy=False)")
     system.add_argument("--seed", action=_Store, type=_seed, default=0,
@@ -1150,7 +1161,14 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
         if level >= 0.5:
             raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
     size = _parse_assign_size(args.assign_size)
-    metric = args.metric or ("error" if args.task == "classification" else "mse")
+    default_metric = "error" if (args.procedure == "split" or args.test == "exact") else "log_loss"
+    metric = args.metric or (default_metric if args.task == "classification" else "mse")
+    if args.kind != "full" and args.procedure != "split":
+        raise CLIError("--kind minimal: only with --procedure split")
+    if args.procedure == "crossfit" and "envy" in given:
+        raise CLIError("--no-envy: --procedure crossfit has no envy step; leave it out")
+    if args.test == "t" and args.procedure == "split":
+        raise CLIError("--test t: not with --procedure split (its tests are bootstrap or exact)")
     from .audit._metrics import get_metric
 
     get_metric(metric, args.task)  # before anything is read or fitted
@@ -1174,13 +1192,13 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
     generic = cls(encoding="none", alpha=args.l2, solver=args.solver)
     progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
              f"assign size {size}, {len(pool)} candidate(s), metric {metric}"
-             f"{'' if args.metric else ' (the default)'}, alpha {level}, "
-             f"correction {args.correction}, test {args.test}, {args.n_boot} resamples, envy {args.envy}, "
+             f"{'' if args.metric else ' (the default)'}, alpha {level}, procedure {args.procedure}, "
+             f"test {args.test}, {args.n_boot} resamples, envy {args.envy and args.procedure != 'crossfit'}, "
              f"seed {args.seed}")
-    system = fit_system(table.X, table.y, table.G, assign_size=size, candidates=pool, metric=args.metric,
-                        alpha=level, correction=CORRECTIONS[args.correction], test=args.test,
-                        n_boot=args.n_boot, envy=args.envy, kind=args.kind, task=args.task, generic=generic,
-                        random_state=args.seed)
+    system = fit_system(table.X, table.y, table.G, procedure=args.procedure, assign_size=size, candidates=pool,
+                        metric=metric, alpha=level, correction=CORRECTIONS[args.correction], test=args.test,
+                        n_boot=args.n_boot, envy=None if args.procedure == "crossfit" else args.envy,
+                        kind=args.kind, task=args.task, generic=generic, random_state=args.seed)
     write_system(outs["--out"], system, table, args)
     print(_assignment_text(system))
     return 0
@@ -1201,15 +1219,13 @@ def write_system(path: Path, system: Any, table: TrainingTable, args: argparse.N
 
 
 def _assignment_text(system: Any) -> str:
-    """The assignment table: per reporting option, rows, model served, gain and p-value."""
+    """Per reporting option: the model served, the gain with its bound, the adjusted p-value,
+    the smallest certifiable gain and the reason in words (:meth:`FairUseSystem.summary`)."""
     table = system.assignment_
     n_personal = int((table["served"] != "generic").sum())
-    cols = [c for c in ("option", "n", "served", "gain_generic", "p_adjusted") if c in table]
-    body = table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
     head = (f"system: {n_personal} of {len(table)} reporting option(s) served a personalized model; metric "
-            f"{system.metric_}, alpha {system.alpha:g} ({system.correction or 'no'} correction); "
-            f"per option seen in the assignment sample:")
-    return head + "\n" + body
+            f"{system.metric_}, alpha {system.alpha:g}; per option seen in the assignment sample:")
+    return head + "\n" + system.summary()
 
 
 # --------------------------------------------------------------------------- predict

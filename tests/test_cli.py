@@ -736,7 +736,7 @@ def system_files(tmp_path_factory):
     out = folder / "system.json"
     args = ["fit", "--system", "--data", str(train), "--target", "y", "--groups", "A,B", "--out", str(out),
             "--n-boot", "200", "--metric", "log_loss", "--no-envy", "--assign-size", "0.3", "--seed", "0",
-            "--alpha", "0.1", "--l2", "0.001"]
+            "--alpha", "0.1", "--l2", "0.001", "--procedure", "split"]  # split: partial reports personalized
     return folder, train, test, out, args
 
 
@@ -753,9 +753,9 @@ def test_fit_system_writes_a_system_file(system_files, capsys, caplog):
     assert any("split: 420 training rows, 180 assignment rows" in ln for ln in err)
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert doc["format"] == "fairuse_opt.model/2" and doc["estimator"] == "FairUseSystem"
-    assert doc["system"] == {"metric": "log_loss", "alpha": 0.1, "correction": "holm", "test": "bootstrap",
+    assert doc["system"] == {"metric": "log_loss", "alpha": 0.1, "correction": "holm", "test": "auto",
                              "n_boot": 200, "envy": False, "kind": "full", "min_group_size": 10,
-                             "random_state": 0}
+                             "random_state": 0, "procedure": "split", "rungs": [0.25, 0.5, 1.0]}
     assert doc["input"]["group_columns"] == ["A", "B"] and doc["input"]["target"] == "y"
     assert doc["metadata"]["n_train"] == 420 and doc["metadata"]["n_assign"] == 180
     assert len(doc["options"]) == 4 * 3
@@ -768,7 +768,8 @@ def test_fit_system_writes_a_system_file(system_files, capsys, caplog):
     mf = model_io.read(out)
     frame = pd.read_csv(train, dtype={"A": str, "B": str, "site": str})
     X = mf.encoding.transform(frame)
-    system = fit_system(X, frame["y"], frame[["A", "B"]], n_boot=200, metric="log_loss", envy=False,
+    system = fit_system(X, frame["y"], frame[["A", "B"]], procedure="split", n_boot=200, metric="log_loss",
+                        envy=False,
                         candidates=default_candidates(["A", "B"]), generic=FairUseClassifier(encoding="none"),
                         random_state=0)
     pd.testing.assert_frame_equal(mf.estimator.assignment_, system.assignment_)

@@ -295,13 +295,19 @@ def bench_figures(tmp_path, monkeypatch):
     saved = {}
     original = Figure.savefig
 
+    order = iter(["violations.png", "gains.png"])  # drawn in this order; saved under temporary names
+
     def keep(self, fname, *args, **kwargs):
-        saved[Path(fname).name] = self
+        saved[next(order)] = self
         return original(self, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", keep)
     results, groups = _bench_tables()
-    written = _plots(results, groups, tmp_path, 0.1)
+    from fairuse_opt._files import Staged
+
+    with Staged() as staged:  # the bench writes its figures with its other outputs, all or nothing
+        written = _plots(results, groups, tmp_path, 0.1, staged)
+        staged.commit()
     assert {k: Path(v).name for k, v in written.items()} == {"violations": "violations.png",
                                                              "gains": "gains.png"}
     assert all(Path(v).read_bytes()[:4] == b"\x89PNG" for v in written.values())

@@ -268,7 +268,7 @@ def assign_ladder(problem: AssignmentProblem, *, metric: Metric, alpha: float, r
             sd, n_rows, k_tier = rec.pop("pending_sd")
             rec["mdg"] = min_detectable_gain(sd, n_rows, alpha / max(1, n_tier.get(k_tier, 0) + 1), POWER)
         rec["strength"] = strength[o]
-    logger.info("ladder: %d option(s) tested (%d hypotheses), %d served a personalized model",
+    logger.debug("ladder: %d option(s) tested (%d hypotheses), %d served a personalized model",
                 len(tested), len(nodes), sum(f != GENERIC for f in served.values()))
     # ------------------------------------------------------------ envy
     if envy:

@@ -398,7 +398,7 @@ class FairUseSystem(BaseEstimator):
             scores[:, k] = _call(self.generic if fid == GENERIC else models[fid[0]], method, X_assign,
                                  fid, attrs)
         columns = {f: k for k, f in enumerate(fids)}
-        logger.info("assignment: %d rows, %d option(s), %d candidate(s), %d function(s)",
+        logger.debug("assignment: %d rows, %d option(s), %d candidate(s), %d function(s)",
                     n, len(options), len(models), len(fids))
         gens, seed = spawn_generators(self.random_state, len(options) + 1)
         problem = AssignmentProblem(names=names, y=y, row_keys=row_keys, row_codes=row_codes,
@@ -422,7 +422,7 @@ class FairUseSystem(BaseEstimator):
         n_personal = sum(f != GENERIC for o, f in result.served.items())
         if self.procedure == "ladder":
             self._warn_if_nothing_certified()
-        logger.info("assignment done in %.2fs: %d of %d option(s) personalized",
+        logger.debug("assignment done in %.2fs: %d of %d option(s) personalized",
                     time.perf_counter() - started, n_personal, len(options))
         return self
 
