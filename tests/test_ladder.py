@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fairuse_opt import FairUseClassifier, FairUseSystem, fit_system, model_io
+from fairuse_opt import FairUseClassifier, FairUseSystem, InputError, fit_system, model_io
 from fairuse_opt.audit._graphical import (
     TAIL_EPSILON,
     graphical_adjusted_pvalues,
@@ -386,7 +386,13 @@ def test_crossfit_serves_refitted_models_and_keeps_out_of_fold_evidence():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FairUseWarning)
         system = fit_system(X, y, G, candidates=POOL, procedure="crossfit", n_folds=4, random_state=0)
-    assert system.procedure_ == "crossfit" and system.assign_index_.size == 0
+    assert system.procedure_ == system.procedure == "crossfit" and system.assign_index_.size == 0
+    loaded = model_io.loads(system.to_json())
+    assert loaded.procedure == "crossfit"
+    Xt, _, Gt = _population(300, 13, {})
+    np.testing.assert_allclose(loaded.predict_proba(Xt, groups=Gt), system.predict_proba(Xt, groups=Gt), atol=1e-12)
+    with pytest.raises(InputError, match="fit_system"):
+        FairUseSystem(system.candidates_, system.generic_, procedure="crossfit").fit(X, y, groups=G)
     assert sorted(np.unique(system.folds_)) == [0, 1, 2, 3]
     served = {o: f for o, f in system.served_.items() if f != GENERIC}
     assert ("a1", "b0") in served and ("a1", "b1") in served
@@ -448,3 +454,25 @@ def test_the_audit_of_a_system_says_which_groups_get_the_generic_model():
     assert 0 < len(generic_groups) < 6
     text = str(report.summary())
     assert f"the system serves {len(generic_groups)} of 6 groups the generic model" in " ".join(text.split())
+
+
+def test_cli_fit_system_runs_the_ladder_and_crossfit(tmp_path, capsys):
+    from fairuse_opt.cli import main
+
+    X, y, G = _population(1500, 12, {("a1", "b0"): 2.5, ("a1", "b1"): -2.5})
+    frame = pd.concat([X, G], axis=1).assign(y=y)
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    for procedure in ("ladder", "crossfit"):
+        out = tmp_path / f"{procedure}.json"
+        args = ["fit", "--system", "--data", str(data), "--target", "y", "--groups", "A,B", "--out", str(out),
+                "--quiet"] + (["--procedure", procedure] if procedure != "ladder" else [])
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        doc = json.loads(out.read_text(encoding="utf-8"))
+        assert doc["system"]["procedure"] == procedure and doc["system"]["metric"] == "log_loss"
+        assert "certifiable gain >=" in text and "A=a1, B=b0" in text
+        loaded = model_io.loads(out)
+        assert loaded.served_[("a1", "b0")] != GENERIC  # a strong effect is certified either way
+    assert main(["fit", "--system", "--data", str(data), "--target", "y", "--groups", "A,B", "--out",
+                 str(tmp_path / "x.json"), "--procedure", "crossfit", "--no-envy", "--quiet"]) == 2

@@ -329,7 +329,7 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
         oof = out_of_fold(X, y, frame, pool, generic_est, folds, classification=classification, progress=say)
         say(f"out-of-fold scores ({n_folds} folds) in {time.perf_counter() - started:.1f}s")
         fitted_generic, fitted = _fit_pool(X, y, frame, pool, generic_est, say)
-    system = FairUseSystem(fitted, fitted_generic, procedure="ladder", **system_kw)
+    system = FairUseSystem(fitted, fitted_generic, procedure="crossfit", **system_kw)
     system._check_params()
     metric = system._metric(task)
     pool_attrs = {k: pool[k][1] for k in fitted}

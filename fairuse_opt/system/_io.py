@@ -637,8 +637,8 @@ def _read_settings(s: Any, source: str, task: str) -> dict:
         s = {**s, **LATER_SETTINGS}
     if not isinstance(s, dict) or set(s) != set(SETTINGS):
         raise _bad(source, "system", f"must be an object with exactly the settings {list(SETTINGS)}")
-    if s["procedure"] not in ("ladder", "split"):
-        raise _bad(source, "system.procedure", "must be 'ladder' or 'split'")
+    if s["procedure"] not in ("ladder", "split", "crossfit"):
+        raise _bad(source, "system.procedure", "must be 'ladder', 'split' or 'crossfit'")
     rungs = s["rungs"]
     if not isinstance(rungs, list) or not rungs or not all(
             isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 < t <= 1.0 for t in rungs):

@@ -63,7 +63,7 @@ logger = logging.getLogger("fairuse_opt.system")
 
 KINDS = ("full", "minimal")
 #: Assignment procedures: the ladder (default) and the earlier split design.
-PROCEDURES = ("ladder", "split")
+PROCEDURES = ("ladder", "split", "crossfit")
 
 
 def _is_classifier(system: "FairUseSystem") -> bool:
@@ -228,12 +228,12 @@ class FairUseSystem(BaseEstimator):
         t-test on log-loss differences holds its level, ``docs/system.md``), 10 for split."""
         if self.min_group_size is not None:
             return int(self.min_group_size)
-        return 20 if self.procedure == "ladder" else 10
+        return 10 if self.procedure == "split" else 20
 
     def _metric(self, task: str) -> Metric:
         metric = self.metric
         if metric is None:
-            default = "log_loss" if self.procedure == "ladder" and self.test != "exact" else "error"
+            default = "log_loss" if self.procedure != "split" and self.test != "exact" else "error"
             metric = default if task == CLASSIFICATION else "mse"
         if isinstance(metric, str):
             metric = get_metric(metric, task)
@@ -243,7 +243,7 @@ class FairUseSystem(BaseEstimator):
         elif metric.task is not None and metric.task != task:
             raise InputError(MSG_BAD_PARAM.format(name="metric", value=metric.name,
                                                   reason=f"does not apply to {task}"))
-        if self.test == "t" and self.procedure != "ladder":
+        if self.test == "t" and self.procedure == "split":
             raise InputError(MSG_BAD_PARAM.format(name="test", value="t", reason="needs procedure='ladder'"))
         if self.test == "exact" and metric.name != "error":
             raise InputError(MSG_SYSTEM_EXACT_METRIC.format(metric=metric.name))
@@ -345,6 +345,10 @@ class FairUseSystem(BaseEstimator):
         """
         started = time.perf_counter()
         self._check_params()
+        if self.procedure == "crossfit":
+            raise InputError(MSG_BAD_PARAM.format(
+                name="procedure", value="crossfit",
+                reason="the cross-fitted procedure fits the pool itself: use fit_system(procedure='crossfit')"))
         task = self._task()
         metric = self._metric(task)
         models = self._check_models(task)
