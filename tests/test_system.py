@@ -72,7 +72,7 @@ def _known_problem(n_per=120, seed=0):
 
 def test_known_answer_exact_pvalue_and_serving():
     X, y, groups, generic, cand = _known_problem()
-    system = FairUseSystem({"fix": cand}, generic, test="exact", random_state=1).fit(X, y, groups=groups)
+    system = FairUseSystem({"fix": cand}, generic, procedure="split", test="exact", random_state=1).fit(X, y, groups=groups)
     table = system.assignment_.set_index("option")
     row = table.loc["A=a1, B=b1"]
     assert row["served"] == "fix[A=a1, B=b1]"
@@ -92,7 +92,7 @@ def test_known_answer_exact_pvalue_and_serving():
 
 def test_partial_reports_at_predict_time():
     X, y, groups, generic, cand = _known_problem()
-    system = FairUseSystem({"fix": cand}, generic, random_state=0).fit(X, y, groups=groups)
+    system = FairUseSystem({"fix": cand}, generic, procedure="split", random_state=0).fit(X, y, groups=groups)
     g = pd.DataFrame({"A": ["a1", "a1", None, np.nan], "B": ["b1", None, "b1", None]})
     p = system.predict_proba(X[:4], groups=g)[:, 1]
     # only the fully reported (a1, b1) row can use the candidate; a row that declines B is
@@ -142,7 +142,7 @@ def test_option_never_seen_in_assignment_is_served_nearest_parent():
     X_tr, y_tr, g_tr, _ = _partial_data(seed=1)
     generic, cands = _pool(X_tr, y_tr, g_tr)
     X_as, y_as, g_as, _ = _partial_data(seed=2, drop=("a1", "b2"), missing=0.0)
-    system = FairUseSystem(cands, generic, random_state=0).fit(X_as, y_as, groups=g_as)
+    system = FairUseSystem(cands, generic, procedure="split", random_state=0).fit(X_as, y_as, groups=g_as)
     unseen = ("a1", "b2")
     assert unseen not in system.served_
     # both parents were seen; the nearest one with the most assignment rows serves it
@@ -167,7 +167,7 @@ def test_candidate_on_other_attributes_serves_only_options_reporting_them():
     generic, cands = _pool(X_tr, y_tr, g_tr)
     only_b = {"int[B]": cands["int[B]"]}
     X_as, y_as, g_as, r_as = _partial_data(seed=4)
-    system = FairUseSystem(only_b, generic, random_state=0).fit(X_as, y_as, groups=r_as)
+    system = FairUseSystem(only_b, generic, procedure="split", random_state=0).fit(X_as, y_as, groups=r_as)
     assert system.candidate_attributes_ == {"int[B]": ["B"]}
     reasons = system.assignment_.set_index("option")["reason"]
     labels = dict(zip(system.served_, [None] * len(system.served_)))
@@ -189,8 +189,8 @@ def test_assignment_table_columns_and_reproducibility():
     X_tr, y_tr, g_tr, _ = _partial_data(seed=5)
     generic, cands = _pool(X_tr, y_tr, g_tr)
     X_as, y_as, g_as, r_as = _partial_data(seed=6)
-    a = FairUseSystem(cands, generic, random_state=3).fit(X_as, y_as, groups=r_as)
-    b = FairUseSystem(cands, generic, random_state=3).fit(X_as, y_as, groups=r_as)
+    a = FairUseSystem(cands, generic, procedure="split", random_state=3).fit(X_as, y_as, groups=r_as)
+    b = FairUseSystem(cands, generic, procedure="split", random_state=3).fit(X_as, y_as, groups=r_as)
     pd.testing.assert_frame_equal(a.assignment_, b.assignment_)
     for col in ("option", "n", "candidate", "served", "gain_generic", "gain_generic_low", "gain_generic_high",
                 "gain_parent", "gain_parent_low", "gain_parent_high", "p_value", "p_adjusted", "reason"):
@@ -212,7 +212,7 @@ def test_audit_runs_on_a_system():
     X_tr, y_tr, g_tr, _ = _partial_data(seed=7)
     generic, cands = _pool(X_tr, y_tr, g_tr)
     X_as, y_as, g_as, _ = _partial_data(seed=8)
-    system = FairUseSystem(cands, generic, n_boot=200).fit(X_as, y_as, groups=g_as)
+    system = FairUseSystem(cands, generic, procedure="split", n_boot=200).fit(X_as, y_as, groups=g_as)
     X_te, y_te, g_te, _ = _partial_data(seed=9)
     report = audit(system, X_te, y_te, groups=g_te, metrics=["error"], n_boot=200)
     rat = report.table[report.table["condition"] == "rationality"].set_index("group")
@@ -235,7 +235,7 @@ def test_regression_system():
     tr, te = slice(0, 700), slice(700, None)
     generic = FairUseRegressor(encoding="none").fit(X[tr], y[tr])
     cand = FairUseRegressor(fair_use=None).fit(X[tr], y[tr], groups=groups[tr])
-    system = FairUseSystem([cand], generic).fit(X[te], y[te], groups=groups[te].reset_index(drop=True))
+    system = FairUseSystem([cand], generic, procedure="split").fit(X[te], y[te], groups=groups[te].reset_index(drop=True))
     assert not hasattr(system, "predict_proba")
     assert system.metric_ == "mse"
     name = next(iter(system.candidates_))
@@ -243,14 +243,14 @@ def test_regression_system():
     pred = system.predict(X[te], groups=groups[te])
     np.testing.assert_allclose(pred[g[te] == "u"], cand.predict(X[te][g[te] == "u"], report="u"))
     with pytest.raises(InputError, match="does not apply"):
-        FairUseSystem([cand], generic, metric="error").fit(X[te], y[te], groups=groups[te])
+        FairUseSystem([cand], generic, procedure="split", metric="error").fit(X[te], y[te], groups=groups[te])
 
 
 def test_minimal_uses_one_candidate():
     X_tr, y_tr, g_tr, _ = _partial_data(seed=10)
     generic, cands = _pool(X_tr, y_tr, g_tr)
     X_as, y_as, g_as, _ = _partial_data(seed=11, missing=0.0)
-    system = FairUseSystem({"int[A,B]": cands["int[A,B]"]}, generic, kind="minimal").fit(X_as, y_as, groups=g_as)
+    system = FairUseSystem({"int[A,B]": cands["int[A,B]"]}, generic, procedure="split", kind="minimal").fit(X_as, y_as, groups=g_as)
     personal = {f for f in system.served_.values() if f != GENERIC}
     assert personal and {f[0] for f in personal} == {"int[A,B]"}
     # one candidate, nothing to choose: every row tests (no selection half)
@@ -264,29 +264,29 @@ def test_minimal_uses_one_candidate():
 def test_validation_errors():
     X, y, groups, generic, cand = _known_problem(n_per=20)
     with pytest.raises(InputError, match="alpha"):
-        FairUseSystem({"c": cand}, generic, alpha=0.5).fit(X, y, groups=groups)
+        FairUseSystem({"c": cand}, generic, procedure="split", alpha=0.5).fit(X, y, groups=groups)
     with pytest.raises(InputError, match="alpha"):
-        FairUseSystem({"c": cand}, generic, alpha=0.0).fit(X, y, groups=groups)
+        FairUseSystem({"c": cand}, generic, procedure="split", alpha=0.0).fit(X, y, groups=groups)
     with pytest.raises(InputError, match="kind"):
-        FairUseSystem({"c": cand}, generic, kind="flat").fit(X, y, groups=groups)
+        FairUseSystem({"c": cand}, generic, procedure="split", kind="flat").fit(X, y, groups=groups)
     with pytest.raises(InputError, match="unknown metric"):
-        FairUseSystem({"c": cand}, generic, metric="accuracy").fit(X, y, groups=groups)
+        FairUseSystem({"c": cand}, generic, procedure="split", metric="accuracy").fit(X, y, groups=groups)
     with pytest.raises(InputError, match="McNemar"):
-        FairUseSystem({"c": cand}, generic, test="exact", metric="log_loss").fit(X, y, groups=groups)
+        FairUseSystem({"c": cand}, generic, procedure="split", test="exact", metric="log_loss").fit(X, y, groups=groups)
     assert MSG_SYSTEM_EXACT_METRIC.format(metric="log_loss") in str(pytest.raises(
-        InputError, FairUseSystem({"c": cand}, generic, test="exact", metric="log_loss").fit,
+        InputError, FairUseSystem({"c": cand}, generic, procedure="split", test="exact", metric="log_loss").fit,
         X, y, groups=groups).value)
     with pytest.raises(InputError, match="empty"):
-        FairUseSystem({}, generic).fit(X, y, groups=groups)
-    assert MSG_SYSTEM_NO_CANDIDATES == str(pytest.raises(InputError, FairUseSystem([], generic).fit,
+        FairUseSystem({}, generic, procedure="split").fit(X, y, groups=groups)
+    assert MSG_SYSTEM_NO_CANDIDATES == str(pytest.raises(InputError, FairUseSystem([], generic, procedure="split").fit,
                                                          X, y, groups=groups).value)
     unfitted = FairUseClassifier()
-    err = pytest.raises(InputError, FairUseSystem({"u": unfitted}, generic).fit, X, y, groups=groups).value
+    err = pytest.raises(InputError, FairUseSystem({"u": unfitted}, generic, procedure="split").fit, X, y, groups=groups).value
     assert str(err) == MSG_SYSTEM_NOT_FITTED.format(what="candidate 'u'")
-    err = pytest.raises(InputError, FairUseSystem({"generic": cand}, generic).fit, X, y, groups=groups).value
+    err = pytest.raises(InputError, FairUseSystem({"generic": cand}, generic, procedure="split").fit, X, y, groups=groups).value
     assert str(err) == MSG_SYSTEM_RESERVED_NAME.format(name="generic")
     other = FixedModel(["Sex"], {("F",): 0.5})
-    err = pytest.raises(InputError, FairUseSystem({"o": other}, generic).fit, X, y, groups=groups).value
+    err = pytest.raises(InputError, FairUseSystem({"o": other}, generic, procedure="split").fit, X, y, groups=groups).value
     assert str(err) == MSG_SYSTEM_UNKNOWN_ATTRIBUTES.format(what="candidate 'o'", unknown=["Sex"],
                                                             names=["A", "B"])
     with pytest.raises(InputError, match="trained without them"):
@@ -294,7 +294,7 @@ def test_validation_errors():
     with pytest.raises(InputError, match="classes_"):
         FairUseSystem({"c": FixedModel(["A", "B"], cand.probs, classes=("n", "y"))}, generic).fit(
             X, y, groups=groups)
-    system = FairUseSystem({"c": cand}, generic).fit(X, y, groups=groups)
+    system = FairUseSystem({"c": cand}, generic, procedure="split").fit(X, y, groups=groups)
     with pytest.raises(InputError, match="needs groups"):
         system.predict_proba(X)
     with pytest.raises(InputError, match="one value"):
@@ -308,7 +308,7 @@ def test_list_candidates_get_names_and_sklearn_candidates_work():
     generic, cands = _pool(X_tr, y_tr, g_tr)
     sk = SklearnGroupModel(LogisticRegression(), encoding="intersectional").fit(X_tr, y_tr, groups=g_tr)
     X_as, y_as, g_as, _ = _partial_data(seed=13, missing=0.0)
-    system = FairUseSystem([cands["int[A,B]"], cands["int[A]"], sk], generic).fit(X_as, y_as, groups=g_as)
+    system = FairUseSystem([cands["int[A,B]"], cands["int[A]"], sk], generic, procedure="split").fit(X_as, y_as, groups=g_as)
     assert list(system.candidates_) == ["intersectional[A,B]", "intersectional[A]",
                                         "LogisticRegression:intersectional[A,B]"]
 
@@ -326,7 +326,7 @@ def test_fit_system_never_fits_on_assignment_rows(caplog):
     pool = {"int": FairUseClassifier(fair_use=None), "onehot[A]": (FairUseClassifier(encoding="onehot",
                                                                                       fair_use=None), ["A"])}
     with caplog.at_level("INFO", logger="fairuse_opt.system"):
-        system = fit_system(X, y, reports, candidates=pool, n_boot=200, random_state=0)
+        system = fit_system(X, y, reports, procedure="split", candidates=pool, n_boot=200, random_state=0)
     assert "split:" in caplog.text
     tr, asg = system.train_index_, system.assign_index_
     assert len(np.intersect1d(tr, asg)) == 0 and len(tr) + len(asg) == len(y)
@@ -349,7 +349,7 @@ def test_fit_system_small_cell_fallback_warns():
     X, y, groups, _ = _partial_data(seed=16, n=400, missing=0.0)
     groups.loc[0, "B"] = "rare"  # a cell of one row
     with pytest.warns(FairUseWarning, match="fewer than 2 rows"):
-        system = fit_system(X, y, groups, candidates={"int": FairUseClassifier(fair_use=None)}, n_boot=100)
+        system = fit_system(X, y, groups, procedure="split", candidates={"int": FairUseClassifier(fair_use=None)}, n_boot=100)
     assert len(system.assign_index_) > 0
     with pytest.raises(InputError, match="assign_size"):
-        fit_system(X, y, groups, assign_size=1.5)
+        fit_system(X, y, groups, procedure="split", assign_size=1.5)

@@ -52,7 +52,7 @@ def make_data(n=600, seed=0, effect=3.0, missing=True, task="classification"):
 def live():
     """A system with personalized options, partial reports and an unseen option."""
     X, y, G = make_data()
-    system = fit_system(X, y, G, n_boot=200, metric="log_loss", envy=False, random_state=0,
+    system = fit_system(X, y, G, procedure="split", n_boot=200, metric="log_loss", envy=False, random_state=0,
                         encodings=("onehot", "intersectional"))
     return system, X, y, G
 
@@ -147,9 +147,9 @@ def test_the_file_lists_every_option_and_the_settings(live):
             coef, b = system.candidates_[fid[0]].group_model(fid[1])
             assert m["candidate"] == fid[0] and tuple(m["report"]) == fid[1]
         assert m["intercept"] == b and m["coef"] == coef.tolist()
-    assert doc["system"] == {"metric": "log_loss", "alpha": 0.1, "correction": "holm", "test": "bootstrap",
+    assert doc["system"] == {"metric": "log_loss", "alpha": 0.1, "correction": "holm", "test": "auto",
                              "n_boot": 200, "envy": False, "kind": "full", "min_group_size": 10,
-                             "random_state": 0}
+                             "random_state": 0, "procedure": "split", "rungs": [0.25, 0.5, 1.0]}
     table = system.assignment_
     assert [r["option"] for r in doc["assignment"]] == list(table["option"])
     assert [r["served"] for r in doc["assignment"]] == list(table["served"])
@@ -251,7 +251,7 @@ def _forest_system(effect: float):
     forest = SklearnGroupModel(RandomForestClassifier(n_estimators=30, max_depth=4, random_state=0),
                                encoding="intersectional").fit(X[tr], y[tr], groups=G[tr])
     generic = FairUseClassifier(encoding="none").fit(X[tr], y[tr])
-    system = FairUseSystem({"forest": forest}, generic, metric="log_loss", kind="minimal", n_boot=200,
+    system = FairUseSystem({"forest": forest}, generic, procedure="split", metric="log_loss", kind="minimal", n_boot=200,
                            envy=False).fit(X[asg], y[asg], groups=G[asg].reset_index(drop=True))
     return system
 
@@ -282,7 +282,7 @@ def test_an_unfitted_system_cannot_be_written():
 
 def test_a_regression_system_round_trips():
     X, y, G = make_data(n=500, seed=2, task="regression")
-    system = fit_system(X, y, G, n_boot=200, envy=False, random_state=1, encodings=("intersectional",))
+    system = fit_system(X, y, G, procedure="split", n_boot=200, envy=False, random_state=1, encodings=("intersectional",))
     assert any(f != GENERIC for f in system.served_.values())
     doc = json.loads(system.to_json())
     assert doc["task"] == "regression" and doc["classes"] is None and doc["system"]["metric"] == "mse"
@@ -430,7 +430,7 @@ def test_a_generic_model_that_is_not_a_library_estimator_cannot_be_written():
     X, y, G = make_data(n=300, seed=1, missing=False)
     cand = FairUseClassifier(encoding="intersectional", fair_use=None).fit(X[:150], y[:150], groups=G[:150])
     generic = LogisticRegression().fit(X[:150], y[:150])
-    system = FairUseSystem({"c": cand}, generic, n_boot=50).fit(X[150:], y[150:], groups=G[150:])
+    system = FairUseSystem({"c": cand}, generic, procedure="split", n_boot=50).fit(X[150:], y[150:], groups=G[150:])
     with pytest.raises(InputError, match=r"the generic model \(LogisticRegression\) is not a linear model of "
                                          r"this library.*it is served to \(nothing reported\)"):
         system.to_json()

@@ -77,7 +77,7 @@ def _check(seed, n_levels, missing, metric, alpha, n):
     generic.offset[()] = 0.0
     cands = {f"c{i}[{','.join(names)}]": OffsetModel(names, levels, rng, float(rng.uniform(0.5, 1.5)))
              for i, names in enumerate([["A", "B"], ["A", "B"], ["A"], ["B"]])}
-    system = FairUseSystem(cands, generic, metric=metric, alpha=alpha, n_boot=60,
+    system = FairUseSystem(cands, generic, procedure="split", metric=metric, alpha=alpha, n_boot=60,
                            min_group_size=5, random_state=seed).fit(X, y, groups=reports)
 
     def loss_of(fid, rows):

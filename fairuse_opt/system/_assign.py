@@ -63,9 +63,11 @@ def function_label(fid: tuple, names_of: dict[str, list[str]]) -> str:
     """``generic`` or ``name[Age=60+]``."""
     if fid == GENERIC:
         return "generic"
-    name, key = fid
-    attrs = names_of[name]
-    return name if not attrs else f"{name}[{', '.join(f'{a}={v}' for a, v in zip(attrs, key))}]"
+    name, key = fid[0], fid[1]
+    base, _, strength = name.partition("@")
+    attrs = names_of[name] if name in names_of else names_of[base]
+    text = base if not attrs else f"{base}[{', '.join(f'{a}={v}' for a, v in zip(attrs, key))}]"
+    return f"{text}@{strength}" if strength else text
 
 
 @dataclass

@@ -44,16 +44,28 @@ MAX_OPTIONS = 100_000
 
 #: Settings of the system written to (and read from) ``system``.
 SETTINGS = ("metric", "alpha", "correction", "test", "n_boot", "envy", "kind", "min_group_size",
-            "random_state")
+            "random_state", "procedure", "rungs")
+#: Settings added after the first system files; a file without them was written by the
+#: ``"split"`` procedure (the only one then).
+LATER_SETTINGS = {"procedure": "split", "rungs": [0.25, 0.5, 1.0]}
 #: Columns of ``assignment_`` besides ``option`` and the attribute columns, in their order.
 TABLE_TEXT = ("reported", "candidate", "served", "reason", "parent_compared")
 TABLE_INTS = ("n", "n_select", "n_test")
 TABLE_FLOATS = ("gain_generic", "gain_generic_low", "gain_generic_high", "gain_parent", "gain_parent_low",
-                "gain_parent_high", "p_value", "p_adjusted", "p_parent")
+                "gain_parent_high", "p_value", "p_adjusted", "p_parent", "strength", "cv_gain",
+                "min_detectable_gain")
 #: Order of the columns of ``assignment_`` after the attribute columns (as ``assign`` builds it).
-TABLE_ORDER = ("reported", "n", "n_select", "n_test", "candidate", "served", "reason", "gain_generic",
-               "gain_generic_low", "gain_generic_high", "parent_compared", "gain_parent",
-               "gain_parent_low", "gain_parent_high", "p_value", "p_adjusted", "p_parent")
+TABLE_ORDER = ("reported", "n", "n_select", "n_test", "candidate", "served", "strength", "cv_gain",
+               "reason", "gain_generic", "gain_generic_low", "gain_generic_high", "parent_compared", "gain_parent",
+               "gain_parent_low", "gain_parent_high", "p_value", "p_adjusted", "p_parent", "min_detectable_gain")
+#: The procedure's columns (the ladder's table has no parent or selection-half columns).
+TABLE_COLUMNS = {
+    "split": ("reported", "n", "n_select", "n_test", "candidate", "served", "reason", "gain_generic",
+              "gain_generic_low", "gain_generic_high", "parent_compared", "gain_parent", "gain_parent_low",
+              "gain_parent_high", "p_value", "p_adjusted", "p_parent"),
+    "ladder": ("reported", "n", "n_select", "n_test", "candidate", "served", "strength", "cv_gain",
+               "gain_generic", "gain_generic_low", "p_value", "p_adjusted", "min_detectable_gain", "reason"),
+}
 
 # --------------------------------------------------------------------------- messages
 MSG_SYSTEM_NOT_FITTED = "only a fitted FairUseSystem can be written to a model file; call fit() first"
@@ -178,6 +190,13 @@ def _linear(model: Any, what: str, report: tuple | None, task: str, options: lis
     from ..estimators import _BaseFairUse
     from ..model.losses import LogisticLoss, SquaredLoss
 
+    from ._blend import ShrunkModel
+
+    if isinstance(model, ShrunkModel):
+        c, b = _linear(model.candidate, what, report, task, options)
+        c0, b0 = _linear(model.generic, what, None, task, options)
+        t = model.strength
+        return (1.0 - t) * c0 + t * c, (1.0 - t) * b0 + t * b
     if isinstance(model, FileLinearModel):
         k = 0 if not model.group_names_ else model.groups_.index(tuple(report))
         return model.coef_[k].copy(), float(model.intercept_[k])
@@ -301,8 +320,8 @@ def _settings(system: Any) -> dict:
     seed = int(rs) if isinstance(rs, numbers.Integral) and not isinstance(rs, bool) else None
     return {"metric": str(system.metric_), "alpha": float(system.alpha),
             "correction": system.correction, "test": str(system.test), "n_boot": int(system.n_boot),
-            "envy": bool(system.envy), "kind": str(system.kind), "min_group_size": int(system.min_group_size),
-            "random_state": seed}
+            "envy": bool(system.envy), "kind": str(system.kind), "min_group_size": int(system._min_group_size()),
+            "random_state": seed, "procedure": str(system.procedure), "rungs": [float(t) for t in system.rungs]}
 
 
 def _table_rows(table: pd.DataFrame, names: list[str]) -> list[dict]:
@@ -310,12 +329,15 @@ def _table_rows(table: pd.DataFrame, names: list[str]) -> list[dict]:
     for rec in table.to_dict(orient="records"):
         row: dict[str, Any] = {"option": str(rec["option"]),
                                "report": [None if _missing(rec.get(a)) else _value(rec[a], a) for a in names]}
-        for c in TABLE_TEXT:
-            row[c] = None if _missing(rec.get(c)) else str(rec[c])
-        for c in TABLE_INTS:
-            row[c] = int(rec[c])
-        for c in TABLE_FLOATS:
-            row[c] = _number_or_null(rec.get(c))
+        for c in TABLE_ORDER:
+            if c not in table.columns:
+                continue
+            if c in TABLE_TEXT:
+                row[c] = None if _missing(rec.get(c)) else str(rec[c])
+            elif c in TABLE_INTS:
+                row[c] = int(rec[c])
+            else:
+                row[c] = _number_or_null(rec.get(c))
         rows.append(row)
     return rows
 
@@ -555,8 +577,16 @@ def _option(v: Any, names: list[str], levels: dict, source: str, where: str) -> 
 def _read_settings(s: Any, source: str, task: str) -> dict:
     from ..audit._metrics import get_metric
 
+    if isinstance(s, dict) and set(s) == set(SETTINGS) - set(LATER_SETTINGS):
+        s = {**s, **LATER_SETTINGS}
     if not isinstance(s, dict) or set(s) != set(SETTINGS):
         raise _bad(source, "system", f"must be an object with exactly the settings {list(SETTINGS)}")
+    if s["procedure"] not in ("ladder", "split"):
+        raise _bad(source, "system.procedure", "must be 'ladder' or 'split'")
+    rungs = s["rungs"]
+    if not isinstance(rungs, list) or not rungs or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 < t <= 1.0 for t in rungs):
+        raise _bad(source, "system.rungs", "must be a non-empty list of strengths in (0, 1]")
     if not isinstance(s["metric"], str):
         raise _bad(source, "system.metric", "must be a metric name")
     try:
@@ -568,8 +598,8 @@ def _read_settings(s: Any, source: str, task: str) -> dict:
         raise _bad(source, "system.alpha", "must be a number in (0, 0.5)")
     if s["correction"] not in ("holm", "bonferroni", None):
         raise _bad(source, "system.correction", "must be 'holm', 'bonferroni' or null")
-    if s["test"] not in ("bootstrap", "exact"):
-        raise _bad(source, "system.test", "must be 'bootstrap' or 'exact'")
+    if s["test"] not in ("auto", "t", "bootstrap", "exact"):
+        raise _bad(source, "system.test", "must be 'auto', 't', 'bootstrap' or 'exact'")
     if s["kind"] not in ("full", "minimal"):
         raise _bad(source, "system.kind", "must be 'full' or 'minimal'")
     if not isinstance(s["envy"], bool):
@@ -579,7 +609,9 @@ def _read_settings(s: Any, source: str, task: str) -> dict:
             raise _bad(source, f"system.{key}", "must be a positive integer")
     if s["random_state"] is not None and not _is_int(s["random_state"]):
         raise _bad(source, "system.random_state", "must be an integer or null")
-    return {k: (float(s[k]) if k == "alpha" else s[k]) for k in SETTINGS}
+    out = {k: (float(s[k]) if k == "alpha" else s[k]) for k in SETTINGS}
+    out["rungs"] = tuple(float(t) for t in out["rungs"])
+    return out
 
 
 def _read_table(rows: Any, names: list[str], source: str) -> pd.DataFrame:
@@ -590,9 +622,17 @@ def _read_table(rows: Any, names: list[str], source: str) -> pd.DataFrame:
     records = []
     for i, r in enumerate(rows):
         where = f"assignment[{i}]"
-        keys = {"option", "report", *TABLE_TEXT, *TABLE_INTS, *TABLE_FLOATS}
-        if not isinstance(r, dict) or not keys <= set(r):
-            raise _bad(source, where, f"must be an object with {sorted(keys)}")
+        if not isinstance(r, dict):
+            raise _bad(source, where, "must be an object")
+        present = [c for c in TABLE_ORDER if c in r]
+        expected = [c for cols in TABLE_COLUMNS.values() for c in [tuple(sorted(cols))] if sorted(present) == list(c)]
+        if {"option", "report"} - set(r) or set(r) - {"option", "report", *TABLE_ORDER} or not expected:
+            raise _bad(source, where, "must be an object with 'option', 'report' and the columns of one "
+                                      f"procedure: {', '.join(f'{k}: {sorted(v)}' for k, v in TABLE_COLUMNS.items())}")
+        if i == 0:
+            columns = present
+        elif present != columns:
+            raise _bad(source, where, f"must have the same columns as assignment[0]: {columns}")
         if not isinstance(r["option"], str):
             raise _bad(source, f"{where}.option", "must be a string")
         rep = r["report"]
@@ -600,21 +640,20 @@ def _read_table(rows: Any, names: list[str], source: str) -> pd.DataFrame:
                 or not all(v is None or _scalar_value(v) for v in rep):
             raise _bad(source, f"{where}.report", f"must list a value or null for each of {names}")
         rec: dict[str, Any] = {"option": r["option"], **dict(zip(names, rep))}
-        for c in TABLE_TEXT:
-            if r[c] is not None and not isinstance(r[c], str):
+        for c in present:
+            if c in TABLE_TEXT and r[c] is not None and not isinstance(r[c], str):
                 raise _bad(source, f"{where}.{c}", "must be a string or null")
-        for c in TABLE_INTS:
-            if not _is_int(r[c]) or r[c] < 0:
+            if c in TABLE_INTS and (not _is_int(r[c]) or r[c] < 0):
                 raise _bad(source, f"{where}.{c}", "must be a non-negative integer")
-        for c in TABLE_FLOATS:
             v = r[c]
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            if c in TABLE_FLOATS and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise _bad(source, f"{where}.{c}", "must be a number or null")
-        for c in TABLE_ORDER:
+        for c in present:
             rec[c] = r[c] if c not in TABLE_FLOATS else (np.nan if r[c] is None else float(r[c]))
         records.append(rec)
     frame = pd.DataFrame(records)
-    return frame[["option", *names, *TABLE_ORDER]]
+    procedure = next(k for k, v in TABLE_COLUMNS.items() if sorted(v) == sorted(columns))
+    return frame[["option", *names, *TABLE_COLUMNS[procedure]]]
 
 
 def _read_decisions(rows: Any, source: str) -> pd.DataFrame:

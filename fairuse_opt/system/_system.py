@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import textwrap
 import time
 from typing import Any, Mapping
 
@@ -41,6 +42,8 @@ from ..exceptions import (
     InputError,
 )
 from ._assign import GENERIC, AssignmentProblem, assign, function_label
+from ._blend import ShrunkModel
+from ._ladder import DEFAULT_RUNGS, assign_ladder
 from ._options import (
     ancestors_by_distance,
     check_levels,
@@ -59,6 +62,8 @@ __all__ = ["FairUseSystem"]
 logger = logging.getLogger("fairuse_opt.system")
 
 KINDS = ("full", "minimal")
+#: Assignment procedures: the ladder (default) and the earlier split design.
+PROCEDURES = ("ladder", "split")
 
 
 def _is_classifier(system: "FairUseSystem") -> bool:
@@ -175,9 +180,13 @@ class FairUseSystem(BaseEstimator):
     """
 
     def __init__(self, candidates: Any, generic: Any, *, metric: Any = None, alpha: float = 0.10,
-                 correction: str | None = "holm", test: str = "bootstrap", n_boot: int = 1000,
-                 envy: bool = True, kind: str = "full", min_group_size: int = 10,
+                 procedure: str = "ladder", rungs: tuple = DEFAULT_RUNGS, plans: Any = None,
+                 correction: str | None = "holm", test: str = "auto", n_boot: int = 1000,
+                 envy: bool = True, kind: str = "full", min_group_size: int | None = None,
                  random_state: Any = 0):
+        self.procedure = procedure
+        self.rungs = rungs
+        self.plans = plans
         self.candidates = candidates
         self.generic = generic
         self.metric = metric
@@ -199,17 +208,33 @@ class FairUseSystem(BaseEstimator):
         if not 0.0 < self.alpha < 0.5:
             raise InputError(MSG_BAD_PARAM.format(name="alpha", value=self.alpha, reason="must be in (0, 0.5)"))
         check_param("correction", self.correction, choices=("holm", "bonferroni", None))
-        check_param("test", self.test, choices=("bootstrap", "exact"))
+        check_param("procedure", self.procedure, choices=PROCEDURES)
+        check_param("test", self.test, choices=("auto", "t", "bootstrap", "exact"))
+        rungs = self.rungs
+        if (not isinstance(rungs, (tuple, list)) or not rungs
+                or not all(isinstance(t, numbers.Real) and not isinstance(t, bool) and 0.0 < t <= 1.0 for t in rungs)
+                or len(set(rungs)) != len(rungs)):
+            raise InputError(MSG_BAD_PARAM.format(name="rungs", value=rungs,
+                                                  reason="a non-empty tuple of distinct strengths in (0, 1]"))
         check_param("n_boot", self.n_boot, integer=True, low=1)
         check_param("kind", self.kind, choices=KINDS)
-        check_param("min_group_size", self.min_group_size, integer=True, low=1)
+        if self.min_group_size is not None:
+            check_param("min_group_size", self.min_group_size, integer=True, low=1)
         if not isinstance(self.envy, (bool, np.bool_)):
             raise InputError(MSG_BAD_PARAM.format(name="envy", value=self.envy, reason="True or False"))
+
+    def _min_group_size(self) -> int:
+        """``min_group_size``, or its default: 20 rows for the ladder (where the paired
+        t-test on log-loss differences holds its level, ``docs/system.md``), 10 for split."""
+        if self.min_group_size is not None:
+            return int(self.min_group_size)
+        return 20 if self.procedure == "ladder" else 10
 
     def _metric(self, task: str) -> Metric:
         metric = self.metric
         if metric is None:
-            metric = "error" if task == CLASSIFICATION else "mse"
+            default = "log_loss" if self.procedure == "ladder" and self.test != "exact" else "error"
+            metric = default if task == CLASSIFICATION else "mse"
         if isinstance(metric, str):
             metric = get_metric(metric, task)
         elif not isinstance(metric, Metric):
@@ -218,6 +243,8 @@ class FairUseSystem(BaseEstimator):
         elif metric.task is not None and metric.task != task:
             raise InputError(MSG_BAD_PARAM.format(name="metric", value=metric.name,
                                                   reason=f"does not apply to {task}"))
+        if self.test == "t" and self.procedure != "ladder":
+            raise InputError(MSG_BAD_PARAM.format(name="test", value="t", reason="needs procedure='ladder'"))
         if self.test == "exact" and metric.name != "error":
             raise InputError(MSG_SYSTEM_EXACT_METRIC.format(metric=metric.name))
         return metric
@@ -268,6 +295,31 @@ class FairUseSystem(BaseEstimator):
                 raise InputError(MSG_SYSTEM_CLASSES.format(what=what, got=list(model_classes),
                                                            expected=list(classes)))
             out[name] = model
+        return out
+
+    def _check_plans(self, options: list[tuple], eligible: dict, attrs: dict) -> dict | None:
+        """The plans given (by :func:`fit_system`'s cross-validation), as
+        :class:`~fairuse_opt.system._ladder.LadderPlan` per option; ``None`` when not given."""
+        from ._ladder import LadderPlan
+
+        if self.plans is None:
+            return None
+        if not isinstance(self.plans, Mapping):
+            raise InputError(MSG_BAD_PARAM.format(name="plans", value=type(self.plans).__name__,
+                                                  reason="a dict option -> LadderPlan, or None"))
+        out = {}
+        for o in options:
+            plan = self.plans.get(o)
+            if plan is None:
+                out[o] = LadderPlan(GENERIC, why="no plan for this option: it was not seen in the training part")
+                continue
+            if not isinstance(plan, LadderPlan):
+                raise InputError(MSG_BAD_PARAM.format(name="plans", value=repr(plan), reason="values must be LadderPlan"))
+            if plan.function != GENERIC and plan.function not in eligible[o]:
+                raise InputError(MSG_BAD_PARAM.format(
+                    name="plans", value=repr(plan.function),
+                    reason=f"is not a candidate function that option {o} can be served"))
+            out[o] = plan
         return out
 
     # ------------------------------------------------------------ fit
@@ -325,16 +377,7 @@ class FairUseSystem(BaseEstimator):
         row_keys, row_codes = row_options(frame)
         positions = {name: [names.index(a) for a in used] for name, used in attrs.items()}
         known_groups = {name: _known_groups(model) for name, model in models.items()}
-        levels = {a: set() for a in names}
-        for key in row_keys:
-            for a, v in zip(names, key):
-                if v is not None:
-                    levels[a].add(v)
-        for name, groups_c in known_groups.items():
-            for key in groups_c or []:
-                for a, v in zip(attrs[name], key):
-                    levels[a].add(v)
-        self.levels_ = {a: sorted(v, key=sort_key) for a, v in levels.items()}
+        self.levels_, known_full = _levels_and_groups(row_keys, names, known_groups, attrs)
         options = sorted({o for k in row_keys for o in sub_options(k)}, key=option_order)
         members = {o: member_mask(o, row_keys, row_codes) for o in options}
         eligible: dict[tuple, list[tuple]] = {}
@@ -362,32 +405,101 @@ class FairUseSystem(BaseEstimator):
                                     options=options, members=members, scores=scores, columns=columns,
                                     eligible=eligible, names_of=attrs,
                                     classification=task == CLASSIFICATION)
-        result = assign(problem, metric=metric, alpha=float(self.alpha), correction=self.correction,
-                        test=self.test, n_boot=int(self.n_boot), envy=bool(self.envy), kind=self.kind,
-                        min_group_size=int(self.min_group_size), split_rng=gens[0],
-                        generators={o: gens[1 + i] for i, o in enumerate(options)})
+        generators = {o: gens[1 + i] for i, o in enumerate(options)}
+        if self.procedure == "ladder":
+            plans = self._check_plans(options, eligible, attrs)
+            result = assign_ladder(problem, metric=metric, alpha=float(self.alpha), rungs=tuple(self.rungs),
+                                   plans=plans, test=self.test, n_boot=int(self.n_boot), envy=bool(self.envy),
+                                   min_group_size=self._min_group_size(), generators=generators,
+                                   split_rng=gens[0])
+        else:
+            result = assign(problem, metric=metric, alpha=float(self.alpha), correction=self.correction,
+                            test="bootstrap" if self.test == "auto" else self.test, n_boot=int(self.n_boot),
+                            envy=bool(self.envy), kind=self.kind, min_group_size=self._min_group_size(),
+                            split_rng=gens[0], generators=generators)
+        self._set_served(models, attrs, names, metric, result.served, result.planned, result.table,
+                         result.decisions, {o: int(members[o].sum()) for o in options}, known_full, seed)
+        n_personal = sum(f != GENERIC for o, f in result.served.items())
+        if self.procedure == "ladder":
+            self._warn_if_nothing_certified()
+        logger.info("assignment done in %.2fs: %d of %d option(s) personalized",
+                    time.perf_counter() - started, n_personal, len(options))
+        return self
+
+    def _set_served(self, models: dict, attrs: dict, names: list[str], metric: Metric, served: dict,
+                    planned: dict, table: pd.DataFrame, decisions: pd.DataFrame, sizes: dict,
+                    known_full: set, seed: Any) -> None:
+        """Set the fitted attributes; shrunk functions ``("name@t", report)`` are served
+        by :class:`~fairuse_opt.system._blend.ShrunkModel` entries added to the models."""
+        models = dict(models)
+        attrs = dict(attrs)
+        for fid in set(served.values()):
+            if fid != GENERIC and fid[0] not in models:
+                base, t = fid[0].rsplit("@", 1)
+                models[fid[0]] = ShrunkModel(models[base], self.generic, float(t))
+                attrs[fid[0]] = attrs[base]
         self.candidates_ = models
         self.candidate_attributes_ = attrs
         self.generic_ = self.generic
         self.group_names_ = names
         self.metric_ = metric.name
-        self.served_ = result.served
-        self.planned_ = result.planned
-        self.assignment_ = result.table
-        self.decisions_ = result.decisions
-        self.option_sizes_ = {o: int(members[o].sum()) for o in options}
-        full = {k for k in row_keys if None not in k}
-        for name, groups_c in known_groups.items():
-            if groups_c is not None and len(attrs[name]) == len(names):
-                order = [attrs[name].index(a) for a in names]
-                full |= {tuple(k[i] for i in order) for k in groups_c}
-        self.groups_ = sorted(full, key=sort_key)
+        self.served_ = served
+        self.planned_ = planned
+        self.assignment_ = table
+        self.decisions_ = decisions
+        self.option_sizes_ = sizes
+        self.groups_ = sorted(known_full, key=sort_key)
         if getattr(self.generic, "n_features_in_", None) is not None:
             self.n_features_in_ = self.generic.n_features_in_
         self.random_state_ = seed if seed is not None else "numpy Generator"
-        n_personal = sum(f != GENERIC for o, f in result.served.items())
-        logger.info("assignment done in %.2fs: %d of %d option(s) personalized",
-                    time.perf_counter() - started, n_personal, len(options))
+
+    def _warn_if_nothing_certified(self) -> None:
+        import warnings
+
+        from ..exceptions import FairUseWarning
+        from ._ladder import nothing_certified_message
+
+        msg = nothing_certified_message(self.assignment_, self.metric_, float(self.alpha))
+        if msg is not None:
+            warnings.warn(msg, FairUseWarning, stacklevel=3)
+
+    def _fit_served(self, X: Any, y: np.ndarray, frame: pd.DataFrame, plans: dict, *, all_plans: dict,
+                    strength: dict,
+                    table: pd.DataFrame, decisions: pd.DataFrame, task: str, metric: Metric,
+                    options: list[tuple], members: dict, row_keys: list[tuple]) -> "FairUseSystem":
+        """Fitted state of a system whose decisions were made elsewhere (the cross-fitted
+        procedure of :func:`~fairuse_opt.fit_system`): ``plans[o].function`` served to
+        option ``o`` at ``strength[o]``, every other option the generic model."""
+        from ._blend import shrunk_name
+
+        models = self._check_models(task)
+        names = list(frame.columns)
+        attrs = {name: [str(a) for a in (getattr(m, "group_names_", None) or [])] for name, m in models.items()}
+        if task == CLASSIFICATION:
+            self.classes_ = np.asarray(getattr(self.generic, "classes_", np.array([0, 1])))
+        known_groups = {name: _known_groups(model) for name, model in models.items()}
+        self.levels_, known_full = _levels_and_groups(row_keys, names, known_groups, attrs)
+        root = tuple(None for _ in names)
+        served: dict[tuple, tuple] = {root: GENERIC}
+        for o in options:
+            served[o] = GENERIC
+            if o in plans:
+                name, key = plans[o].function
+                t = strength[o]
+                served[o] = (name, key) if t >= 1 else (shrunk_name(name, t), key)
+        table = table.copy()
+        table["served"] = [function_label(served.get(_option_of(names, r), GENERIC), {**attrs, **{
+            k: attrs[k.rsplit("@", 1)[0]] for k in {f[0] for f in served.values() if f != GENERIC} if "@" in k}})
+            for r in table.to_dict(orient="records")]
+        table["candidate"] = [function_label(all_plans[o].function, attrs) if o in all_plans else c
+                              for o, c in zip([_option_of(names, r) for r in table.to_dict(orient="records")],
+                                              table["candidate"])]
+        planned = {o: (plans[o].function if o in plans else GENERIC) for o in options}
+        planned[root] = GENERIC
+        self._set_served(models, attrs, names, metric, served, planned, table, decisions,
+                         {o: int(members[o].sum()) for o in options}, known_full,
+                         self.random_state if isinstance(self.random_state, numbers.Integral) else None)
+        self._warn_if_nothing_certified()
         return self
 
     # ------------------------------------------------------------ serving
@@ -484,6 +596,57 @@ class FairUseSystem(BaseEstimator):
             return self._output(X, groups, report, "decision_function", "decision")
         return self._output(X, groups, report, "decision_function", "predict")
 
+    def summary(self, width: int = 100) -> str:
+        """What the system serves and why, one line per option, in words.
+
+        Per option: assignment rows, the model served (with its shrinkage strength), the
+        gain over the generic model on the assignment sample with its one-sided lower
+        bound, the adjusted p-value, the smallest gain its test could certify
+        (testability, ladder only) and the reason.  ``print(system)`` prints it.
+        """
+        check_is_fitted(self, "served_")
+        t = self.assignment_
+        procedure = getattr(self, "procedure_", self.procedure)
+        n_opt = len(t) - 1
+        n_pers = int((t["served"].iloc[1:] != "generic").sum())
+        lines = [f"FairUseSystem ({procedure}): {n_pers} of {n_opt} reporting option(s) served a personalized "
+                 f"model, the others the generic model",
+                 f"metric {self.metric_}, family-wise level alpha = {self.alpha:g}"
+                 + (f", rungs {', '.join(f'{r:g}' for r in self.rungs)}" if procedure != "split" else ""),
+                 "gain > 0: the model does better than the generic model (metric units, assignment "
+                 "sample); (>= b): its one-sided lower bound at level alpha, not adjusted", ""]
+        for rec in t.to_dict(orient="records"):
+            head = f"{rec['option']}  (n = {rec['n']})"
+            served = rec["served"]
+            gain = rec.get("gain_generic", np.nan)
+            parts = [f"served {served}"]
+            if isinstance(gain, float) and np.isfinite(gain):
+                low = rec.get("gain_generic_low", np.nan)
+                parts.append(f"gain {gain:.4g}" + (f" (>= {low:.4g})" if np.isfinite(low) else ""))
+            padj = rec.get("p_adjusted", np.nan)
+            if isinstance(padj, float) and np.isfinite(padj):
+                parts.append(f"p_adj {padj:.3g}")
+            mdg = rec.get("min_detectable_gain", np.nan)
+            if isinstance(mdg, float) and np.isfinite(mdg):
+                parts.append(f"certifiable gain >= {mdg:.3g}")
+            lines.append(head)
+            lines.append("    " + "; ".join(parts))
+            lines += textwrap.wrap(str(rec.get("reason", "")), width, initial_indent="    ",
+                                   subsequent_indent="    ")
+        if n_pers == 0 and n_opt:
+            from ._ladder import nothing_certified_message
+
+            msg = nothing_certified_message(t, self.metric_, float(self.alpha)) if "min_detectable_gain" in t else None
+            lines += ["", msg or "No option was served a personalized model."]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        try:
+            check_is_fitted(self, "served_")
+        except NotFittedError:
+            return self.__repr__()
+        return self.summary()
+
     def serving(self, groups: Any = None, *, report: Any = None) -> pd.DataFrame:
         """Which option and model serve each distinct report.
 
@@ -554,6 +717,33 @@ def _check_fitted(model: Any, what: str) -> None:
     except TypeError as exc:  # not an estimator at all
         if not (hasattr(model, "predict_proba") or hasattr(model, "predict")):
             raise InputError(MSG_SYSTEM_NO_METHOD.format(what=what, method="predict", task="any")) from exc
+
+
+def _option_of(names: list[str], record: dict) -> tuple:
+    """The option of a row of ``assignment_``."""
+    return tuple(None if (v is None or (isinstance(v, float) and np.isnan(v))) else v
+                 for v in (record[a] for a in names))
+
+
+def _levels_and_groups(row_keys: list[tuple], names: list[str], known_groups: dict,
+                       attrs: dict) -> tuple[dict, set]:
+    """Known values of every attribute and the fully reported groups, from the reports
+    seen and the groups the candidates know."""
+    levels: dict[str, set] = {a: set() for a in names}
+    for key in row_keys:
+        for a, v in zip(names, key):
+            if v is not None:
+                levels[a].add(v)
+    for name, groups_c in known_groups.items():
+        for key in groups_c or []:
+            for a, v in zip(attrs[name], key):
+                levels[a].add(v)
+    full = {k for k in row_keys if None not in k}
+    for name, groups_c in known_groups.items():
+        if groups_c is not None and len(attrs[name]) == len(names):
+            order = [attrs[name].index(a) for a in names]
+            full |= {tuple(k[i] for i in order) for k in groups_c}
+    return {a: sorted(v, key=sort_key) for a, v in levels.items()}, full
 
 
 def _known_groups(model: Any) -> set[tuple] | None:
