@@ -445,7 +445,7 @@ def run_replication(pop: FinitePopulation, rep: int, *, designs: Sequence[Design
                 warnings.simplefilter("ignore")
                 system = fit(design, X, y, groups, metric=metric, pool=pool, random_state=rep, reuse=reuse)
             fit_s = time.perf_counter() - started
-            base.setdefault(design.family, system)
+            base[design.family] = system  # the latest: it carries the most (pool, then out-of-fold scores)
             systems[(design.label, metric)] = system
             row = evaluate(system, scorer, metric=metric, envy=envy)
             rows.append({"setting": setting.name, "rep": rep, "design": design.label, "metric": metric,
