@@ -50,6 +50,10 @@ from fairuse_opt.datasets import load
 DATASETS = ["apnea", "support2", "nhefs", "framingham", "pima", "birthwt", "diabetes",
             "whas500", "flchain", "compas"]
 LOAD_KW = {"diabetes": {"binary": True}}
+#: Decoupled models (a full logistic model per group) on support2's 48 features and 12
+#: groups take 10 to 90 s each here, and the ladder fits the pool 4 times, crossfit 6
+#: times: support2's pool leaves them out (every other dataset uses the default pool).
+ENCODINGS = {"support2": ("onehot", "intersectional")}
 PROCEDURES = ["split", "ladder", "crossfit"]
 REFERENCES = ["generic (all rows)", "intersectional (all rows)", "one-hot (all rows)"]
 METRICS = ["log_loss", "error"]
@@ -64,8 +68,8 @@ def _new_api() -> bool:
     return "procedure" in inspect.signature(fit_system).parameters
 
 
-def _fit(X, y, groups, *, procedure, metric, random_state, reuse=None):
-    kw = {}
+def _fit(X, y, groups, *, procedure, metric, random_state, reuse=None, encodings=None):
+    kw = {} if encodings is None else {"encodings": encodings}
     if _new_api():
         kw["procedure"] = procedure
         if reuse is not None:
@@ -150,14 +154,15 @@ def run_dataset(name: str, *, audit_boot: int, procedures, log: logging.Logger) 
             base = None
             for metric in METRICS:
                 started = time.perf_counter()
-                system = _fit(X_r, y_r, g_r, procedure=proc, metric=metric, random_state=fold, reuse=base)
+                system = _fit(X_r, y_r, g_r, procedure=proc, metric=metric, random_state=fold, reuse=base,
+                              encodings=ENCODINGS.get(name))
                 label = f"{proc} ({metric})"
                 models[label] = system
                 info[label] = {"fit_s": time.perf_counter() - started, "reused": base is not None,
                                "options_personalized": n_personalized(system, probe, options),
                                "options": len(options)}
                 if _new_api():
-                    base = base or system
+                    base = system
         for label, model in models.items():
             kw = {} if label == "generic (all rows)" else {"groups": g_t}
             p = model.predict_proba(X_t, **kw)[:, 1]
@@ -227,6 +232,9 @@ def write_markdown(df: pd.DataFrame, path: Path, meta: dict) -> None:
                 f"{100 * r['error']:.2f} | {100 * r['gain_error']:+.2f} | {_f(r['kept_error'])} | "
                 f"{aud if aud else ' | '} | {opts} | {r['fit_s']:.1f} |")
         lines.append("")
+    if "support2" in set(df["dataset"]):
+        lines += ["support2: the pool leaves out the decoupled models (see `ENCODINGS` in the script); every "
+                  "other dataset uses the default pool of `fit_system`.", ""]
     lines += _must_show(s)
     path.write_text("\n".join(lines) + "\n")
 
