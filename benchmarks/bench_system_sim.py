@@ -114,13 +114,14 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
         st = SETTINGS[setting]
         lines += [f"## {setting}: {len(st.groups)} groups, {st.n:,} rows, {len(st.gaining)} gaining", "",
                   "| metric | design | reps | harm (95% CI) | full | power | kept | oracle/true | excess x1000 | "
-                  "envy | options | fit s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "envy | envy gap x1000 | options | fit s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             lines.append(
                 f"| {r['metric']} | {r['design']} | {r['n_rep']} | {r['harm']}/{r['n_rep']} = "
                 f"{r['harm_rate']:.3f} ({r['harm_low']:.3f}-{r['harm_high']:.3f}) | {r['harm_full']} | "
                 f"{_fmt(r['power'])} | {_fmt(r['kept'])} | {_fmt(r['oracle_vs_true'])} | "
-                f"{_fmt(1000 * r['excess'])} | {_fmt(r['envy'])} | {_fmt(r['n_personalized'], 1)} | "
+                f"{_fmt(1000 * r['excess'])} | {_fmt(r['envy'])} | {_fmt(1000 * r.get('envy_gap', np.nan), 3)} | "
+                f"{_fmt(r['n_personalized'], 1)} | "
                 f"{_fmt(r['fit_s'])} |")
         lines.append("")
     lines += _checks(s)

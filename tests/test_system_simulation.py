@@ -100,10 +100,16 @@ def test_the_true_model_harms_no_one_keeps_the_true_gain_and_is_envy_free(s1, me
     assert res["envy"] == 0.0
 
 
-def test_planted_envy_is_caught(s1):
-    res = evaluate(_Truth(s1, _generic(s1), envy_plant=(5, 3)), Scorer(s1), metric="log_loss")
-    assert res["envy"] == 1.0 and res["n_envious"] >= 1
+def test_planted_envy_is_caught_and_measured(s1):
+    generic = _generic(s1)
+    res = evaluate(_Truth(s1, generic, envy_plant=(5, 3)), Scorer(s1), metric="log_loss")
+    assert res["envy"] == 1.0 and res["n_envious"] == 1  # only group 5; the others have their truth
     assert res["n_gaining_personalized"] == 2  # group 5 is served the generic model
+    # group 5 would gain exactly generic - truth under report 3 (the truth is the best it can get)
+    rows = s1.rows(5)
+    gap = (expected_metric(s1.p[rows], generic.predict_proba(s1.X[rows])[:, 1], "log_loss")
+           - s1.true_metrics[5, 0])
+    assert res["envy_gap"] == pytest.approx(s1.weights[5] * gap, rel=1e-9)
 
 
 def test_memoised_evaluation_equals_brute_force(s1):

@@ -348,7 +348,9 @@ def evaluate(system: Any, scorer: Scorer, *, metric: str, envy: bool = True, ora
         of the served system over its generic model, full reports), ``gain_oracle``,
         ``gain_true`` (of the true model), ``excess`` (served minus true model's
         metric), ``envy`` (some group envies another's report), ``n_envious`` groups,
-        ``n_unserved`` options the system could not serve.
+        ``envy_gap`` (the population-weighted mean, over groups, of how much better a group
+        would do under the best other report: 0 for a group without envy), ``n_unserved``
+        options the system could not serve.
     """
     pop, setting = scorer.pop, scorer.pop.setting
     k = METRICS.index(metric)
@@ -393,19 +395,19 @@ def evaluate(system: Any, scorer: Scorer, *, metric: str, envy: bool = True, ora
         best = _oracle(system, scorer, pop, names, gen)
         out["gain_oracle"] = float(w_all @ (gen[:, k] - best[:, k]))
     if envy:
-        n_envious = 0
+        gap = np.zeros(scorer.n_groups)
         for g in by_report:
             for h, (fp, predict) in by_report.items():
                 if h == g:
                     continue
                 m = gen[g] if fp[g] == gen_fp[g] else scorer.metrics(g, fp[g], predict)
-                if m[k] < own[g, k] - _TOL:
-                    n_envious += 1
-                    break
+                gap[g] = max(gap[g], own[g, k] - m[k])
+        n_envious = int((gap > _TOL).sum())
         out["envy"] = float(n_envious > 0)
         out["n_envious"] = n_envious
+        out["envy_gap"] = float(w_all @ np.where(gap > _TOL, gap, 0.0))
     else:
-        out["envy"] = out["n_envious"] = np.nan
+        out["envy"] = out["n_envious"] = out["envy_gap"] = np.nan
     return out
 
 
@@ -507,6 +509,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
             "excess": float(part["excess"].mean()),
             "envy": float(pd.to_numeric(part["envy"]).mean()),
             "n_envious": float(pd.to_numeric(part["n_envious"]).mean()),
+            "envy_gap": float(pd.to_numeric(part["envy_gap"]).mean()) if "envy_gap" in part else np.nan,
             "n_personalized": float(part["n_personalized"].mean()),
             "n_unserved": int(part["n_unserved"].sum()),
             "fit_s": float(part["fit_s"].mean()),
