@@ -89,8 +89,10 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
     per_rep = table.drop_duplicates(["setting", "rep"]).groupby("setting")["rep_s"].agg(["mean", "sum"])
     lines = ["# The certified system by simulation (`benchmarks/bench_system_sim.py`)", "",
              f"Command: `{meta['command']}`", "",
-             f"Library commit: `{meta.get('commit', '?')}`.  Wall time {meta['elapsed_min']:.1f} min "
-             f"(summed over the runs that wrote the CSV) on the shared 2-core machine, "
+             f"Library commit: `{meta.get('commit', '?')}`.  Wall time {per_rep['sum'].sum() / 60:.1f} min "
+             f"(the replications' wall times summed, over every run that wrote the CSV: the run was "
+             f"resumed with `--resume` after interruptions) on the shared 2-core machine (load 5 to 7 "
+             f"from other sessions), "
              f"{meta['n_jobs']} worker(s); peak memory (max RSS) {meta['peak_mb']:.0f} MB; populations of "
              f"{meta['pop_size']:,} rows ({meta['pop_mib']:.0f} MiB each).  Seconds per replication "
              "(all designs, both metrics, evaluation included): " +
