@@ -69,7 +69,10 @@ def _run_setting(name: str, n_rep: int, pop_size: int, n_jobs: int, done: set, o
             chunks = [run_replication(pop, r, designs=designs, stand_in_envy=stand_in_envy) for r in reps]
         rows = pd.DataFrame([row for chunk in chunks for row in chunk])
         path = out / CSV
-        rows.to_csv(path, mode="a", header=not path.exists(), index=False)
+        if path.exists():  # rewritten whole: rows of an earlier run may lack a newer column
+            rows = pd.concat([pd.read_csv(path), rows], ignore_index=True)
+        rows.to_csv(path, index=False)
+        rows = rows[rows["setting"] == name].tail(len(reps) * len(chunks[0]))
         log(f"{name}: {reps[-1] + 1}/{n_rep} replications ({time.perf_counter() - started:.0f}s; "
             f"{rows.drop_duplicates('rep')['rep_s'].mean():.2f}s per replication)")
     return time.perf_counter() - started
