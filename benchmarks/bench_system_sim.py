@@ -129,6 +129,12 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
                 f"{_fmt(r['n_personalized'], 1)} | "
                 f"{_fmt(r['fit_s'])} |")
         lines.append("")
+        if "envy_gap" in table:
+            sub = table[(table["setting"] == setting) & ~table["design"].str.contains("uncertified")]
+            n_gap = sub.dropna(subset=["envy_gap"])["rep"].nunique()
+            if 0 < n_gap < sub["rep"].nunique():
+                lines += [f"The envy gap was added to the engine during the run: measured on {n_gap} of "
+                          f"{sub['rep'].nunique()} replications (the last ones).", ""]
     lines += _checks(s)
     path.write_text("\n".join(lines) + "\n")
 
