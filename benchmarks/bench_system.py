@@ -222,7 +222,7 @@ def write_markdown(df: pd.DataFrame, path: Path, meta: dict) -> None:
              "fit time (for the error-rate system: re-assignment of the log-loss system's pool through "
              "`reuse=`).", ""]
     for name, part in s.groupby("dataset", sort=False):
-        n = int(df[(df["dataset"] == name)]["n_test"].sum())
+        n = int(df[(df["dataset"] == name)].drop_duplicates("fold")["n_test"].sum())
         cells = int(part[part["model"] == "intersectional (all rows)"]["cells_log_loss"].iloc[0])
         lines += [f"## {name} ({n:,} rows, {cells} (fold, group) cells)", "",
                   "| model | log loss | gain | kept | error % | gain | kept | rat. | envy | opts | fit s |",
