@@ -294,6 +294,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--resume", action="store_true", help="keep the datasets already in the CSV")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--merge", nargs="*", default=[],
+                        help="with --report-only: CSVs of other runs of this script (e.g. one dataset run "
+                             "in a parallel process) whose datasets are added to the report")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     log = logging.getLogger("bench_system")
@@ -330,6 +333,14 @@ def main(argv=None) -> None:
         write_markdown(pd.DataFrame(rows), out / "system_datasets.md", meta)
         log.info("%s done (%.1f min)", name, meta["elapsed_min"])
     if args.report_only:
+        for path in args.merge:
+            extra = pd.read_csv(path)
+            rows += extra[~extra["dataset"].isin({r["dataset"] for r in rows})].to_dict("records")
+            meta["command"] += f"`, and (in a parallel process, merged with `--report-only --merge`) " \
+                               f"`{command.split(' --')[0]} --datasets {' '.join(extra['dataset'].unique())}"
+        if args.merge:
+            pd.DataFrame(rows).to_csv(csv, index=False)
+            meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         write_markdown(pd.DataFrame(rows), out / "system_datasets.md", meta)
 
 
