@@ -253,10 +253,12 @@ def _must_show(s: pd.DataFrame) -> list[str]:
            "Mean over the datasets of *kept* (datasets where standard personalization does not gain on "
            "average left out of the mean, and counted), and held-out violations summed over the datasets "
            "against the unconstrained intersectional model's (trained on all rows).", "",
-           "| model | kept, log loss: mean (median) [datasets] | against the intersectional model only | "
+           "*pooled* = the model's log-loss gains summed over those datasets / the standard gains summed "
+           "(datasets weighted by how much personalization gains there).", "",
+           "| model | kept, log loss: mean (median) [datasets] | pooled | against the intersectional model only | "
            "kept, error: mean (median) [datasets] | rationality violations, log loss / error | envy, log loss / error | options personalized "
            "(per fold, summed over the datasets) |",
-           "|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|"]
     totals = {}
     for model, part in s.groupby("model", sort=False):
         if model == "generic (all rows)":
@@ -265,7 +267,9 @@ def _must_show(s: pd.DataFrame) -> list[str]:
         ki = part["kept_int_log_loss"].dropna()
         totals[model] = (int(part["rationality_log_loss"].sum()), int(part["rationality_error"].sum()))
         opts = part["options_personalized"].sum() if part["options_personalized"].notna().any() else np.nan
-        out.append(f"| {model} | {kl.mean():.2f} ({kl.median():.2f}) [{len(kl)}] | {ki.mean():.2f} "
+        pos = part[part["std_gain_log_loss"] > 0]
+        pooled = pos["gain_log_loss"].sum() / pos["std_gain_log_loss"].sum()
+        out.append(f"| {model} | {kl.mean():.2f} ({kl.median():.2f}) [{len(kl)}] | {pooled:.2f} | {ki.mean():.2f} "
                    f"({ki.median():.2f}) [{len(ki)}] | {ke.mean():.2f} "
                    f"({ke.median():.2f}) [{len(ke)}] | {totals[model][0]} / {totals[model][1]} | "
                    f"{int(part['envy_log_loss'].sum())} / {int(part['envy_error'].sum())} | "
