@@ -99,7 +99,10 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
              f"{meta['n_jobs']} worker(s); peak memory (max RSS) {meta['peak_mb']:.0f} MB; populations of "
              f"{meta['pop_size']:,} rows ({meta['pop_mib']:.0f} MiB each).  Seconds per replication "
              "(all designs, both metrics, evaluation included): " +
-             ", ".join(f"{k} {v['mean']:.1f}" for k, v in per_rep.iterrows()) + ".", "",
+             ", ".join(f"{k} {v['mean']:.1f}" for k, v in per_rep.iterrows()) + "." +
+             (" CPU seconds per replication: " + ", ".join(
+                 f"{k} {v:.1f}" for k, v in table.drop_duplicates(["setting", "rep"]).groupby("setting")[
+                     "rep_cpu_s"].mean().items()) + "." if "rep_cpu_s" in table else ""), "",
              __doc__.split("\n\n", 1)[1].split("Usage::")[0].strip(), "",
              "Columns: *harm* = replications in which some reporting option (full or partial) is served "
              "a model whose population metric is worse than the design's generic model's, with a "
