@@ -56,6 +56,8 @@ LOAD_KW = {"diabetes": {"binary": True}}
 ENCODINGS = {"support2": ("onehot", "intersectional")}
 PROCEDURES = ["split", "ladder", "crossfit"]
 REFERENCES = ["generic (all rows)", "intersectional (all rows)", "one-hot (all rows)"]
+#: The generic model that split and ladder serve: trained on their training part only.
+HOLDOUT_GENERIC = "generic (70%: split/ladder's)"
 METRICS = ["log_loss", "error"]
 CSV = "system_datasets.csv"
 
@@ -94,6 +96,45 @@ def _options(groups: pd.DataFrame) -> list[tuple]:
             for keep in combinations(range(len(key)), k):
                 out.add(tuple(v if j in keep else None for j, v in enumerate(key)))
     return sorted(out, key=lambda o: tuple("" if v is None else str(v) for v in o))
+
+
+def holdout_generic(X_r, y_r, g_r, fold):
+    """The generic model of ``fit_system``'s split and ladder procedures for this fold:
+    trained on the training part of ``stratified_split`` (assignment share 0.3, seed =
+    the fold), as ``fit_system(..., random_state=fold)`` splits."""
+    from fairuse_opt._validation import check_reports
+    from fairuse_opt.system._fit import stratified_split
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train, _ = stratified_split(np.asarray(y_r), check_reports(g_r, len(y_r)), 0.3, fold)
+        return FairUseClassifier(encoding="none").fit(X_r.iloc[train], np.asarray(y_r)[train])
+
+
+def add_holdout_generic(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of :data:`HOLDOUT_GENERIC` for the datasets of ``df`` that lack them (test
+    metrics only; a few seconds per dataset)."""
+    extra = []
+    for name in df["dataset"].unique():
+        if (df[(df["dataset"] == name)]["model"] == HOLDOUT_GENERIC).any():
+            continue
+        X, y, groups = load(name, **LOAD_KW.get(name, {}))
+        y = np.asarray(y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), _strata(y, groups)))
+        for fold, (rest, test) in enumerate(splits):
+            model = holdout_generic(X.iloc[rest].reset_index(drop=True), y[rest],
+                                    groups.iloc[rest].reset_index(drop=True), fold)
+            p = model.predict_proba(X.iloc[test])[:, 1]
+            extra.append({"dataset": name, "fold": fold, "model": HOLDOUT_GENERIC, "n_test": len(test),
+                          "n_train": len(rest), **_losses(p, y[test])})
+    extra = pd.DataFrame(extra)
+    parts = []
+    for name in df["dataset"].unique():  # each dataset's rows: the generic models first
+        d, e = df[df["dataset"] == name], extra[extra["dataset"] == name] if len(extra) else extra
+        parts += [d[d["model"] == REFERENCES[0]], e, d[d["model"] != REFERENCES[0]]]
+    return pd.concat(parts, ignore_index=True)
 
 
 def n_personalized(system, X_probe, options) -> int:
@@ -150,6 +191,8 @@ def run_dataset(name: str, *, audit_boot: int, procedures, log: logging.Logger) 
                 models[label] = est.fit(X_r, y_r, groups=None if enc == "none" else g_r)
                 info[label] = {"fit_s": time.perf_counter() - started}
         generic_all = models["generic (all rows)"]
+        models[HOLDOUT_GENERIC] = holdout_generic(X_r, y_r, g_r, fold)
+        info[HOLDOUT_GENERIC] = {"fit_s": np.nan}
         for proc in procedures:
             base = None
             for metric in METRICS:
@@ -163,12 +206,16 @@ def run_dataset(name: str, *, audit_boot: int, procedures, log: logging.Logger) 
                                "options": len(options)}
                 if _new_api():
                     base = system
+        for proc in ("ladder", "split"):
+            if f"{proc} (log_loss)" in models:  # the reconstruction is the procedure's own generic model
+                np.testing.assert_allclose(models[f"{proc} (log_loss)"].generic_.predict_proba(X_t),
+                                           models[HOLDOUT_GENERIC].predict_proba(X_t), rtol=0, atol=1e-10)
         for label, model in models.items():
-            kw = {} if label == "generic (all rows)" else {"groups": g_t}
+            kw = {} if label in ("generic (all rows)", HOLDOUT_GENERIC) else {"groups": g_t}
             p = model.predict_proba(X_t, **kw)[:, 1]
             row = {"dataset": name, "fold": fold, "model": label, "n_test": len(test), "n_train": len(rest),
                    **_losses(p, y_t), **info.get(label, {})}
-            if label != "generic (all rows)":
+            if label not in ("generic (all rows)", HOLDOUT_GENERIC):
                 generic = generic_all if label in REFERENCES else model.generic_
                 row.update(_audit_counts(model, X_t, y_t, g_t, generic, fold, audit_boot))
             rows.append(row)
@@ -203,6 +250,12 @@ def summarise(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         s[f"kept_{m}"] = np.where(s[f"std_gain_{m}"] > 0, s[f"gain_{m}"] / s[f"std_gain_{m}"], np.nan)
         s[f"kept_int_{m}"] = np.where(s[f"int_gain_{m}"] > 0, s[f"gain_{m}"] / s[f"int_gain_{m}"], np.nan)
         s.loc[s["model"] == REFERENCES[0], [f"kept_{m}", f"kept_int_{m}"]] = np.nan
+        # over the model's own generic model: split and ladder serve the 70% one
+        hold = s[s["model"] == HOLDOUT_GENERIC].set_index("dataset")[f"gain_{m}"]
+        own = s[f"gain_{m}"] - np.where(s["model"].str.startswith(("split", "ladder")),
+                                        s["dataset"].map(hold).fillna(0.0), 0.0)
+        s[f"kept_own_{m}"] = np.where(s[f"std_gain_{m}"] > 0, own / s[f"std_gain_{m}"], np.nan)
+        s.loc[s["model"].isin([REFERENCES[0], HOLDOUT_GENERIC]), f"kept_own_{m}"] = np.nan
     return s, std
 
 
@@ -228,15 +281,21 @@ def write_markdown(df: pd.DataFrame, path: Path, meta: dict) -> None:
                   "| model | log loss | gain | kept | error % | gain | kept | rat. | envy | opts | fit s |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
-            gen = r["model"] == "generic (all rows)"
+            gen = r["model"] in (REFERENCES[0], HOLDOUT_GENERIC)
             opts = "" if pd.isna(r["options_personalized"]) else f"{r['options_personalized']:.1f}/{r['options']:.0f}"
             aud = "" if gen else (f"{int(r['rationality_log_loss'])} / {int(r['rationality_error'])} | "
                                   f"{int(r['envy_log_loss'])} / {int(r['envy_error'])}")
             lines.append(
                 f"| {r['model']} | {r['log_loss']:.4f} | {1000 * r['gain_log_loss']:+.2f} | {_f(r['kept_log_loss'])} | "
                 f"{100 * r['error']:.2f} | {100 * r['gain_error']:+.2f} | {_f(r['kept_error'])} | "
-                f"{aud if aud else ' | '} | {opts} | {r['fit_s']:.1f} |")
+                f"{aud if aud else ' | '} | {opts} | {_f(r['fit_s'])} |")
         lines.append("")
+    if meta.get("holdout_generic_added"):
+        lines += [f"The rows `{HOLDOUT_GENERIC}` were added afterwards with `--report-only --add-holdout-generic` "
+                  "(the generic model refitted on the training part of the split that `fit_system` makes; a "
+                  "full run checks it against the ladder's and split's own generic models).", ""]
+    for name, why in meta.get("skipped", {}).items():
+        lines += [f"{name}: skipped ({why}).", ""]
     if "support2" in set(df["dataset"]):
         lines += ["support2: the pool leaves out the decoupled models (see `ENCODINGS` in the script); every "
                   "other dataset uses the default pool of `fit_system`.", ""]
@@ -255,10 +314,13 @@ def _must_show(s: pd.DataFrame) -> list[str]:
            "against the unconstrained intersectional model's (trained on all rows).", "",
            "*pooled* = the model's log-loss gains summed over those datasets / the standard gains summed "
            "(datasets weighted by how much personalization gains there).", "",
-           "| model | kept, log loss: mean (median) [datasets] | pooled | against the intersectional model only | "
+           "*over own generic* = the same mean with the gain measured over the model's own generic model "
+           "(split and ladder serve one trained on 70% of the rows): what personalization itself keeps.", "",
+           "| model | kept, log loss: mean (median) [datasets] | pooled | over own generic | "
+           "against the intersectional model only | "
            "kept, error: mean (median) [datasets] | rationality violations, log loss / error | envy, log loss / error | options personalized "
            "(per fold, summed over the datasets) |",
-           "|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|"]
     totals = {}
     for model, part in s.groupby("model", sort=False):
         if model == "generic (all rows)":
@@ -269,10 +331,14 @@ def _must_show(s: pd.DataFrame) -> list[str]:
         opts = part["options_personalized"].sum() if part["options_personalized"].notna().any() else np.nan
         pos = part[part["std_gain_log_loss"] > 0]
         pooled = pos["gain_log_loss"].sum() / pos["std_gain_log_loss"].sum()
-        out.append(f"| {model} | {kl.mean():.2f} ({kl.median():.2f}) [{len(kl)}] | {pooled:.2f} | {ki.mean():.2f} "
+        ko = part["kept_own_log_loss"].dropna()
+        own = f"{ko.mean():.2f} ({ko.median():.2f})" if len(ko) else ""
+        out.append(f"| {model} | {kl.mean():.2f} ({kl.median():.2f}) [{len(kl)}] | {pooled:.2f} | {own} | {ki.mean():.2f} "
                    f"({ki.median():.2f}) [{len(ki)}] | {ke.mean():.2f} "
-                   f"({ke.median():.2f}) [{len(ke)}] | {totals[model][0]} / {totals[model][1]} | "
-                   f"{int(part['envy_log_loss'].sum())} / {int(part['envy_error'].sum())} | "
+                   f"({ke.median():.2f}) [{len(ke)}] | " +
+                   ("| | " if model == HOLDOUT_GENERIC else
+                    f"{totals[model][0]} / {totals[model][1]} | "
+                    f"{int(part['envy_log_loss'].sum())} / {int(part['envy_error'].sum())} | ") +
                    f"{'' if pd.isna(opts) else f'{opts:.1f}'} |")
     ref = totals.get("intersectional (all rows)")
     out += ["", "Must-show (log-loss systems, log-loss gain; violations: log loss, and both metrics):", ""]
@@ -298,6 +364,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--resume", action="store_true", help="keep the datasets already in the CSV")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--add-holdout-generic", action="store_true",
+                        help="with --report-only: add the split/ladder generic model's rows to a CSV written "
+                             "before the script computed them")
     parser.add_argument("--merge", nargs="*", default=[],
                         help="with --report-only: CSVs of other runs of this script (e.g. one dataset run "
                              "in a parallel process) whose datasets are added to the report")
@@ -317,21 +386,24 @@ def main(argv=None) -> None:
     rows = pd.read_csv(csv).to_dict("records") if (args.resume or args.report_only) and csv.exists() else []
     started = time.perf_counter() - 60 * meta.get("elapsed_min", 0.0)
     done = {r["dataset"] for r in rows}
+    skipped = dict(meta.get("skipped", {}))
     for name in ([] if args.report_only else args.datasets):
         if name in done:
             continue
         try:
             rows += run_dataset(name, audit_boot=args.audit_boot, procedures=procedures, log=log)
-        except (ImportError, FileNotFoundError) as exc:
-            log.warning("%s skipped: %s", name, exc)
-            continue
         except Exception as exc:
-            if "needs the package" in str(exc) or "not installed" in str(exc):
-                log.warning("%s skipped: %s", name, exc)
-                continue
-            raise
+            if not isinstance(exc, (ImportError, FileNotFoundError)) and "needs the package" not in str(exc):
+                raise
+            log.warning("%s skipped: %s", name, exc)
+            skipped[name] = str(exc).split(":")[0] + ": " + str(exc).split(":")[1].split(",")[0].strip()
+            meta["skipped"] = skipped
+            meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+            continue
         pd.DataFrame(rows).to_csv(csv, index=False)
-        meta = {"command": command, "commit": commit, "elapsed_min": (time.perf_counter() - started) / 60,
+        previous = meta.get("command")
+        meta = {"command": command if previous in (None, command) else f"{previous}`, then `{command}",
+                "commit": commit, "elapsed_min": (time.perf_counter() - started) / 60, "skipped": skipped,
                 "peak_mb": max(meta.get("peak_mb", 0.0), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
         meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         write_markdown(pd.DataFrame(rows), out / "system_datasets.md", meta)
@@ -342,7 +414,10 @@ def main(argv=None) -> None:
             rows += extra[~extra["dataset"].isin({r["dataset"] for r in rows})].to_dict("records")
             meta["command"] += f"`, and (in a parallel process, merged with `--report-only --merge`) " \
                                f"`{command.split(' --')[0]} --datasets {' '.join(extra['dataset'].unique())}"
-        if args.merge:
+        if args.add_holdout_generic:
+            rows = add_holdout_generic(pd.DataFrame(rows)).to_dict("records")
+            meta["holdout_generic_added"] = True
+        if args.merge or args.add_holdout_generic:
             pd.DataFrame(rows).to_csv(csv, index=False)
             meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         write_markdown(pd.DataFrame(rows), out / "system_datasets.md", meta)
