@@ -103,6 +103,10 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
              (" CPU seconds per replication: " + ", ".join(
                  f"{k} {v:.1f}" for k, v in table.drop_duplicates(["setting", "rep"]).groupby("setting")[
                      "rep_cpu_s"].mean().items()) + "." if "rep_cpu_s" in table else ""), "",
+             *([f"Populations of {meta['pop_size']:,} rows rather than 1,000,000: memory is not the limit "
+                f"({meta['pop_mib']:.0f} MiB), time is (every served model is evaluated on every row of "
+                "its option, so a replication's evaluation grows with the population), and the run had to "
+                "finish within about an hour on one shared core.", ""] if meta["pop_size"] < 1_000_000 else []),
              __doc__.split("\n\n", 1)[1].split("Usage::")[0].strip(), "",
              "Columns: *harm* = replications in which some reporting option (full or partial) is served "
              "a model whose population metric is worse than the design's generic model's, with a "
