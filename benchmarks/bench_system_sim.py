@@ -205,7 +205,9 @@ def main(argv=None) -> None:
             import subprocess
             commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True).stdout.strip()
-            meta = {"command": command, "elapsed_min": elapsed / 60, "n_jobs": args.n_jobs,
+            previous = meta.get("command")
+            meta = {"command": command if previous in (None, command) else f"{previous}`, then `{command}",
+                    "elapsed_min": elapsed / 60, "n_jobs": args.n_jobs,
                     "pop_size": args.pop_size, "pop_mib": args.pop_size * 6 * 8 / 2**20, "commit": commit,
                     "peak_mb": max(meta.get("peak_mb", 0.0),
                                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
