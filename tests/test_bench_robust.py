@@ -204,3 +204,14 @@ def test_the_shipped_my_clinic_config_says_what_to_fill_in(tmp_path, capsys):
     assert str((config.parent / "data" / "my_clinic.csv").resolve()) in line
     assert "set 'csv' in the config" in line and "'target' and 'groups'" in line and "Errno" not in line
     assert not out.exists()
+
+
+def test_an_unknown_model_name_is_refused_before_any_dataset_loads(tmp_path, capsys, monkeypatch):
+    from fairuse_opt.bench import _runner
+
+    def no_loading(config):
+        raise AssertionError("datasets were loaded")
+
+    monkeypatch.setattr(_runner, "load_tasks", no_loading)
+    assert main(["bench", "--models", "svm", "--out", str(tmp_path / "out")]) == 2
+    assert "model 'svm' is not known" in one_line_error(capsys)
