@@ -1039,11 +1039,41 @@ def load_training_table(args: argparse.Namespace, *, partial_reports: bool = Fal
         _check_group_columns(frame, groups)
     from .tabular import TabularEncoding
 
+    _check_text_columns(frame, features, args.categorical, args.data)
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
     X = encoding.transform(frame)
     _check_feature_range(X, args.data)
     return TrainingTable(X=X, y=frame[args.target], G=frame[groups], encoding=encoding,
                          groups=groups, n_rows=len(frame), dropped=dropped)
+
+
+MSG_MOSTLY_NUMERIC = (
+    "data file {path}: column {column!r} holds numbers in {n_num} of {n} row(s) but also {values}, which "
+    "would make it a text column one-hot encoded into {n_levels} feature(s); fix those cells, or name the "
+    "column in --categorical if it is a category"
+)
+
+
+#: A feature column whose cells are numbers but for this share or less is refused (typos).
+MAX_TEXT_SHARE = 0.05
+
+
+def _check_text_columns(frame, features: Sequence[str], categorical: Sequence[str], path: Any) -> None:
+    """Refuse a feature column of numbers with a few text cells (at most 5%: a typo such as
+    ``1.2.3`` would otherwise turn it into one feature per distinct value)."""
+    import pandas as pd
+
+    for c in features:
+        col = frame[c]
+        if c in categorical or pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        cells = col.dropna()
+        numbers = pd.to_numeric(cells, errors="coerce")
+        n_num = int(numbers.notna().sum())
+        if n_num and len(cells) - n_num <= MAX_TEXT_SHARE * len(cells):
+            text = sorted({str(v) for v in cells[numbers.isna()]})
+            raise CLIError(MSG_MOSTLY_NUMERIC.format(path=path, column=c, n_num=n_num, n=len(cells),
+                                                     values=_capped(text, 5), n_levels=cells.nunique() - 1))
 
 
 def _check_feature_range(X, path: Any) -> None:
@@ -1490,6 +1520,7 @@ def _demo_table(args: argparse.Namespace) -> tuple:
         progress(dropped)
     _check_target(frame[args.target], args.target, "classification")
     _check_group_columns(frame, groups)
+    _check_text_columns(frame, features, [], args.data)
     encoding = TabularEncoding.fit(frame[features])
     X = encoding.transform(frame)
     _check_feature_range(X, args.data)
