@@ -73,6 +73,12 @@ BAD_CONFIGS = {
     "dataset task": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
                                  'groups = ["g"]\ntask = "ranking"\n', "task = 'ranking'"),
     "dataset kwargs": ("bad.toml", '[[extra_datasets]]\nname = "c"\nloader = "toy"\nkwargs = 5\n', "kwargs = 5"),
+    "dataset kwargs unknown": ("bad.toml", 'datasets = []\n[[extra_datasets]]\nname = "t"\nloader = "toy"\n'
+                                          'kwargs = {nope = 1}\n', "unexpected keyword argument 'nope'"),
+    "csv with kwargs": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
+                                    'groups = ["g"]\nkwargs = {a = 1}\n', "['kwargs'] do not apply"),
+    "loader with groups": ("bad.toml", '[[extra_datasets]]\nname = "c"\nloader = "toy"\ngroups = ["g"]\n',
+                           "['groups'] do not apply"),
     "dataset twice": ("bad.toml", 'datasets = ["toy"]\n[[extra_datasets]]\nname = "toy"\nloader = "toy"\n',
                       "listed twice"),
     "csv missing": ("bad.toml", 'datasets = []\n[[extra_datasets]]\nname = "c"\ncsv = "nowhere.csv"\n'
