@@ -815,7 +815,7 @@ def case_configs(rng, folder: Path, shared: Shared, out: Outcome) -> Callable[[]
     df.to_csv(folder / "clinic.csv", index=False)
     config = json.loads(json.dumps(TINY_CONFIG))
     suffix = str(rng.choice([".toml", ".json"]))
-    mutation = int(rng.integers(0, 8))
+    mutation = int(rng.integers(0, 9))
     note = "valid"
     if mutation in (0, 1, 2):
         key = str(rng.choice(list(TINY_CONFIG) + ["assign_size", "alpha", "seed", "margin_se", "correction",
@@ -831,6 +831,11 @@ def case_configs(rng, folder: Path, shared: Shared, out: Outcome) -> Callable[[]
     elif mutation == 4:
         config["unknown_key"] = 1
         note = "unknown key"
+    elif mutation == 8:  # a registry dataset with keyword arguments its loader may not take
+        kwargs = [{}, {"nope": 1}, {"binary": True}, {"binary": "x"}, {"target": "nope"}][int(rng.integers(0, 5))]
+        loader = str(rng.choice(["toy", "diabetes", "nope"]))
+        config["extra_datasets"] = [{"name": "reg", "loader": loader, "kwargs": kwargs}]
+        note = f"loader {loader} kwargs {kwargs}"
     if suffix == ".toml":
         lines = []
         for k, v in config.items():

@@ -605,7 +605,17 @@ def add_demo(sub) -> None:
                       help="output folder (default: fairuse_demo_output in the current folder)")
     demo.add_argument("--data", default="nhefs",
                       help="nhefs (default; pip install 'fairuse_opt[demo]'), apnea (from FAIRUSE_DATA_DIR), "
-                           "framingham, pima, birthwt, diabetes, or the path of apnea.csv")
+                           "framingham, pima, birthwt, diabetes, the path of apnea.csv, or the path of any "
+                           "CSV file with --target and --groups")
+    demo.add_argument("--target", default=None,
+                      help="with --data PATH of a CSV file: its binary target column (the second value in "
+                           "sorted order is the positive class)")
+    demo.add_argument("--groups", type=_csv_list, default=None,
+                      help="with --data PATH of a CSV file: its group attribute columns, e.g. Age,Sex; every "
+                           "other column is a feature (text columns one-hot encoded)")
+    demo.add_argument("--dropna", action="store_true",
+                      help="with --data PATH of a CSV file: drop rows with missing values (reported per group)")
+    _add_na_values(demo)
     demo.add_argument("--folds", type=_positive_int, default=None, help="folds (default 5, at least 2)")
     demo.add_argument("--n-boot", type=_positive_int, default=None,
                       help="bootstrap resamples of the audits and of the assignment (default 500)")
@@ -1040,11 +1050,41 @@ def load_training_table(args: argparse.Namespace, *, partial_reports: bool = Fal
         _check_group_columns(frame, groups)
     from .tabular import TabularEncoding
 
+    _check_text_columns(frame, features, args.categorical, args.data)
     encoding = TabularEncoding.fit(frame[features], categorical=args.categorical)
     X = encoding.transform(frame)
     _check_feature_range(X, args.data)
     return TrainingTable(X=X, y=frame[args.target], G=frame[groups], encoding=encoding,
                          groups=groups, n_rows=len(frame), dropped=dropped)
+
+
+MSG_MOSTLY_NUMERIC = (
+    "data file {path}: column {column!r} holds numbers in {n_num} of {n} row(s) but also {values}, which "
+    "would make it a text column one-hot encoded into {n_levels} feature(s); fix those cells, or name the "
+    "column in --categorical if it is a category"
+)
+
+
+#: A feature column whose cells are numbers but for this share or less is refused (typos).
+MAX_TEXT_SHARE = 0.05
+
+
+def _check_text_columns(frame, features: Sequence[str], categorical: Sequence[str], path: Any) -> None:
+    """Refuse a feature column of numbers with a few text cells (at most 5%: a typo such as
+    ``1.2.3`` would otherwise turn it into one feature per distinct value)."""
+    import pandas as pd
+
+    for c in features:
+        col = frame[c]
+        if c in categorical or pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        cells = col.dropna()
+        numbers = pd.to_numeric(cells, errors="coerce")
+        n_num = int(numbers.notna().sum())
+        if n_num and len(cells) - n_num <= MAX_TEXT_SHARE * len(cells):
+            text = sorted({str(v) for v in cells[numbers.isna()]})
+            raise CLIError(MSG_MOSTLY_NUMERIC.format(path=path, column=c, n_num=n_num, n=len(cells),
+                                                     values=_capped(text, 5), n_levels=cells.nunique() - 1))
 
 
 def _check_feature_range(X, path: Any) -> None:
@@ -1446,10 +1486,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
         written = {_resolved(out / n) for n in (ASSIGN_CSV, FOLDS_CSV, REPORT_MD, REPORT_PNG)}
         if _resolved(data) in written:
             raise CLIError(MSG_DEMO_DATA_IN_OUT.format(path=data, out=out))
-    run_demo(out, data=args.data, folds=DEFAULT_FOLDS if args.folds is None else args.folds,
+    source: Any = args.data
+    csv_flags = [f for f, v in (("--target", args.target), ("--groups", args.groups), ("--dropna", args.dropna),
+                                ("--na-values", args.na_values)) if v]
+    if csv_flags or (data.is_file() and not _is_apnea_file(data)):
+        if not data.is_file():
+            raise CLIError(MSG_DEMO_CSV_FLAGS.format(flags=", ".join(csv_flags), value=args.data))
+        source = _demo_table(args)
+    run_demo(out, data=source, folds=DEFAULT_FOLDS if args.folds is None else args.folds,
              n_boot=DEFAULT_N_BOOT if args.n_boot is None else args.n_boot,
              seed=args.seed, progress=progress, command=_command_text(args))
     return 0
+
+
+MSG_DEMO_CSV_FLAGS = "{flags}: only with --data PATH of a CSV file; {value!r} is not a file"
+MSG_DEMO_NEEDS_ROLES = (
+    "demo --data {path}: give --target (a binary column) and --groups (the group attribute columns) of "
+    "this CSV file; without them only apnea.csv (columns Apnea, Age, Sex) is understood"
+)
+
+
+def _is_apnea_file(path: Path) -> bool:
+    """Whether a CSV file has the apnea data's columns (read as before: ``load_apnea``)."""
+    import pandas as pd
+
+    try:
+        columns = set(pd.read_csv(path, nrows=0).columns)
+    except Exception:  # noqa: BLE001 - unreadable: read_table says why
+        return False
+    return {"Apnea", "Age", "Sex"} <= columns
+
+
+def _demo_table(args: argparse.Namespace) -> tuple:
+    """``(X, y, groups, description)`` of ``demo --data PATH --target COL --groups A,B``: read,
+    checked and encoded as ``fit`` does; the target's second value in sorted order is 1."""
+    import numpy as np
+
+    from .tabular import TabularEncoding
+
+    if not args.target or not args.groups:
+        raise CLIError(MSG_DEMO_NEEDS_ROLES.format(path=args.data))
+    groups = list(args.groups)
+    _check_roles(args.target, groups, [])
+    frame = read_table(args.data, text_columns=groups, needed=[args.target, *groups], na_values=args.na_values)
+    features = [c for c in frame.columns if c != args.target and c not in groups]
+    frame, dropped = handle_missing(frame, [args.target, *groups, *features], groups, dropna=args.dropna,
+                                    path=args.data, what="run the demo on")
+    if dropped:
+        progress(dropped)
+    _check_target(frame[args.target], args.target, "classification")
+    _check_group_columns(frame, groups)
+    _check_text_columns(frame, features, [], args.data)
+    encoding = TabularEncoding.fit(frame[features])
+    X = encoding.transform(frame)
+    _check_feature_range(X, args.data)
+    classes = np.unique(frame[args.target].to_numpy())
+    y = (frame[args.target].to_numpy() == classes[1]).astype(int)
+    desc = (f"{args.data} (target {args.target}, positive class {_py(classes[1])!r}; groups "
+            f"{', '.join(groups)}; {X.shape[1]} feature(s))")
+    return X, y, frame[groups].reset_index(drop=True), desc
 
 
 # --------------------------------------------------------------------------- main

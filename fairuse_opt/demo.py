@@ -172,17 +172,20 @@ def load_demo_data(data: str | tuple) -> tuple[pd.DataFrame, pd.Series, pd.DataF
     ----------
     data : str or tuple
         A name of :data:`DATA` (``"nhefs"``, ``"apnea"`` from ``FAIRUSE_DATA_DIR``, ...),
-        the path of ``apnea.csv`` (or of its folder), or ``(X, y, groups)`` (binary ``y``).
+        the path of ``apnea.csv`` (or of its folder), or ``(X, y, groups)`` (binary ``y``),
+        optionally with a fourth item describing the data (``fairuse demo --data PATH
+        --target COL --groups A,B`` passes any CSV file so).
     """
     from . import datasets
 
     if isinstance(data, tuple):
-        if len(data) != 3:
+        if len(data) not in (3, 4):
             raise InputError(f"data given as a tuple must be (X, y, groups), got {len(data)} item(s)")
-        X, y, g = data
+        X, y, g = data[:3]
+        desc = data[3] if len(data) == 4 else "data given to run_demo"
         groups = g.to_frame() if isinstance(g, pd.Series) else pd.DataFrame(g)
         return (pd.DataFrame(X).reset_index(drop=True), pd.Series(np.asarray(y)),
-                groups.astype(str).reset_index(drop=True), "data given to run_demo")
+                groups.astype(str).reset_index(drop=True), desc)
     if data in DATA:
         try:
             X, y, g = datasets.load_diabetes(binary=True) if data == "diabetes" else datasets.load(data)

@@ -73,6 +73,12 @@ BAD_CONFIGS = {
     "dataset task": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
                                  'groups = ["g"]\ntask = "ranking"\n', "task = 'ranking'"),
     "dataset kwargs": ("bad.toml", '[[extra_datasets]]\nname = "c"\nloader = "toy"\nkwargs = 5\n', "kwargs = 5"),
+    "dataset kwargs unknown": ("bad.toml", 'datasets = []\n[[extra_datasets]]\nname = "t"\nloader = "toy"\n'
+                                          'kwargs = {nope = 1}\n', "unexpected keyword argument 'nope'"),
+    "csv with kwargs": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
+                                    'groups = ["g"]\nkwargs = {a = 1}\n', "['kwargs'] do not apply"),
+    "loader with groups": ("bad.toml", '[[extra_datasets]]\nname = "c"\nloader = "toy"\ngroups = ["g"]\n',
+                           "['groups'] do not apply"),
     "dataset twice": ("bad.toml", 'datasets = ["toy"]\n[[extra_datasets]]\nname = "toy"\nloader = "toy"\n',
                       "listed twice"),
     "csv missing": ("bad.toml", 'datasets = []\n[[extra_datasets]]\nname = "c"\ncsv = "nowhere.csv"\n'
@@ -204,3 +210,14 @@ def test_the_shipped_my_clinic_config_says_what_to_fill_in(tmp_path, capsys):
     assert str((config.parent / "data" / "my_clinic.csv").resolve()) in line
     assert "set 'csv' in the config" in line and "'target' and 'groups'" in line and "Errno" not in line
     assert not out.exists()
+
+
+def test_an_unknown_model_name_is_refused_before_any_dataset_loads(tmp_path, capsys, monkeypatch):
+    from fairuse_opt.bench import _runner
+
+    def no_loading(config):
+        raise AssertionError("datasets were loaded")
+
+    monkeypatch.setattr(_runner, "load_tasks", no_loading)
+    assert main(["bench", "--models", "svm", "--out", str(tmp_path / "out")]) == 2
+    assert "model 'svm' is not known" in one_line_error(capsys)

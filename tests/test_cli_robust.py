@@ -655,3 +655,47 @@ def test_bench_progress_is_one_line_per_cell(tmp_path, capsys):
     cells = [ln for ln in lines if "clinic__f" in ln]
     assert len(cells) == 2 * 4  # generic, onehot x (unconstrained, fairuse), pool system: per fold
     assert len(lines) <= len(cells) + 3, lines
+
+
+# --------------------------------------------------------------------------- issue 23: demo --data PATH
+def test_demo_runs_on_any_csv_with_target_and_groups(tmp_path, capsys):
+    """``fairuse demo --data PATH`` takes any CSV file (the README says NAME|PATH; only
+    apnea.csv was read): with --target and --groups; text labels are coded by sorted order."""
+    df = region_frame(n=500, regions=("EU", "NA", "ASIA"))
+    df["y"] = df["y"].map({0: "healthy", 1: "sick"})
+    data = write_csv(df, tmp_path / "clinic.csv")
+    out = tmp_path / "demo"
+    assert main(["demo", "--data", str(data), "--out", str(out)]) == 2
+    assert one_line_error(capsys) == "fairuse: error: " + cli.MSG_DEMO_NEEDS_ROLES.format(path=data)
+    assert not out.exists()
+    assert main(["demo", "--data", str(data), "--target", "y", "--groups", "region,sex", "--folds", "2",
+                 "--n-boot", "20", "--out", str(out), "--quiet"]) == 0
+    md = (out / "demo_report.md").read_text(encoding="utf-8")
+    assert f"{data} (target y, positive class 'sick'; groups region, sex; 2 feature(s))" in md
+    cells = pd.read_csv(out / "per_fold.csv", keep_default_na=False)
+    assert set(cells["group"]) == {f"region={r}, sex={s}" for r in ("EU", "NA", "ASIA") for s in ("F", "M")}
+    capsys.readouterr()
+    assert main(["demo", "--data", "diabetes", "--target", "y", "--out", str(tmp_path / "d2")]) == 2
+    assert "--target: only with --data PATH of a CSV file" in one_line_error(capsys)
+
+
+def test_a_numeric_column_with_a_typo_is_refused_not_one_hot_encoded(tmp_path, capsys):
+    """A column of numbers with one cell ``1.2.3`` would become ~400 one-hot features: one line
+    names the column and the cell; with --categorical the column is a category as asked."""
+    df = region_frame()
+    df["x1"] = df["x1"].astype(object)
+    df.loc[7, "x1"] = "1.2.3"
+    data = write_csv(df, tmp_path / "d.csv")
+    out = tmp_path / "m.json"
+    assert main(fit_cmd(data, out, "--fair-use", "none")) == 2
+    line = one_line_error(capsys)
+    assert "column 'x1' holds numbers in 399 of 400 row(s) but also ['1.2.3']" in line and "--categorical" in line
+    assert main(fit_cmd(data, out, "--fair-use", "none", "--categorical", "x1", "--quiet")) == 0
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert [c["kind"] for c in doc["input"]["columns"]] == ["categorical", "numeric"]
+    df["code"] = np.where(np.arange(len(df)) % 2, "3", "3b")  # half numbers, half text: a category
+    write_csv(df, data)
+    assert main(fit_cmd(data, out, "--fair-use", "none", "--features", "x2,code", "--quiet")) == 0
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["features"]["names"] == ["x2", "code=3b"]
+    capsys.readouterr()

@@ -107,6 +107,11 @@ def run_bench(args: argparse.Namespace, command: str) -> int:
     config = config.with_overrides(datasets=_datasets(config, args.datasets), folds=args.folds,
                                    models=args.models, techniques=args.techniques,
                                    methods=args.methods, n_boot=args.n_boot, seed=args.seed)
+    from ._grid import METHODS, MODELS, TECHNIQUES, _check_choice
+
+    for what, values, known in (("model", config.models, MODELS), ("technique", config.techniques, TECHNIQUES),
+                                ("method", config.methods, METHODS)):
+        _check_choice(what, values, known)  # before any dataset is loaded
     try:
         run = run_grid(config, args.out, n_jobs=args.n_jobs, scheduler=args.scheduler)
         written = write_outputs(run, config, args.out, command, plots=not args.no_plots)

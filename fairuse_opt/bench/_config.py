@@ -95,6 +95,11 @@ class DatasetSpec:
         for key in ("loader", "csv", "target"):
             if key in v and not (isinstance(v[key], str) and v[key]):
                 raise bad(key, "give a non-empty string")
+        kind, other = ("csv", ("loader", "kwargs")) if "csv" in v else ("loader", _CSV_KEYS)
+        ignored = sorted(k for k in other if k in v)
+        if ignored:  # a key of the other kind of dataset would be ignored: refused instead
+            raise InputError(MSG_CONFIG_DATASET.format(
+                name=name, problem=f"{ignored} do not apply to a dataset given by '{kind}'"))
         if "csv" in v:
             missing = [k for k in ("target", "groups") if k not in v]
             if missing:
@@ -119,6 +124,10 @@ class DatasetSpec:
         if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
             raise bad("kwargs", "give a table of keyword arguments")
         return cls(name=name, loader=v["loader"], kwargs=tuple(sorted(kwargs.items())))
+
+
+#: Keys of a CSV dataset (a registry dataset takes 'loader' and 'kwargs').
+_CSV_KEYS = ("target", "groups", "features", "task", "dropna")
 
 
 def _shown(value: Any, limit: int = 80) -> str:
@@ -398,7 +407,14 @@ def _load_cached(key: str):
     spec = _spec_from_key(json.loads(key))
     if spec.csv is None:
         from .. import datasets
-        X, y, groups = datasets.load(spec.loader, **dict(spec.kwargs))
+        try:
+            X, y, groups = datasets.load(spec.loader, **dict(spec.kwargs))
+        except (datasets.DatasetNotFoundError, datasets.MissingDependencyError):
+            raise  # the dataset is left out of the run, with the reason
+        except (TypeError, ValueError) as exc:  # keyword arguments the loader does not take, bad values
+            raise InputError(MSG_CONFIG_DATASET.format(
+                name=spec.name, problem=f"loader {spec.loader!r} with kwargs {_shown(dict(spec.kwargs))}: "
+                                        f"{' '.join(str(exc).split())[:300]}")) from None
         return X, y, groups
     return _load_csv(spec)
 
