@@ -668,8 +668,9 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
     sys_cells = cells[(cells["method"] == "system") & (cells["metric"] == METRIC)]
     served = sys_cells.assign(fold="fold " + sys_cells["fold"].astype(str)).pivot(
         index="group", columns="fold", values="served")
-    lines += ["The model served to each group on the test folds:", "",
-              _md_table(served.reindex(list(dict.fromkeys(sys_cells["group"]))), "group"), ""]
+    served = served.reindex(index=list(dict.fromkeys(sys_cells["group"])),  # fold 2 before fold 10
+                            columns=[f"fold {k}" for k in sorted(set(sys_cells["fold"]))])
+    lines += ["The model served to each group on the test folds:", "", _md_table(served, "group"), ""]
     lines += ["## Every (fold, group) cell", "",
               f"`{FOLDS_CSV}` has every cell of every method and metric. The cells with a significant verdict "
               f"in {METRIC_LABEL[METRIC]}:", ""]
