@@ -50,7 +50,7 @@ from .model.losses import Loss, LogisticLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
 from .problem.data import centred_rows, wide_basis
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
-from .solvers.base import NATIVE_CHOICES
+from .solvers.base import CONIC_SOLVERS, NATIVE_CHOICES
 from .solvers import native
 from .solvers.conic import raise_failed
 
@@ -320,6 +320,9 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
+        if self.solver.upper() in CONIC_SOLVERS and self.constraint_hook is None and index is not None:
+            routes.check_conic_size(self.solver, self.encoding, self.group_reg, self._fair_use_set(),
+                                    index.n_groups)
         extremes, self._extremes = getattr(self, "_extremes", None), None
         check_fit_magnitude(Xa, self.feature_names_, extremes)
         # weighted mean and standard deviation; the rows centred into Z, sorted by group

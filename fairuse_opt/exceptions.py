@@ -109,6 +109,12 @@ MSG_BAD_PARAM = "{name}={value!r} is invalid: {reason}"
 # Solving and fair use (fairuse_opt/_solve.py, fairuse_opt/_fairuse.py)
 MSG_SOLVER_FAILED = "no solver produced a usable solution ({attempts})"
 MSG_SOLVER_UNKNOWN = "solver {solver!r} is not available; installed: {installed}"
+MSG_CONIC_TOO_LARGE = (
+    "solver={solver!r} would solve the {route} through cvxpy: a sequence of convex programs, each with "
+    "{pairs} envy-freeness constraints ({groups} groups), compiled and solved one after the other (minutes "
+    "at this size; at most {limit} constraints are accepted); solver='auto' solves the same programs with "
+    "the native interior-point method"
+)
 MSG_INFEASIBLE_MARGIN = (
     "the fair-use constraints cannot be met for group(s) {groups}: {reason}"
 )

@@ -309,3 +309,40 @@ def test_progress_stays_quiet_at_info_for_a_short_fit(monkeypatch, caplog):
             FairUseClassifier(encoding="onehot", max_iter=2).fit(X, y, groups=groups)
     records = [r for r in caplog.records if hasattr(r, "progress")]
     assert records and all(r.levelno == logging.DEBUG for r in records)
+
+
+def test_an_explicit_conic_solver_with_many_envy_pairs_is_refused_at_once(monkeypatch):
+    """An explicit conic solver on the sequence of restrictions with more than
+    MAX_CONIC_PAIRS envy pairs is refused before any fit, naming the native solver; with
+    fewer pairs, or without envy-freeness, it runs."""
+    from fairuse_opt.exceptions import MSG_CONIC_TOO_LARGE, InputError
+    from fairuse_opt.fairness import routes
+    from fairuse_opt.solvers import native
+
+    X, y, groups = make(120, 2, (3, 4))  # 12 groups: 132 envy pairs
+    assert 12 * 11 > routes.MAX_CONIC_PAIRS >= 8 * 7
+
+    def no_fit(*a, **k):
+        raise AssertionError("a fit was started")
+    with monkeypatch.context() as m:
+        m.setattr(native, "newton", no_fit)
+        m.setattr(ConicBackend, "solve", no_fit)
+        for kw in (dict(encoding="onehot", solver="ECOS"), dict(group_reg="penalty", solver="clarabel")):
+            route = "one-hot route" if "encoding" in kw else "route of penalised group blocks"
+            expected = MSG_CONIC_TOO_LARGE.format(solver=kw["solver"], route=route, pairs=132, groups=12,
+                                                  limit=routes.MAX_CONIC_PAIRS)
+            with pytest.raises(InputError) as err:
+                FairUseClassifier(fair_use="both", min_group_size=0, **kw).fit(X, y, groups=groups)
+            assert str(err.value) == expected
+            assert "solver='auto'" in str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # no envy-freeness: no sequence of restrictions, the conic solver runs
+        rat = FairUseClassifier(encoding="onehot", fair_use="rationality", solver="ECOS", min_group_size=0).fit(
+            X, y, groups=groups)
+        assert rat.certificate_.verified and rat.certificate_.solver in ("ECOS", "CLARABEL")
+        # 8 groups: 56 pairs, under the limit
+        X8, y8, g8 = make(120, 2, (2, 4))
+        few = FairUseClassifier(encoding="onehot", fair_use="both", solver="ECOS", min_group_size=0).fit(
+            X8, y8, groups=g8)
+        assert few.certificate_.verified

@@ -103,7 +103,11 @@ def _attempt(problem: cp.Problem, name: str, opts: dict) -> str:
     try:
         with warnings.catch_warnings(), _interrupt_guard(name):
             warnings.simplefilter("ignore")
-            problem.solve(solver=name, **opts)
+            # compiled afresh at every solve (parameters as constants): cvxpy's parametrised
+            # (DPP) compilation keeps a tensor of (constraint rows x variables) entries per
+            # parameter that grew with the square of the envy pairs (332 rows, 32 groups:
+            # a MemoryError past 6 GB; compiled afresh: 350 MB)
+            problem.solve(solver=name, ignore_dpp=True, **opts)
         return str(problem.status)
     except KeyboardInterrupt:
         raise
