@@ -102,7 +102,8 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
              ", ".join(f"{k} {v['mean']:.1f}" for k, v in per_rep.iterrows()) + "." +
              (" CPU seconds per replication: " + ", ".join(
                  f"{k} {v:.1f}" for k, v in table.drop_duplicates(["setting", "rep"]).groupby("setting")[
-                     "rep_cpu_s"].mean().items()) + "." if "rep_cpu_s" in table else ""), "",
+                     "rep_cpu_s"].mean().dropna().items()) + " (measured from the engine's CPU clock, added "
+                 "during the run)." if "rep_cpu_s" in table else ""), "",
              *([f"Populations of {meta['pop_size']:,} rows rather than 1,000,000: memory is not the limit "
                 f"({meta['pop_mib']:.0f} MiB), time is (every served model is evaluated on every row of "
                 "its option, so a replication's evaluation grows with the population), and the run had to "
