@@ -44,7 +44,7 @@ _MSG_BAD_FIELD = "model file {source}: {field} {problem}"
 def _shown(items: Sequence, limit: int = 20, width: int = 60) -> list:
     """At most ``limit`` items for a message, long texts cut (an error stays one short line)."""
     out = [f"{v[:width - 3]}..." if isinstance(v, str) and len(v) > width else v for v in list(items)[:limit]]
-    return out + [f"... {len(items) - limit} more"] if len(items) > limit else out
+    return out + [f"... {len(items) - limit} more ({len(items)} in all)"] if len(items) > limit else out
 
 
 def _is_number(v: Any) -> bool:
