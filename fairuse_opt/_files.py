@@ -195,14 +195,23 @@ def _keep_old(target: Path) -> str | None:
 def _ctrl_c_held() -> Iterator[None]:
     """Hold SIGINT off (in the main thread) until the block ends: Ctrl-C during the renames
     takes effect after them."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # A handler that only records the signal, not a blocked signal mask: with other threads
+    # running (BLAS, joblib, a test runner's), a process-directed SIGINT is delivered to a
+    # thread that does not block it, and Python would raise in the main thread at once.
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old)
+        if caught and old is not signal.SIG_IGN:
+            if callable(old):
+                old(signal.SIGINT, None)
+            else:
+                raise KeyboardInterrupt
 
 
 def write_atomic(path: str | os.PathLike, content: Content) -> None:
