@@ -264,8 +264,9 @@ class _BaseFairUse(BaseEstimator):
             raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
         index, codes = None, np.zeros(n, dtype=np.int64)
         if groups is not None and self.encoding != "none":
-            frame = check_groups(groups, n, fit=True)
-            index, codes = GroupIndex.with_codes(frame)
+            coded: dict = {}
+            frame = check_groups(groups, n, fit=True, codes_out=coded)
+            index, codes = GroupIndex.with_codes(frame, coded)
             group_weight = np.bincount(codes, weights=w, minlength=index.n_groups)
             zero = [index.keys[g] for g in range(index.n_groups) if group_weight[g] <= 0]
             if zero:
@@ -287,9 +288,17 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
-        if self.solver.upper() in CONIC_SOLVERS and self.constraint_hook is None and index is not None:
-            routes.check_conic_size(self.solver, self.encoding, self.group_reg, self._fair_use_set(),
-                                    index.n_groups)
+        if index is not None and self.constraint_hook is None:
+            # routes that cannot finish in reasonable time are refused before any fit
+            if self.solver.upper() in CONIC_SOLVERS:
+                routes.check_conic_size(self.solver, self.encoding, self.group_reg, self._fair_use_set(),
+                                        index.n_groups)
+            else:
+                G_ = index.n_groups
+                extra = {"onehot": 1 + sum(len(v) for v in index.levels.values()),
+                         "intersectional": 1 + G_}.get(self.encoding, 0)
+                n_params = (G_ * (d + 1) + 1 if self.encoding == "decoupled" else min(d, n) + extra)
+                routes.check_sequence_size(self.encoding, self.group_reg, self._fair_use_set(), G_, n_params, d)
         extremes, self._extremes = getattr(self, "_extremes", None), None
         check_fit_magnitude(Xa, self.feature_names_, extremes)
         # weighted mean and standard deviation; the rows centred into Z, sorted by group
