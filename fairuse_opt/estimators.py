@@ -631,11 +631,13 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         :class:`~fairuse_opt.FairUseInfeasibleError`, or give the groups concerned the
         generic model and warn.
     solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
-        "auto": problems without binding constraints are solved by Newton's method in
-        numpy and the exact route's program by SLSQP (both verified; a conic solver
-        otherwise); the others by a conic solver, ECOS first for the classifier and Clarabel
-        first for the regressor (see ``benchmarks/results/solvers.md``), the other as
-        fallback.  A solver name sends every problem through cvxpy with that solver first.
+        "auto": every problem by the native methods in numpy (Newton's method, SQP on
+        the exact route, the decoupled encoding one group at a time, an interior-point
+        method for the sequence of restrictions; every result verified), a conic solver
+        only as a fallback, ECOS first for the classifier and Clarabel first for the
+        regressor (see ``benchmarks/results/solvers.md``).  A solver name sends every
+        problem through cvxpy with that solver first; it is refused at once
+        (``InputError``) on a sequence of restrictions with more than 120 envy pairs.
     formulation : {"auto", "epigraph", "direct"}, default="auto"
         How group losses enter the program; "auto" tries "epigraph" then "direct".
     merge_rows : bool, default=True
