@@ -181,18 +181,22 @@ def write(rows, path, command, header, repeat):
              "*/ data*: that peak over the size of X (n d float64); *RSS MB*: growth of the process's peak RSS "
              "over the first fit; *rat / envy active*: groups whose rationality binds / whose envy slack is "
              "<= 1e-6.", "",
+             "*CPU ratio*: the same for the CPU times of the best runs (the machine is shared: wall times "
+             "include waiting for a CPU).", "",
              "| cell | container | n | route | verified | rat / envy active | fit best s | fit median s | "
-             "sklearn best s | sklearn median s | ratio best | ratio median | trace MB | / data | RSS MB | runs |",
-             "|" + "---|" * 16]
+             "sklearn best s | sklearn median s | ratio best | ratio median | CPU ratio | trace MB | / data | "
+             "RSS MB | runs |",
+             "|" + "---|" * 17]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['cell']} | {r['container']} | {r['n']:,} | {r['error']} |" + " |" * 12)
+            lines.append(f"| {r['cell']} | {r['container']} | {r['n']:,} | {r['error']} |" + " |" * 13)
             continue
         lines.append(
             f"| {r['cell']} | {r['container']} | {r['n']:,} | {r['route']} | {r['verified']} | "
             f"{r['rat_active']} / {r['envy_active']} | {f(r['fit_best'])} | {f(r['fit_median'])} | "
             f"{f(r['sk_best'])} | {f(r['sk_median'])} | {f(r['ratio_best'], '{:.2f}')} | "
-            f"{f(r['ratio_median'], '{:.2f}')} | {f(r['trace_mb'], '{:.0f}')} | "
+            f"{f(r['ratio_median'], '{:.2f}')} | {f(r['fit_cpu_best'] / r['sk_cpu_best'], '{:.2f}')} | "
+            f"{f(r['trace_mb'], '{:.0f}')} | "
             f"{f(r['trace_mb'] / r['data_mb'], '{:.2f}')} | {f(r['rss_growth_mb'], '{:.0f}')} | "
             f"{r['fit_runs']} / {r['sk_runs']} |")
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -211,6 +215,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="benchmarks/results/user_path.md")
     ap.add_argument("--json", default=None, help="also append the rows as JSON lines here")
     ap.add_argument("--one", help="internal: run one cell (JSON) and print its row")
+    ap.add_argument("--from-json", default=None, help="write the table from these JSON-lines files (comma-separated)")
     args = ap.parse_args(argv)
     if args.one:
         from threadpoolctl import threadpool_limits
@@ -228,6 +233,10 @@ def main(argv=None) -> None:
 
     header = machine_lines()
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    if args.from_json:
+        rows = [json.loads(ln) for f in args.from_json.split(",") for ln in Path(f).read_text().splitlines() if ln]
+        write(rows, args.out, command, header, args.repeat)
+        return
     wanted = set(args.containers.split(",")) if args.containers else None
     rows = []
     for group in args.cells.split(","):

@@ -36,15 +36,20 @@ def sort_key(value: Any):
     return (1, 0.0, str(value))
 
 
-def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_rows(frame: pd.DataFrame, coded: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Number the distinct rows of ``frame`` in order of first appearance: the number of
     every row ``(n,)`` and the position of each distinct row's first appearance.  Each
-    column by pandas' hash table (missing values are a value), the columns combined a
-    pair at a time and renumbered (so that the combined numbers stay below n)."""
+    column by pandas' hash table (missing values are a value; ``coded``: ``name ->
+    (codes, number of values)`` of columns already numbered), the columns combined a pair
+    at a time and renumbered (so that the combined numbers stay below n)."""
     key = np.zeros(len(frame), dtype=np.int64)
     for name in frame.columns:
-        k, uniques = pd.factorize(frame[name], use_na_sentinel=False)
-        key = pd.factorize(key * len(uniques) + k)[0]
+        if coded is not None and name in coded:
+            k, n_values = coded[name]
+        else:
+            k, uniques = pd.factorize(frame[name], use_na_sentinel=False)
+            n_values = len(uniques)
+        key = pd.factorize(key * n_values + k)[0]
     key = key.astype(np.int64, copy=False)
     # factorize numbers in order of first appearance: a row appears first when its
     # number exceeds every number before it
@@ -76,11 +81,12 @@ class GroupIndex:
         return cls.with_codes(frame)[0]
 
     @classmethod
-    def with_codes(cls, frame: pd.DataFrame) -> tuple["GroupIndex", np.ndarray]:
+    def with_codes(cls, frame: pd.DataFrame, coded: dict | None = None) -> tuple["GroupIndex", np.ndarray]:
         """The index of the groups in ``frame`` and the code of each of its rows (one
-        pass of hashing for both)."""
+        pass of hashing for both; ``coded``: columns already numbered, from
+        :func:`~fairuse_opt._validation.check_groups`)."""
         names = [str(c) for c in frame.columns]
-        which, first = _distinct_rows(frame)
+        which, first = _distinct_rows(frame, coded)
         rows = [tuple(_py(v) for v in r) for r in frame.iloc[first].itertuples(index=False, name=None)]
         keys = sorted(set(rows), key=sort_key)
         # every level of a column appears in some distinct row

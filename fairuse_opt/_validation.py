@@ -223,7 +223,7 @@ def _group_frame(groups: Any, n_rows: int) -> pd.DataFrame:
     return frame
 
 
-def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
+def check_groups(groups: Any, n_rows: int, *, fit: bool = True, codes_out: dict | None = None) -> pd.DataFrame:
     """Normalise group attributes to a DataFrame with one column per attribute.
 
     Accepts a DataFrame, a Series, a 1-D array or list (one attribute), a list of dicts
@@ -232,7 +232,10 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
     keep their numpy dtype, other values become Python scalars).  Raises on duplicated attribute names, length mismatch, missing
     values and, at fit time, declared categorical levels with no rows and values of
     different types that Python treats as equal (``True``, ``1`` and ``1.0``), which
-    would otherwise be merged into one group.
+    would otherwise be merged into one group.  A dict passed as ``codes_out`` receives,
+    for the columns numbered on the way (non-numeric columns of one type), ``name ->
+    (codes, number of distinct values)`` (:meth:`GroupIndex.with_codes` then needs no
+    second pass of hashing over them).
     """
     frame = _group_frame(groups, n_rows)
     # each non-numeric column of one type numbered once (pandas' hash table, in C): its
@@ -268,6 +271,8 @@ def check_groups(groups: Any, n_rows: int, *, fit: bool = True) -> pd.DataFrame:
             table = np.empty(len(distinct), dtype=object)  # np.array would unpack tuples
             table[:] = distinct
             column = table[codes]
+            if codes_out is not None:
+                codes_out[name] = (codes, len(distinct))
         else:
             values = [_py(v) for v in col.tolist()]
             _check_group_values(name, values, fit=fit)

@@ -297,8 +297,9 @@ class _BaseFairUse(BaseEstimator):
             raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
         index, codes = None, np.zeros(n, dtype=np.int64)
         if groups is not None and self.encoding != "none":
-            frame = check_groups(groups, n, fit=True)
-            index, codes = GroupIndex.with_codes(frame)
+            coded: dict = {}
+            frame = check_groups(groups, n, fit=True, codes_out=coded)
+            index, codes = GroupIndex.with_codes(frame, coded)
             group_weight = np.bincount(codes, weights=w, minlength=index.n_groups)
             zero = [index.keys[g] for g in range(index.n_groups) if group_weight[g] <= 0]
             if zero:
@@ -320,9 +321,17 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
-        if self.solver.upper() in CONIC_SOLVERS and self.constraint_hook is None and index is not None:
-            routes.check_conic_size(self.solver, self.encoding, self.group_reg, self._fair_use_set(),
-                                    index.n_groups)
+        if index is not None and self.constraint_hook is None:
+            # routes that cannot finish in reasonable time are refused before any fit
+            if self.solver.upper() in CONIC_SOLVERS:
+                routes.check_conic_size(self.solver, self.encoding, self.group_reg, self._fair_use_set(),
+                                        index.n_groups)
+            else:
+                G_ = index.n_groups
+                extra = {"onehot": 1 + sum(len(v) for v in index.levels.values()),
+                         "intersectional": 1 + G_}.get(self.encoding, 0)
+                n_params = (G_ * (d + 1) + 1 if self.encoding == "decoupled" else min(d, n) + extra)
+                routes.check_sequence_size(self.encoding, self.group_reg, self._fair_use_set(), G_, n_params, d)
         extremes, self._extremes = getattr(self, "_extremes", None), None
         check_fit_magnitude(Xa, self.feature_names_, extremes)
         # weighted mean and standard deviation; the rows centred into Z, sorted by group
@@ -692,11 +701,13 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         personalized model cannot serve, the fit raises instead
         (:data:`~fairuse_opt.exceptions.MSG_FALLBACK_EXTERNAL`).
     solver : {"auto", "CLARABEL", "ECOS", "SCS"}, default="auto"
-        "auto": problems without binding constraints are solved by Newton's method in
-        numpy and the exact route's program by SLSQP (both verified; a conic solver
-        otherwise); the others by a conic solver, ECOS first for the classifier and Clarabel
-        first for the regressor (see ``benchmarks/results/solvers.md``), the other as
-        fallback.  A solver name sends every problem through cvxpy with that solver first.
+        "auto": every problem by the native methods in numpy (Newton's method, SQP on
+        the exact route, the decoupled encoding one group at a time, an interior-point
+        method for the sequence of restrictions; every result verified), a conic solver
+        only as a fallback, ECOS first for the classifier and Clarabel first for the
+        regressor (see ``benchmarks/results/solvers.md``).  A solver name sends every
+        problem through cvxpy with that solver first; it is refused at once
+        (``InputError``) on a sequence of restrictions with more than 120 envy pairs.
     formulation : {"auto", "epigraph", "direct"}, default="auto"
         How group losses enter the program; "auto" tries "epigraph" then "direct".
     merge_rows : bool, default=True

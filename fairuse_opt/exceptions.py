@@ -109,6 +109,10 @@ MSG_BAD_PARAM = "{name}={value!r} is invalid: {reason}"
 # Solving and fair use (fairuse_opt/_solve.py, fairuse_opt/_fairuse.py)
 MSG_SOLVER_FAILED = "no solver produced a usable solution ({attempts})"
 MSG_SOLVER_UNKNOWN = "solver {solver!r} is not available; installed: {installed}"
+MSG_SEQUENCE_TOO_LARGE = (
+    "{setting} with envy-freeness is fitted by a sequence of convex restrictions, and this one would be "
+    "too large to finish in reasonable time: {what}; {advice}"
+)
 MSG_CONIC_TOO_LARGE = (
     "solver={solver!r} would solve the {route} through cvxpy: a sequence of convex programs, each with "
     "{pairs} envy-freeness constraints ({groups} groups), compiled and solved one after the other (minutes "

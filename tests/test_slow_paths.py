@@ -346,3 +346,36 @@ def test_an_explicit_conic_solver_with_many_envy_pairs_is_refused_at_once(monkey
         few = FairUseClassifier(encoding="onehot", fair_use="both", solver="ECOS", min_group_size=0).fit(
             X8, y8, groups=g8)
         assert few.certificate_.verified
+
+
+def test_a_sequence_of_restrictions_too_large_to_finish_is_refused_at_once(monkeypatch):
+    """The one-hot or penalised route with envy-freeness beyond MAX_SEQUENCE_PAIRS envy
+    pairs or MAX_SEQUENCE_PARAMS parameters is refused before any fit, saying what to
+    use instead; the same data on the exact route (or without envy-freeness) is fitted."""
+    from fairuse_opt.exceptions import InputError
+    from fairuse_opt.fairness import routes
+    from fairuse_opt.solvers import native
+
+    X, y, groups = make(170, 2, (2, 17))  # 34 groups: 1,122 envy pairs
+    assert 34 * 33 > routes.MAX_SEQUENCE_PAIRS
+    Xw, yw, gw = make(150, 700, (2, 2))  # 150 rows x 700 features: at most 150 + 1 + 4 parameters
+    Xw2, yw2, gw2 = make(700, 650, (2, 2))  # 650 + 5 > MAX_SEQUENCE_PARAMS
+
+    def no_fit(*a, **k):
+        raise AssertionError("a fit was started")
+    with monkeypatch.context() as m:
+        m.setattr(native, "newton", no_fit)
+        with pytest.raises(InputError, match="34 groups give 1,122 envy pairs") as err:
+            FairUseClassifier(group_reg="penalty", min_group_size=0).fit(X, y, groups=groups)
+        assert "group_reg='set'" in str(err.value) and "fair_use='rationality'" in str(err.value)
+        with pytest.raises(InputError, match="655 parameters"):
+            FairUseClassifier(encoding="onehot").fit(Xw2, yw2, groups=gw2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = FairUseClassifier(min_group_size=0).fit(X, y, groups=groups)
+        assert exact.certificate_.verified
+        rat = FairUseClassifier(group_reg="penalty", fair_use="rationality", min_group_size=0).fit(X, y, groups=groups)
+        assert rat.certificate_.verified
+        # wide data whose row space keeps the parameters under the limit: fitted
+        wide = FairUseClassifier(encoding="onehot").fit(Xw, yw, groups=gw)
+        assert wide.certificate_.verified

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..exceptions import (
     MSG_CONIC_TOO_LARGE,
+    MSG_SEQUENCE_TOO_LARGE,
     MSG_FALLBACK,
     MSG_INFEASIBLE_MARGIN,
     MSG_LITTLE_GAIN,
@@ -51,7 +52,8 @@ from ..solvers.conic import ConicBackend, raise_failed
 from .certify import Served, build_certificate, row_scores, served_losses
 from .margins import resolve_margins
 
-__all__ = ["FitSetup", "Outcome", "fit", "feasible", "violations", "check_conic_size", "MAX_CONIC_PAIRS"]
+__all__ = ["FitSetup", "Outcome", "fit", "feasible", "violations", "check_conic_size", "check_sequence_size",
+           "MAX_CONIC_PAIRS", "MAX_SEQUENCE_PAIRS", "MAX_SEQUENCE_PARAMS"]
 
 #: the most envy pairs an explicit conic solver is given on the sequence of restrictions
 #: (the one-hot encoding, or penalised group blocks, with envy-freeness): every step is a
@@ -59,6 +61,43 @@ __all__ = ["FitSetup", "Outcome", "fit", "feasible", "violations", "check_conic_
 #: rows took 71 s, 992 pairs on 332 rows 136 s, both on a loaded machine; 56 pairs on
 #: 200 rows 1.4 s)
 MAX_CONIC_PAIRS = 120
+
+
+#: the most envy pairs (one constraint each in every restriction) and the most parameters
+#: (a dense p x p factorisation at every interior-point iteration) of a sequence of
+#: restrictions on the native backend.  Measured (bench_slow_paths.py): 30 groups (870
+#: pairs) 2 s; 50 groups (2,450 pairs) 15 s of CPU, most restrictions not converging in
+#: 80 iterations; 200 groups (39,800 pairs) more than 150 s; one-hot on 1,510 features
+#: (1,505 parameters) 47 s of CPU
+MAX_SEQUENCE_PAIRS = 1000
+MAX_SEQUENCE_PARAMS = 600
+
+
+def check_sequence_size(encoding: str, group_reg: str, fair_use, n_groups: int, n_params: int,
+                        n_features: int) -> None:
+    """Refuse at once a fit whose route may be the sequence of restrictions (the one-hot
+    encoding, or penalised group blocks, with envy-freeness) beyond
+    :data:`MAX_SEQUENCE_PAIRS` envy pairs or :data:`MAX_SEQUENCE_PARAMS` parameters
+    (:class:`~fairuse_opt.exceptions.InputError` saying what to use instead)."""
+    sequence = encoding == "onehot" or (group_reg == "penalty" and encoding != "none")
+    if "envy_freeness" not in fair_use or not sequence:
+        return
+    pairs = n_groups * (n_groups - 1)
+    setting = ("encoding='onehot'" if encoding == "onehot"
+               else f"encoding={encoding!r} with group_reg='penalty'")
+    exact = ("encoding='intersectional' (or 'decoupled') with group_reg='set' is envy-free by construction "
+             "(one exact program)")
+    if pairs > MAX_SEQUENCE_PAIRS:
+        raise InputError(MSG_SEQUENCE_TOO_LARGE.format(
+            setting=setting, what=f"{n_groups} groups give {pairs:,} envy pairs, each a constraint of every "
+                                  f"restriction (at most {MAX_SEQUENCE_PAIRS:,})",
+            advice=f"{exact}, or ask for fair_use='rationality'"))
+    if n_params > MAX_SEQUENCE_PARAMS:
+        raise InputError(MSG_SEQUENCE_TOO_LARGE.format(
+            setting=setting, what=f"{n_params:,} parameters ({n_features:,} features), a dense {n_params:,} x "
+                                  f"{n_params:,} factorisation at each of its hundreds of interior-point "
+                                  f"iterations (at most {MAX_SEQUENCE_PARAMS:,} parameters)",
+            advice=f"{exact}, or fit on fewer features"))
 
 
 def check_conic_size(solver: str, encoding: str, group_reg: str, fair_use, n_groups: int) -> None:
