@@ -104,9 +104,10 @@ def _attempt(problem: cp.Problem, name: str, opts: dict) -> str:
         with warnings.catch_warnings(), _interrupt_guard(name):
             warnings.simplefilter("ignore")
             # compiled afresh at every solve (parameters as constants): cvxpy's parametrised
-            # (DPP) compilation keeps a tensor of (constraint rows x variables) entries per
-            # parameter that grew with the square of the envy pairs (332 rows, 32 groups:
-            # a MemoryError past 6 GB; compiled afresh: 350 MB)
+            # (DPP) compilation builds a tensor over (constraint rows x variables) that grew
+            # with the square of the envy pairs (bench_slow_paths.py's conic-onehot, 332 rows
+            # and 32 groups: a MemoryError at 5.3 GB; a scratch run on 200 rows, 5 features,
+            # 32 groups and 3 restrictions: 5.6 GB with it, 350 MB compiled afresh)
             problem.solve(solver=name, ignore_dpp=True, **opts)
         return str(problem.status)
     except KeyboardInterrupt:
