@@ -537,8 +537,8 @@ def case_csv(rng, folder: Path, shared: Shared, out: Outcome) -> Callable[[], No
         if rng.random() < 0.75:
             try:
                 df, name = mutate_frame(df, rng)
-            except KeyError:  # the column this mutation changes was renamed or dropped by another
-                continue
+            except (KeyError, TypeError, ValueError):  # the column this mutation changes was renamed,
+                continue                                   # dropped or turned into text by another
             names.append(name)
     text: str | bytes = to_csv(df)
     if rng.random() < 0.3:
