@@ -51,10 +51,9 @@ def default_candidates(attributes: list[str], task: str = "classification", *,
     encodings : tuple of str
         Encodings to include.
     onehot_fair_use : bool, default False
-        Include the fair-use one-hot models.  They are fitted by a sequence of convex
-        programs through cvxpy, which on a few thousand rows takes tens of seconds per
-        model (about 10 s on apnea's 1,345 training rows, and on support2-sized data it
-        ran out of a 6 GB memory limit after 27 s), so the default leaves them out; the
+        Include the fair-use one-hot models (a sequence of convex restrictions; 0.5 s on
+        apnea's and 4.8 s on support2's training part in
+        ``benchmarks/results/system_pool_timing.md``).  Left out by default; the
         unconstrained one-hot models stay in.
 
     Returns
