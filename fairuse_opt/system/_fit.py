@@ -51,10 +51,8 @@ def default_candidates(attributes: list[str], task: str = "classification", *,
     encodings : tuple of str
         Encodings to include.
     onehot_fair_use : bool, default False
-        Include the fair-use one-hot models (a sequence of convex restrictions; 0.5 s on
-        apnea's and 4.8 s on support2's training part in
-        ``benchmarks/results/system_pool_timing.md``).  Left out by default; the
-        unconstrained one-hot models stay in.
+        Include the fair-use one-hot models (a sequence of convex restrictions, the
+        slowest route).  Left out by default; the unconstrained one-hot models stay in.
 
     Returns
     -------
