@@ -43,20 +43,35 @@ CSV = "system_simulation.csv"
 META = "system_simulation.json"
 
 
-def _designs():
+def _designs(labels=None):
     _, new_api = _fit_system_api()
-    return DESIGNS if new_api else tuple(d for d in DESIGNS if d.procedure == "split")
+    designs = DESIGNS if new_api else tuple(d for d in DESIGNS if d.procedure == "split")
+    if labels:
+        unknown = set(labels) - {d.label for d in designs}
+        if unknown:
+            raise SystemExit(f"unknown design(s) {sorted(unknown)}; known: {[d.label for d in designs]}")
+        designs = tuple(d for d in designs if d.label in labels)
+    return designs
+
+
+def merge_designs(csv: Path, other: Path) -> pd.DataFrame:
+    """The replications of ``csv`` with the rows of every certified design present in
+    ``other`` (a run of some designs only, same settings and seeds) replaced by ``other``'s."""
+    old, new = pd.read_csv(csv), pd.read_csv(other)
+    replaced = set(new["design"]) - {d for d in new["design"] if "uncertified" in d}
+    new = new[new["design"].isin(replaced)]
+    keep = old[~old["design"].isin(replaced)]
+    return pd.concat([keep, new], ignore_index=True)
 
 
 def _run_setting(name: str, n_rep: int, pop_size: int, n_jobs: int, done: set, out: Path,
-                 stand_in_envy: bool, log) -> float:
+                 stand_in_envy: bool, log, designs) -> float:
     setting = SETTINGS[name]
     started = time.perf_counter()
     pop = FinitePopulation(setting, pop_size)
     log(f"{name}: population of {len(pop):,} rows ({pop.nbytes() / 2**20:.0f} MiB) in "
         f"{time.perf_counter() - started:.1f}s")
     todo = [r for r in range(n_rep) if (name, r) not in done]
-    designs = _designs()
     batch = 10
     for i in range(0, len(todo), batch):
         reps = todo[i:i + batch]
@@ -181,6 +196,11 @@ def main(argv=None) -> None:
     parser.add_argument("--resume", action="store_true", help="keep the CSV's replications, run the rest")
     parser.add_argument("--report-only", action="store_true", help="rewrite the markdown from the CSV")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--designs", nargs="+", default=None,
+                        help="run only these designs (labels); see --merge-designs")
+    parser.add_argument("--merge-designs", default=None, metavar="DIR",
+                        help="with --report-only: replace the rows of the designs that DIR's CSV holds "
+                             "(a --designs run with the same settings and seeds) and rewrite the report")
     args = parser.parse_args(argv)
     out = Path(args.out)
     csv, meta_path = out / CSV, out / META
@@ -202,7 +222,7 @@ def main(argv=None) -> None:
         for name in args.settings:
             n_rep = args.n_rep_s0 if name == "S0" else args.n_rep
             elapsed += _run_setting(name, n_rep, args.pop_size, args.n_jobs, done, out,
-                                    not args.no_stand_in_envy, log)
+                                    not args.no_stand_in_envy, log, _designs(args.designs))
             import subprocess
             commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True).stdout.strip()
@@ -214,6 +234,14 @@ def main(argv=None) -> None:
                                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
             meta_path.write_text(json.dumps(meta, indent=1) + "\n")
             write_markdown(pd.read_csv(csv), meta, out / "system_simulation.md")
+    elif args.merge_designs:
+        other = Path(args.merge_designs)
+        merged = merge_designs(csv, other / CSV)
+        merged.to_csv(csv, index=False)
+        extra = json.loads((other / META).read_text())
+        meta["merged"] = meta.get("merged", []) + [extra]
+        meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+        write_markdown(merged, meta, out / "system_simulation.md")
     else:
         write_markdown(pd.read_csv(csv), meta, out / "system_simulation.md")
     print((out / "system_simulation.md").read_text())

@@ -3,7 +3,7 @@
 ::
 
     fairuse fit     --data D.csv --target COL --groups A,B [--features C,...] --out model.json
-    fairuse fit     --system --data D.csv --target COL --groups A,B [--assign-size 0.3] --out system.json
+    fairuse fit     --system --data D.csv --target COL --groups A,B [--assign-size 0.5] --out system.json
     fairuse predict --model model.json --data D.csv [--report A=a,B=b] --out scores.csv
     fairuse audit   --data D.csv --model model.json [--out report.json] [--markdown R.md] [--plot R.png]
     fairuse demo    [--out DIR] [--data nhefs|apnea|NAME|PATH] [--folds K]
@@ -505,9 +505,9 @@ def add_fit(sub) -> None:
                              "tested at shrinkage strengths on the whole assignment part; crossfit: out-of-fold "
                              "evidence on every row, models refitted (approximate guarantee); split: the "
                              "earlier design (see docs/system.md)")
-    system.add_argument("--assign-size", action=_Store, default="0.3",
+    system.add_argument("--assign-size", action=_Store, default=None,
                         help="share (in (0, 1)) or number of rows kept out of training to assign the "
-                             "models (default 0.3)")
+                             "models (default 0.5 with --procedure ladder, 0.3 with split)")
     system.add_argument("--metric", action=_Store, default=None,
                         help="assignment metric: log_loss (default; error with --procedure split or "
                              "--test exact), error, brier, auc, ece for classification; mse (default), mae "
@@ -1200,7 +1200,7 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
             raise CLIError(f"--alpha: {exc}") from None
         if level >= 0.5:
             raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
-    size = _parse_assign_size(args.assign_size)
+    size = None if args.assign_size is None else _parse_assign_size(args.assign_size)
     default_metric = "error" if (args.procedure == "split" or args.test == "exact") else "log_loss"
     metric = args.metric or (default_metric if args.task == "classification" else "mse")
     if args.kind != "full" and args.procedure != "split":

@@ -101,6 +101,44 @@ def test_ladder_graph_hand_computed():
     np.testing.assert_array_equal(graphical_rejections(p, w, G, 0.1), [True, True, False, False, True])
 
 
+def test_ladder_graph_spill_hand_computed():
+    """spill = 0.5: a certified weak rung lends half its level to the other options at once."""
+    w, G, nodes = ladder_graph([2, 2], [0, 0], spill=0.5)
+    want = np.zeros((4, 4))
+    want[0, 1] = want[2, 3] = 0.5   # half to the option's next rung
+    want[0, 2] = want[2, 0] = 0.5   # half to the other option's first rung
+    want[1, 2] = want[3, 0] = 1.0   # a last rung passes everything on
+    np.testing.assert_allclose(G, want)
+    np.testing.assert_allclose(w, [0.5, 0, 0.5, 0])
+    p = np.array([0.04, 0.9, 0.07, 0.9])
+    # without spill: node 0 rejected at 0.05, its 0.05 goes to node 1 (0.9: kept); node 2
+    # stays at 0.05 < 0.07
+    w0, G0, _ = ladder_graph([2, 2], [0, 0])
+    np.testing.assert_array_equal(graphical_rejections(p, w0, G0, 0.1), [True, False, False, False])
+    # with spill: node 2 gets 0.05 + 0.5 * 0.05 = 0.075 >= 0.07
+    np.testing.assert_array_equal(graphical_rejections(p, w, G, 0.1), [True, False, True, False])
+    np.testing.assert_allclose(graphical_adjusted_pvalues(p, w, G)[2], 0.07 / 0.75)
+    # a single option keeps all its level for its own rungs
+    w1, G1, _ = ladder_graph([3], [0], spill=0.5)
+    np.testing.assert_allclose(G1, [[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    with pytest.raises(ValueError, match="spill"):
+        ladder_graph([2], [0], spill=1.0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_spilled_graph_adjusted_pvalues_agree_with_the_stepwise_procedure(seed):
+    rng = np.random.default_rng(900 + seed)
+    n_opt = int(rng.integers(1, 6))
+    rungs = [int(r) for r in rng.integers(1, 4, n_opt)]
+    tiers = [int(t) for t in rng.integers(0, 2, n_opt)]
+    w, G, nodes = ladder_graph(rungs, tiers, spill=float(rng.uniform(0, 0.9)))
+    assert abs(w.sum() - 1) < 1e-12 and (G.sum(axis=1) <= 1 + 1e-12).all() and (np.diag(G) == 0).all()
+    p = rng.random(len(nodes)) ** 4
+    adj = graphical_adjusted_pvalues(p, w, G)
+    for alpha in (0.01, 0.05, 0.1, 0.25):
+        np.testing.assert_array_equal(graphical_rejections(p, w, G, alpha), adj <= alpha)
+
+
 # ---------------------------------------------------------------- paired tests
 @pytest.mark.parametrize("n", [5, 30, 400])
 def test_paired_t_matches_scipy(n):

@@ -142,8 +142,8 @@ def holm_graph(m: int) -> tuple[np.ndarray, np.ndarray]:
     return w, G
 
 
-def ladder_graph(n_rungs: Sequence[int], tiers: Sequence[int], *,
-                 epsilon: float = TAIL_EPSILON) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+def ladder_graph(n_rungs: Sequence[int], tiers: Sequence[int], *, epsilon: float = TAIL_EPSILON,
+                 spill: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
     """The graph of the shrinkage ladder.
 
     Option ``i`` has ``n_rungs[i]`` nodes (its rungs, weakest first) and belongs to tier
@@ -154,6 +154,12 @@ def ladder_graph(n_rungs: Sequence[int], tiers: Sequence[int], *,
     to the first rungs of the options of the other tiers (all of it when its tier has no
     other option).  A tier therefore receives weight (beyond the epsilon shares) only
     once every hypothesis of the tiers before it is rejected.
+
+    With ``spill`` in [0, 1), a rung that is not an option's last passes only
+    ``1 - spill`` of its weight to the option's next rung, and ``spill`` to the other
+    options as its last rung would (the options' first rungs): a group certified at a
+    weak rung then lends part of its level to the other groups at once, instead of
+    keeping it for its own stronger rungs.
 
     Returns
     -------
@@ -173,17 +179,23 @@ def ladder_graph(n_rungs: Sequence[int], tiers: Sequence[int], *,
     starters = [i for i in present if tiers[i] == first_tier]
     for i in starters:
         w[pos[(i, 0)]] = 1.0 / len(starters)
+    if not 0.0 <= spill < 1.0:
+        raise ValueError(f"spill must be in [0, 1), got {spill!r}")
     for i in present:
         last = int(n_rungs[i]) - 1
-        for k in range(last):
-            G[pos[(i, k)], pos[(i, k + 1)]] = 1.0
         same = [h for h in present if h != i and tiers[h] == tiers[i]]
         other = [h for h in present if tiers[h] != tiers[i]]
         share_same = (1.0 - epsilon) if (same and other) else (1.0 if same else 0.0)
         share_other = 1.0 - share_same if other else 0.0
-        src = pos[(i, last)]
-        for h in same:
-            G[src, pos[(h, 0)]] += share_same / len(same)
-        for h in other:
-            G[src, pos[(h, 0)]] += share_other / len(other)
+        for k in range(last + 1):
+            src = pos[(i, k)]
+            out = 1.0 if k == last else spill
+            if k < last:
+                G[src, pos[(i, k + 1)]] = 1.0 - spill if (same or other) else 1.0
+                if not (same or other):
+                    continue
+            for h in same:
+                G[src, pos[(h, 0)]] += out * share_same / len(same)
+            for h in other:
+                G[src, pos[(h, 0)]] += out * share_other / len(other)
     return w, G, nodes

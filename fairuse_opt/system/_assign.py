@@ -98,6 +98,11 @@ class AssignmentProblem:
     names_of : dict
         Attributes each candidate uses.
     classification : bool
+    reference : ndarray (n,) or None
+        Score of the reference model (the generic model trained alongside the
+        candidates) when the generic model was trained on other rows; shrunk
+        functions then add the candidate's departure from it to the generic model
+        (:func:`~fairuse_opt.system._blend.blend_scores`).
     """
 
     names: list[str]
@@ -111,6 +116,7 @@ class AssignmentProblem:
     eligible: dict[tuple, list[tuple]]
     names_of: dict[str, list[str]]
     classification: bool
+    reference: np.ndarray | None = None
 
 
 @dataclass

@@ -110,13 +110,13 @@ def stratified_split(y: np.ndarray | None, frame: pd.DataFrame, size: float | in
     raise InputError(str(last_error))
 
 
-def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign_size: float | int = 0.3,
+def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign_size: float | int | None = None,
                candidates: Any = "default", metric: Any = None, alpha: float = 0.10,
                rungs: tuple = DEFAULT_RUNGS, cv: int = 3, n_folds: int = 5,
                correction: str | None = "holm", test: str = "auto", n_boot: int = 1000,
                envy: bool | None = None, kind: str = "full", min_group_size: int | None = None,
                onehot_fair_use: bool = False, encodings: tuple[str, ...] = DEFAULT_ENCODINGS,
-               task: str | None = None, generic: Any = None, reuse: Any = None,
+               task: str | None = None, generic: Any = None, generic_rows: str = "all", reuse: Any = None,
                verbose: bool = False, random_state: Any = 0) -> FairUseSystem:
     """Train a candidate pool and certify, per reporting option, the models it is served.
 
@@ -127,7 +127,11 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
       choose each option's candidate by ``cv``-fold cross-validation; the whole
       assignment part then tests each choice shrunk toward the generic model at the
       strengths ``rungs``, in a graphical Holm-type procedure (family-wise level
-      ``alpha``).  The assignment part is never used to fit or choose anything.
+      ``alpha``).  The assignment part is never used to fit or choose a personalized
+      model.  With ``generic_rows="all"`` (default) the generic model served and
+      tested against is trained on all rows, and a candidate at strength ``t`` is
+      served as that model plus ``t`` times the candidate's departure from the
+      training part's generic model (``FairUseSystem(reference=...)``).
     * ``"crossfit"``: no assignment part.  ``n_folds`` folds over all rows; each row's
       gain is measured out of fold, with the candidate chosen without its fold; the same
       tests and procedure; the models served are refitted on all rows.  Keeps more of
@@ -146,9 +150,11 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
     groups : DataFrame, Series or array-like
         Group attributes; missing values mean "not reported".
     procedure : {"ladder", "crossfit", "split"}, default "ladder"
-    assign_size : float or int, default 0.3
+    assign_size : float or int, optional
         Share (in (0, 1)) or number of rows used for the assignment (not for
-        ``"crossfit"``).
+        ``"crossfit"``).  Default: 0.5 for ``"ladder"`` (its generic model is trained
+        on all rows, so a larger test sample costs only the candidates' training
+        rows; ``docs/system.md`` measures 0.3 against 0.5), 0.3 for ``"split"``.
     candidates : "default", dict or list
         ``"default"``: :func:`default_candidates`.  Otherwise unfitted estimators
         taking ``fit(X, y, groups=...)``: a dict ``name -> estimator`` (trained on all
@@ -179,6 +185,14 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
     generic : unfitted estimator, optional
         The generic model.  Default: ``FairUseClassifier(encoding="none")`` (or the
         regressor).
+    generic_rows : {"all", "train"}, default "all"
+        Ladder only: train the generic model served (and tested against) on all rows,
+        personalized models adding their departure from the training part's generic
+        model (``"all"``); or serve the training part's generic model and the
+        candidates themselves (``"train"``, the design before; every row then has a
+        model trained without the assignment rows, and the guarantee is exact under
+        the tests' assumptions).  ``"all"`` costs nothing in the generic model's
+        accuracy; its harm is measured in ``docs/system.md``.
     reuse : FairUseSystem, optional
         A system returned by an earlier call on the same data with the same
         ``random_state``, ``cv``/``n_folds`` and pool: its fitted pool and out-of-fold
@@ -202,6 +216,7 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
     envy = procedure != "crossfit" if envy is None else envy
     check_param("cv", cv, integer=True, low=2)
     check_param("n_folds", n_folds, integer=True, low=2)
+    check_param("generic_rows", generic_rows, choices=("all", "train"))
     n = _n_rows(X)
     frame = check_reports(groups, n)
     names = list(frame.columns)
@@ -219,6 +234,8 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
                      envy=envy, kind=kind, min_group_size=min_group_size, random_state=random_state)
     if procedure == "crossfit":
         return _fit_crossfit(X, y_arr, frame, pool, generic_est, task, n_folds, seed, system_kw, reuse, say)
+    if assign_size is None:
+        assign_size = 0.5 if procedure == "ladder" and generic_rows == "all" else 0.3
     size = _check_size(assign_size, n)
     train, assign_rows = stratified_split(y_arr if task == "classification" else None, frame, size, seed)
     say(f"split: {train.size} training rows, {assign_rows.size} assignment rows")
@@ -241,15 +258,23 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
                 f"{time.perf_counter() - started:.1f}s")
         m = FairUseSystem(fitted, fitted_generic, **system_kw)._metric(task)
         plans = select_plans(oof, y_tr, g_tr, {k: pool[k][1] for k in fitted}, m)
-    system = FairUseSystem(fitted, fitted_generic, procedure="split" if procedure == "split" else "ladder",
-                           plans=plans, **system_kw)
+    served_generic, reference = fitted_generic, None
+    if procedure == "ladder" and generic_rows == "all":
+        served_generic = cached.get("generic_all") if cached is not None else None
+        if served_generic is None:
+            started = time.perf_counter()
+            served_generic = clone(generic_est).fit(X, y_arr)
+            say(f"fitted the generic model served on all {n} rows in {time.perf_counter() - started:.2f}s")
+        reference = fitted_generic
+    system = FairUseSystem(fitted, served_generic, procedure="split" if procedure == "split" else "ladder",
+                           plans=plans, reference=reference, **system_kw)
     started = time.perf_counter()
     system.fit(_take(X, assign_rows), y_arr[assign_rows], groups=frame.iloc[assign_rows].reset_index(drop=True))
     say(f"assignment on {assign_rows.size} rows in {time.perf_counter() - started:.1f}s: "
         f"{_n_personalized(system)} of {len(system.served_) - 1} option(s) personalized")
     system.train_index_, system.assign_index_ = train, assign_rows
     system.pool_ = {"kind": "holdout", "n": n, "train": train, "generic": fitted_generic, "fitted": fitted,
-                    "oof": oof, "names": list(pool)}
+                    "oof": oof, "names": list(pool), "generic_all": served_generic if reference is not None else None}
     system.procedure_ = procedure
     return system
 

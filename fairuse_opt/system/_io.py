@@ -205,8 +205,9 @@ def _linear(model: Any, what: str, report: tuple | None, task: str, options: lis
     if isinstance(model, ShrunkModel):
         c, b = _linear(model.candidate, what, report, task, options)
         c0, b0 = _linear(model.generic, what, None, task, options)
+        cr, br = (c0, b0) if model.reference is None else _linear(model.reference, what, None, task, options)
         t = model.strength
-        return (1.0 - t) * c0 + t * c, (1.0 - t) * b0 + t * b
+        return c0 + t * (c - cr), b0 + t * (b - br)
     if isinstance(model, FileLinearModel):
         k = 0 if not model.group_names_ else model.groups_.index(tuple(report))
         return model.coef_[k].copy(), float(model.intercept_[k])

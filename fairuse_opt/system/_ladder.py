@@ -173,7 +173,7 @@ def assign_ladder(problem: AssignmentProblem, *, metric: Metric, alpha: float, r
             return "generic"
         name, key, *t = fid
         base = function_label((name, key), names_of)
-        return base if not t or t[0] >= 1 else f"{base}@{t[0]:g}"
+        return base if not t or (t[0] >= 1 and problem.reference is None) else f"{base}@{t[0]:g}"
 
     testing = np.ones(n, dtype=bool)
     select = np.zeros(n, dtype=bool)
@@ -203,20 +203,22 @@ def assign_ladder(problem: AssignmentProblem, *, metric: Metric, alpha: float, r
         if plan.function == GENERIC:
             if plan.best is not None and plan.best in problem.columns and rows.size >= 2:
                 d = _compare(metric, test, problem.y[rows], problem.scores[rows, gen_col],
-                             problem.scores[rows, problem.columns[plan.best]], generators[o], n_boot)
+                             _scores_of(problem, (*plan.best, 1.0), rows), generators[o], n_boot)
                 k_tier = 0 if n_reported(o) == full else 1
                 rec["pending_sd"] = (d["sd"], int(d["n"]), k_tier)
             continue
         y = problem.y[rows]
         base = problem.scores[rows, gen_col]
         cand = problem.scores[rows, problem.columns[plan.function]]
-        full_res = _compare(metric, test, y, base, cand, generators[o], n_boot)
+        ref = None if problem.reference is None else problem.reference[rows]
+        full_res = _compare(metric, test, y, base, blend_scores(base, cand, 1.0, problem.classification, ref),
+                            generators[o], n_boot)
         rec["gain_full"] = full_res["gain"]
         if rows.size < min_group_size:
             rec["why"] = f"too small to test ({rows.size} rows < min_group_size = {min_group_size})"
             continue
         res = [full_res if t >= 1 else
-               _compare(metric, test, y, base, blend_scores(base, cand, t, problem.classification),
+               _compare(metric, test, y, base, blend_scores(base, cand, t, problem.classification, ref),
                         generators[o], n_boot) for t in rungs]
         if any(np.isnan(r["p"]) for r in res):
             rec["why"] = "the metric is undefined on this option's rows (one class)"
@@ -255,7 +257,8 @@ def assign_ladder(problem: AssignmentProblem, *, metric: Metric, alpha: float, r
                               f"adjusted p = {q[0]:.3g} > alpha = {alpha:g}")
             if passed:
                 t = rungs[top]
-                fid = plan.function if t >= 1 else (plan.function[0], plan.function[1], t)
+                fid = (plan.function if t >= 1 and problem.reference is None
+                       else (plan.function[0], plan.function[1], t))
                 served[o], strength[o] = fid, t
                 rec["why"] = (f"certified at strength {t:g}: gain {res[top]['gain']:.4g} over the generic "
                               f"model (adjusted p = {q[top]:.3g} <= alpha = {alpha:g})")
@@ -315,7 +318,8 @@ def _scores_of(problem: AssignmentProblem, fid: tuple, rows: np.ndarray) -> np.n
         return problem.scores[rows, problem.columns[fid]]
     base = problem.scores[rows, problem.columns[GENERIC]]
     cand = problem.scores[rows, problem.columns[(fid[0], fid[1])]]
-    return blend_scores(base, cand, fid[2], problem.classification)
+    ref = None if problem.reference is None else problem.reference[rows]
+    return blend_scores(base, cand, fid[2], problem.classification, ref)
 
 
 def _envy_by_test(problem, metric, alpha, served, strength, info, note, label, generators, n_boot,

@@ -257,6 +257,7 @@ class Design:
 
 DESIGNS = (Design("split (previous design)", "split", "holdout"),
            Design("ladder (default)", "ladder", "holdout"),
+           Design("ladder, generic of the training part", "ladder", "holdout", (("generic_rows", "train"),)),
            Design("crossfit", "crossfit", "crossfit"))
 
 

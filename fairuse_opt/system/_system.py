@@ -108,8 +108,11 @@ class FairUseSystem(BaseEstimator):
     Guarantee: if the assignment sample is independent of the data the candidates and
     the generic model were trained on, the probability that *any* option is served a
     model whose population metric is worse than the generic model's is at most
-    ``alpha`` (approximately for the bootstrap test; under the test's assumptions for
-    McNemar).
+    ``alpha`` (approximately for the paired t and bootstrap tests; under the test's
+    assumptions for McNemar).  With ``reference`` the generic model may also be
+    trained on the assignment rows (``fit_system`` does so): its in-sample fit there
+    is optimistic, which biases the tests against personalizing; the family-wise harm
+    of this configuration is measured in ``docs/system.md``, not proven.
 
     Parameters
     ----------
@@ -142,8 +145,16 @@ class FairUseSystem(BaseEstimator):
     kind : {"full", "minimal"}, default "full"
         ``"minimal"``: a single candidate (the only one, or the best on the selection
         half), served to the options where it significantly helps.
-    min_group_size : int, default 10
-        Options with fewer test rows keep the generic model.
+    min_group_size : int, optional
+        Options with fewer test rows keep the generic model (default: 20 rows for the
+        ladder, 10 for split).
+    reference : fitted model, optional
+        Ladder only: the generic model trained alongside the candidates (on the same
+        rows), when ``generic`` was trained on more rows.  A candidate at strength ``t``
+        is then served as ``generic`` plus ``t`` times its departure from
+        ``reference`` (log-odds scale; :mod:`~fairuse_opt.system._blend`), and tested
+        against ``generic``.  :func:`~fairuse_opt.fit_system` passes the generic model
+        of its training part here and serves a generic model trained on all rows.
     random_state : int, numpy.random.Generator or None, default 0
         Seed of the selection/test split and of the bootstrap.
 
@@ -183,7 +194,8 @@ class FairUseSystem(BaseEstimator):
                  procedure: str = "ladder", rungs: tuple = DEFAULT_RUNGS, plans: Any = None,
                  correction: str | None = "holm", test: str = "auto", n_boot: int = 1000,
                  envy: bool = True, kind: str = "full", min_group_size: int | None = None,
-                 random_state: Any = 0):
+                 reference: Any = None, random_state: Any = 0):
+        self.reference = reference
         self.procedure = procedure
         self.rungs = rungs
         self.plans = plans
@@ -405,10 +417,17 @@ class FairUseSystem(BaseEstimator):
         logger.debug("assignment: %d rows, %d option(s), %d candidate(s), %d function(s)",
                     n, len(options), len(models), len(fids))
         gens, seed = spawn_generators(self.random_state, len(options) + 1)
+        reference = None
+        if self.reference is not None:
+            if self.procedure != "ladder":
+                raise InputError(MSG_BAD_PARAM.format(name="reference", value=type(self.reference).__name__,
+                                                      reason="applies to procedure='ladder' only"))
+            _check_fitted(self.reference, "the reference model")
+            reference = _call(self.reference, method, X_assign, GENERIC, attrs)
         problem = AssignmentProblem(names=names, y=y, row_keys=row_keys, row_codes=row_codes,
                                     options=options, members=members, scores=scores, columns=columns,
                                     eligible=eligible, names_of=attrs,
-                                    classification=task == CLASSIFICATION)
+                                    classification=task == CLASSIFICATION, reference=reference)
         generators = {o: gens[1 + i] for i, o in enumerate(options)}
         if self.procedure == "ladder":
             plans = self._check_plans(options, eligible, attrs)
@@ -440,7 +459,7 @@ class FairUseSystem(BaseEstimator):
         for fid in set(served.values()):
             if fid != GENERIC and fid[0] not in models:
                 base, t = fid[0].rsplit("@", 1)
-                models[fid[0]] = ShrunkModel(models[base], self.generic, float(t))
+                models[fid[0]] = ShrunkModel(models[base], self.generic, float(t), reference=self.reference)
                 attrs[fid[0]] = attrs[base]
         self.candidates_ = models
         self.candidate_attributes_ = attrs
