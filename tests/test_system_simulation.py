@@ -17,6 +17,7 @@ from scipy.special import expit
 
 from fairuse_opt.estimators import FairUseClassifier
 from fairuse_opt.system._simulation import (
+    DESIGNS,
     SETTINGS,
     Design,
     FinitePopulation,
@@ -157,3 +158,15 @@ def test_default_design_personalizes_strong_effects(s1):
         rows += run_replication(s1, rep, designs=[DEFAULT], metrics=["log_loss"], uncertified=False)
     assert sum(r["n_gaining_personalized"] for r in rows) >= 0.6 * sum(r["n_gaining"] for r in rows)
     assert np.mean([r["gain"] for r in rows]) >= 0.5 * np.mean([r["gain_oracle"] for r in rows])
+
+
+def test_every_design_runs_in_one_replication_sharing_pools_within_families(s0):
+    """All designs of the benchmark in one replication: designs of one family share the
+    split, so the second of a family reuses the first's pool (a family with two splits
+    would be refused by ``reuse=``)."""
+    rows = run_replication(s0, 0, designs=DESIGNS, metrics=["log_loss"], uncertified=False, envy=False)
+    assert [r["design"] for r in rows] == [d.label for d in DESIGNS]
+    seen: set = set()
+    for d, r in zip(DESIGNS, rows):
+        assert r["reused"] == (d.family in seen), d.label
+        seen.add(d.family)

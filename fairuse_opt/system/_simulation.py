@@ -255,9 +255,9 @@ class Design:
     kwargs: tuple = ()
 
 
-DESIGNS = (Design("split (previous design)", "split", "holdout"),
+DESIGNS = (Design("split (previous design)", "split", "holdout-0.3"),
            Design("ladder (default)", "ladder", "holdout"),
-           Design("ladder, generic of the training part", "ladder", "holdout", (("generic_rows", "train"),)),
+           Design("ladder, generic of the training part", "ladder", "holdout-0.3", (("generic_rows", "train"),)),
            Design("crossfit", "crossfit", "crossfit"))
 
 
