@@ -411,6 +411,63 @@ def test_shrunk_models_round_trip_through_the_file(tmp_path):
     assert model_io.dumps(loaded) == system.to_json()
 
 
+def test_reference_shrinkage_known_answer_and_file(tmp_path):
+    """With a reference, a candidate at strength t is the generic model plus t times its
+    departure from the reference (log-odds), t = 1 included; the file holds that model."""
+    X, y, G = _population(4000, 1, {("a1", "b0"): 3.0})
+    cand = FairUseClassifier(encoding="intersectional", fair_use=None).fit(X.iloc[:2000], y[:2000],
+                                                                           groups=G.iloc[:2000])
+    reference = FairUseClassifier(encoding="none").fit(X.iloc[:2000], y[:2000])
+    generic = FairUseClassifier(encoding="none").fit(X, y)
+    Xt, _, Gt = _population(300, 2, {})
+    key = ("a1", "b0")
+    for t in (0.25, 1.0):
+        want = 1 / (1 + np.exp(-(generic.decision_function(Xt) + t * (
+            cand.decision_function(Xt, report=key) - reference.decision_function(Xt)))))
+        got = ShrunkModel(cand, generic, t, reference=reference).predict_proba(Xt, report=key)[:, 1]
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert not np.allclose(want, cand.predict_proba(Xt, report=key)[:, 1])  # t = 1 is not the candidate
+    plans = {key: LadderPlan(("int", key))}
+    Xa, ya, Ga = X.iloc[2000:].reset_index(drop=True), y[2000:], G.iloc[2000:].reset_index(drop=True)
+    system = FairUseSystem({"int": cand}, generic, plans=plans, reference=reference).fit(Xa, ya, groups=Ga)
+    assert system.served_[key] == ("int@1", key)  # a strong effect climbs to t = 1, served with the reference
+    served = system.candidates_["int@1"]
+    assert isinstance(served, ShrunkModel) and served.reference is reference
+    np.testing.assert_allclose(system.predict_proba(Xt, report=key)[:, 1],
+                               served.predict_proba(Xt, report=key)[:, 1], rtol=1e-12)
+    loaded = model_io.loads(system.to_json())
+    np.testing.assert_allclose(loaded.predict_proba(Xt, groups=Gt), system.predict_proba(Xt, groups=Gt), atol=1e-12)
+    # the test compares with the generic model: its gain column is the blend's gain over it
+    table = system.assignment_.set_index("option")
+    rows = (Ga["A"] == "a1").to_numpy() & (Ga["B"] == "b0").to_numpy()
+    lo = lambda p: -np.mean(ya[rows] * np.log(p) + (1 - ya[rows]) * np.log1p(-p))  # noqa: E731
+    gain = lo(generic.predict_proba(Xa[rows])[:, 1]) - lo(served.predict_proba(Xa[rows], report=key)[:, 1])
+    assert table.loc["A=a1, B=b0", "gain_generic"] == pytest.approx(gain, rel=1e-9)
+    with pytest.raises(InputError, match="reference"):
+        FairUseSystem({"int": cand}, generic, procedure="split", reference=reference).fit(Xa, ya, groups=Ga)
+
+
+def test_fit_system_generic_rows():
+    """Default: the generic model served is trained on all rows, the reference on the
+    training part (half the rows); generic_rows='train' is the earlier design (0.3)."""
+    X, y, G = _population(1500, 6, {("a1", "b0"): 2.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairUseWarning)
+        system = fit_system(X, y, G, candidates=POOL, random_state=0)
+        old = fit_system(X, y, G, candidates=POOL, random_state=0, generic_rows="train")
+    full = FairUseClassifier(encoding="none").fit(X, y)
+    np.testing.assert_allclose(system.generic_.coef_, full.coef_, rtol=1e-9, atol=1e-12)
+    train = system.train_index_
+    assert system.assign_index_.size == 750 and old.assign_index_.size == 450
+    part = FairUseClassifier(encoding="none").fit(X.iloc[train], y[train])
+    np.testing.assert_allclose(system.reference.coef_, part.coef_, rtol=1e-9, atol=1e-12)
+    assert old.reference is None
+    old_part = FairUseClassifier(encoding="none").fit(X.iloc[old.train_index_], y[old.train_index_])
+    np.testing.assert_allclose(old.generic_.coef_, old_part.coef_, rtol=1e-9, atol=1e-12)
+    with pytest.raises(InputError, match="generic_rows"):
+        fit_system(X, y, G, candidates=POOL, generic_rows="some")
+
+
 def test_nothing_certifiable_warns_with_testability_figures():
     X, y, G = _population(600, 4, {})
     with pytest.warns(FairUseWarning, match=r"smallest gain a test could certify with 80% power is [0-9.e-]+ to"):
