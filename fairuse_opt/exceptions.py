@@ -118,6 +118,10 @@ MSG_BACKEND_NEEDS = (
     "only {provided} ({why})"
 )
 MSG_BACKEND_NAME = "cannot register backend {name!r}: {reason}"
+MSG_NO_GENERIC_LOADED = (
+    "this model was fitted with an external generic= model ({description}), which a model file "
+    "does not hold; pass generic= where it is needed (for example to audit())"
+)
 MSG_SEQUENCE_TOO_LARGE = (
     "{setting} with envy-freeness is fitted by a sequence of convex restrictions, and this one would be "
     "too large to finish in reasonable time: {what}; {advice}"

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .exceptions import (  # noqa: F401 - the encoding's messages, re-exported
     MSG_MISSING_INPUT_COLUMNS,
+    MSG_NO_GENERIC_LOADED,
     MSG_NOT_NUMBER,
     MSG_UNKNOWN_LEVEL,
     FairUseWarning,
@@ -111,10 +112,6 @@ MSG_BAD_FIELD = "model file {source}: {field} {problem}"
 MSG_TOO_DEEP = "model file {source} is nested too deeply to be a model file"
 MSG_DUPLICATE_KEY = "model file {source}: key {key!r} is given twice in one object"
 MSG_METADATA_TOO_DEEP = "metadata is nested too deeply to be written to a model file"
-MSG_NO_GENERIC_LOADED = (
-    "this model was fitted with an external generic= model ({description}), which a model file "
-    "does not hold; pass generic= where it is needed (for example to audit())"
-)
 MSG_SYSTEM_NEEDS_V2 = (
     "model file {source} holds a FairUseSystem but has format {got!r}; a system file has format "
     "{expected!r}"

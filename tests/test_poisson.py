@@ -171,3 +171,16 @@ def test_the_loss_decides_targets_set_and_solver_order():
     # exponential cones: ECOS first; the squared error's quadratic: Clarabel first
     assert solver_order("auto", quadratic=PoissonLoss.quadratic)[0] == "ECOS"
     assert solver_order("auto", quadratic=LOSSES["squared_error"].quadratic)[0] == "CLARABEL"
+
+
+def test_certificate_verify_recomputes_the_guarantee_from_predictions():
+    """Certificate.verify (public, moved next to the certificate): empty on the training
+    data of a verified fit, and it finds the envy planted by swapping two groups' models."""
+    X, y, groups, _ = poisson_data(seed=1)
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    assert m.certificate_.verify(m, X, y, groups=groups) == []
+    bad = model_io.loads(m.to_json())
+    i, j = int(np.argmin(bad.intercept_)), int(np.argmax(bad.intercept_))
+    bad.intercept_[[i, j]] = bad.intercept_[[j, i]]  # two groups served each other's rate
+    failures = bad.certificate_.verify(bad, X, y, groups=groups)
+    assert any(f.startswith("envy:") for f in failures)
