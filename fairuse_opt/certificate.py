@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._validation import check_groups, check_sample_weight, split_group_columns
+from .exceptions import MSG_NO_GENERIC_LOADED, InputError
+
 __all__ = ["Certificate", "CERTIFICATE_COLUMNS"]
 
 #: Columns of :attr:`Certificate.table`, one row per intersectional group.
@@ -114,9 +117,7 @@ class Certificate:
             The model was read from a file and was fitted with an external ``generic=``
             model, which the file does not hold, and ``generic`` is not given.
         """
-        from .fairness.certify import verify_model
-
-        return verify_model(self, model, X, y, groups=groups, sample_weight=sample_weight,
+        return _verify(self, model, X, y, groups=groups, sample_weight=sample_weight,
                             tol=self.tolerance if tol is None else tol, generic=generic)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,3 +166,60 @@ def _jsonable(v: Any) -> Any:
         f = float(v)
         return None if np.isnan(f) else f
     return v
+
+
+def _verify(cert, model, X, y, *, groups=None, sample_weight=None, tol: float, generic=None) -> list[str]:
+    """See :meth:`Certificate.verify`."""
+
+    fair_use = tuple(cert.fair_use)
+    loss = model._get_loss()
+    classification = hasattr(model, "predict_proba")
+    if classification:
+        yv = np.asarray(y)
+        y01 = (yv == model.classes_[1]).astype(np.float64)
+    else:
+        y01 = np.asarray(y, dtype=np.float64)
+    n = len(y01)
+    w = check_sample_weight(sample_weight, n)
+    index = model.group_index_
+    if index is None or not fair_use:
+        return []
+    _, grp = split_group_columns(X, model.group_cols, groups)
+    codes = index.codes(check_groups(grp, n, fit=False))
+    G = index.n_groups
+    keys = index.keys
+
+    def group_means(row_loss):
+        wsum = np.bincount(codes, weights=w, minlength=G)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(codes, weights=w * row_loss, minlength=G) / wsum
+
+    def losses(pred):
+        return loss.loss_of_prediction(y01, pred)
+
+    def predict(est, **kw):
+        return est.predict_proba(X, **kw) if classification else est.predict(X, **kw)
+
+    L = np.column_stack([group_means(losses(predict(model, report=keys[r]))) for r in range(G)])
+    gen = generic if generic is not None else getattr(model, "generic_", None)
+    if gen is None:  # read from a file that could not hold the external generic= model
+        raise InputError(MSG_NO_GENERIC_LOADED.format(
+            description=getattr(model, "generic_external_", None) or "not recorded"))
+    if hasattr(gen, "group_index_"):
+        p0 = predict(gen, groups=grp) if gen.group_index_ is not None else predict(gen)
+    else:
+        Xf = X.drop(columns=list(model.group_cols)) if model.group_cols is not None else X
+        p0 = gen.predict_proba(Xf) if classification else gen.predict(Xf)
+    L0 = group_means(losses(np.asarray(p0, dtype=np.float64)))
+    margins = cert.table["margin"].to_numpy(dtype=np.float64) if "margin" in cert.table else np.zeros(G)
+    present = np.bincount(codes, minlength=G) > 0
+    failures = []
+    own = np.diag(L)
+    for g in np.flatnonzero(present):
+        if "rationality" in fair_use and not own[g] <= L0[g] - margins[g] + tol:  # (NaN fails)
+            failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound {L0[g] - margins[g]:.9g}")
+        if "envy_freeness" in fair_use:
+            for r in range(G):
+                if r != g and not own[g] <= L[g, r] + tol:
+                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
+    return failures

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import check_is_fitted
 
 from ._groups import GroupIndex
@@ -23,7 +23,6 @@ from ._validation import (
     check_param,
     check_regression_target,
     check_sample_weight,
-    check_target_spread,
     split_group_columns,
     warn_small_groups,
 )
@@ -46,15 +45,15 @@ from .fairness import routes
 from .fairness.certify import Served, row_scores, served_losses
 from .fairness.margins import check_margin, check_margin_groups, generic_predictions
 from .model.family import ENCODINGS, GROUP_REGS, Family
-from .model.losses import Loss, LogisticLoss, SquaredLoss
+from .model.losses import Loss, LogisticLoss, PoissonLoss, SquaredLoss
 from .problem import FORMS, Problem, SetSpec, TrainData
 from .problem.data import centred_rows, wide_basis
 from .solvers import SOLVER_CHOICES, ConicBackend, Task, solver_order
-from .solvers.base import CONIC_SOLVERS, NATIVE_CHOICES
+from .solvers.base import CONIC_SOLVERS, NATIVE_CHOICES, registered_backend
 from .solvers import native
 from .solvers.conic import raise_failed
 
-__all__ = ["FairUseClassifier", "FairUseRegressor"]
+__all__ = ["FairUseClassifier", "FairUseRegressor", "FairUsePoissonRegressor", "FILE_ESTIMATORS"]
 
 FAIR_USE_CHOICES = ("rationality", "envy_freeness")
 #: Upper bound of ``tol``: it is the tolerance of a numerical check, not a slack of the
@@ -291,8 +290,7 @@ class _BaseFairUse(BaseEstimator):
             y01 = check_regression_target(y, n)
         self._get_loss().check_target(y01)
         w = check_sample_weight(sample_weight, n)
-        if self._task == "regression":
-            check_target_spread(y01, w)
+        self._get_loss().check_spread(y01, w)
         if groups is None and self.encoding != "none":
             raise InputError(MSG_GROUPS_REQUIRED.format(encoding=self.encoding, method="fit"))
         index, codes = None, np.zeros(n, dtype=np.int64)
@@ -321,6 +319,11 @@ class _BaseFairUse(BaseEstimator):
     def _fit_arrays(self, Xa, y01, w, index, codes, X_orig, y_orig, groups_orig, sw_orig):
         n, d = Xa.shape
         loss = self._get_loss()
+        # an added backend (solvers.base.register_backend) is refused at once when the fit
+        # may ask it a task it does not declare
+        added = registered_backend(self.solver)
+        if added is not None:
+            added.check(None, routes.tasks_needed(self._fair_use_set() if self.encoding != "none" else ()))
         if index is not None and self.constraint_hook is None:
             # routes that cannot finish in reasonable time are refused before any fit
             if self.solver.upper() in CONIC_SOLVERS:
@@ -394,10 +397,10 @@ class _BaseFairUse(BaseEstimator):
                 return self._raw_models(Ws, bs, mean, scale, y_shift)
             coef = Ws @ basis.T
             return coef, bs - coef @ mean + y_shift
-        solvers = solver_order(self.solver, self._task)
+        solvers = solver_order(self.solver, quadratic=loss.quadratic) if added is None else []
         if self.formulation != "auto":
             forms = [self.formulation]
-        elif self._task == "regression":  # the direct form keeps a quadratic objective (QP)
+        elif loss.quadratic:  # the direct form keeps a quadratic objective (QP)
             forms = ["direct", "epigraph"]
         else:  # one epigraph variable per group: each row's exponential cones once
             forms = list(FORMS)
@@ -422,7 +425,13 @@ class _BaseFairUse(BaseEstimator):
                             feature_names=self.feature_names_, y_shift=y_shift)
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
-        if choice in NATIVE_CHOICES:
+        if added is not None:
+            added.check(gprob)
+            grec = added(gprob, (self.solver_options or {}).get(added.name)).solve(Task("unconstrained"))
+            if not grec.ok:
+                raise_failed(grec, "generic model")
+            theta0 = grec.solution
+        elif choice in NATIVE_CHOICES:
             start = np.zeros(gprob.d + 1)
             start[gprob.d] = loss.start(y_fit, w)
             res = native.newton(gprob, start, rough_start=True)
@@ -485,6 +494,9 @@ class _BaseFairUse(BaseEstimator):
                                 native_only=choice == "native" and hook is None,
                                 solvers=solvers, forms=forms, solver_options=self.solver_options,
                                 start_blocks=_generic_blocks(gprob, theta0) if gprob.data is prob.data else None)
+        if added is not None:  # every task of the routes to the added backend
+            added.check(prob)
+            setup.conic = added(prob, (self.solver_options or {}).get(added.name))
         # an external generic= model that cannot be served in a group's place: a fit that
         # cannot be verified raises, saying why it could not fall back
         on_infeasible = ("raise" if self.generic is not None and generic_served is None
@@ -554,11 +566,7 @@ class _BaseFairUse(BaseEstimator):
 
     def _set_spec(self, loss, y01, w, w0, b0) -> SetSpec:
         """The common set (standardised scale), with scale-aware defaults."""
-        if self._task == "classification":
-            unit = 1.0  # log-odds, and log-odds per standard deviation of a feature
-        else:
-            ybar = np.average(y01, weights=w)
-            unit = float(np.sqrt(np.average((y01 - ybar) ** 2, weights=w))) or 1.0
+        unit = loss.score_unit(y01, w)  # log-odds (per standard deviation of a feature), sd(y), ...
         ib = 5.0 * unit if self.intercept_bound == "auto" else float(self.intercept_bound)
         cb = (max(float(np.linalg.norm(w0)), unit) if self.coef_bound == "auto"
               else float(self.coef_bound))
@@ -784,7 +792,32 @@ class FairUseRegressor(RegressorMixin, _BaseFairUse):
         return self._get_loss().inverse_link(self.decision_function(X, groups=groups, report=report))
 
     def score(self, X, y, *, groups=None, sample_weight=None) -> float:
-        """Coefficient of determination R^2 on ``(X, y)``."""
-        return float(r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight))
+        """The loss's score of the predictions on ``(X, y)``: R^2 for the squared error
+        (:meth:`fairuse_opt.model.Loss.score`)."""
+        return self._get_loss().score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
 
+class FairUsePoissonRegressor(FairUseRegressor):
+    """Personalized Poisson regression (log link) that makes fair use of group attributes.
+
+    Same parameters as :class:`FairUseClassifier`; the loss is the Poisson loss
+    ``exp(s) - y s`` of the log-rate ``s`` (:class:`~fairuse_opt.model.losses.PoissonLoss`),
+    targets are counts or rates ``y >= 0``, :meth:`predict` gives ``exp(s)`` and
+    :meth:`score` the fraction of Poisson deviance explained (D^2).  Without groups and
+    guarantees it is scikit-learn's ``PoissonRegressor(alpha=2 * alpha)`` (whose penalty
+    ``alpha / 2 ||w||^2`` is on the mean half-deviance).  ``intercept_bound="auto"`` is 5
+    (log-rate units).
+    """
+
+    def _get_loss(self) -> Loss:
+        return PoissonLoss()
+
+
+#: The estimators a model file may hold: (the class named in the file, the name of its
+#: loss) -> class.  A file written before the loss was recorded holds the first loss of
+#: its class here.
+FILE_ESTIMATORS = {
+    ("FairUseClassifier", LogisticLoss.name): FairUseClassifier,
+    ("FairUseRegressor", SquaredLoss.name): FairUseRegressor,
+    ("FairUseRegressor", PoissonLoss.name): FairUsePoissonRegressor,
+}

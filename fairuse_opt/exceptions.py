@@ -109,6 +109,19 @@ MSG_BAD_PARAM = "{name}={value!r} is invalid: {reason}"
 # Solving and fair use (fairuse_opt/_solve.py, fairuse_opt/_fairuse.py)
 MSG_SOLVER_FAILED = "no solver produced a usable solution ({attempts})"
 MSG_SOLVER_UNKNOWN = "solver {solver!r} is not available; installed: {installed}"
+MSG_BACKEND_TASK = (
+    "solver {solver!r} cannot solve this fit: it needs the task(s) {missing} ({why}), and the backend declares "
+    "only {declared}; use solver='auto' or a backend that declares them"
+)
+MSG_BACKEND_NEEDS = (
+    "solver {solver!r} cannot solve this problem: the backend needs {missing} from the problem, which provides "
+    "only {provided} ({why})"
+)
+MSG_BACKEND_NAME = "cannot register backend {name!r}: {reason}"
+MSG_NO_GENERIC_LOADED = (
+    "this model was fitted with an external generic= model ({description}), which a model file "
+    "does not hold; pass generic= where it is needed (for example to audit())"
+)
 MSG_SEQUENCE_TOO_LARGE = (
     "{setting} with envy-freeness is fitted by a sequence of convex restrictions, and this one would be "
     "too large to finish in reasonable time: {what}; {advice}"

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .exceptions import (  # noqa: F401 - the encoding's messages, re-exported
     MSG_MISSING_INPUT_COLUMNS,
+    MSG_NO_GENERIC_LOADED,
     MSG_NOT_NUMBER,
     MSG_UNKNOWN_LEVEL,
     FairUseWarning,
@@ -111,10 +112,6 @@ MSG_BAD_FIELD = "model file {source}: {field} {problem}"
 MSG_TOO_DEEP = "model file {source} is nested too deeply to be a model file"
 MSG_DUPLICATE_KEY = "model file {source}: key {key!r} is given twice in one object"
 MSG_METADATA_TOO_DEEP = "metadata is nested too deeply to be written to a model file"
-MSG_NO_GENERIC_LOADED = (
-    "this model was fitted with an external generic= model ({description}), which a model file "
-    "does not hold; pass generic= where it is needed (for example to audit())"
-)
 MSG_SYSTEM_NEEDS_V2 = (
     "model file {source} holds a FairUseSystem but has format {got!r}; a system file has format "
     "{expected!r}"
@@ -170,15 +167,14 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
         raise InputError(MSG_NOT_ESTIMATOR.format(type=type(est).__name__))
     if not hasattr(est, "coef_") or not hasattr(est, "certificate_"):
         raise InputError(MSG_NOT_FITTED)
-    name = type(est).__name__
-    if name not in ESTIMATORS:  # a subclass: write the base class it behaves as
-        name = "FairUseClassifier" if est._task == "classification" else "FairUseRegressor"
-        from . import estimators
+    name = "FairUseClassifier" if est._task == "classification" else "FairUseRegressor"
+    from .estimators import FILE_ESTIMATORS
 
-        base_loss = getattr(estimators, name)()._get_loss()
-        if est._get_loss() != base_loss:  # another loss (inverse link): not the base class's model
-            raise InputError(MSG_CUSTOM_LOSS.format(type=type(est).__name__, loss=est._get_loss().name,
-                                                    base=name, base_loss=base_loss.name))
+    loss = est._get_loss()
+    shipped = FILE_ESTIMATORS.get((name, loss.name))
+    if shipped is None or shipped()._get_loss() != loss:  # a loss of the user's: not a model a file holds
+        raise InputError(MSG_CUSTOM_LOSS.format(type=type(est).__name__, loss=loss.name,
+                                                base=name, base_loss=_file_class(name, None)()._get_loss().name))
     index = est.group_index_
     if index is not None:
         for attr in index.names:
@@ -198,6 +194,7 @@ def dumps(est: Any, *, encoding: TabularEncoding | None = None, target: str | No
         "library": {"name": "fairuse_opt", "version": __version__},
         "estimator": name,
         "task": est._task,
+        "loss": loss.name,
         "classes": _classes_dict(est) if est._task == "classification" else None,
         "features": {"names": list(est.feature_names_),
                      "names_in": None if names_in is None else [str(v) for v in names_in]},
@@ -710,9 +707,19 @@ def _scalar_value(v: Any) -> bool:
     return isinstance(v, (str, bool, int, float)) and not (isinstance(v, float) and not math.isfinite(v))
 
 
+def _file_class(name: str, loss: str | None) -> Any:
+    """The estimator class of a file naming class ``name`` and loss ``loss`` (``None``: a
+    file written before losses were recorded, the class's first loss), else ``None``."""
+    from .estimators import FILE_ESTIMATORS
+
+    if loss is None:
+        return next((cls for (n, _), cls in FILE_ESTIMATORS.items() if n == name), None)
+    return FILE_ESTIMATORS.get((name, loss))
+
+
 def _build(doc: dict, source: str) -> Any:
     from .certificate import Certificate
-    from .estimators import FairUseClassifier, FairUseRegressor
+    from .estimators import FILE_ESTIMATORS, FairUseClassifier, FairUseRegressor
     from ._formulation import SetSpec
     from ._groups import GroupIndex
 
@@ -720,7 +727,11 @@ def _build(doc: dict, source: str) -> Any:
     name = doc["estimator"]
     if not isinstance(name, str) or name not in classes_of:
         raise _bad(source, "estimator", f"must be one of {list(ESTIMATORS)}; got {_short(name)}")
-    cls = classes_of[name]
+    loss = doc.get("loss")  # (absent from files written before losses were recorded)
+    cls = _file_class(name, loss) if loss is None or isinstance(loss, str) else None
+    if cls is None:
+        losses = sorted(n_loss for n, n_loss in FILE_ESTIMATORS if n == name)
+        raise _bad(source, "loss", f"must be one of {losses} for {name}; got {_short(loss)}")
     if doc["task"] != TASK_OF[name]:
         raise _bad(source, "task", f"must be {TASK_OF[name]!r} for {name}; got {_short(doc['task'])}")
 

@@ -53,6 +53,7 @@ from .certify import Served, build_certificate, row_scores, served_losses
 from .margins import resolve_margins
 
 __all__ = ["FitSetup", "Outcome", "fit", "feasible", "violations", "check_conic_size", "check_sequence_size",
+           "tasks_needed",
            "MAX_CONIC_PAIRS", "MAX_SEQUENCE_PAIRS", "MAX_SEQUENCE_PARAMS"]
 
 #: the most envy pairs an explicit conic solver is given on the sequence of restrictions
@@ -110,6 +111,20 @@ def check_conic_size(solver: str, encoding: str, group_reg: str, fair_use, n_gro
         route = ("one-hot route" if encoding == "onehot" else "route of penalised group blocks")
         raise InputError(MSG_CONIC_TOO_LARGE.format(solver=solver, route=route, pairs=pairs, groups=n_groups,
                                                     limit=MAX_CONIC_PAIRS))
+
+
+def tasks_needed(fair_use) -> dict[str, str]:
+    """The task kinds (:data:`~fairuse_opt.solvers.base.TASK_KINDS`) a fit with the
+    guarantees ``fair_use`` may ask its backend, each with the reason (a backend that
+    does not declare one of them is refused before the fit)."""
+    out = {"unconstrained": "the fit without guarantees"}
+    if fair_use:
+        if "rationality" in fair_use:
+            out["rationality"] = "the program with the rationality constraints"
+        out["restriction"] = "the sequence of convex restrictions, when no single program verifies"
+        out["floor"] = "the lowest loss a group can reach, to check margins"
+    return out
+
 
 logger = logging.getLogger("fairuse_opt.fit")
 

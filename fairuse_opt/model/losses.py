@@ -13,7 +13,15 @@ adding one subclass of :class:`Loss`; an estimator uses it by returning it from
 
 ``tests/test_custom_loss.py`` defines a Poisson loss this way, outside the library, and
 checks its fits (generic, personalized, with fair-use constraints; native and cvxpy)
-against scikit-learn's ``PoissonRegressor`` and scipy.
+against scikit-learn's ``PoissonRegressor`` and scipy.  The library ships its own
+:class:`PoissonLoss` (and ``FairUsePoissonRegressor``); a loss is found by its
+:attr:`Loss.name` in :data:`LOSSES` (model files record it).
+
+What used to be decided by the estimator's task ("classification" / "regression") is
+the loss's: the targets it accepts (:meth:`Loss.check_target`, :meth:`Loss.check_spread`),
+the scale of its scores (:meth:`Loss.score_unit`, the common set's default size), whether
+its objective is quadratic (:attr:`Loss.quadratic`, the conic solvers' order) and the
+estimator's ``score`` (:meth:`Loss.score`).
 
 Rows are handled as *merged rows*: rows identical in (features, group) share one
 score, so their losses add up to a function of the score and a few sufficient
@@ -31,9 +39,10 @@ import cvxpy as cp
 import numpy as np
 from scipy.special import expit
 
+from .._validation import check_target_spread
 from ..exceptions import MSG_BAD_PREDICTIONS, MSG_TARGET_RANGE, InputError
 
-__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "get_loss"]
+__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "PoissonLoss", "LOSSES", "get_loss"]
 
 
 class Loss:
@@ -60,6 +69,9 @@ class Loss:
     #: with it the certificate bounds the rounding of the served losses by
     #: ``lipschitz * |score error|`` (no per-row derivatives: :meth:`row_terms`)
     lipschitz: float | None = None
+    #: the summed loss is a quadratic of the scores: the conic solvers that take it
+    #: directly (Clarabel) and the direct form are tried first
+    quadratic: bool = False
 
     # ------------------------------------------------------------ statistics
     def stats(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -145,7 +157,24 @@ class Loss:
         (separable classes with nothing penalised)."""
         return None
 
+    def score_unit(self, y: np.ndarray, w: np.ndarray) -> float:
+        """The natural unit of a score (1: log-odds, log-rates); the common set's default
+        half-widths are multiples of it."""
+        return 1.0
+
+    def score(self, y: np.ndarray, pred: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        """The estimator's ``score`` of predictions ``pred`` (:meth:`inverse_link` of the
+        scores) for targets ``y``; the default is R^2 (override it: the Poisson loss's is
+        the fraction of deviance explained, as scikit-learn's ``PoissonRegressor``)."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y, pred, sample_weight=sample_weight))
+
     # -------------------------------------------------------------- checks
+    def check_spread(self, y: np.ndarray, w: np.ndarray) -> None:
+        """Raise :class:`InputError` when float64 cannot resolve the loss of these targets
+        (nothing to check by default)."""
+
     def check_target(self, y: np.ndarray) -> None:
         """Raise :class:`InputError` when a target lies outside :attr:`target_range`."""
         lo, hi = self.target_range
@@ -269,6 +298,16 @@ class SquaredLoss(Loss):
 
     name = "squared_error"
     n_stats = 3  # W, Wy, Wyy
+    quadratic = True
+
+    def score_unit(self, y, w):
+        """The standard deviation of the targets (1 when they are constant)."""
+        ybar = np.average(y, weights=w)
+        return float(np.sqrt(np.average((y - ybar) ** 2, weights=w))) or 1.0
+
+    def check_spread(self, y, w):
+        """Squared errors that float64 cannot resolve (targets of very large spread)."""
+        check_target_spread(y, w)
 
     def stats(self, y, w):
         return np.column_stack([w, w * y, w * y * y])
@@ -326,6 +365,67 @@ class SquaredLoss(Loss):
 
     def start(self, y, w):
         return float(np.average(y, weights=w))
+
+
+class PoissonLoss(Loss):
+    """Poisson loss of a log-rate ``s``: ``exp(s) - y s``, half the Poisson deviance up to
+    a term of ``y`` alone (so that the mean loss plus ``alpha ||w||^2`` is scikit-learn's
+    ``PoissonRegressor`` objective with its ``alpha = 2 alpha``); counts or rates ``y >= 0``."""
+
+    name = "poisson"
+    n_stats = 2  # W, Wy
+    target_range = (0.0, np.inf)
+    prediction_range = (0.0, np.inf)
+
+    def row_loss(self, y, s):
+        return np.exp(s) - y * s
+
+    def value(self, stats, s):
+        return stats[:, 0] * np.exp(s) - stats[:, 1] * s
+
+    def grad(self, stats, s):
+        return stats[:, 0] * np.exp(s) - stats[:, 1]
+
+    def curvature(self, stats, s):
+        return stats[:, 0] * np.exp(s)
+
+    def value_grad(self, stats, s):
+        e = np.exp(s)
+        return stats[:, 0] * e - stats[:, 1] * s, stats[:, 0] * e - stats[:, 1]
+
+    def cvx(self, stats, s):
+        return stats[:, 0] @ cp.exp(s) - stats[:, 1] @ s
+
+    def inverse_link(self, s):
+        return np.exp(s)
+
+    def link(self, pred):
+        return np.log(np.maximum(np.asarray(pred, dtype=np.float64), 1e-300))
+
+    def loss_of_prediction(self, y, pred):
+        """``pred - y log(pred)`` (a prediction of 0 where ``y = 0`` loses nothing)."""
+        pred = np.asarray(pred, dtype=np.float64)
+        return pred - np.where(y > 0, y * np.log(np.maximum(pred, 1e-300)), 0.0)
+
+    def start(self, y, w):
+        return float(np.log(max(float(np.average(y, weights=w)), 1e-12)))
+
+    def recession(self, stats):
+        """Rows whose targets are all 0 lose less as ``s -> -inf``."""
+        out = np.zeros(len(stats), dtype=np.int64)
+        out[stats[:, 1] <= 0] = -1
+        return out
+
+    def score(self, y, pred, sample_weight=None):
+        """D^2, the fraction of Poisson deviance explained (scikit-learn's
+        ``PoissonRegressor.score``)."""
+        from sklearn.metrics import d2_tweedie_score
+
+        return float(d2_tweedie_score(y, pred, sample_weight=sample_weight, power=1))
+
+
+#: The losses the library ships, by :attr:`Loss.name` (model files name their loss).
+LOSSES = {cls.name: cls for cls in (LogisticLoss, SquaredLoss, PoissonLoss)}
 
 
 def get_loss(task: str) -> Loss:

@@ -149,6 +149,13 @@ class Problem:
         if hook is None:  # a hook's constraints may bound the problem: not checked then
             self.check_minimum()
 
+    @property
+    def provides(self) -> frozenset:
+        """What this problem provides to a backend (the keys of
+        :data:`fairuse_opt.solvers.base.PROBLEM_PROVIDES`): ``"cvxpy"`` always, ``"numpy"``
+        (every constraint in numpy) unless it has a ``constraint_hook``."""
+        return frozenset({"cvxpy"} | ({"numpy"} if self.hook is None else set()))
+
     def thinned(self, rows: int) -> "Problem":
         """The same problem on about ``rows`` of the distinct rows (see
         :meth:`TrainData.thinned`): a cheap start for Newton's method on all of them.

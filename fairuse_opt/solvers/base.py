@@ -1,5 +1,26 @@
-"""What every backend returns, and the names of the backends (defined in
-:mod:`fairuse_opt._solver_names`, re-exported here)."""
+"""What every backend is and returns, the registry of added backends, and the names of
+the built-in ones (defined in :mod:`fairuse_opt._solver_names`, re-exported here).
+
+A backend is a subclass of :class:`Backend` that declares the task kinds it solves
+(:attr:`Backend.tasks`) and what it needs from the problem (:attr:`Backend.needs`, out
+of :data:`PROBLEM_PROVIDES`), implements :meth:`Backend.run`, and registers itself with
+:func:`register_backend`; ``solver=<its name>`` then sends every task of a fit to it.
+A fit that would ask it for a task it does not declare, or whose problem lacks what it
+needs, is refused before the backend is called (:meth:`Backend.check`)::
+
+    @register_backend
+    class LBFGS(Backend):
+        name = "lbfgs"
+        tasks = frozenset({"unconstrained"})
+        needs = frozenset({"numpy"})
+
+        def run(self, task):
+            res = scipy.optimize.minimize(self.problem.value_grad, np.zeros(self.problem.p),
+                                          jac=True, method="L-BFGS-B")
+            return Result(status="optimal" if res.success else "failed", solution=res.x)
+
+``tests/test_backend_stub.py`` defines and checks such a backend in the test file alone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exceptions import MSG_BACKEND_NAME, MSG_BACKEND_NEEDS, MSG_BACKEND_TASK, InputError
 from .._solver_names import (  # the names, defined once
     CONIC_SOLVERS,
     FALLBACK_SOLVERS,
@@ -23,8 +45,18 @@ PROGRESS_AFTER = 3.0
 #: ... and then at most once every this many seconds (the others at DEBUG).
 PROGRESS_EVERY = 2.0
 
-__all__ = ["Result", "Task", "Progress", "SOLVER_CHOICES", "CONIC_SOLVERS", "NATIVE", "NATIVE_CHOICES",
+__all__ = ["Result", "Task", "Progress", "Backend", "register_backend", "registered_backend", "TASK_KINDS",
+           "PROBLEM_PROVIDES", "SOLVER_CHOICES", "CONIC_SOLVERS", "NATIVE", "NATIVE_CHOICES",
            "FALLBACK_SOLVERS", "PROGRESS_AFTER", "PROGRESS_EVERY"]
+
+#: The kinds of :class:`Task` a fit asks its backend to solve.
+TASK_KINDS = ("unconstrained", "rationality", "restriction", "floor")
+#: What a problem may provide to a backend (:attr:`fairuse_opt.problem.Problem.provides`).
+PROBLEM_PROVIDES = {
+    "numpy": "its objective, gradient and every constraint in numpy (not with a constraint_hook, "
+             "whose terms are cvxpy expressions)",
+    "cvxpy": "its cvxpy form (Problem.to_cvxpy)",
+}
 
 
 @dataclass
@@ -116,3 +148,115 @@ class Progress:
         self.logger.log(level, "progress (%.1f s): %s, iteration %d, objective %.9g, constraint violation %.2e",
                         elapsed, stage, iteration, objective, violation, extra={"progress": info})
 
+
+
+# ------------------------------------------------------------------ backends
+class Backend:
+    """A solver backend: solves the :class:`Task` s of one problem.
+
+    Subclasses declare :attr:`name`, :attr:`tasks` and :attr:`needs`, implement
+    :meth:`run`, and are made available to ``solver=`` by :func:`register_backend`.
+
+    Attributes
+    ----------
+    name : str
+        The name ``solver=`` takes (case-insensitive).
+    tasks : frozenset of str
+        The task kinds (:data:`TASK_KINDS`) it solves.
+    needs : frozenset of str
+        What it needs from the problem (keys of :data:`PROBLEM_PROVIDES`).
+    common_set : bool
+        It keeps its solutions in the problem's common set.  When False (the default) a
+        solution is accepted only strictly inside the set, where the set is inactive (as
+        the native Newton method's are); one on or beyond its boundary is a failure.
+    """
+
+    name: str = ""
+    tasks: frozenset = frozenset()
+    needs: frozenset = frozenset()
+    common_set: bool = False
+
+    def __init__(self, problem, options: dict | None = None):
+        self.problem = problem
+        self.options = dict(options or {})
+
+    @classmethod
+    def check(cls, problem=None, tasks=(), why: str = "") -> None:
+        """Raise :class:`~fairuse_opt.exceptions.InputError` when ``tasks`` (kinds, or a
+        dict kind -> why it is needed) holds a kind this backend does not declare, or
+        ``problem`` lacks something it needs."""
+        missing = sorted(set(tasks) - set(cls.tasks))
+        if missing:
+            if isinstance(tasks, dict):  # kind -> why the fit may ask it
+                why = "; ".join(f"{k}: {tasks[k]}" for k in missing)
+            raise InputError(MSG_BACKEND_TASK.format(solver=cls.name, missing=missing, why=why or "asked",
+                                                     declared=sorted(cls.tasks)))
+        if problem is not None:
+            lacking = sorted(set(cls.needs) - set(problem.provides))
+            if lacking:
+                raise InputError(MSG_BACKEND_NEEDS.format(
+                    solver=cls.name, missing=lacking, provided=sorted(problem.provides),
+                    why="; ".join(f"{k}: {PROBLEM_PROVIDES[k]}" for k in lacking)))
+
+    def solve(self, task: Task, *, per_solver: bool = True, first_usable: bool = False) -> Result:
+        """Solve ``task`` (:meth:`run`), timed, named and checked: a solution that is not
+        finite, or (without :attr:`common_set`) not strictly inside the common set, makes
+        the result not :attr:`Result.ok`.  ``per_solver`` and ``first_usable`` are hints
+        for backends that try several solvers (the conic one)."""
+        self.check(None, [task.kind], why="asked by the fit")
+        t0 = time.perf_counter()
+        rec = self.run(task)
+        rec.seconds = time.perf_counter() - t0
+        rec.backend = rec.backend or self.name
+        if not rec.attempts:
+            rec.attempts = [(self.name, rec.status)]
+        if rec.ok:
+            problem = self.problem
+            if not np.all(np.isfinite(rec.solution)):
+                rec.status = "failed: a solution not finite"
+            elif problem.set_spec is not None and not self.common_set:
+                Ws, bs = problem.effective(rec.solution)
+                if problem.set_spec.at_boundary(problem.family, Ws, bs).any():
+                    rec.status = "failed: a solution on the common set's boundary (the backend ignores the set)"
+            if not rec.ok:
+                rec.attempts.append((self.name, rec.status))
+        return rec
+
+    def run(self, task: Task) -> Result:
+        """The backend's own solve of ``task`` (a declared kind): a :class:`Result` with
+        at least ``status`` (``"optimal"`` when solved) and ``solution`` (theta)."""
+        raise NotImplementedError
+
+
+_BACKENDS: dict[str, type] = {}
+
+
+def register_backend(cls: type) -> type:
+    """Make backend class ``cls`` (a :class:`Backend`) available as ``solver=cls.name``
+    (a class decorator).  Refused (:class:`~fairuse_opt.exceptions.InputError`) for a
+    name of a built-in solver or of another registered class, unknown task kinds, or
+    unknown needs."""
+    name = getattr(cls, "name", None)
+    reason = None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        reason = "it is not a subclass of fairuse_opt.solvers.base.Backend"
+    elif not isinstance(name, str) or not name.strip():
+        reason = "its name must be a non-empty string"
+    elif name.lower() in {c.lower() for c in SOLVER_CHOICES}:
+        reason = f"the name of a built-in solver ({list(SOLVER_CHOICES)})"
+    elif name.lower() in _BACKENDS and _BACKENDS[name.lower()].__qualname__ != cls.__qualname__:
+        reason = f"the name of another registered backend ({_BACKENDS[name.lower()].__qualname__})"
+    elif not set(cls.tasks) <= set(TASK_KINDS) or not cls.tasks:
+        reason = f"its tasks {sorted(cls.tasks)} must be some of {list(TASK_KINDS)}"
+    elif not set(cls.needs) <= set(PROBLEM_PROVIDES):
+        reason = f"its needs {sorted(cls.needs)} must be some of {sorted(PROBLEM_PROVIDES)}"
+    if reason is not None:
+        raise InputError(MSG_BACKEND_NAME.format(name=name, reason=reason))
+    _BACKENDS[name.lower()] = cls
+    return cls
+
+
+def registered_backend(name) -> type | None:
+    """The backend class registered under ``name`` (case-insensitive), else ``None``
+    (the built-in solvers are not in the registry)."""
+    return _BACKENDS.get(name.lower()) if isinstance(name, str) else None

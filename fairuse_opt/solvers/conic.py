@@ -23,7 +23,7 @@ import cvxpy as cp
 import numpy as np
 
 from ..exceptions import MSG_SOLVER_FAILED, MSG_SOLVER_UNKNOWN, InputError, SolverError
-from .base import CONIC_SOLVERS, FALLBACK_SOLVERS, NATIVE_CHOICES, Result, Task
+from .base import CONIC_SOLVERS, FALLBACK_SOLVERS, NATIVE_CHOICES, TASK_KINDS, Backend, Result, Task
 
 __all__ = ["solve", "solver_order", "ConicBackend", "DEFAULT_OPTIONS", "raise_failed"]
 
@@ -46,18 +46,19 @@ def _installed_solvers() -> frozenset:
     return frozenset(cp.installed_solvers())
 
 
-def solver_order(solver: str, task: str = "classification") -> list[str]:
+def solver_order(solver: str, quadratic: bool = False) -> list[str]:
     """Conic solvers to try, first the requested one, then the others as fallbacks.
 
-    ``"auto"`` (and ``"native"``, whose fallback this is): ECOS first for the logistic
-    loss (exponential cones), Clarabel first for the squared error (it takes the
-    quadratic objective directly).  Measured in ``benchmarks/results/solvers.md``: on
+    ``"auto"`` (and ``"native"``, whose fallback this is): ECOS first for a loss with
+    exponential cones (logistic, Poisson), Clarabel first for a quadratic one (the
+    squared error, :attr:`~fairuse_opt.model.Loss.quadratic`: it takes the quadratic
+    objective directly).  Measured in ``benchmarks/results/solvers.md``: on
     logistic problems ECOS never failed while Clarabel raised on the exact fair-use
     program at n = 5,000 and on many steps of the sequence of restrictions.
     """
     installed = _installed_solvers()
     if solver.lower() in NATIVE_CHOICES:
-        first = "ECOS" if task == "classification" else "CLARABEL"
+        first = "CLARABEL" if quadratic else "ECOS"
         if first not in installed:
             first = "CLARABEL"
     else:
@@ -183,12 +184,18 @@ def _iterations(problem: cp.Problem) -> int | None:
     return None if stats is None else stats.num_iters
 
 
-class ConicBackend:
+class ConicBackend(Backend):
     """A :class:`~fairuse_opt.problem.Problem`'s tasks, compiled to cvxpy and solved.
 
     Programs are cached per task shape and form, so a sequence of restrictions
-    compiles once (only ``cp.Parameter`` values change).
+    compiles once (only ``cp.Parameter`` values change).  Its solver names are the
+    built-in ``CLARABEL``, ``ECOS``, ``SCS`` (not in the registry of added backends).
     """
+
+    name = "conic"
+    tasks = frozenset(TASK_KINDS)
+    needs = frozenset({"cvxpy"})
+    common_set = True
 
     def __init__(self, problem, solvers: list[str], forms: list[str], options: dict | None = None):
         self.problem, self.solvers, self.forms, self.options = problem, list(solvers), list(forms), options

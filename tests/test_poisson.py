@@ -1,0 +1,186 @@
+"""The shipped Poisson regressor (issue 25, "the loss decides").
+
+:class:`~fairuse_opt.estimators.FairUsePoissonRegressor` is the regressor with
+:class:`~fairuse_opt.model.losses.PoissonLoss`.  Checked against answers known in
+advance: scikit-learn's ``PoissonRegressor`` for the model without groups (its penalty
+``alpha_sk / 2 ||w||^2`` on the mean half-deviance is ours with ``alpha_sk = 2 alpha``;
+the half-deviance is our loss ``exp(s) - y s`` plus a term of ``y`` alone), its D^2 for
+``score``; the certificate's claims recomputed by hand from the served coefficients; the
+model file's predictions recomputed as ``exp(X coef + intercept)``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import PoissonRegressor
+
+from fairuse_opt import FairUseClassifier, FairUseRegressor, model_io
+from fairuse_opt.estimators import FairUsePoissonRegressor
+from fairuse_opt.exceptions import MSG_TARGET_RANGE, InputError
+from fairuse_opt.model.losses import LOSSES, PoissonLoss
+from fairuse_opt.solvers.conic import solver_order
+
+ALPHA = 1e-2
+RATE_OFFSETS = np.array([-0.6, 0.3, 0.0, 0.7])
+
+
+def poisson_data(seed=0, n=400):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2)) * [1.0, 2.0] + [0.5, -1.0]
+    g = np.concatenate([np.arange(4), rng.integers(0, 4, n - 4)])
+    groups = pd.DataFrame({"a": g % 2, "b": g // 2})
+    y = rng.poisson(np.exp(0.4 * X[:, 0] - 0.15 * X[:, 1] + RATE_OFFSETS[g])).astype(float)
+    return X, y, groups, g
+
+
+@pytest.mark.parametrize("solver", ["native", "ECOS", "CLARABEL"])
+def test_poisson_regressor_matches_sklearn_without_groups(solver):
+    X, y, _, _ = poisson_data()
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA, solver=solver).fit(X, y)
+    ref = PoissonRegressor(alpha=2 * ALPHA, tol=1e-12, max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_, rtol=1e-5, atol=1e-7)
+    assert m.intercept_[0] == pytest.approx(ref.intercept_, abs=1e-6)
+    np.testing.assert_allclose(m.predict(X), ref.predict(X), rtol=1e-5)
+    # score: the fraction of Poisson deviance explained, as scikit-learn's
+    assert m.score(X, y) == pytest.approx(ref.score(X, y), abs=1e-6)
+    assert m.certificate_.solver == ("NATIVE" if solver == "native" else solver)
+
+
+def test_poisson_regressor_with_weights_matches_sklearn():
+    X, y, _, _ = poisson_data(seed=3)
+    w = np.random.default_rng(4).uniform(0.2, 3.0, len(y))
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA).fit(X, y, sample_weight=w)
+    ref = PoissonRegressor(alpha=2 * ALPHA, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_, rtol=1e-5, atol=1e-7)
+    assert m.intercept_[0] == pytest.approx(ref.intercept_, abs=1e-6)
+    assert m.score(X, y, sample_weight=w) == pytest.approx(ref.score(X, y, sample_weight=w), abs=1e-6)
+
+
+def hand_group_losses(X, y, g, coef, intercept):
+    """L[k, r]: mean Poisson loss of group k's rows under group r's model, by hand."""
+    L = np.zeros((4, 4))
+    for k in range(4):
+        for r in range(4):
+            s = X[g == k] @ coef[r] + intercept[r]
+            L[k, r] = np.mean(np.exp(s) - y[g == k] * s)
+    return L
+
+
+@pytest.mark.parametrize("encoding", ["intersectional", "decoupled"])
+def test_poisson_regressor_is_certified_with_fair_use(encoding):
+    """Both guarantees asked: the certificate verifies, and its claims hold when the
+    losses are recomputed by hand from the served models and the generic model."""
+    X, y, groups, g = poisson_data(seed=1)
+    m = FairUsePoissonRegressor(encoding=encoding, fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    cert = m.certificate_
+    assert cert.verified and not cert.failures
+    order = [m.groups_.index((k % 2, k // 2)) for k in range(4)]  # group code k -> row of coef_
+    coef, intercept = m.coef_[order], m.intercept_[order]
+    L = hand_group_losses(X, y, g, coef, intercept)
+    gen = m.generic_
+    L0 = hand_group_losses(X, y, g, np.repeat(gen.coef_, 4, axis=0), np.repeat(gen.intercept_, 4))
+    own = np.diag(L)
+    assert np.all(own <= np.diag(L0) + 1e-7)  # rationality
+    assert np.all(own[:, None] <= L + 1e-7)  # envy-freeness
+    table = cert.table.set_index("group").loc[[(k % 2, k // 2) for k in range(4)]]
+    np.testing.assert_allclose(table["own_loss"], own, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(table["generic_loss"], np.diag(L0), rtol=1e-9, atol=1e-12)
+    # the groups gain: the personalized rates fit the planted offsets better than one rate
+    assert own.sum() < np.diag(L0).sum() - 1e-3
+    # predictions are rates: exp of each group's score
+    np.testing.assert_allclose(m.predict(X, groups=groups), np.exp(np.sum(X * coef[g], axis=1) + intercept[g]),
+                               rtol=1e-12)
+
+
+def test_poisson_model_file_records_its_loss_and_scores_with_the_inverse_link(tmp_path):
+    import jsonschema
+
+    X, y, groups, g = poisson_data(seed=2)
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    path = tmp_path / "poisson.json"
+    text = m.to_json(path)
+    doc = json.loads(text)
+    assert doc["loss"] == "poisson" and doc["estimator"] == "FairUseRegressor" and doc["task"] == "regression"
+    jsonschema.Draft202012Validator(model_io.schema()).validate(doc)
+    back = model_io.loads(path)
+    assert type(back) is FairUsePoissonRegressor
+    assert isinstance(FairUseRegressor.from_json(path), FairUsePoissonRegressor)
+    # scored from the file: exp(X coef + intercept) of each row's group model, by hand
+    order = [back.groups_.index((k % 2, k // 2)) for k in range(4)]
+    coef = np.array([mdl["coef"] for mdl in doc["models"]])[order]
+    intercept = np.array([mdl["intercept"] for mdl in doc["models"]])[order]
+    expected = np.exp(np.sum(X * coef[g], axis=1) + intercept[g])
+    np.testing.assert_allclose(back.predict(X, groups=groups), expected, rtol=1e-12)
+    np.testing.assert_allclose(back.predict(X, groups=groups), m.predict(X, groups=groups), rtol=1e-15)
+    assert back.score(X, y, groups=groups) == m.score(X, y, groups=groups)
+    assert back.certificate_.verified and back.certificate_.to_dict() == m.certificate_.to_dict()
+
+
+def test_model_files_of_the_other_losses_record_them_and_old_files_still_read():
+    X, y, groups, _ = poisson_data()
+    clf = FairUseClassifier(fair_use=None).fit(X, (y > 1).astype(int), groups=groups)
+    reg = FairUseRegressor(fair_use=None).fit(X, y, groups=groups)
+    for est, loss in ((clf, "log_loss"), (reg, "squared_error")):
+        doc = json.loads(est.to_json())
+        assert doc["loss"] == loss
+        del doc["loss"]  # a file written before the loss was recorded
+        back = model_io.loads(json.dumps(doc))
+        assert type(back) is type(est)
+        np.testing.assert_array_equal(back.predict(X, groups=groups), est.predict(X, groups=groups))
+
+
+def test_a_model_file_with_a_loss_its_estimator_does_not_have_is_refused():
+    X, y, groups, _ = poisson_data()
+    doc = json.loads(FairUseClassifier(fair_use=None).fit(X, (y > 1).astype(int), groups=groups).to_json())
+    for bad in ("poisson", "hinge", ["poisson"]):
+        doc["loss"] = bad
+        with pytest.raises(InputError, match=r"loss must be one of \['log_loss'\] for FairUseClassifier"):
+            model_io.loads(json.dumps(doc))
+
+
+def test_the_loss_decides_targets_set_and_solver_order():
+    X, y, groups, _ = poisson_data()
+    # targets: counts >= 0 only
+    with pytest.raises(InputError, match=MSG_TARGET_RANGE.split("{")[0]):
+        FairUsePoissonRegressor(encoding="none", fair_use=None).fit(X, y - 1.0)
+    # the squared error's rounding check (squared errors float64 cannot resolve) is the
+    # squared error's: rates of spread 1e9 are refused by it, not by the Poisson loss
+    big, w = y * 1e9, np.ones(len(y))
+    with pytest.raises(InputError, match="spread"):
+        FairUseRegressor(encoding="none", fair_use=None).fit(X, big)
+    with pytest.raises(InputError, match="spread"):
+        LOSSES["squared_error"]().check_spread(big, w)
+    PoissonLoss().check_spread(big, w)
+    # rates c y: the loss of c y at s + log c is c times the loss of y at s, up to a
+    # constant, so with the penalty c times larger the same slopes and the intercept
+    # shifted by log c
+    c = 1e3
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA * c).fit(X, y * c)
+    ref = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA).fit(X, y)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-5, atol=1e-7)
+    assert m.intercept_[0] == pytest.approx(ref.intercept_[0] + np.log(c), abs=1e-6)
+    # the common set: 5 log-rate units around the generic intercept (not 5 sd of y)
+    p = FairUsePoissonRegressor(fair_use=None).fit(X, y, groups=groups)
+    assert p.set_spec_.intercept_bound == 5.0
+    s = FairUseRegressor(fair_use=None).fit(X, y, groups=groups)
+    assert s.set_spec_.intercept_bound == pytest.approx(5.0 * np.std(y), rel=1e-12)
+    # exponential cones: ECOS first; the squared error's quadratic: Clarabel first
+    assert solver_order("auto", quadratic=PoissonLoss.quadratic)[0] == "ECOS"
+    assert solver_order("auto", quadratic=LOSSES["squared_error"].quadratic)[0] == "CLARABEL"
+
+
+def test_certificate_verify_recomputes_the_guarantee_from_predictions():
+    """Certificate.verify (public, moved next to the certificate): empty on the training
+    data of a verified fit, and it finds the envy planted by swapping two groups' models."""
+    X, y, groups, _ = poisson_data(seed=1)
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    assert m.certificate_.verify(m, X, y, groups=groups) == []
+    bad = model_io.loads(m.to_json())
+    i, j = int(np.argmin(bad.intercept_)), int(np.argmax(bad.intercept_))
+    bad.intercept_[[i, j]] = bad.intercept_[[j, i]]  # two groups served each other's rate
+    failures = bad.certificate_.verify(bad, X, y, groups=groups)
+    assert any(f.startswith("envy:") for f in failures)
