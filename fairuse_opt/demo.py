@@ -2,9 +2,7 @@
 
 On a real clinical dataset (by default NHEFS, from the ``demo`` extra) the demo runs
 ``folds`` (5) stratified folds.  In every fold the held-out fold is the *test* set and the
-other folds go to :func:`fairuse_opt.fit_system`, which splits them into a *training* part
-(70%) and an *assignment* part (30%), trains its candidate pool on the training part and
-assigns on the assignment part.  The methods compared, all trained on that same training part:
+other folds (the fold's *training rows*) train every method.  The methods compared:
 
 * ``one-hot``: logistic regression with one-hot group indicators
   (``FairUseClassifier(encoding="onehot", fair_use=None)``): standard practice;
@@ -15,9 +13,12 @@ assigns on the assignment part.  The methods compared, all trained on that same 
   learner, audited against the same learner without the indicators;
 * ``fair use``: the fair-use model (``encoding="intersectional", fair_use="both"``),
   whose rationality and envy-freeness are guaranteed on the *training* data only;
-* ``system``: the certified system (:class:`~fairuse_opt.FairUseSystem`): each reporting
-  option is served a candidate (the default pool plus ``boosting``) only where the
-  assignment sample shows, with a family-wise test, that it beats the generic model.
+* ``system``: the certified system (:func:`~fairuse_opt.fit_system`, default ladder): it
+  splits the training rows into a training part and an *assignment* part (half each), trains
+  its candidates (the default pool plus ``boosting``) on the training part and the generic
+  model on all the training rows; each reporting option is served a candidate's departure
+  from the generic model only where the assignment part shows, with a family-wise test,
+  that it beats the generic model.
 
 Every method is audited on the test fold with :func:`fairuse_opt.audit.audit` (paired
 stratified bootstrap, one-sided tests, Holm correction across groups, alpha 0.10); the
@@ -48,6 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from .exceptions import InputError
 
@@ -63,7 +65,7 @@ DEFAULT_FOLDS = 5
 #: Bootstrap resamples of the audits and of the system's assignment tests.
 DEFAULT_N_BOOT = 500
 #: Share of the non-test rows that the system assigns on (the rest trains every model).
-ASSIGN_SHARE = 0.3
+ASSIGN_SHARE = 0.5
 #: Level of the audit's one-sided tests and the system's family-wise level.
 ALPHA = 0.10
 #: The system's assignment metric, and the audit's metrics (the first is the headline).
@@ -362,13 +364,10 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
             system = fit_system(X_r, y_r, g_r, assign_size=ASSIGN_SHARE, candidates=_pool(names), metric=METRIC,
                                 alpha=ALPHA, n_boot=n_boot, random_state=seed + fold)
             systems.append(system)
-            tr = system.train_index_
-            X_tr, y_tr, g_tr = X_r.iloc[tr].reset_index(drop=True), y_r[tr], g_r.iloc[tr].reset_index(drop=True)
-            missing = [m for m, k in keys.items() if k not in system.candidates_]
-            if missing:
-                raise InputError(f"fold {fold + 1}: the candidate(s) {missing} could not be fitted "
-                                 "(see the warnings)")
-            models = {m: (system.candidates_[k], system.generic_) for m, k in keys.items()}
+            # the standard methods as a user would fit them: on all of the fold's training rows,
+            # each audited against the generic model trained on the same rows (the system's)
+            pool = _pool(names)
+            models = {m: (clone(pool[k][0]).fit(X_r, y_r, groups=g_r), system.generic_) for m, k in keys.items()}
             boost = models["boosting"][0]
             models["boosting"] = (boost, boost.generic_)  # against the same learner without indicators
             models["system"] = (system, system.generic_)
@@ -385,7 +384,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, data: str | tuple = DEFAULT_DATA,
                 row = {"fold": number, "method": method, "n_test": len(test)}
                 row["log_loss"], row["error"] = _losses(model.predict_proba(X_t, groups=g_t)[:, 1], y_t)
                 overall.append(row)
-                train = {} if method == "system" else _train_gains(model, generic, X_tr, y_tr, g_tr)
+                train = {} if method == "system" else _train_gains(model, generic, X_r, y_r, g_r)
                 rat = rep.table[rep.table["condition"] == "rationality"]
                 for r in rat.itertuples(index=False):
                     cells.append({"fold": number, "method": method, "group": r.group, "metric": r.metric,
@@ -575,8 +574,8 @@ def _terminal(counts, overall, assignment, story, settings, paths, notes) -> str
     s = settings
     lines = _wrap(f"fairuse demo: {s['desc'].split(' (')[0]}: {s['n']} rows, {s['n_groups']} groups "
                   f"({' x '.join(s['names'])}), {s['folds']} folds.")
-    lines += _wrap(f"Each fold: the other folds train every model (70%) and the system's assignment sample "
-                   f"(30%); the fold itself is the test set. Audit on the test fold: paired bootstrap "
+    lines += _wrap(f"Each fold: the other folds train every model; the system keeps half of them as its "
+                   f"assignment sample; the fold itself is the test set. Audit on the test fold: paired bootstrap "
                    f"({s['n_boot']} resamples), one-sided tests, Holm across groups, alpha {ALPHA}. Cells = "
                    f"(fold, group) pairs; gain over the method's generic model. For the system, 'cannot change' "
                    f"means the group was served the generic model.")
@@ -622,11 +621,12 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         f"**Data.** {s['desc']}: {s['n']} rows, {s['d']} features, {s['n_groups']} intersectional groups "
         f"({' x '.join(s['names'])}).", "",
         f"**Design.** {s['folds']} folds, stratified by group and label (seed {s['seed']}). In fold k the "
-        f"other folds go to `fit_system(..., assign_size={ASSIGN_SHARE}, metric='{METRIC}', alpha={ALPHA}, "
-        f"n_boot={s['n_boot']}, random_state=seed+k-1)` (folds numbered from 1): "
-        f"{int((1 - ASSIGN_SHARE) * 100)}% train every model "
-        f"below, {int(ASSIGN_SHARE * 100)}% is the system's assignment sample, which no model was trained "
-        "on. Fold k itself is the test set: every method is audited there with "
+        "other folds (the training rows) train every method below, and go to "
+        f"`fit_system(..., assign_size={ASSIGN_SHARE}, metric='{METRIC}', alpha={ALPHA}, "
+        f"n_boot={s['n_boot']}, random_state=seed+k-1)` (folds numbered from 1), which trains its "
+        f"candidates on {int((1 - ASSIGN_SHARE) * 100)}% of them and keeps {int(ASSIGN_SHARE * 100)}% as its "
+        "assignment sample (no personalized model of the system was trained on it). Fold k itself is the "
+        "test set: every method is audited there with "
         f"`audit(model, X_test, y_test, groups=g_test, generic=..., metrics={list(METRICS)}, "
         f"n_boot={s['n_boot']}, alpha={ALPHA}, correction='holm', random_state=seed+k-1)`. A *cell* is a "
         "(fold, group) pair; its verdict is the audit's rationality verdict (own report vs the generic "
@@ -634,8 +634,8 @@ def _markdown(cells, counts, overall, assignment, story, s, png, notes) -> str:
         "**Methods.**", "",
         *[f"- *{k}*: {v}." for k, v in METHODS.items()],
         "",
-        "The generic model is the system's (logistic regression without group attributes, trained on the "
-        "same 70%); *boosting* is compared with the same gradient boosting without the indicators. The "
+        "The generic model is the system's (logistic regression without group attributes, trained on all "
+        "the training rows); *boosting* is compared with the same gradient boosting without the indicators. The "
         "system's candidates are the default pool of `fit_system` (one-hot, intersectional and decoupled "
         "logistic models on every subset of the attributes, with and without fair use) plus *boosting*.",
         "",
