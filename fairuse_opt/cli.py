@@ -484,7 +484,7 @@ def add_fit(sub) -> None:
                      help="gain required of every group over the generic model (margin=): a number "
                           "(loss units) or se:k (k standard errors); default 0")
     fit.add_argument("--l2", type=_l2, default=1e-3, metavar="L2",
-                     help="weight of the L2 penalty on the shared weights (the estimators' alpha=; default 1e-3)")
+                     help="weight of the L2 penalty on the shared weights (the estimators' l2=; default 1e-3)")
     fit.add_argument("--alpha", action=_Store, default=None, metavar="LEVEL",
                      help="with --system: family-wise significance level of the assignment (default 0.1); "
                           "without --system refused (the L2 penalty is --l2)")
@@ -1172,7 +1172,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if table.encoding.categorical:
         progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
-    est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, alpha=args.l2,
+    est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, l2=args.l2,
               group_reg=args.group_reg, on_infeasible=args.on_infeasible, solver=args.solver)
     progress(f"fitting {args.task}, encoding={args.encoding}, fair_use={args.fair_use}: {table.n_rows} rows, "
              f"{table.X.shape[1]} feature(s), {len(table.G.drop_duplicates())} group(s)")
@@ -1255,8 +1255,8 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
     pool = default_candidates(table.groups, args.task)
     for est, _attrs in pool.values():
-        est.set_params(alpha=args.l2, solver=args.solver)
-    generic = cls(encoding="none", alpha=args.l2, solver=args.solver)
+        est.set_params(l2=args.l2, solver=args.solver)
+    generic = cls(encoding="none", l2=args.l2, solver=args.solver)
     progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
              f"assign size {size}, {len(pool)} candidate(s), metric {metric}"
              f"{'' if args.metric else ' (the default)'}, alpha {level}, procedure {args.procedure}, "

@@ -267,12 +267,12 @@ def test_training_violations_on_the_toy_counterexample():
     """fair-use.md section 7: the one-hot logistic fit raises female-old's training log loss
     (0.6833 -> 0.7442); the fair-use fit has no training violation."""
     X, y, g = load_toy()
-    onehot = FairUseClassifier(encoding="onehot", fair_use=None, alpha=1e-6).fit(X, y, groups=g)
+    onehot = FairUseClassifier(encoding="onehot", fair_use=None, l2=1e-6).fit(X, y, groups=g)
     got = training_violations(onehot, onehot.generic_, X, y, g, "classification")
     cert = onehot.certificate_.table
     assert got["rationality"] == int((cert["gain"] < -1e-6).sum()) >= 1
     assert got["envy"] == int((cert["envy_slack"] < -1e-6).sum())
-    fair = FairUseClassifier(encoding="onehot", alpha=1e-6).fit(X, y, groups=g)
+    fair = FairUseClassifier(encoding="onehot", l2=1e-6).fit(X, y, groups=g)
     assert training_violations(fair, fair.generic_, X, y, g, "classification") == {"rationality": 0, "envy": 0}
 
 
