@@ -4,7 +4,7 @@ For each dataset (apnea, nhefs, support2 by default), each configuration
 (``onehot``/``intersectional``/``decoupled`` with ``group_reg="set"``, and
 ``intersectional`` with ``group_reg="penalty"``) and each solver (CLARABEL, ECOS),
 fits :class:`fairuse_opt.FairUseClassifier` with ``fair_use=None`` and
-``fair_use="both"`` (``alpha=1e-3``, library defaults otherwise unless given on the
+``fair_use="both"`` (``l2=1e-3``, library defaults otherwise unless given on the
 command line), plus one row per solver with a margin (``intersectional``/``set``,
 ``margin="se:1"``) so that the rationality constraints bind.  Training loss = mean log
 loss on the data the model was fitted on (the whole dataset, or the documented
@@ -160,7 +160,7 @@ def attempt_counts(attempts) -> str:
 
 # ------------------------------------------------------------------------------- fits
 def run_fit(X, y, groups, *, encoding, group_reg, fair_use, solver, margin=0.0, max_iter=None) -> dict:
-    kw = dict(encoding=encoding, group_reg=group_reg, fair_use=fair_use, alpha=ALPHA, solver=solver,
+    kw = dict(encoding=encoding, group_reg=group_reg, fair_use=fair_use, l2=ALPHA, solver=solver,
               margin=margin)
     if max_iter is not None:
         kw["max_iter"] = max_iter
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- run: {started:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min in total; load average at the end: {load_end}",
         *header_machine,
-        f"- estimator: `FairUseClassifier(alpha={ALPHA}, encoding=..., group_reg=..., fair_use=..., "
+        f"- estimator: `FairUseClassifier(l2={ALPHA}, encoding=..., group_reg=..., fair_use=..., "
         f"solver=...)`, every other parameter at its default "
         f"({'except ' + ', '.join(f'{k}={v} (default {est_defaults[k]})' for k, v in changed.items()) if changed else 'no exceptions'}; "
         f"defaults: intercept_bound={est_defaults['intercept_bound']!r}, coef_bound={est_defaults['coef_bound']!r}, "

@@ -8,7 +8,7 @@ deviation 0.7.  For each cell, in one process:
   default ``solver="auto"``; ``M`` asks the group with the smallest unconstrained gain for
   1.2 times that gain (1.05, 1.01 if unreachable), so its rationality constraint binds
   (and envy-freeness is enforced: for ``onehot`` it is active);
-* ``sklearn``: ``LogisticRegression(lbfgs, C=1/(2 alpha n))`` (the same L2 penalty) on
+* ``sklearn``: ``LogisticRegression(lbfgs, C=1/(2 l2 n))`` (the same L2 penalty) on
   ``[X, one-hot of the groups]``, unconstrained, the baseline of the ratio;
 * ``cvxpy``: the same fair-use fit with ``solver="ECOS"`` (every problem through cvxpy,
   Clarabel as fallback), only up to ``--cvxpy-max-n`` rows.
@@ -90,7 +90,7 @@ def fit(X, y, groups, **kw):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return FairUseClassifier(alpha=ALPHA, **kw).fit(X, y, groups=groups)
+        return FairUseClassifier(l2=ALPHA, **kw).fit(X, y, groups=groups)
 
 
 def binding_margin(X, y, groups, encoding):

@@ -1,11 +1,11 @@
 """Benchmark for choosing the default conic solver: Clarabel vs ECOS (and SCS where quick).
 
-Fits :class:`fairuse_opt.FairUseClassifier` (``alpha=1e-3``, ``encoding="intersectional"``)
+Fits :class:`fairuse_opt.FairUseClassifier` (``l2=1e-3``, ``encoding="intersectional"``)
 with ``solver=`` each of CLARABEL, ECOS (and SCS on the small problems) in two
 configurations:
 
 * ``unconstrained``: ``group_reg="penalty"``, ``fair_use=None``.  Its scikit-learn
-  equivalent is ``LogisticRegression(C=1/(2*alpha*n), solver="newton-cholesky",
+  equivalent is ``LogisticRegression(C=1/(2*l2*n), solver="newton-cholesky",
   tol=1e-12)`` on ``[X, one-hot of the intersectional group]`` (see
   ``tests/test_equivalence.py``): the coefficients are compared with it.
 * ``fair use``: ``group_reg="set"``, ``fair_use="both"``, ``margin="se:1"`` so that the
@@ -103,7 +103,7 @@ def fit_once(X, y, groups, cfg: dict, solver: str):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            m = FairUseClassifier(alpha=ALPHA, solver=solver, **cfg).fit(X, y, groups=groups)
+            m = FairUseClassifier(l2=ALPHA, solver=solver, **cfg).fit(X, y, groups=groups)
         except Exception as exc:
             return None, time.perf_counter() - t0, time.process_time() - c0, f"{type(exc).__name__}: {exc}"[:200], []
     return m, time.perf_counter() - t0, time.process_time() - c0, None, sorted({w.category.__name__ for w in caught})
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- run: {started:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min in total; load average at the end: {load_end}",
         *header_machine,
-        f"- estimator: `FairUseClassifier(alpha={ALPHA}, encoding='intersectional', solver=...)`; "
+        f"- estimator: `FairUseClassifier(l2={ALPHA}, encoding='intersectional', solver=...)`; "
         "*unconstrained* = `group_reg='penalty', fair_use=None`; *fair use* = `group_reg='set', "
         "fair_use='both', margin='se:1'` (route exact); every other parameter at its default.",
         "- random data: n rows, d = 20 standard normal features, 4 groups (two binary attributes, "
@@ -235,10 +235,10 @@ def main(argv: list[str] | None = None) -> None:
         f"median of {args.repeats} fits (min-max in brackets); CPU s: process CPU time, median.",
         "- objective - best: `certificate_.objective` minus the lowest objective found for that dataset and "
         "configuration by any solver (and by scikit-learn for the unconstrained configuration, whose "
-        "objective is computed here as mean log loss + alpha * ||coef||^2 over the feature and group-indicator "
+        "objective is computed here as mean log loss + l2 * ||coef||^2 over the feature and group-indicator "
         "coefficients); the worst of the repeats.",
         "- max coef diff: largest absolute difference between the effective per-group coefficients and "
-        "intercepts (`coef_`, `intercept_`) and those of scikit-learn's `LogisticRegression(C=1/(2*alpha*n), "
+        "intercepts (`coef_`, `intercept_`) and those of scikit-learn's `LogisticRegression(C=1/(2*l2*n), "
         "solver='newton-cholesky', tol=1e-12)` on `[X, one-hot of the intersectional group]`; the worst repeat.",
         "- solver used: `certificate_.solver` (with `solver=X` the library tries X first and falls back to the "
         "others). Solver calls: every call of the fits of that row, generic model included, per solver and status "

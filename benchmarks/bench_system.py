@@ -19,6 +19,11 @@ uncorrected, each model against its own generic model): (fold, group) cells with
 significant rationality violation and groups with significant envy; options served a
 model other than the system's generic model; fit time.
 
+Folds are numbered from 1 in the CSV file and the progress lines, as in the demo (the
+fold at position ``k`` is fold ``k + 1``; seeds still take the position, so the numbers
+reproduce).  A CSV file written before, its folds counted from 0, is renumbered when read
+(``--resume``, ``--report-only``) and written back numbered from 1.
+
 Usage::
 
     FAIRUSE_DATA_DIR=/work/shared/data python benchmarks/bench_system.py \\
@@ -127,7 +132,7 @@ def add_holdout_generic(df: pd.DataFrame) -> pd.DataFrame:
             model = holdout_generic(X.iloc[rest].reset_index(drop=True), y[rest],
                                     groups.iloc[rest].reset_index(drop=True), fold)
             p = model.predict_proba(X.iloc[test])[:, 1]
-            extra.append({"dataset": name, "fold": fold, "model": HOLDOUT_GENERIC, "n_test": len(test),
+            extra.append({"dataset": name, "fold": fold + 1, "model": HOLDOUT_GENERIC, "n_test": len(test),
                           "n_train": len(rest), **_losses(p, y[test])})
     extra = pd.DataFrame(extra)
     parts = []
@@ -213,15 +218,25 @@ def run_dataset(name: str, *, audit_boot: int, procedures, log: logging.Logger) 
         for label, model in models.items():
             kw = {} if label in ("generic (all rows)", HOLDOUT_GENERIC) else {"groups": g_t}
             p = model.predict_proba(X_t, **kw)[:, 1]
-            row = {"dataset": name, "fold": fold, "model": label, "n_test": len(test), "n_train": len(rest),
+            row = {"dataset": name, "fold": fold + 1, "model": label, "n_test": len(test), "n_train": len(rest),
                    **_losses(p, y_t), **info.get(label, {})}
             if label not in ("generic (all rows)", HOLDOUT_GENERIC):
                 generic = generic_all if label in REFERENCES else model.generic_
                 row.update(_audit_counts(model, X_t, y_t, g_t, generic, fold, audit_boot))
             rows.append(row)
-        log.info("%s fold %d: %s", name, fold, ", ".join(
+        log.info("%s fold %d of %d: %s", name, fold + 1, len(splits), ", ".join(
             f"{k} {v['fit_s']:.1f}s/{v.get('options_personalized', '-')}" for k, v in info.items()))
     return rows
+
+
+def read_rows(csv: Path) -> tuple[list[dict], bool]:
+    """The rows of a CSV file written by this script, folds numbered from 1; and whether
+    they were renumbered (a file written before folds were numbered from 1 counts them
+    from 0: each dataset's folds are then shifted by one)."""
+    df = pd.read_csv(csv)
+    old = df.groupby("dataset")["fold"].transform("min") == 0
+    df.loc[old, "fold"] += 1
+    return df.to_dict("records"), bool(old.any())
 
 
 def summarise(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -389,7 +404,7 @@ def main(argv=None) -> None:
     meta_path = out / "system_datasets.json"
     import json
     meta = json.loads(meta_path.read_text()) if (args.resume or args.report_only) and meta_path.exists() else {}
-    rows = pd.read_csv(csv).to_dict("records") if (args.resume or args.report_only) and csv.exists() else []
+    rows, renumbered = read_rows(csv) if (args.resume or args.report_only) and csv.exists() else ([], False)
     started = time.perf_counter() - 60 * meta.get("elapsed_min", 0.0)
     done = {r["dataset"] for r in rows}
     skipped = dict(meta.get("skipped", {}))
@@ -416,14 +431,14 @@ def main(argv=None) -> None:
         log.info("%s done (%.1f min)", name, meta["elapsed_min"])
     if args.report_only:
         for path in args.merge:
-            extra = pd.read_csv(path)
+            extra = pd.DataFrame(read_rows(Path(path))[0])
             rows += extra[~extra["dataset"].isin({r["dataset"] for r in rows})].to_dict("records")
             meta["command"] += f"`, and (in a parallel process, merged with `--report-only --merge`) " \
                                f"`{command.split(' --')[0]} --datasets {' '.join(extra['dataset'].unique())}"
         if args.add_holdout_generic:
             rows = add_holdout_generic(pd.DataFrame(rows)).to_dict("records")
             meta["holdout_generic_added"] = True
-        if args.merge or args.add_holdout_generic:
+        if args.merge or args.add_holdout_generic or renumbered:
             pd.DataFrame(rows).to_csv(csv, index=False)
             meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         write_markdown(pd.DataFrame(rows), out / "system_datasets.md", meta)

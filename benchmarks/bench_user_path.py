@@ -21,7 +21,7 @@ Containers (``--containers``):
 Per cell (one child process each, ``--timeout`` seconds): the fit (``FairUseClassifier``
 with the cell's encoding, ``group_reg`` and ``margin``, every other parameter at its
 default) timed ``--repeat`` times (wall and CPU), the best and the median reported;
-scikit-learn's ``LogisticRegression`` (lbfgs, ``C = 1 / (2 alpha n)``: the same L2
+scikit-learn's ``LogisticRegression`` (lbfgs, ``C = 1 / (2 l2 n)``: the same L2
 penalty) on ``[X, one-hot of the groups]`` (a C-ordered numpy array built before the
 clock starts: scikit-learn's best case) timed the same way in the same process; the
 ratio of the best times (and of the medians); then one more fit under ``tracemalloc``
@@ -138,7 +138,7 @@ def run_cell(label, encoding, group_reg, margin, kind, n, d, G, repeat, budget_s
         def fit():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return FairUseClassifier(alpha=ALPHA, encoding=encoding, group_reg=group_reg,
+                return FairUseClassifier(l2=ALPHA, encoding=encoding, group_reg=group_reg,
                                          margin=margin).fit(X, y, groups=groups)
 
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -163,7 +163,7 @@ def _cert_problem(seed: int) -> dict:
         "encoding": str(encoding),
         "group_reg": str(rng.choice(["set", "penalty"], p=[0.75, 0.25])),
         "fair_use": rng.choice(["both", "rationality", "envy_freeness", None], p=[0.5, 0.25, 0.1, 0.15]),
-        "alpha": float(10.0 ** rng.uniform(-5, 0)),
+        "l2": float(10.0 ** rng.uniform(-5, 0)),
         "on_infeasible": str(rng.choice(["raise", "generic"])),
         "max_iter": 5,
         "min_group_size": 1,
@@ -184,7 +184,7 @@ def _cert_problem(seed: int) -> dict:
                              if task == "classification" else LinearRegression().fit(X, y))
     elif generic_kind == "library":
         cls = FairUseClassifier if task == "classification" else FairUseRegressor
-        params["generic"] = cls(encoding="none", alpha=float(10.0 ** rng.uniform(-3, 0))).fit(X, y, sample_weight=w)
+        params["generic"] = cls(encoding="none", l2=float(10.0 ** rng.uniform(-3, 0))).fit(X, y, sample_weight=w)
     notes += [str(encoding), f"generic={generic_kind}", f"margin={margin_kind}"]
     return {"task": task, "X": X, "y": y, "groups": groups, "w": w, "params": params, "notes": notes}
 

@@ -6,12 +6,14 @@
     fairuse fit     --system --data D.csv --target COL --groups A,B [--assign-size 0.5] --out system.json
     fairuse predict --model model.json --data D.csv [--report A=a,B=b] --out scores.csv
     fairuse audit   --data D.csv --model model.json [--out report.json] [--markdown R.md] [--plot R.png]
+    fairuse audit   --predictions P.csv --target COL --groups A,B --scores COL --generic-scores COL --out report.json
     fairuse demo    [--out DIR] [--data nhefs|apnea|NAME|PATH] [--folds K]
     fairuse --version
 
 ``fit --system`` builds a certified system (:func:`~fairuse_opt.fit_system`) instead of one
 model: a row with a missing group value is then a partial report, not an error; ``predict``
-and ``audit`` read a system file like a model file.
+and ``audit`` read a system file like a model file; ``audit --predictions`` audits the score
+columns of a CSV file instead (:func:`~fairuse_opt.audit.audit_predictions`), no model needed.
 
 ``python -m fairuse_opt`` runs the same command.  Categorical feature columns (text, or
 named with ``--categorical``) are one-hot encoded and the model file records how, so a
@@ -482,7 +484,7 @@ def add_fit(sub) -> None:
                      help="gain required of every group over the generic model (margin=): a number "
                           "(loss units) or se:k (k standard errors); default 0")
     fit.add_argument("--l2", type=_l2, default=1e-3, metavar="L2",
-                     help="weight of the L2 penalty on the shared weights (the estimators' alpha=; default 1e-3)")
+                     help="weight of the L2 penalty on the shared weights (the estimators' l2=; default 1e-3)")
     fit.add_argument("--alpha", action=_Store, default=None, metavar="LEVEL",
                      help="with --system: family-wise significance level of the assignment (default 0.1); "
                           "without --system refused (the L2 penalty is --l2)")
@@ -561,12 +563,13 @@ def add_predict(sub) -> None:
 
 def add_audit(sub) -> None:
     """Register ``fairuse audit``."""
-    aud = sub.add_parser("audit", help="audit a model file on (held-out) data",
-                         description="Audit a model file on a CSV file: per group, gain over the generic "
-                                     "model and envy of other reports, with bootstrap bounds and "
+    aud = sub.add_parser("audit", help="audit a model file, or a CSV file of predictions, on (held-out) data",
+                         description="Audit a model file on a CSV file (--model and --data), or the "
+                                     "predictions in a CSV file (--predictions): per group, gain over the "
+                                     "generic model and envy of other reports, with bootstrap bounds and "
                                      "one-sided tests.  Prints the per-group gains.")
-    aud.add_argument("--data", required=True, help="CSV file with the model's columns")
-    aud.add_argument("--model", required=True, help="model file (or system file) written by 'fairuse fit'")
+    aud.add_argument("--data", default=None, help="CSV file with the model's columns (with --model)")
+    aud.add_argument("--model", default=None, help="model file (or system file) written by 'fairuse fit'")
     aud.add_argument("--metrics", type=_csv_list, default=None,
                      help="comma-separated metrics (default: error,auc,ece,log_loss for classification; "
                           "mse,mae for regression)")
@@ -580,9 +583,10 @@ def add_audit(sub) -> None:
     aud.add_argument("--ci-level", type=_level, default=0.95,
                      help="level of the two-sided bootstrap intervals (default 0.95)")
     aud.add_argument("--seed", type=_seed, default=0, help="bootstrap seed (default 0)")
-    aud.add_argument("--target", default=None, help="target column (default: from the model file)")
+    aud.add_argument("--target", default=None,
+                     help="target column (default: from the model file; required with --predictions)")
     aud.add_argument("--groups", type=_csv_list, default=None,
-                     help="group columns (default: from the model file)")
+                     help="group columns (default: from the model file; required with --predictions)")
     aud.add_argument("--dropna", action="store_true", help="drop rows with missing values (reported per group)")
     aud.add_argument("--out", default=None,
                      help="audit report to write (JSON); optional when --markdown or --plot is given")
@@ -591,6 +595,28 @@ def add_audit(sub) -> None:
     aud.add_argument("--plot-metric", default=None,
                      help="metric shown in the plot (default: the first audited metric)")
     _add_na_values(aud)
+    pred = aud.add_argument_group(
+        "audit of predictions (--predictions, instead of --model and --data)",
+        "Predictions made by any model: a CSV file with the target, the group columns and score "
+        "columns (classification: the probability of the positive class; regression: the "
+        "prediction).  The report is the one fairuse_opt.audit.audit_predictions() gives.")
+    pred.add_argument("--predictions", default=None, metavar="CSV",
+                      help="CSV file of predictions (needs --target, --groups and --generic-scores)")
+    pred.add_argument("--scores", default=None, metavar="COLUMN",
+                      help="the personalized model's scores, each row under its own group (may be left out "
+                           "when --scores-as-reported covers every group of the file)")
+    pred.add_argument("--generic-scores", default=None, metavar="COLUMN",
+                      help="the generic model's scores")
+    pred.add_argument("--scores-as-reported", nargs=2, action="append", default=None,
+                      metavar=("REPORT", "COLUMN"),
+                      help="for envy: the personalized model's scores of every row as if it had reported "
+                           "REPORT (NAME=VALUE,... as in 'predict --report'); once per group that can be "
+                           "reported, covering every group of the file; without it, no envy rows")
+    pred.add_argument("--task", choices=("classification", "regression"), default=None,
+                      help="default: classification when the target has at most 2 values, else regression")
+    pred.add_argument("--pos-label", default=None, metavar="VALUE",
+                      help="classification: the target value whose probability the scores give (default: "
+                           "1 for 0/1 targets, otherwise the larger of the two values)")
     _add_quiet(aud)
     aud.set_defaults(func=cmd_audit)
 
@@ -872,13 +898,14 @@ def _number(text: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _check_group_columns(frame, group_columns: Sequence[str]) -> None:
-    """At least two values per attribute, and no number written two ways (``1`` and ``1.0``)."""
+def _check_group_columns(frame, group_columns: Sequence[str], *, min_levels: int = 2) -> None:
+    """At least ``min_levels`` values per attribute, and no number written two ways (``1`` and
+    ``1.0``)."""
     import pandas as pd
 
     for c in group_columns:
         values = pd.unique(frame[c])
-        if len(values) < 2:
+        if len(values) < min_levels:
             raise CLIError(MSG_ONE_LEVEL.format(column=c, value=_py(values[0])))
         spellings: dict[float, list[str]] = {}
         for v in values:
@@ -1145,7 +1172,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if table.encoding.categorical:
         progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
-    est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, alpha=args.l2,
+    est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, l2=args.l2,
               group_reg=args.group_reg, on_infeasible=args.on_infeasible, solver=args.solver)
     progress(f"fitting {args.task}, encoding={args.encoding}, fair_use={args.fair_use}: {table.n_rows} rows, "
              f"{table.X.shape[1]} feature(s), {len(table.G.drop_duplicates())} group(s)")
@@ -1228,8 +1255,8 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
     cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
     pool = default_candidates(table.groups, args.task)
     for est, _attrs in pool.values():
-        est.set_params(alpha=args.l2, solver=args.solver)
-    generic = cls(encoding="none", alpha=args.l2, solver=args.solver)
+        est.set_params(l2=args.l2, solver=args.solver)
+    generic = cls(encoding="none", l2=args.l2, solver=args.solver)
     progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
              f"assign size {size}, {len(pool)} candidate(s), metric {metric}"
              f"{'' if args.metric else ' (the default)'}, alpha {level}, procedure {args.procedure}, "
@@ -1392,10 +1419,66 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- audit
+#: ``audit`` flags of the audit of predictions, refused without ``--predictions``.
+AUDIT_PREDICTIONS_ONLY = {"scores": "--scores", "generic_scores": "--generic-scores",
+                          "scores_as_reported": "--scores-as-reported", "task": "--task",
+                          "pos_label": "--pos-label"}
+MSG_AUDIT_NEED_INPUT = (
+    "audit needs a model and its data (--model and --data) or a file of predictions (--predictions)"
+)
+MSG_AUDIT_NEED_MODEL = "audit --{given} needs --{other} too (or audit a file of predictions with --predictions)"
+MSG_AUDIT_BOTH_INPUTS = (
+    "--predictions is audited instead of a model: leave {flags} out (the file holds the scores)"
+)
+MSG_AUDIT_NEEDS_PREDICTIONS = "{flags}: given without --predictions; these flags name columns of a file of predictions"
+MSG_AUDIT_PREDICTIONS_NEED = "audit --predictions needs {flags}"
+MSG_AUDIT_NO_OWN_SCORES = (
+    "audit --predictions needs --scores (each row's scores under its own group) or "
+    "--scores-as-reported for every group of the file"
+)
+MSG_AUDIT_SCORE_ROLE = "column {column!r} is given as {roles}; a score column cannot also be {what}"
+MSG_AUDIT_REPORT_TWICE = "--scores-as-reported gives group {report} more than once"
+MSG_AUDIT_BAD_REPORT = (
+    "--scores-as-reported {value!r} {column!r} is invalid: give the report as NAME=VALUE for every "
+    "group attribute, comma-separated (attributes: {names}), then the column"
+)
+MSG_AUDIT_REPORTS_MISSING = (
+    "--scores-as-reported gives no column for group(s) {groups} of {path}: give one for every group "
+    "of the file (its rows' scores as if they reported it), or leave --scores-as-reported out for an "
+    "audit without envy"
+)
+MSG_AUDIT_SCORES_NOT_NUMERIC = "score column {column!r} ({flag}) of {path} is not numeric (for example {value!r})"
+MSG_AUDIT_SCORES_BAD = (
+    "score column {column!r} ({flag}) of {path} has {problem} in {n_rows} row(s) (first: data row {row}, "
+    "value {value!r})"
+)
+MSG_AUDIT_OWN_DISAGREE = (
+    "--scores column {own!r} and --scores-as-reported column {column!r} differ in {n_rows} row(s) of group "
+    "{report} (first: data row {row}, largest difference {diff:.3g}): each row's scores under its own "
+    "group must be the same in both"
+)
+MSG_AUDIT_POS_LABEL_REGRESSION = (
+    "--pos-label applies to classification only; this audit is a regression (--task regression, or a "
+    "target with more than 2 values)"
+)
+MSG_AUDIT_POS_LABEL = "--pos-label {value!r} is not a value of target column {column!r}; its values are {values}"
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
-    """``fairuse audit``: read the model file and the CSV, audit, write the report."""
+    """``fairuse audit``: read the model file and the CSV (or a CSV of predictions), audit, write
+    the report."""
     import importlib.util
 
+    if args.predictions is not None:
+        return _audit_predictions_file(args)
+    given = [flag for dest, flag in AUDIT_PREDICTIONS_ONLY.items() if getattr(args, dest) is not None]
+    if given:
+        raise CLIError(MSG_AUDIT_NEEDS_PREDICTIONS.format(flags=", ".join(given)))
+    if args.model is None or args.data is None:
+        if args.model is None and args.data is None:
+            raise CLIError(MSG_AUDIT_NEED_INPUT)
+        missing = ("model", "data") if args.model is None else ("data", "model")
+        raise CLIError(MSG_AUDIT_NEED_MODEL.format(given=missing[1], other=missing[0]))
     if args.out is None and args.markdown is None and args.plot is None:
         raise CLIError(MSG_NEED_OUTPUT)
     outs = check_paths({"--model": args.model, "--data": args.data},
@@ -1436,6 +1519,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = audit(est, X, frame[target], groups=G, metrics=metrics, n_boot=args.n_boot,
                    alpha=args.alpha, correction=CORRECTIONS[args.correction], test=args.test,
                    ci_level=args.ci_level, random_state=args.seed)
+    return _write_audit(report, outs, args)
+
+
+def _write_audit(report: Any, outs: dict[str, Path], args: argparse.Namespace) -> int:
+    """Write the audit's outputs (all or none) and print its summary."""
     from ._files import Staged
 
     with Staged() as staged:
@@ -1448,6 +1536,159 @@ def cmd_audit(args: argparse.Namespace) -> int:
         _commit(staged)
     print(audit_text(report))
     return 0
+
+
+def _audit_predictions_file(args: argparse.Namespace) -> int:
+    """``fairuse audit --predictions``: the audit of a CSV file of predictions
+    (:func:`~fairuse_opt.audit.audit_predictions` on its columns)."""
+    import importlib.util
+
+    import numpy as np
+    import pandas as pd
+
+    both = [flag for flag, value in (("--model", args.model), ("--data", args.data)) if value is not None]
+    if both:
+        raise CLIError(MSG_AUDIT_BOTH_INPUTS.format(flags=" and ".join(both)))
+    needed = [flag for flag, value in (("--target", args.target), ("--groups", args.groups),
+                                       ("--generic-scores", args.generic_scores)) if not value]
+    if needed:
+        raise CLIError(MSG_AUDIT_PREDICTIONS_NEED.format(flags=", ".join(needed)))
+    if args.scores is None and not args.scores_as_reported:
+        raise CLIError(MSG_AUDIT_NO_OWN_SCORES)
+    if args.out is None and args.markdown is None and args.plot is None:
+        raise CLIError(MSG_NEED_OUTPUT)
+    target, groups, path = args.target, list(args.groups), args.predictions
+    _check_roles(target, groups, [])
+    # the score columns as (flag, column), the reports' in the order given
+    scored = [("--generic-scores", args.generic_scores)]
+    if args.scores is not None:
+        scored.append(("--scores", args.scores))
+    reported = [(text, column) for text, column in (args.scores_as_reported or [])]
+    scored += [("--scores-as-reported", column) for _, column in reported]
+    for flag, column in scored:
+        roles = [r for r, cols in (("--target", [target]), ("--groups", groups)) if column in cols]
+        if roles:
+            raise CLIError(MSG_AUDIT_SCORE_ROLE.format(column=column, roles=" and ".join([flag, *roles]),
+                                                       what="the target or a group column"))
+    parsed = []
+    for text, column in reported:
+        pairs = _report_pairs(text, groups)
+        if pairs is None or sorted(pairs) != sorted(groups):
+            raise CLIError(MSG_AUDIT_BAD_REPORT.format(value=_short(text), column=_short(column),
+                                                       names=_capped(groups)))
+        parsed.append((pairs, column))
+    outs = check_paths({"--predictions": path},
+                       {"--out": args.out, "--markdown": args.markdown, "--plot": args.plot})
+    if "--plot" in outs and importlib.util.find_spec("matplotlib") is None:
+        raise CLIError(MSG_NEED_MATPLOTLIB)
+    if args.task is not None:
+        _check_metric_names(args, args.task)
+    from ._groups import sort_key
+    from .audit import audit_predictions
+
+    score_cols = list(dict.fromkeys(column for _, column in scored))
+    frame = read_table(path, text_columns=groups, needed=[target, *groups, *score_cols],
+                       na_values=args.na_values)
+    known_y = frame[target].dropna()
+    task = args.task or ("classification" if known_y.nunique() <= 2 else "regression")
+    if args.task is None:
+        _check_metric_names(args, task)
+    if task == "regression" and args.pos_label is not None:
+        raise CLIError(MSG_AUDIT_POS_LABEL_REGRESSION)
+    # the values, checked before rows with missing values are dropped, so that the rows named
+    # are the file's (missing values are left to --dropna)
+    for flag, column in scored:
+        _check_score_column(frame, column, flag, path, task)
+    matchers = {g: _value_matcher(list(pd.unique(frame[g].dropna()))) for g in groups}
+    as_reported: dict[tuple, str] = {}
+    for pairs, column in parsed:  # each value matched to the file's by value (1, 1.0 and "1" alike)
+        key = tuple(matchers[g](pairs[g]) for g in groups)
+        if key in as_reported:
+            raise CLIError(MSG_AUDIT_REPORT_TWICE.format(report=_group_text(groups, key)))
+        as_reported[key] = column
+    keys = list(frame[groups].itertuples(index=False, name=None))
+    if args.scores is not None:
+        own = frame[args.scores].to_numpy(dtype=np.float64)
+        for key, column in as_reported.items():
+            rows = np.array([k == key for k in keys], dtype=bool)
+            diff = np.where(rows, np.abs(own - frame[column].to_numpy(dtype=np.float64)), 0.0)
+            differ = diff > 0  # NaN compares False: a missing value is --dropna's
+            if differ.any():
+                raise CLIError(MSG_AUDIT_OWN_DISAGREE.format(
+                    own=args.scores, column=column, n_rows=int(differ.sum()), report=_group_text(groups, key),
+                    row=int(np.argmax(differ)) + 1, diff=float(np.nanmax(np.where(differ, diff, 0.0)))))
+    frame, dropped = handle_missing(frame, [target, *groups, *score_cols], groups, dropna=args.dropna,
+                                    path=path, what="audit")
+    if dropped:
+        progress(dropped)
+    _check_group_columns(frame, groups, min_levels=1)
+    y = frame[target]
+    _check_target(y, target, task)
+    pos_label = None
+    if task == "classification":
+        levels = sorted((_py(v) for v in pd.unique(y)), key=sort_key)
+        if args.pos_label is None:
+            positive = levels[-1]  # as the library: 1 of 0/1, True of booleans, else the larger
+        else:
+            pos_label = positive = _value_matcher(levels)(args.pos_label)
+            if pos_label not in set(levels):
+                raise CLIError(MSG_AUDIT_POS_LABEL.format(value=args.pos_label, column=target,
+                                                          values=_capped(levels)))
+    if as_reported:
+        present = set(frame[groups].itertuples(index=False, name=None))
+        missing = sorted((k for k in present if k not in as_reported), key=sort_key)
+        if missing:
+            raise CLIError(MSG_AUDIT_REPORTS_MISSING.format(
+                groups=_capped([_group_text(groups, k) for k in missing]), path=path))
+    metrics = args.metrics or _csv_list(DEFAULT_METRICS[task])
+    of = f" (scores: probability of {positive!r})" if task == "classification" else ""
+    envy = (f"envy against {len(as_reported)} report(s)" if as_reported
+            else "no envy (no --scores-as-reported)")
+    progress(f"auditing predictions on {len(frame)} rows: {task}{of}, {envy}, metrics "
+             f"{', '.join(metrics)}, {args.n_boot} resamples, alpha {args.alpha}, correction "
+             f"{args.correction}, test {args.test}, seed {args.seed}")
+    report = audit_predictions(
+        target, groups=groups, scores=args.scores, generic_scores=args.generic_scores,
+        scores_as_reported=as_reported or None, data=frame, task=task, pos_label=pos_label,
+        metrics=metrics, n_boot=args.n_boot, alpha=args.alpha, correction=CORRECTIONS[args.correction],
+        test=args.test, ci_level=args.ci_level, random_state=args.seed)
+    return _write_audit(report, outs, args)
+
+
+def _check_metric_names(args: argparse.Namespace, task: str) -> None:
+    from .audit._metrics import resolve_metrics
+
+    metrics = args.metrics or _csv_list(DEFAULT_METRICS[task])
+    resolve_metrics(metrics, task)
+    if args.plot_metric is not None and args.plot_metric not in metrics:
+        raise CLIError(MSG_PLOT_METRIC_NOT_AUDITED.format(metric=args.plot_metric, metrics=metrics))
+
+
+def _group_text(names: Sequence[str], key: tuple) -> str:
+    return ",".join(f"{n}={v}" for n, v in zip(names, key))
+
+
+def _check_score_column(frame, column: str, flag: str, path: str, task: str) -> None:
+    """A score column: numbers, finite, and (classification) probabilities in [0, 1]."""
+    import numpy as np
+    import pandas as pd
+
+    col = frame[column]
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        bad = col[pd.to_numeric(col, errors="coerce").isna()]
+        example = bad.iloc[0] if len(bad) else col.iloc[0]
+        raise CLIError(MSG_AUDIT_SCORES_NOT_NUMERIC.format(column=column, flag=flag, path=path,
+                                                           value=_py(example)))
+    values = col.to_numpy(dtype=np.float64)
+    checks = [(np.isinf(values), "infinite values")]  # NaN: a missing value, left to --dropna
+    if task == "classification":
+        checks.append((np.isfinite(values) & ((values < 0) | (values > 1)), "probabilities outside [0, 1]"))
+    for bad, problem in checks:
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise CLIError(MSG_AUDIT_SCORES_BAD.format(column=column, flag=flag, path=path, problem=problem,
+                                                       n_rows=int(bad.sum()), row=first + 1,
+                                                       value=float(values[first])))
 
 
 def audit_text(report: Any) -> str:

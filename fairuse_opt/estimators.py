@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +29,8 @@ from ._validation import (
 )
 from .certificate import Certificate
 from .exceptions import (
+    MSG_ALPHA_AND_L2,
+    MSG_ALPHA_RENAMED,
     MSG_BAD_PARAM,
     MSG_EMPTY_WEIGHT_GROUP,
     MSG_FALLBACK_EXTERNAL,
@@ -129,21 +132,33 @@ def _generic_blocks(gprob: Problem, theta0: np.ndarray):
     return recent[1] if np.max(np.abs(recent[0] - theta0), initial=0.0) <= 1e-2 * scale else None
 
 
+#: Default of the deprecated ``alpha=`` (the L2 penalty's earlier name): not given.
+DEPRECATED_ALPHA = "deprecated"
+#: Default of ``l2=``, the weight of the L2 penalty.
+DEFAULT_L2 = 1e-3
+
+
+def alpha_given(alpha: Any) -> bool:
+    """Whether the deprecated ``alpha=`` was given (anything but its default)."""
+    return not (isinstance(alpha, str) and alpha == DEPRECATED_ALPHA)
+
+
 class _BaseFairUse(BaseEstimator):
     """Shared machinery of the classifier and the regressor."""
 
     _task = "classification"
 
     def __init__(self, *, encoding: str = "intersectional", fair_use: Any = "both",
-                 alpha: float = 1e-3, group_reg: str = "set", intercept_bound: Any = "auto",
+                 l2: float = DEFAULT_L2, group_reg: str = "set", intercept_bound: Any = "auto",
                  coef_bound: Any = "auto", margin: Any = 0.0, generic: Any = None,
                  on_infeasible: str = "raise", solver: str = "auto", formulation: str = "auto",
                  merge_rows: bool = True, group_cols: Any = None, min_group_size: int = 10,
                  max_iter: int = 30, tol: float = 1e-7, constraint_hook: Callable | None = None,
-                 solver_options: dict | None = None, verbose: bool = False):
+                 solver_options: dict | None = None, verbose: bool = False,
+                 alpha: Any = DEPRECATED_ALPHA):
         self.encoding = encoding
         self.fair_use = fair_use
-        self.alpha = alpha
+        self.l2 = l2
         self.group_reg = group_reg
         self.intercept_bound = intercept_bound
         self.coef_bound = coef_bound
@@ -160,6 +175,7 @@ class _BaseFairUse(BaseEstimator):
         self.constraint_hook = constraint_hook
         self.solver_options = solver_options
         self.verbose = verbose
+        self.alpha = alpha
 
     # scikit-learn metadata routing, requested by default (no set_*_request call needed):
     # the ``groups`` argument of each method is fed by the metadata ``sensitive_features``
@@ -204,7 +220,14 @@ class _BaseFairUse(BaseEstimator):
     def _check_params(self) -> None:
         check_param("encoding", self.encoding, choices=ENCODINGS)
         check_param("group_reg", self.group_reg, choices=GROUP_REGS)
-        check_param("alpha", self.alpha, low=0.0)
+        if alpha_given(self.alpha):  # the deprecated alias of l2 (fit() warns)
+            if not (isinstance(self.l2, (int, float, np.number)) and not isinstance(self.l2, bool)
+                    and self.l2 == DEFAULT_L2):
+                raise InputError(MSG_ALPHA_AND_L2.format(name=type(self).__name__, l2=self.l2,
+                                                         alpha=self.alpha))
+            check_param("alpha", self.alpha, low=0.0)
+        else:
+            check_param("l2", self.l2, low=0.0)
         check_param("on_infeasible", self.on_infeasible, choices=("raise", "generic"))
         check_param("formulation", self.formulation, choices=("auto", "epigraph", "direct"))
         check_param("min_group_size", self.min_group_size, low=0, integer=True)
@@ -230,6 +253,10 @@ class _BaseFairUse(BaseEstimator):
                                                   reason="must be callable"))
         self._fair_use_set()
 
+    def _l2(self) -> float:
+        """The weight of the L2 penalty: ``l2``, or the deprecated ``alpha`` when given."""
+        return float(self.alpha if alpha_given(self.alpha) else self.l2)
+
     # ------------------------------------------------------------------- fit
     def fit(self, X, y, *, groups=None, sample_weight=None):
         """Fit the generic model, then the personalized model (with fair use if asked).
@@ -254,6 +281,9 @@ class _BaseFairUse(BaseEstimator):
         self
         """
         self._check_params()
+        if alpha_given(self.alpha):
+            warnings.warn(MSG_ALPHA_RENAMED.format(name=type(self).__name__, value=self.alpha),
+                          FutureWarning, stacklevel=2)
         self._scale_note = ""
         with _progress(self.verbose):
             try:
@@ -411,7 +441,7 @@ class _BaseFairUse(BaseEstimator):
 
         def problem(encoding, set_spec=None, hook=None):
             fam = Family(encoding, self.group_reg, d_fit, level_codes, n_levels, shift=mean_fit / scale_fit)
-            return Problem(fam, loss, data, alpha=float(self.alpha), scale=scale_fit, mean=mean_fit,
+            return Problem(fam, loss, data, alpha=self._l2(), scale=scale_fit, mean=mean_fit,
                            set_spec=set_spec, hook=hook, groups=keys, feature_names=self.feature_names_,
                            y_shift=y_shift)
 
@@ -421,7 +451,7 @@ class _BaseFairUse(BaseEstimator):
         else:  # in the row space of the rows (the decoupled encoding with more features than rows)
             r = gbasis.shape[1]
             gprob = Problem(Family("none", self.group_reg, r, level_codes, n_levels, shift=np.zeros(r)), loss,
-                            gdata, alpha=float(self.alpha), scale=np.ones(r), mean=np.zeros(r), groups=keys,
+                            gdata, alpha=self._l2(), scale=np.ones(r), mean=np.zeros(r), groups=keys,
                             feature_names=self.feature_names_, y_shift=y_shift)
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         theta0, grec = None, None
@@ -574,7 +604,8 @@ class _BaseFairUse(BaseEstimator):
 
     def _make_generic(self, theta0, gprob, grec, raw_models):
         params = self.get_params(deep=False)
-        params.update(encoding="none", fair_use=None, generic=None, constraint_hook=None)
+        params.update(encoding="none", fair_use=None, generic=None, constraint_hook=None,
+                      l2=self._l2(), alpha=DEPRECATED_ALPHA)  # the penalty under its name
         gen = type(self)(**params)
         for attr in ("classes_", "n_features_in_", "feature_names_in_", "feature_names_"):
             if hasattr(self, attr):
@@ -677,14 +708,15 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         all (the generic model).
     fair_use : None, "rationality", "envy_freeness" or "both", default="both"
         Which guarantees to enforce on the training data.
-    alpha : float, default=1e-3
+    l2 : float, default=1e-3
         Weight of the squared L2 penalty on the shared weights (raw feature scale):
-        the objective is ``weighted mean loss + alpha * ||shared||^2``.
-        ``LogisticRegression(C=1 / (2 * alpha * n))`` is the scikit-learn equivalent.
+        the objective is ``weighted mean loss + l2 * ||shared||^2``.
+        ``LogisticRegression(C=1 / (2 * l2 * n))`` is the scikit-learn equivalent.
+        ``fairuse fit --l2`` on the command line.
     group_reg : {"set", "penalty"}, default="set"
         How group-specific blocks are regularised: all within one common set (not
         penalised; makes the fair-use fit one exact convex program), or penalised with
-        ``alpha`` (ridge with dummies).
+        ``l2`` (ridge with dummies).
     intercept_bound : float or "auto", default="auto"
         Half-width of the common interval for each group's intercept, measured at the
         training mean of the features around the generic model's intercept.  "auto":
@@ -736,6 +768,13 @@ class FairUseClassifier(ClassifierMixin, _BaseFairUse):
         ``{"CLARABEL": {...}, "ECOS": {...}}`` options passed to the solvers.
     verbose : bool, default=False
         Print progress to standard error.
+    alpha : float, optional
+        Deprecated: the earlier name of ``l2`` (``alpha`` is a significance level in
+        :func:`~fairuse_opt.audit.audit`, :func:`~fairuse_opt.fit_system` and
+        :class:`~fairuse_opt.FairUseSystem`).  When given, ``fit`` warns
+        (``FutureWarning``) and uses it as ``l2``; giving both, with ``l2`` not at its
+        default, is an error.  Model files store the penalty as ``l2``, and files that
+        hold ``alpha`` load with it as ``l2``.
 
     Attributes
     ----------
@@ -782,7 +821,7 @@ class FairUseRegressor(RegressorMixin, _BaseFairUse):
     """Personalized linear regression (squared error) that makes fair use of group attributes.
 
     Same parameters as :class:`FairUseClassifier`; the loss is ``(y - s)^2`` and
-    ``Ridge(alpha=alpha * n)`` is the scikit-learn equivalent of the penalty.
+    ``Ridge(alpha=l2 * n)`` is the scikit-learn equivalent of the penalty.
     """
 
     _task = "regression"

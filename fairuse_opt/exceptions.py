@@ -270,8 +270,16 @@ MSG_BAD_REPORT_ARG = (
     "(attributes: {names})"
 )
 MSG_OLD_ALPHA = (
-    "fit --alpha is no longer the L2 penalty: use --l2 (the estimators' alpha); --alpha is "
+    "fit --alpha is no longer the L2 penalty: use --l2 (the estimators' l2); --alpha is "
     "the audit's significance level"
+)
+MSG_ALPHA_RENAMED = (
+    "{name}(alpha={value!r}): alpha is the earlier name of the L2 penalty, now l2; use "
+    "l2={value!r} (alpha= is kept as an alias and will be removed; alpha is a significance "
+    "level in audit, fit_system and FairUseSystem)"
+)
+MSG_ALPHA_AND_L2 = (
+    "{name} got l2={l2!r} and alpha={alpha!r}, the L2 penalty's earlier name: give l2= only"
 )
 MSG_BAD_MODEL = "{reason}"
 MSG_MODEL_NO_INPUT = (

@@ -312,7 +312,13 @@ def _classes_dict(est: Any) -> dict:
 
 
 def _settings(est: Any) -> dict:
+    from .estimators import alpha_given
+
     params = est.get_params(deep=False)
+    if "alpha" in params:  # the L2 penalty's deprecated alias: written under its name, l2
+        alpha = params.pop("alpha")
+        if alpha_given(alpha):
+            params["l2"] = alpha
     out: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for key, value in params.items():
@@ -806,11 +812,17 @@ def _build(doc: dict, source: str) -> Any:
             raise _bad(source, f"settings.params.{key}", f"must be null (a {key} is never written); "
                                                          f"got {_short(settings['params'][key])}")
     known = cls().get_params(deep=False)
+    raw = dict(settings["params"])
+    if "alpha" in raw:  # files written before the L2 penalty was named l2
+        if "l2" in raw:
+            raise _bad(source, "settings.params.alpha", "is the earlier name of l2, which the file also "
+                                                        "gives: keep l2 only")
+        raw["l2"] = raw.pop("alpha")
     try:
-        params = {k: _decode(v, f"settings.params.{k}") for k, v in settings["params"].items() if k in known}
+        params = {k: _decode(v, f"settings.params.{k}") for k, v in raw.items() if k in known}
     except _BadValue as exc:
         raise _bad(source, exc.where, exc.problem) from None
-    unknown = sorted(set(settings["params"]) - set(known))
+    unknown = sorted(set(raw) - set(known))
     if unknown:
         warnings.warn(MSG_UNKNOWN_PARAMS.format(source=source, names=_short(unknown, 300)), FairUseWarning,
                       stacklevel=3)

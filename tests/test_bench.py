@@ -102,7 +102,7 @@ def test_reduced_grid_outputs(serial):
 def test_cell_numbers_match_an_independent_fit(serial):
     """One cell recomputed by hand: the fold's rows, the model, the test error, the audit."""
     results = pd.read_csv(serial / "results.csv")
-    row = results[(results["fold"] == 1) & (results["model"] == "logistic")
+    row = results[(results["fold"] == 2) & (results["model"] == "logistic")  # fold 2: position 1
                   & (results["technique"] == "onehot") & (results["method"] == "unconstrained")]
     X, y, g = _apnea()
     tr, asg, te = fold_split(DatasetSpec("apnea", "apnea"), g, y, "classification", 1, folds=FOLDS,
@@ -210,7 +210,7 @@ def test_a_crashed_cell_is_recorded_and_the_grid_finishes(tmp_path, monkeypatch)
     run = run_grid(config, tmp_path)
     status = {(r["fold"], r["technique"], r["method"]): r for r in run.records}
     assert len(status) == 6
-    for fold in range(2):
+    for fold in (1, 2):  # numbered from 1
         bad = status[(fold, "intersectional", "fairuse")]
         assert bad["status"] == "failed"
         assert bad["reason"] == "RuntimeError: injected failure"
@@ -227,9 +227,14 @@ def test_seeds_and_ids_do_not_depend_on_order():
     reordered = build_cells(config.with_overrides(datasets=["toy", "apnea"]),
                             {"apnea": "classification", "toy": "classification"})
     assert {c.cell_id: c.seed for c in cells} == {c.cell_id: c.seed for c in reordered}
-    assert all(c.seed == derive_seed(c.cell_id) for c in cells)
+    assert all(c.seed == derive_seed(c.legacy_id) for c in cells)
     assert len({c.cell_id for c in cells}) == len(cells)
-    assert cells[0].cell_id.startswith("apnea__f0__logistic__generic__unconstrained__")
+    assert cells[0].cell_id.startswith("apnea__f1__logistic__generic__unconstrained__")  # fold 1: the first
+    assert cells[0].legacy_id.startswith("apnea__f0__logistic__generic__unconstrained__")
+    # the seeds of the version that counted folds from 0 (its cell ids were today's legacy ids):
+    # numbering folds from 1 changed no number
+    assert (cells[0].seed, cells[0].audit_seed, cells[-1].seed) == (1505686932, 2064652878, 107972120)
+    assert cells[-1].cell_id.startswith("toy__f3__mlp__intersectional__unconstrained__")
     # a setting that changes the numbers changes the id
     other = build_cells(config.with_overrides(n_boot=500), {"apnea": "classification", "toy": "classification"})
     assert not {c.cell_id for c in cells} & {c.cell_id for c in other}
@@ -262,12 +267,12 @@ def test_training_violations_on_the_toy_counterexample():
     """fair-use.md section 7: the one-hot logistic fit raises female-old's training log loss
     (0.6833 -> 0.7442); the fair-use fit has no training violation."""
     X, y, g = load_toy()
-    onehot = FairUseClassifier(encoding="onehot", fair_use=None, alpha=1e-6).fit(X, y, groups=g)
+    onehot = FairUseClassifier(encoding="onehot", fair_use=None, l2=1e-6).fit(X, y, groups=g)
     got = training_violations(onehot, onehot.generic_, X, y, g, "classification")
     cert = onehot.certificate_.table
     assert got["rationality"] == int((cert["gain"] < -1e-6).sum()) >= 1
     assert got["envy"] == int((cert["envy_slack"] < -1e-6).sum())
-    fair = FairUseClassifier(encoding="onehot", alpha=1e-6).fit(X, y, groups=g)
+    fair = FairUseClassifier(encoding="onehot", l2=1e-6).fit(X, y, groups=g)
     assert training_violations(fair, fair.generic_, X, y, g, "classification") == {"rationality": 0, "envy": 0}
 
 
@@ -382,7 +387,7 @@ def test_regression_cells_with_the_systems_match_an_independent_fit(tmp_path):
                         random_state=cell.seed)
     pred = system.predict(part(X, te), groups=part(g, te))
     mse = float(np.mean((pred - y.iloc[te].to_numpy()) ** 2))
-    row = ok[(ok["fold"] == 0) & (ok["method"] == "system")].iloc[0]
+    row = ok[(ok["fold"] == 1) & (ok["method"] == "system")].iloc[0]  # fold 1: position 0
     assert row["value"] == pytest.approx(mse, rel=1e-12)
     generic = system.generic_.predict(part(X, te))
     assert row["generic_value"] == pytest.approx(float(np.mean((generic - y.iloc[te].to_numpy()) ** 2)), rel=1e-12)

@@ -363,7 +363,7 @@ def test_fit_alpha_is_refused_with_a_pointer_to_l2(apnea_csv, tmp_path, capsys):
 
 
 def test_l2_and_fair_use_are_spelled_as_in_python(apnea_csv, tmp_path, capsys):
-    """--l2 is the estimators' alpha; --fair-use values are fair_use= values, written as such."""
+    """--l2 is the estimators' l2; --fair-use values are fair_use= values, written as such."""
     from fairuse_opt import FairUseClassifier
 
     out = tmp_path / "m.json"
@@ -371,12 +371,12 @@ def test_l2_and_fair_use_are_spelled_as_in_python(apnea_csv, tmp_path, capsys):
                          "--features", "bmi_lt_25,snoring,site")) == 0
     capsys.readouterr()
     doc = json.loads(out.read_text(encoding="utf-8"))
-    assert doc["settings"]["params"]["alpha"] == 0.05
+    assert doc["settings"]["params"]["l2"] == 0.05
     assert doc["settings"]["params"]["fair_use"] == "rationality"
     mf = model_io.read(out)
     frame = pd.read_csv(apnea_csv, dtype={"Age": str, "Sex": str, "site": str})
     X = mf.encoding.transform(frame)
-    est = FairUseClassifier(alpha=0.05, fair_use="rationality").fit(X, frame["Apnea"], groups=frame[["Age", "Sex"]])
+    est = FairUseClassifier(l2=0.05, fair_use="rationality").fit(X, frame["Apnea"], groups=frame[["Age", "Sex"]])
     np.testing.assert_allclose(mf.estimator.coef_, est.coef_, rtol=0, atol=1e-12)
     for value, expected in (("both", "both"), ("none", None), ("envy_freeness", "envy_freeness")):
         assert main(fit_args(apnea_csv, tmp_path, "--fair-use", value, "--features", "snoring")) == 0

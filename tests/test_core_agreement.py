@@ -192,7 +192,7 @@ def fitted():
     for case in CASES:
         X, y, groups, w = random_problem(case)
         kw = dict(encoding=case.encoding, group_reg=case.group_reg, fair_use=case.fair_use,
-                  margin=case.margin, on_infeasible=case.on_infeasible, alpha=1e-2, **case.kw)
+                  margin=case.margin, on_infeasible=case.on_infeasible, l2=1e-2, **case.kw)
         out[case.name] = {path: _fit(case.task, X, y, groups, w, path, **kw) for path in PATHS}
     return out
 
@@ -275,7 +275,7 @@ def test_decoupled_margin_beyond_the_floor_is_named_alike_by_every_path(task, ma
     case = Case("x", task, "decoupled", "set", "rationality", "exact", margin=margin,
                 seed=1 if task == "classification" else 2)
     X, y, groups, w = random_problem(case)
-    free = _fit(task, X, y, groups, w, "native", encoding="decoupled", fair_use=None, alpha=1e-2)
+    free = _fit(task, X, y, groups, w, "native", encoding="decoupled", fair_use=None, l2=1e-2)
     L0 = free.generic_.predict_proba(X) if task == "classification" else free.generic_.predict(X)
     rl0 = row_losses(task, y, L0)
     keys = list(groups.itertuples(index=False, name=None))
@@ -290,7 +290,7 @@ def test_decoupled_margin_beyond_the_floor_is_named_alike_by_every_path(task, ma
     for path in PATHS:
         with pytest.raises(FairUseInfeasibleError) as info:
             _fit(task, X, y, groups, w, path, encoding="decoupled", fair_use="rationality", margin=margin,
-                 alpha=1e-2)
+                 l2=1e-2)
         assert str(info.value) == MSG_INFEASIBLE_MARGIN.format(
             groups=bad, reason="the required margin exceeds the lowest training loss the model family can "
                                "reach for them"), (path, str(info.value))
@@ -328,7 +328,7 @@ REAL_SETTINGS = [
 
 
 def _agree_on(name, task, X, y, groups, encoding, group_reg, fair_use, margin):
-    kw = dict(encoding=encoding, group_reg=group_reg, fair_use=fair_use, margin=margin, alpha=1e-3)
+    kw = dict(encoding=encoding, group_reg=group_reg, fair_use=fair_use, margin=margin, l2=1e-3)
     models = {path: _fit(task, X, y, groups, None, path, **kw) for path in ("native", "ECOS")}
     ref = models["native"].certificate_
     for path, model in models.items():
@@ -356,7 +356,7 @@ def test_conic_path_solves_the_raw_regression_target():
     penalty, rationality)."""
     X, y, groups = _diabetes()
     for setting in [("intersectional", "set", "both", 0.0), ("decoupled", "penalty", "rationality", 0.0)]:
-        kw = dict(encoding=setting[0], group_reg=setting[1], fair_use=setting[2], margin=setting[3], alpha=1e-3)
+        kw = dict(encoding=setting[0], group_reg=setting[1], fair_use=setting[2], margin=setting[3], l2=1e-3)
         for path in ("ECOS", "CLARABEL"):
             cert = _fit("regression", X, y, groups, None, path, **kw).certificate_
             assert cert.route == ("exact" if setting[0] == "intersectional" else "convex"), (path, cert.route)

@@ -94,9 +94,9 @@ def test_separable_without_penalty_has_no_minimum_and_says_so():
     y = (X[:, 0] - 0.3 * X[:, 1] > 0).astype(int)
     for solver in ("native", "ECOS"):
         with pytest.raises(InputError, match=re.escape(MSG_SEPARABLE.format(what="generic model"))):
-            FairUseClassifier(encoding="none", alpha=0.0, solver=solver).fit(X, y)
+            FairUseClassifier(encoding="none", l2=0.0, solver=solver).fit(X, y)
     # with a penalty the minimum exists: scikit-learn's
-    m = FairUseClassifier(encoding="none", alpha=ALPHA).fit(X, y)
+    m = FairUseClassifier(encoding="none", l2=ALPHA).fit(X, y)
     ref = LogisticRegression(C=1 / (2 * ALPHA * 100), tol=1e-12, max_iter=10_000).fit(X, y)
     np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-6)
 
@@ -108,7 +108,7 @@ def test_separable_group_without_penalty_has_no_minimum(encoding, group_reg):
     X, y, groups = base_data()
     y = np.where(groups["g"] == 0, 1.0, y)
     with pytest.raises(InputError, match=re.escape(MSG_SEPARABLE.format(what="personalized model"))):
-        _fit(FairUseClassifier(encoding=encoding, group_reg=group_reg, alpha=0.0, fair_use=None), X, y, groups)
+        _fit(FairUseClassifier(encoding=encoding, group_reg=group_reg, l2=0.0, fair_use=None), X, y, groups)
 
 
 @pytest.mark.parametrize("alpha", [0.0, ALPHA])
@@ -122,7 +122,7 @@ def test_separable_group_in_the_common_set(alpha, flip):
     y = np.where(g == 0, 1.0, y)
     if flip:
         y[np.flatnonzero(g == 0)[0]] = 0.0
-    m = _fit(FairUseClassifier(encoding="intersectional", alpha=alpha, fair_use=None), X, y, groups)
+    m = _fit(FairUseClassifier(encoding="intersectional", l2=alpha, fair_use=None), X, y, groups)
     if alpha == 0.0:
         # sklearn's LogisticRegression has no exactly-unpenalised mode: compare at a tiny C
         alpha_ref = 1e-9
@@ -148,7 +148,7 @@ def test_separable_group_with_fair_use_verifies():
     X, y, groups = base_data(seed=2)
     y = np.where(groups["g"] == 0, 1.0, y)
     for solver in ("native", "ECOS"):
-        m = _fit(FairUseClassifier(encoding="intersectional", alpha=ALPHA, fair_use="both", margin=0.02,
+        m = _fit(FairUseClassifier(encoding="intersectional", l2=ALPHA, fair_use="both", margin=0.02,
                                    solver=solver), X, y, groups)
         assert m.certificate_.verified and m.certificate_.route in ("exact", "unconstrained-feasible")
 
@@ -180,7 +180,7 @@ def _data(task, seed=3):
 
 
 def _est(task, **kw):
-    return (FairUseClassifier if task == "classification" else FairUseRegressor)(alpha=ALPHA, **kw)
+    return (FairUseClassifier if task == "classification" else FairUseRegressor)(l2=ALPHA, **kw)
 
 
 @pytest.mark.parametrize("merge_rows", [True, False])
@@ -271,9 +271,9 @@ def test_constant_feature_gets_zero_weight_and_changes_nothing(task, alpha):
     X, y, groups = _data(task)
     Xc = np.column_stack([X[:, 0], np.full(len(y), 3.0), X[:, 1]])
     kw = dict(encoding="intersectional", fair_use="both", margin=0.002 if task == "classification" else 0.0055)
-    est = (FairUseClassifier if task == "classification" else FairUseRegressor)(alpha=alpha, **kw)
+    est = (FairUseClassifier if task == "classification" else FairUseRegressor)(l2=alpha, **kw)
     m_c = _fit(est, Xc, y, groups)
-    m = _fit((FairUseClassifier if task == "classification" else FairUseRegressor)(alpha=alpha, **kw), X, y, groups)
+    m = _fit((FairUseClassifier if task == "classification" else FairUseRegressor)(l2=alpha, **kw), X, y, groups)
     np.testing.assert_allclose(m_c.coef_[:, 1], 0.0, atol=1e-12)
     np.testing.assert_allclose(m_c.coef_[:, [0, 2]], m.coef_, atol=1e-8)
     np.testing.assert_allclose(m_c.intercept_, m.intercept_, atol=1e-8)
@@ -293,11 +293,11 @@ def test_one_row_group_regression_fits_its_row_and_leaves_the_rest():
     groups = groups.copy()
     groups.loc[0, "g"] = 9
     with pytest.warns(SmallGroupWarning, match=r"group \(9,\) has 1 row"):
-        m = FairUseRegressor(encoding="intersectional", alpha=ALPHA, fair_use="both").fit(X, y, groups=groups)
+        m = FairUseRegressor(encoding="intersectional", l2=ALPHA, fair_use="both").fit(X, y, groups=groups)
     k = m.groups_.index((9,))
     assert float(m.predict(X[:1], report=(9,))[0]) == pytest.approx(y[0], abs=1e-8)
     assert m.certificate_.table["own_loss"][k] == pytest.approx(0.0, abs=1e-12)
-    rest = FairUseRegressor(encoding="intersectional", alpha=ALPHA * n / (n - 1), fair_use=None).fit(
+    rest = FairUseRegressor(encoding="intersectional", l2=ALPHA * n / (n - 1), fair_use=None).fit(
         X[1:], y[1:], groups=groups.iloc[1:])
     np.testing.assert_allclose(m.coef_[0], rest.coef_[0], rtol=1e-7)
     others = [m.groups_.index(key) for key in rest.groups_]
@@ -315,7 +315,7 @@ def test_one_row_group_classification_sits_on_the_interval(label):
     y = y.copy()
     y[0] = label
     with pytest.warns(SmallGroupWarning):
-        m = FairUseClassifier(encoding="intersectional", alpha=ALPHA, fair_use="both").fit(X, y, groups=groups)
+        m = FairUseClassifier(encoding="intersectional", l2=ALPHA, fair_use="both").fit(X, y, groups=groups)
     k = m.groups_.index((9,))
     mean = X.mean(axis=0)
     own_std = m.intercept_[k] + m.coef_[k] @ mean
@@ -352,9 +352,9 @@ def test_no_minimum_is_detected_exactly_when_the_classes_are_separable():
         outcomes["separable" if sep else "not separable"] += 1
         if sep:
             with pytest.raises(InputError, match=re.escape(MSG_SEPARABLE.format(what="generic model"))):
-                FairUseClassifier(encoding="none", alpha=0.0).fit(X, y)
+                FairUseClassifier(encoding="none", l2=0.0).fit(X, y)
         else:
-            m = FairUseClassifier(encoding="none", alpha=0.0).fit(X, y)
+            m = FairUseClassifier(encoding="none", l2=0.0).fit(X, y)
             ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
             np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-4, atol=1e-5)
     assert min(outcomes.values()) >= 5, outcomes
@@ -391,7 +391,7 @@ def test_jointly_infeasible_margins_are_reported_as_what_was_established():
     msgs = {}
     for solver in ("native", "ECOS"):
         with pytest.raises(FairUseInfeasibleError) as info:
-            _fit(FairUseClassifier(encoding="intersectional", alpha=ALPHA, fair_use="both", margin=margin,
+            _fit(FairUseClassifier(encoding="intersectional", l2=ALPHA, fair_use="both", margin=margin,
                                    solver=solver), X, y, groups, w)
         msgs[solver] = str(info.value)
     assert "no model in the family meets every margin at once" in msgs["ECOS"]
@@ -411,7 +411,7 @@ def test_groups_separable_by_bounded_intercepts_have_a_minimum():
     groups = pd.DataFrame({"g": g})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallGroupWarning)  # one class per group, on purpose
-        m = FairUseClassifier(encoding="intersectional", alpha=0.0, fair_use="both").fit(X, y, groups=groups)
+        m = FairUseClassifier(encoding="intersectional", l2=0.0, fair_use="both").fit(X, y, groups=groups)
     mean = X.mean(axis=0)
     gen_std = m.generic_.intercept_[0] + m.generic_.coef_[0] @ mean
     for k, key in enumerate(m.groups_):

@@ -101,7 +101,7 @@ def test_penalty_matches_sklearn_random(task, encoding):
     X, y, g = make_data(n=400, d=3, n_groups=4, task=task, seed=1)
     groups = two_attribute_groups(g)
     Est = FairUseClassifier if task == "classification" else FairUseRegressor
-    m = Est(encoding=encoding, fair_use=None, alpha=ALPHA, group_reg="penalty").fit(X, y, groups=groups)
+    m = Est(encoding=encoding, fair_use=None, l2=ALPHA, group_reg="penalty").fit(X, y, groups=groups)
     Z = design(encoding, X, groups)
     fit = sk_logistic if task == "classification" else sk_ridge
     coef, b = fit(Z, y, ALPHA)
@@ -114,7 +114,7 @@ def test_penalty_matches_sklearn_random(task, encoding):
 @pytest.mark.parametrize("encoding", ["none", "onehot", "intersectional", "decoupled"])
 def test_penalty_matches_sklearn_apnea(apnea, encoding):
     X, y, groups = apnea
-    m = FairUseClassifier(encoding=encoding, fair_use=None, alpha=ALPHA, group_reg="penalty")
+    m = FairUseClassifier(encoding=encoding, fair_use=None, l2=ALPHA, group_reg="penalty")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m.fit(X, y, groups=groups)
@@ -134,7 +134,7 @@ def test_set_intersectional_matches_unpenalised_offsets(task):
     X, y, g = make_data(n=400, d=3, n_groups=4, task=task, seed=2)
     groups = pd.Series(g, name="g")
     Est = FairUseClassifier if task == "classification" else FairUseRegressor
-    m = Est(encoding="intersectional", fair_use=None, alpha=ALPHA, group_reg="set",
+    m = Est(encoding="intersectional", fair_use=None, l2=ALPHA, group_reg="set",
             intercept_bound=50.0).fit(X, y, groups=groups)
     assert not m.certificate_.table["at_set_boundary"].any()
     Z = design("intersectional", X, groups.to_frame(), scale_groups=1e4)
@@ -154,8 +154,8 @@ def test_set_onehot_is_the_penalised_fit(apnea, apnea_data):
         groups = two_attribute_groups(g)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = FairUseClassifier(encoding="onehot", fair_use=None, alpha=ALPHA, group_reg="set").fit(X, y, groups=groups)
-        b = FairUseClassifier(encoding="onehot", fair_use=None, alpha=ALPHA, group_reg="penalty").fit(X, y, groups=groups)
+        a = FairUseClassifier(encoding="onehot", fair_use=None, l2=ALPHA, group_reg="set").fit(X, y, groups=groups)
+        b = FairUseClassifier(encoding="onehot", fair_use=None, l2=ALPHA, group_reg="penalty").fit(X, y, groups=groups)
     np.testing.assert_allclose(a.coef_, b.coef_, atol=TOL)
     np.testing.assert_allclose(a.intercept_, b.intercept_, atol=TOL)
 
@@ -164,7 +164,7 @@ def test_set_intersectional_matches_sklearn_apnea(apnea):
     X, y, groups = apnea
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = FairUseClassifier(encoding="intersectional", fair_use=None, alpha=ALPHA).fit(X, y, groups=groups)
+        m = FairUseClassifier(encoding="intersectional", fair_use=None, l2=ALPHA).fit(X, y, groups=groups)
     assert not m.certificate_.table["at_set_boundary"].any()
     Z = design("intersectional", X.to_numpy(float), groups, scale_groups=1e4)
     coef, _ = sk_logistic(Z, y.to_numpy(), ALPHA, fit_intercept=False)
@@ -177,7 +177,7 @@ def test_set_intersectional_matches_sklearn_apnea(apnea):
 def test_set_decoupled_is_one_unpenalised_fit_per_group(task):
     X, y, g = make_data(n=600, d=2, n_groups=3, task=task, seed=4, effect=0.5)
     Est = FairUseClassifier if task == "classification" else FairUseRegressor
-    m = Est(encoding="decoupled", fair_use=None, alpha=ALPHA, intercept_bound=100.0,
+    m = Est(encoding="decoupled", fair_use=None, l2=ALPHA, intercept_bound=100.0,
             coef_bound=100.0).fit(X, y, groups=g)
     assert not m.certificate_.table["at_set_boundary"].any()
     for k in range(3):
@@ -194,7 +194,7 @@ def test_set_decoupled_is_one_unpenalised_fit_per_group(task):
 def test_sample_weight_matches_sklearn():
     X, y, g = make_data(n=300, d=3, n_groups=3, seed=5)
     w = np.random.default_rng(0).uniform(0.2, 3.0, size=len(y))
-    m = FairUseClassifier(encoding="intersectional", fair_use=None, alpha=ALPHA, group_reg="penalty")
+    m = FairUseClassifier(encoding="intersectional", fair_use=None, l2=ALPHA, group_reg="penalty")
     m.fit(X, y, groups=g, sample_weight=w)
     Z = design("intersectional", X, pd.DataFrame({"g": g}))
     sk = LogisticRegression(C=1 / (2 * ALPHA * w.sum()), tol=1e-12, max_iter=100_000).fit(Z, y, sample_weight=w)
@@ -204,7 +204,7 @@ def test_sample_weight_matches_sklearn():
 
 def test_merging_rows_changes_nothing(apnea):
     X, y, groups = apnea
-    kw = dict(encoding="intersectional", fair_use=None, alpha=ALPHA)
+    kw = dict(encoding="intersectional", fair_use=None, l2=ALPHA)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = FairUseClassifier(merge_rows=True, **kw).fit(X, y, groups=groups)
@@ -223,7 +223,7 @@ def test_ecos_and_clarabel_agree(task, encoding, group_reg):
     Est = FairUseClassifier if task == "classification" else FairUseRegressor
     objs = []
     for solver in ("CLARABEL", "ECOS"):
-        m = Est(encoding=encoding, group_reg=group_reg, fair_use=None, alpha=ALPHA, solver=solver)
+        m = Est(encoding=encoding, group_reg=group_reg, fair_use=None, l2=ALPHA, solver=solver)
         m.fit(X, y, groups=groups)
         assert m.certificate_.solver == solver
         objs.append(m.certificate_.objective)
@@ -236,7 +236,7 @@ def test_ecos_and_clarabel_agree_apnea(apnea):
     for solver in ("CLARABEL", "ECOS"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = FairUseClassifier(encoding="intersectional", fair_use=None, alpha=ALPHA, solver=solver)
+            m = FairUseClassifier(encoding="intersectional", fair_use=None, l2=ALPHA, solver=solver)
             m.fit(X, y, groups=groups)
         assert m.certificate_.solver == solver
         objs.append(m.certificate_.objective)

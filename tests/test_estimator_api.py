@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import check_estimator
 
-from fairuse_opt import FairUseClassifier, FairUseRegressor
+from fairuse_opt import FairUseClassifier, FairUseRegressor, InputError
 
 from .conftest import make_data
 
@@ -67,11 +68,11 @@ def frame_with_groups(n=240, seed=0, task="classification"):
 
 
 def test_clone_get_params_and_unfitted_errors():
-    m = FairUseClassifier(encoding="decoupled", alpha=0.1, margin=0.01, group_cols=["sex"])
+    m = FairUseClassifier(encoding="decoupled", l2=0.1, margin=0.01, group_cols=["sex"])
     c = clone(m)
     assert c.get_params() == m.get_params()
-    c.set_params(alpha=0.5)
-    assert c.alpha == 0.5 and m.alpha == 0.1
+    c.set_params(l2=0.5)
+    assert c.l2 == 0.5 and m.l2 == 0.1
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         m.predict(np.zeros((2, 3)))
@@ -92,7 +93,7 @@ def test_pipeline_cross_val_and_grid_search_with_group_cols():
     scores = cross_val_score(pipe, df, y, cv=3)
     assert scores.shape == (3,) and np.all(scores > 0.6)
     grid = GridSearchCV(FairUseClassifier(group_cols=["sex", "age"]),
-                        {"alpha": [1e-3, 1e-1], "encoding": ["intersectional", "onehot"]}, cv=3)
+                        {"l2": [1e-3, 1e-1], "encoding": ["intersectional", "onehot"]}, cv=3)
     grid.fit(df, y)
     assert grid.best_estimator_.certificate_.verified
     assert set(grid.cv_results_["param_encoding"]) == {"intersectional", "onehot"}
@@ -136,8 +137,8 @@ def test_toy_counterexample_onehot_harms_female_old(toy):
     X, y, groups = toy
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onehot = FairUseClassifier(encoding="onehot", fair_use=None, alpha=1e-6).fit(X, y, groups=groups)
-        inter = FairUseClassifier(encoding="intersectional", fair_use=None, alpha=1e-6).fit(X, y, groups=groups)
+        onehot = FairUseClassifier(encoding="onehot", fair_use=None, l2=1e-6).fit(X, y, groups=groups)
+        inter = FairUseClassifier(encoding="intersectional", fair_use=None, l2=1e-6).fit(X, y, groups=groups)
     generic = onehot.generic_
     p0 = generic.predict_proba(X)[:, 1]
     # overall log loss drops (0.6931 -> 0.6922) ...
@@ -160,3 +161,55 @@ def test_toy_counterexample_onehot_harms_female_old(toy):
         ll, err = group_metrics(inter, X, y, groups, k)
         assert ll <= log_loss(y[m], p0[m], labels=[0, 1])
         assert err <= np.mean((p0[m] > 0.5) != y[m])
+
+
+# ------------------------------------------------------------------ one name per meaning (issue 23)
+def test_l2_is_the_penalty_and_alpha_its_deprecated_alias():
+    """``l2=`` is the L2 penalty (scikit-learn's ``C = 1 / (2 l2 n)``); ``alpha=``, its earlier
+    name, still sets it, with a FutureWarning, and is stored as given (scikit-learn's way)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from fairuse_opt.exceptions import MSG_ALPHA_AND_L2, MSG_ALPHA_RENAMED
+
+    X, y, g = make_data(n=300, d=3, n_groups=3, seed=11)
+    ref = LogisticRegression(C=1 / (2 * 0.05 * len(y)), tol=1e-12, max_iter=10_000).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the new name never warns
+        new = FairUseClassifier(encoding="none", l2=0.05).fit(X, y)
+    np.testing.assert_allclose(new.coef_[0], ref.coef_[0], rtol=0, atol=1e-5)
+    old = FairUseClassifier(encoding="none", alpha=0.05)
+    with pytest.warns(FutureWarning) as caught:
+        old.fit(X, y)
+    assert [str(w.message) for w in caught if w.category is FutureWarning] == [
+        MSG_ALPHA_RENAMED.format(name="FairUseClassifier", value=0.05)]
+    np.testing.assert_array_equal(old.coef_, new.coef_)  # the same fit, exactly
+    np.testing.assert_array_equal(old.intercept_, new.intercept_)
+    # stored as given: get_params, clone, set_params and repr keep both names apart
+    assert old.get_params()["alpha"] == 0.05 and old.get_params()["l2"] == 1e-3
+    assert clone(old).alpha == 0.05 and "alpha=0.05" in repr(old)
+    assert new.get_params()["alpha"] == "deprecated" and "alpha" not in repr(new)
+    # the personalized model and its generic model with the alias: the same as with l2
+    with pytest.warns(FutureWarning):
+        m_old = FairUseClassifier(alpha=0.05, fair_use=None).fit(X, y, groups=g)
+    m_new = FairUseClassifier(l2=0.05, fair_use=None).fit(X, y, groups=g)
+    np.testing.assert_array_equal(m_old.coef_, m_new.coef_)
+    assert (m_old.generic_.l2, m_old.generic_.alpha) == (0.05, "deprecated")  # under its name
+    # both names: an error unless l2 is left at its default
+    with pytest.raises(InputError) as info:
+        FairUseClassifier(encoding="none", l2=0.1, alpha=0.05).fit(X, y)
+    assert str(info.value) == MSG_ALPHA_AND_L2.format(name="FairUseClassifier", l2=0.1, alpha=0.05)
+    with pytest.warns(FutureWarning):
+        same = FairUseClassifier(encoding="none", l2=1e-3, alpha=0.05).fit(X, y)
+    np.testing.assert_array_equal(same.coef_, new.coef_)
+    with pytest.raises(InputError, match=re.escape("alpha=-1.0")):
+        FairUseClassifier(encoding="none", alpha=-1.0).fit(X, y)
+
+
+def test_a_search_over_the_old_name_still_runs_and_picks_the_same_penalty():
+    X, y, _ = make_data(n=240, d=3, n_groups=2, task="regression", seed=5)
+    new = GridSearchCV(FairUseRegressor(encoding="none"), {"l2": [1e-3, 1.0]}, cv=3).fit(X, y)
+    with pytest.warns(FutureWarning):
+        old = GridSearchCV(FairUseRegressor(encoding="none"), {"alpha": [1e-3, 1.0]}, cv=3).fit(X, y)
+    np.testing.assert_array_equal(old.cv_results_["mean_test_score"], new.cv_results_["mean_test_score"])
+    assert old.best_params_["alpha"] == new.best_params_["l2"]
+    assert len(set(new.cv_results_["mean_test_score"])) == 2  # the penalty changes the scores

@@ -67,7 +67,7 @@ def test_a_group_given_an_external_linear_generic_model_is_served_that_model(mar
     # an external generic model of this library, fitted with another penalty than the one
     # fitted inside: the group that cannot reach its margin must be served it, bit for bit
     X, y, g = shifted_data()
-    ext = FairUseClassifier(encoding="none", alpha=0.5).fit(X, y)
+    ext = FairUseClassifier(encoding="none", l2=0.5).fit(X, y)
     with pytest.warns(FallbackWarning, match=re.escape("group(s) [('a',)] were given the generic model")):
         m = FairUseClassifier(generic=ext, margin={("a",): margin_a, ("b",): 0.0},
                               on_infeasible="generic").fit(X, y, groups=g)
@@ -90,7 +90,7 @@ def test_a_regressor_falls_back_to_an_external_linear_generic_model():
     X = rng.normal(size=(200, 3))
     g = rng.choice(["u", "v"], 200)
     y = X @ np.array([1.0, -0.5, 0.2]) + 0.7 * (g == "u") + rng.normal(size=200)
-    ext = FairUseRegressor(encoding="none", alpha=1.0).fit(X, y)
+    ext = FairUseRegressor(encoding="none", l2=1.0).fit(X, y)
     with pytest.warns(FallbackWarning):
         m = FairUseRegressor(generic=ext, margin=50.0, on_infeasible="generic").fit(X, y, groups=g)
     assert m.certificate_.table["generic_fallback"].all()

@@ -95,7 +95,7 @@ def check_certificate(n, d, G, task, encoding, group_reg, seed, weighted):
     them can be skipped unnoticed."""
     X, y, groups, w = random_problem(n, d, G, task, seed, weighted)
     Est = FairUseClassifier if task == "classification" else FairUseRegressor
-    kw = dict(encoding=encoding, group_reg=group_reg, alpha=1e-2)
+    kw = dict(encoding=encoding, group_reg=group_reg, l2=1e-2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallGroupWarning)
         fair = Est(**kw).fit(X, y, groups=groups, sample_weight=w)
@@ -274,7 +274,7 @@ def test_ccp_reaches_brute_force_optimum_on_tiny_onehot_problems():
         x, y, groups = tiny_onehot_problem(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SmallGroupWarning)
-            m = FairUseClassifier(encoding="onehot", alpha=alpha, merge_rows=True).fit(x, y, groups=groups)
+            m = FairUseClassifier(encoding="onehot", l2=alpha, merge_rows=True).fit(x, y, groups=groups)
         c = m.certificate_
         assert c.verified, (seed, c.failures)  # feasible in every case
         # generic losses from scikit-learn, independently
@@ -294,8 +294,8 @@ def test_toy_constrained_onehot_protects_female_old(toy):
     X, y, groups = toy
     key = ("female", "old")
     mask = (groups["sex"] == "female").to_numpy() & (groups["age"] == "old").to_numpy()
-    free = FairUseClassifier(encoding="onehot", fair_use=None, alpha=1e-6).fit(X, y, groups=groups)
-    fair = FairUseClassifier(encoding="onehot", alpha=1e-6).fit(X, y, groups=groups)
+    free = FairUseClassifier(encoding="onehot", fair_use=None, l2=1e-6).fit(X, y, groups=groups)
+    fair = FairUseClassifier(encoding="onehot", l2=1e-6).fit(X, y, groups=groups)
     p0 = fair.generic_.predict_proba(X)[mask, 1]
     generic_ll = log_loss(y[mask], p0, labels=[0, 1])
     free_ll = log_loss(y[mask], free.predict_proba(X, groups=groups)[mask, 1], labels=[0, 1])

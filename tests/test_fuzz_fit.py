@@ -103,7 +103,7 @@ def fuzz_problem(seed):
     scale[0] = rng.choice(SCALES)
     X = x * scale + offset
     groups = pd.DataFrame({"a": g % 2, "b": g // 2})
-    kw = dict(encoding=encoding, group_reg=group_reg, alpha=1e-2, max_iter=8)
+    kw = dict(encoding=encoding, group_reg=group_reg, l2=1e-2, max_iter=8)
     kind = seed % 5
     if kind < 3:  # margins near the gain of the unconstrained fit: constraints that bind
         Est = FairUseClassifier if task == "classification" else FairUseRegressor
@@ -167,7 +167,7 @@ def test_property_offsets_and_scales_change_nothing_without_a_penalty():
             continue  # fixed margins only ('se:k' depends on the fit); data that float64 holds
         Z = (X - X.mean(0)) / X.std(0)
         Est = FairUseClassifier if task == "classification" else FairUseRegressor
-        kw = dict(kw, alpha=0.0)
+        kw = dict(kw, l2=0.0)
         outcome = []
         for data in (X, Z):
             with warnings.catch_warnings():
@@ -404,12 +404,12 @@ def test_regressor_with_y_around_1e10_fits_and_names_the_target_offset():
     X = rng.normal(size=(n, 2))
     g = rng.integers(0, 3, n)
     y = 1e10 + X @ [1.0, -0.5] + 0.8 * (g - 1) + rng.normal(size=n)
-    gen = FairUseRegressor(encoding="none", alpha=1e-3).fit(X, y)
+    gen = FairUseRegressor(encoding="none", l2=1e-3).fit(X, y)
     ref = Ridge(alpha=1e-3 * n).fit(X, y)
     np.testing.assert_allclose(gen.coef_[0], ref.coef_, rtol=1e-7)
     assert abs(gen.intercept_[0] - ref.intercept_) <= 1e-5  # 1e10 carries 1e-6 of rounding
     # the same fit on y - 1e10: the same slopes (it used to differ: W s^2 - 2 Wy s + Wyy cancelled)
-    np.testing.assert_allclose(FairUseRegressor(encoding="none", alpha=1e-3).fit(X, y - 1e10).coef_[0],
+    np.testing.assert_allclose(FairUseRegressor(encoding="none", l2=1e-3).fit(X, y - 1e10).coef_[0],
                                gen.coef_[0], rtol=1e-7)
     groups = pd.Series(g, name="g")
     outcomes = []
@@ -490,8 +490,8 @@ def test_tiny_scale_features_are_features_not_constants():
     fit could not use it; it is the same fit as the feature times 1e12."""
     X, y, g = small_data()
     tiny = X * 1e-12
-    a = FairUseClassifier(fair_use=None, alpha=0.0).fit(tiny, y, groups=g)
-    b = FairUseClassifier(fair_use=None, alpha=0.0).fit(X, y, groups=g)
+    a = FairUseClassifier(fair_use=None, l2=0.0).fit(tiny, y, groups=g)
+    b = FairUseClassifier(fair_use=None, l2=0.0).fit(X, y, groups=g)
     np.testing.assert_allclose(a.coef_ * 1e-12, b.coef_, rtol=1e-6)
     np.testing.assert_allclose(a.predict_proba(tiny, groups=g), b.predict_proba(X, groups=g), atol=1e-9)
 
@@ -503,9 +503,9 @@ def test_separable_data_with_alpha_zero_is_refused(enc, reg):
     ys = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
     kw = {"groups": g} if enc != "none" else {}
     with pytest.raises(InputError, match=msg(E.MSG_SEPARABLE, what="generic model")):
-        FairUseClassifier(encoding=enc, group_reg=reg, alpha=0.0).fit(X, ys, **kw)
+        FairUseClassifier(encoding=enc, group_reg=reg, l2=0.0).fit(X, ys, **kw)
     # with a penalty the same data are fitted, verified
-    m = FairUseClassifier(encoding=enc, group_reg=reg, alpha=1e-3).fit(X, ys, **kw)
+    m = FairUseClassifier(encoding=enc, group_reg=reg, l2=1e-3).fit(X, ys, **kw)
     assert m.certificate_.verified
 
 
@@ -515,7 +515,7 @@ def test_separable_by_the_groups_only_with_alpha_zero_is_refused():
     with pytest.raises(InputError, match=msg(E.MSG_SEPARABLE, what="personalized model")), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallGroupWarning)  # every group has one class, on purpose
-        FairUseClassifier(encoding="intersectional", group_reg="penalty", alpha=0.0,
+        FairUseClassifier(encoding="intersectional", group_reg="penalty", l2=0.0,
                           fair_use=None, min_group_size=0).fit(X, y, groups=g)
 
 
@@ -535,8 +535,8 @@ def test_features_above_1e150_are_refused_not_dropped(big):
         FairUseClassifier().fit(Xb, y, groups=g)
     # below the limit the large feature is fitted, not dropped: the same model as unscaled
     Xs = X * np.array([1.0, 1e140])
-    a = FairUseClassifier(fair_use=None, alpha=0.0).fit(Xs, y, groups=g)  # (the penalty is on the raw scale)
-    b = FairUseClassifier(fair_use=None, alpha=0.0).fit(X, y, groups=g)
+    a = FairUseClassifier(fair_use=None, l2=0.0).fit(Xs, y, groups=g)  # (the penalty is on the raw scale)
+    b = FairUseClassifier(fair_use=None, l2=0.0).fit(X, y, groups=g)
     np.testing.assert_allclose(a.coef_ * np.array([1.0, 1e140]), b.coef_, rtol=1e-6)
     assert np.abs(b.coef_[:, 1]).min() > 1e-3
 

@@ -158,7 +158,7 @@ def test_regression_target_must_be_numeric(data):
         FairUseRegressor().fit(X, np.array(["a"] * len(X)), groups=g)
 
 
-@pytest.mark.parametrize("param,value", [("encoding", "hot"), ("group_reg", "ball"), ("alpha", -1.0),
+@pytest.mark.parametrize("param,value", [("encoding", "hot"), ("group_reg", "ball"), ("l2", -1.0), ("alpha", -1.0),
                                          ("fair_use", "fairness"), ("on_infeasible", "ignore"),
                                          ("intercept_bound", -2.0),
                                          ("margin", "se:x"), ("margin", -0.1)])
@@ -221,7 +221,7 @@ def test_single_class_group_is_bounded_with_penalty(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallGroupWarning)
         for enc in ("intersectional", "decoupled", "onehot"):
-            m = FairUseClassifier(encoding=enc, group_reg="penalty", fair_use=None, alpha=1e-3).fit(X, y, groups=g)
+            m = FairUseClassifier(encoding=enc, group_reg="penalty", fair_use=None, l2=1e-3).fit(X, y, groups=g)
             assert np.isfinite(m.intercept_).all() and np.abs(m.intercept_).max() < 50
 
 

@@ -69,7 +69,7 @@ def assert_same_model(a, b, X, groups):
     {},  # the default fair-use model (intersectional, both guarantees)
     {"encoding": "onehot", "fair_use": None},
     {"encoding": "decoupled", "fair_use": "rationality", "margin": 0.001},
-    {"encoding": "intersectional", "group_reg": "penalty", "fair_use": None, "alpha": 0.01},
+    {"encoding": "intersectional", "group_reg": "penalty", "fair_use": None, "l2": 0.01},
     {"encoding": "none"},
 ])
 def test_classifier_round_trip_is_exact(params):
@@ -789,3 +789,65 @@ def test_an_unknown_level_of_a_column_with_many_levels_gives_a_short_message():
     with pytest.raises(InputError) as info:
         enc.transform(frame.assign(x=[f"bad{i}" + "z" * 1000 for i in range(2000)]))
     assert len(str(info.value)) < 1000 and "(2000 in all)" in str(info.value)
+
+
+# --------------------------------------------------------------------------- the L2 penalty's name (issue 23)
+OLD_FORM = Path(__file__).resolve().parent / "data" / "model_file_alpha_before_l2.json"
+
+
+def _old_form_data():
+    """The data tests/data/model_file_alpha_before_l2.json was fitted on (commit 4ac4887, with
+    ``FairUseClassifier(alpha=0.05, fair_use=None)``, when alpha= was the L2 penalty)."""
+    rng = np.random.default_rng(23)
+    n = 300
+    X = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+    g = pd.DataFrame({"sex": rng.choice(["F", "M"], n), "age": rng.choice(["old", "young"], n)})
+    y = (X.x1 - 0.5 * X.x2 + 0.8 * (g.sex == "F") + rng.logistic(size=n) > 0).astype(int)
+    return X, y, g
+
+
+def test_a_file_written_with_alpha_loads_with_it_as_l2_and_is_written_back_as_l2():
+    import warnings
+
+    import jsonschema
+
+    from fairuse_opt.model_io import schema
+
+    doc = json.loads(OLD_FORM.read_text(encoding="utf-8"))
+    assert doc["settings"]["params"]["alpha"] == 0.05 and "l2" not in doc["settings"]["params"]
+    jsonschema.validate(doc, schema())  # the schema still accepts the old form
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading an old file warns of nothing
+        est = read(OLD_FORM).estimator
+    assert (est.l2, est.alpha) == (0.05, "deprecated")
+    assert (est.generic_.l2, est.generic_.alpha) == (0.05, "deprecated")
+    # its numbers are the file's, and a refit with l2=0.05 gives them again: the penalty was kept
+    X, y, g = _old_form_data()
+    for m in doc["models"]:
+        coef, b = est.group_model(tuple(m["group"]))
+        assert b == m["intercept"] and coef.tolist() == m["coef"]
+    refit = FairUseClassifier(l2=0.05, fair_use=None).fit(X, y, groups=g)
+    np.testing.assert_allclose(refit.coef_, est.coef_, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(refit.intercept_, est.intercept_, rtol=0, atol=1e-9)
+    other = FairUseClassifier(l2=1e-3, fair_use=None).fit(X, y, groups=g)
+    assert np.abs(other.coef_ - est.coef_).max() > 1e-3  # (the default penalty would not)
+    # written again: the new name only
+    again = json.loads(dumps(est))
+    assert again["settings"]["params"]["l2"] == 0.05 and "alpha" not in again["settings"]["params"]
+
+
+def test_new_files_name_the_penalty_l2_even_when_fitted_with_alpha():
+    X, y, groups = make(seed=3)
+    with pytest.warns(FutureWarning):
+        est = FairUseClassifier(alpha=0.02, fair_use=None).fit(X, y, groups=groups)
+    doc = json.loads(dumps(est))
+    params = doc["settings"]["params"]
+    assert params["l2"] == 0.02 and "alpha" not in params
+    back = loads(json.dumps(doc))
+    assert (back.l2, back.alpha) == (0.02, "deprecated")
+    assert_same_model(est, back, X, groups)
+    # a file that gives both names is refused, as a file can only be written with one
+    params["alpha"] = 0.02
+    with pytest.raises(InputError) as info:
+        loads(json.dumps(doc))
+    assert "settings.params.alpha is the earlier name of l2, which the file also gives: keep l2 only" in str(info.value)

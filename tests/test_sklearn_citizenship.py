@@ -77,13 +77,13 @@ def test_grid_search_with_sensitive_features(data):
     cv = KFold(3, shuffle=True, random_state=1)
     grid = [1e-3, 0.3]
     with sklearn.config_context(enable_metadata_routing=True):
-        search = GridSearchCV(FairUseClassifier(fair_use=None), {"alpha": grid}, cv=cv)
+        search = GridSearchCV(FairUseClassifier(fair_use=None), {"l2": grid}, cv=cv)
         search.fit(X, y, sensitive_features=groups)
-    means = [by_hand_scores(X, y, groups, cv.split(X), fair_use=None, alpha=a).mean() for a in grid]
+    means = [by_hand_scores(X, y, groups, cv.split(X), fair_use=None, l2=a).mean() for a in grid]
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], means, rtol=0, atol=1e-12)
     best = grid[int(np.argmax(means))]
-    assert search.best_params_ == {"alpha": best}
-    refit = FairUseClassifier(fair_use=None, alpha=best).fit(X, y, groups=groups)
+    assert search.best_params_ == {"l2": best}
+    refit = FairUseClassifier(fair_use=None, l2=best).fit(X, y, groups=groups)
     np.testing.assert_array_equal(search.best_estimator_.coef_, refit.coef_)
     np.testing.assert_array_equal(search.best_estimator_.predict(X, groups=groups), refit.predict(X, groups=groups))
 
@@ -238,7 +238,7 @@ def test_the_other_cells_of_the_docs_table(data):
             cross_val_score(est, X, y, params={"sensitive_features": groups}, cv=cv,
                             scoring="neg_log_loss", error_score="raise")
         # GridSearchCV.predict takes no metadata
-        search = GridSearchCV(est, {"alpha": [1e-3]}, cv=cv).fit(X, y, sensitive_features=groups)
+        search = GridSearchCV(est, {"l2": [1e-3]}, cv=cv).fit(X, y, sensitive_features=groups)
         with pytest.raises(TypeError, match="sensitive_features"):
             search.predict(X, sensitive_features=groups)
 

@@ -83,23 +83,23 @@ def test_cross_validate_routes_groups_fold_by_fold(data):
 def test_grid_search_routes_groups(data):
     X, y, groups = data
     cv = KFold(3, shuffle=True, random_state=1)
-    grid = {"fairuseclassifier__alpha": [1e-3, 0.3]}
+    grid = {"fairuseclassifier__l2": [1e-3, 0.3]}
     with sklearn.config_context(enable_metadata_routing=True):
         pipe = make_pipeline(StandardScaler(), routed(FairUseClassifier(fair_use=None)))
         search = GridSearchCV(pipe, grid, cv=cv).fit(X, y, groups=groups)
         means = {}
-        for alpha in grid["fairuseclassifier__alpha"]:
+        for alpha in grid["fairuseclassifier__l2"]:
             scores = []
             for train, test in cv.split(X):
-                scaler, est = by_hand(X.iloc[train], y.iloc[train], groups.iloc[train], fair_use=None, alpha=alpha)
+                scaler, est = by_hand(X.iloc[train], y.iloc[train], groups.iloc[train], fair_use=None, l2=alpha)
                 scores.append(est.score(scaler.transform(X.iloc[test]), y.iloc[test], groups=groups.iloc[test]))
             means[alpha] = float(np.mean(scores))
         np.testing.assert_allclose(search.cv_results_["mean_test_score"], list(means.values()), atol=1e-12)
         best = max(means, key=means.get)
-        assert search.best_params_ == {"fairuseclassifier__alpha": best}
+        assert search.best_params_ == {"fairuseclassifier__l2": best}
         # the refitted best model got the groups too (GridSearchCV.predict takes no metadata:
         # predict with best_estimator_)
-        scaler, est = by_hand(X, y, groups, fair_use=None, alpha=best)
+        scaler, est = by_hand(X, y, groups, fair_use=None, l2=best)
         np.testing.assert_array_equal(search.best_estimator_[-1].coef_, est.coef_)
         np.testing.assert_array_equal(search.best_estimator_.predict(X, groups=groups),
                                       est.predict(scaler.transform(X), groups=groups))
@@ -149,6 +149,6 @@ def test_column_transformer_recipe_with_group_cols(data):
         ll = -np.mean(yt * np.log(p) + (1 - yt) * np.log(1 - p))
         assert result["test_neg_log_loss"][k] == pytest.approx(-ll, abs=1e-12)
         assert result["test_accuracy"][k] == pytest.approx(np.mean((p > 0.5) == (yt == 1)), abs=1e-12)
-    search = GridSearchCV(pipe, {"fairuseclassifier__alpha": [1e-3, 1e-1]}, cv=cv, scoring="neg_log_loss")
+    search = GridSearchCV(pipe, {"fairuseclassifier__l2": [1e-3, 1e-1]}, cv=cv, scoring="neg_log_loss")
     search.fit(frame, y)
     assert search.best_estimator_[-1].groups_ == est.groups_

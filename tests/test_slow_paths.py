@@ -176,7 +176,7 @@ def test_more_features_than_rows_is_the_same_fit_in_the_row_space(monkeypatch, e
         seen.append(V.shape)
         return V
 
-    kw = dict(alpha=0.05, encoding=encoding, max_iter=5)
+    kw = dict(l2=0.05, encoding=encoding, max_iter=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         monkeypatch.setattr(estimators_module, "wide_basis", spy)
@@ -200,12 +200,12 @@ def test_more_features_than_rows_is_the_same_fit_in_the_row_space(monkeypatch, e
 
 def test_wide_data_with_a_binding_margin_takes_the_exact_route():
     X, y, groups = make(40, 120, (2, 2), seed=2)
-    base = fit(X, y, groups, alpha=0.05, fair_use=None)
+    base = fit(X, y, groups, l2=0.05, fair_use=None)
     t = base.certificate_.table
     k = int(t["gain"].idxmin())
     key = tuple(t.loc[k, "group"])
     margin = 1.2 * float(t.loc[k, "gain"])
-    m = fit(X, y, groups, alpha=0.05, margin={key: margin})
+    m = fit(X, y, groups, l2=0.05, margin={key: margin})
     assert m.certificate_.route == "exact"
     assert m.certificate_.table.loc[k, "rationality_active"]
     margins = np.zeros(4)
@@ -235,14 +235,14 @@ def test_a_reachable_margin_is_checked_by_a_floor_solve_that_stops_once_it_is_re
     monkeypatch.setattr(routes.native, "newton", spy(real_newton))
     monkeypatch.setattr(routes.native, "barrier", spy(real_barrier))
     X, y, groups = make(400, 3, (2, 2), seed=5)
-    base = fit(X, y, groups, alpha=0.05, fair_use=None)
+    base = fit(X, y, groups, l2=0.05, fair_use=None)
     t = base.certificate_.table
     # group 0 can reach 1.2 times its unconstrained gain alone (its floor is ~0.011 below
     # that bound); group 1 asks for half of its gain, which the unconstrained fit gives
     key, other = tuple(t.loc[0, "group"]), tuple(t.loc[1, "group"])
     margin = {key: 1.2 * float(t.loc[0, "gain"]), other: 0.5 * float(t.loc[1, "gain"])}
     margins = np.array([margin.get(tuple(g), 0.0) for g in t["group"]])
-    m = fit(X, y, groups, alpha=0.05, margin=margin)
+    m = fit(X, y, groups, l2=0.05, margin=margin)
     assert_fair_use(m, X, y, groups, margins=margins)
     assert ("NATIVE/sqp", "optimal") in m.certificate_.attempts and calls == []  # SQP: no floor solve
     real_sqp = routes.native.sqp
@@ -253,14 +253,14 @@ def test_a_reachable_margin_is_checked_by_a_floor_solve_that_stops_once_it_is_re
         return res
 
     monkeypatch.setattr(routes.native, "sqp", sqp_fails)
-    m = fit(X, y, groups, alpha=0.05, margin=margin)
+    m = fit(X, y, groups, l2=0.05, margin=margin)
     assert_fair_use(m, X, y, groups, margins=margins)
     assert ("NATIVE/slsqp", "optimal") in m.certificate_.attempts
     assert [s for _, s in calls] == ["reached"]  # one solve: the other group is met by the unconstrained fit
     monkeypatch.setattr(routes.native, "sqp", real_sqp)
     calls.clear()
     with pytest.raises(FairUseInfeasibleError):
-        fit(X, y, groups, alpha=0.05, margin={key: 5.0})
+        fit(X, y, groups, l2=0.05, margin={key: 5.0})
     assert [s for _, s in calls] == ["optimal"]
 
 

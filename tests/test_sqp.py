@@ -191,7 +191,7 @@ def test_the_exact_route_solves_by_sqp_and_falls_back_to_slsqp(monkeypatch):
     case = next(c for c in CASES if c.name == "exact-cls-intersectional-margin")
     X, y, groups, w = agreement_problem(case)
     kw = dict(encoding=case.encoding, group_reg=case.group_reg, fair_use=case.fair_use, margin=case.margin,
-              on_infeasible=case.on_infeasible, alpha=1e-2, **case.kw)
+              on_infeasible=case.on_infeasible, l2=1e-2, **case.kw)
     by_sqp = _fit(case.task, X, y, groups, w, "native", **kw)
     cert = by_sqp.certificate_
     assert cert.route == "exact" and cert.verified
@@ -228,7 +228,7 @@ def test_a_refused_certificate_runs_the_routes_again_with_the_loss_matrix_checke
     case = next(c for c in CASES if c.name == "exact-cls-intersectional-margin")
     X, y, groups, w = agreement_problem(case)
     kw = dict(encoding=case.encoding, group_reg=case.group_reg, fair_use=case.fair_use, margin=case.margin,
-              on_infeasible=case.on_infeasible, alpha=1e-2, **case.kw)
+              on_infeasible=case.on_infeasible, l2=1e-2, **case.kw)
     plain = _fit(case.task, X, y, groups, w, "native", **kw)
     real_cert, real_lm, real_unc = routes.build_certificate, Problem.loss_matrix, routes.Unconstrained.run
     calls = {"cert": 0, "by_sqp_matrix": 0, "unconstrained": 0}

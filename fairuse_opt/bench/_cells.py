@@ -41,7 +41,7 @@ def run_cell(cell: Cell) -> dict:
     """
     record: dict[str, Any] = {
         "cell_id": cell.cell_id, "spec": cell.spec, "dataset": cell.dataset.name, "task": cell.task,
-        "fold": cell.fold, "model": cell.model, "technique": cell.technique, "method": cell.method,
+        "fold": cell.number, "model": cell.model, "technique": cell.technique, "method": cell.method,
         "status": "ok", "reason": "", "traceback": "", "metrics": [], "groups": [], "warnings": []}
     started = time.perf_counter()
     with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:

@@ -70,6 +70,8 @@ class Cell:
     dataset : DatasetSpec
     task : str
     fold : int
+        The fold's position, 0 to ``folds - 1`` (it selects the split and seeds it); every
+        output numbers the fold from 1 (:attr:`number`), as the demo does.
     model, technique, method : str
     settings : dict
         :meth:`BenchConfig.settings` (everything else that changes the numbers).
@@ -91,16 +93,32 @@ class Cell:
                 "settings": dict(self.settings)}
 
     @property
-    def cell_id(self) -> str:
-        """Readable and stable: ``apnea__f0__logistic__onehot__fairuse__<hash>``."""
+    def number(self) -> int:
+        """The fold's number in every output (CSV files, cell ids, progress lines): from 1."""
+        return self.fold + 1
+
+    def _id(self, fold_text: str) -> str:
         digest = hashlib.sha256(json.dumps(self.spec, sort_keys=True, default=str).encode())
-        return "__".join([self.dataset.name, f"f{self.fold}", self.model, self.technique,
-                          self.method, digest.hexdigest()[:10]])
+        return "__".join([self.dataset.name, fold_text, self.model, self.technique, self.method,
+                          digest.hexdigest()[:10]])
+
+    @property
+    def cell_id(self) -> str:
+        """Readable and stable: ``apnea__f1__logistic__onehot__fairuse__<hash>`` (fold 1 is
+        the first)."""
+        return self._id(f"f{self.number}")
+
+    @property
+    def legacy_id(self) -> str:
+        """The id as earlier versions spelled it, the fold counted from 0 (``apnea__f0__...``):
+        the cells of an earlier output folder are found under it."""
+        return self._id(f"f{self.fold}")
 
     @property
     def seed(self) -> int:
-        """Seed of the cell's models (from the cell id, not from execution order)."""
-        return derive_seed(self.cell_id)
+        """Seed of the cell's models (from the cell's spec, not from execution order).  It is
+        derived from :attr:`legacy_id`, so the results of earlier versions reproduce."""
+        return derive_seed(self.legacy_id)
 
     @property
     def audit_seed(self) -> int:
@@ -182,6 +200,7 @@ def fold_split(spec: DatasetSpec, groups: pd.DataFrame, y, task: str, fold: int,
                assign_size: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices ``(train, assign, test)`` of one fold.
 
+    ``fold`` is the fold's position, 0 to ``folds - 1`` (outputs number it from 1).
     Folds are stratified by group and label, seeded by the dataset and the base seed;
     the non-test rows are split train / assignment (``assign_size``), stratified, seeded
     by the dataset, the fold and the base seed.

@@ -63,8 +63,13 @@ class CellStore:
             return None
 
     def done(self, cell: Cell) -> dict | None:
-        """The stored record of a cell if a rerun may keep it."""
+        """The stored record of a cell if a rerun may keep it (also one an earlier version
+        stored under :attr:`Cell.legacy_id`, then numbered as now: the fold from 1)."""
         record = self.read(cell.cell_id)
+        if record is None:
+            record = self.read(cell.legacy_id)
+            if record is not None:
+                record = {**record, "cell_id": cell.cell_id, "fold": cell.number}
         if record is None or record.get("status") not in REUSABLE or record.get("spec") != _jsonable(cell.spec):
             return None
         return record

@@ -116,7 +116,7 @@ def out_of_fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict[str, tupl
                     model = clone(est).fit(_take(X, rows), y[rows],
                                            groups=frame.iloc[rows][attrs].reset_index(drop=True))
             except Exception as exc:  # noqa: BLE001 - a candidate that cannot be fitted scores nothing
-                logger.warning("fold %d: candidate %r could not be fitted (%s: %s)", k, name,
+                logger.warning("fold %d: candidate %r could not be fitted (%s: %s)", k + 1, name,
                                type(exc).__name__, exc)
                 continue
             held_frame = frame.iloc[held][attrs]
