@@ -843,7 +843,7 @@ class FairUsePoissonRegressor(FairUseRegressor):
     ``exp(s) - y s`` of the log-rate ``s`` (:class:`~fairuse_opt.model.losses.PoissonLoss`),
     targets are counts or rates ``y >= 0``, :meth:`predict` gives ``exp(s)`` and
     :meth:`score` the fraction of Poisson deviance explained (D^2).  Without groups and
-    guarantees it is scikit-learn's ``PoissonRegressor(alpha=2 * alpha)`` (whose penalty
+    guarantees it is scikit-learn's ``PoissonRegressor(alpha=2 * l2)`` (whose penalty
     ``alpha / 2 ||w||^2`` is on the mean half-deviance).  ``intercept_bound="auto"`` is 5
     (log-rate units).
     """

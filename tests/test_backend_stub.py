@@ -5,8 +5,8 @@ objective and gradient, declares that it solves the unconstrained task only and 
 the problem in numpy, and registers itself; nothing in the library is told about it.
 Through ``solver="stub-lbfgs"`` it fits the generic model and the personalized model (the
 routes send it their tasks), and the coefficients equal scikit-learn's
-``LogisticRegression`` (``C = 1 / (2 alpha n)``: our objective is the mean log loss plus
-``alpha ||w||^2``).  A fit that would ask it for a task it does not declare, or whose
+``LogisticRegression`` (``C = 1 / (2 l2 n)``: our objective is the mean log loss plus
+``l2 ||w||^2``).  A fit that would ask it for a task it does not declare, or whose
 problem lacks what it needs, is refused before the backend is asked anything.
 """
 
@@ -77,7 +77,7 @@ def test_the_registry_resolves_the_name_case_insensitively():
 
 def test_stub_backend_fits_the_generic_model_like_sklearn():
     X, y, _ = data()
-    m = FairUseClassifier(encoding="none", fair_use=None, alpha=ALPHA, solver="stub-lbfgs").fit(X, y)
+    m = FairUseClassifier(encoding="none", fair_use=None, l2=ALPHA, solver="stub-lbfgs").fit(X, y)
     ref = sk_logistic(X, y)
     np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-5, atol=1e-7)
     assert m.intercept_[0] == pytest.approx(ref.intercept_[0], abs=1e-6)
@@ -92,7 +92,7 @@ def test_stub_backend_runs_the_unconstrained_route_of_a_personalized_model():
     scikit-learn's logistic regression on ``[X, group indicators]``."""
     X, y, g = data(seed=1)
     groups = pd.DataFrame({"g": g})
-    m = FairUseClassifier(encoding="intersectional", group_reg="penalty", fair_use=None, alpha=ALPHA,
+    m = FairUseClassifier(encoding="intersectional", group_reg="penalty", fair_use=None, l2=ALPHA,
                           solver="stub-lbfgs").fit(X, y, groups=groups)
     Z = np.column_stack([X, (g[:, None] == np.arange(4)[None, :]).astype(float)])
     ref = sk_logistic(Z, y)

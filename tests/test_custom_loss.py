@@ -5,7 +5,7 @@
 value, target range, cvxpy atom) and :class:`FairUsePoissonRegressor` returns it from
 ``_get_loss()``; nothing in the library is told about it.  The fits are checked against
 independent ones: scikit-learn's ``PoissonRegressor`` for the generic model (its penalty
-``alpha_sk / 2 ||w||^2`` on the mean half-deviance is ours with ``alpha_sk = 2 alpha``),
+``alpha_sk / 2 ||w||^2`` on the mean half-deviance is ours with ``alpha_sk = 2 l2``),
 and scipy's SLSQP on a hand-written objective for the personalized models, with and
 without the fair-use constraints.  The native and the cvxpy paths must agree.
 """
@@ -124,7 +124,7 @@ def test_poisson_loss_pieces_are_consistent():
 @pytest.mark.parametrize("solver", ["native", "ECOS", "CLARABEL"])
 def test_generic_poisson_model_matches_sklearn(solver):
     X, y, _, _ = poisson_data()
-    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA, solver=solver).fit(X, y)
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, l2=ALPHA, solver=solver).fit(X, y)
     ref = PoissonRegressor(alpha=2 * ALPHA, tol=1e-12, max_iter=10_000).fit(X, y)
     np.testing.assert_allclose(m.coef_[0], ref.coef_, rtol=1e-5, atol=1e-7)
     assert m.intercept_[0] == pytest.approx(ref.intercept_, abs=1e-6)
@@ -138,7 +138,7 @@ def test_personalized_poisson_fit_matches_an_independent_fit(solver):
     weights, unconstrained: the hand objective minimised by scipy."""
     X, y, groups, g = poisson_data()
     sw = np.random.default_rng(5).uniform(0.5, 2.0, len(y))
-    m = FairUsePoissonRegressor(encoding="intersectional", fair_use=None, alpha=ALPHA, solver=solver).fit(
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use=None, l2=ALPHA, solver=solver).fit(
         X, y, groups=groups, sample_weight=sw)
     assert not m.certificate_.table["at_set_boundary"].any()
     f, grad, _ = hand_objective(X, y, g, sw)
@@ -162,7 +162,7 @@ def test_poisson_fair_use_matches_an_independent_constrained_fit():
     # group (1, 0) gains nothing (its rationality binds at margin 0)
     margins = {(0, 0): 0.385, (0, 1): 0.0, (1, 0): 0.0, (1, 1): 0.0}
     margin = np.array([margins[(k % 2, k // 2)] for k in range(4)])
-    fits = {s: FairUsePoissonRegressor(encoding="intersectional", fair_use="both", alpha=ALPHA, margin=margins,
+    fits = {s: FairUsePoissonRegressor(encoding="intersectional", fair_use="both", l2=ALPHA, margin=margins,
                                        solver=s).fit(X, y, groups=groups) for s in ("native", "ECOS")}
     gen = PoissonRegressor(alpha=2 * ALPHA, tol=1e-12, max_iter=10_000).fit(X, y)
     s0 = X @ gen.coef_ + gen.intercept_
@@ -210,13 +210,13 @@ def test_model_file_refuses_a_loss_it_cannot_represent():
     as a ``FairUseRegressor`` would be read back predicting ``s`` instead of ``exp(s)``
     (it did, silently).  A subclass keeping its base class's loss is still written."""
     X, y, groups, _ = poisson_data()
-    m = FairUsePoissonRegressor(encoding="intersectional", fair_use=None, alpha=ALPHA).fit(X, y, groups=groups)
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use=None, l2=ALPHA).fit(X, y, groups=groups)
     with pytest.raises(InputError, match="fits the 'poisson' loss, which a model file cannot represent"):
         m.to_json()
 
     class Renamed(FairUseRegressor):
         pass
 
-    r = Renamed(encoding="intersectional", fair_use=None, alpha=ALPHA).fit(X, y, groups=groups)
+    r = Renamed(encoding="intersectional", fair_use=None, l2=ALPHA).fit(X, y, groups=groups)
     back = FairUseRegressor.from_json(r.to_json())
     np.testing.assert_allclose(back.predict(X, groups=groups), r.predict(X, groups=groups), rtol=1e-12)

@@ -3,7 +3,7 @@
 :class:`~fairuse_opt.estimators.FairUsePoissonRegressor` is the regressor with
 :class:`~fairuse_opt.model.losses.PoissonLoss`.  Checked against answers known in
 advance: scikit-learn's ``PoissonRegressor`` for the model without groups (its penalty
-``alpha_sk / 2 ||w||^2`` on the mean half-deviance is ours with ``alpha_sk = 2 alpha``;
+``alpha_sk / 2 ||w||^2`` on the mean half-deviance is ours with ``alpha_sk = 2 l2``;
 the half-deviance is our loss ``exp(s) - y s`` plus a term of ``y`` alone), its D^2 for
 ``score``; the certificate's claims recomputed by hand from the served coefficients; the
 model file's predictions recomputed as ``exp(X coef + intercept)``.
@@ -40,7 +40,7 @@ def poisson_data(seed=0, n=400):
 @pytest.mark.parametrize("solver", ["native", "ECOS", "CLARABEL"])
 def test_poisson_regressor_matches_sklearn_without_groups(solver):
     X, y, _, _ = poisson_data()
-    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA, solver=solver).fit(X, y)
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, l2=ALPHA, solver=solver).fit(X, y)
     ref = PoissonRegressor(alpha=2 * ALPHA, tol=1e-12, max_iter=10_000).fit(X, y)
     np.testing.assert_allclose(m.coef_[0], ref.coef_, rtol=1e-5, atol=1e-7)
     assert m.intercept_[0] == pytest.approx(ref.intercept_, abs=1e-6)
@@ -53,7 +53,7 @@ def test_poisson_regressor_matches_sklearn_without_groups(solver):
 def test_poisson_regressor_with_weights_matches_sklearn():
     X, y, _, _ = poisson_data(seed=3)
     w = np.random.default_rng(4).uniform(0.2, 3.0, len(y))
-    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA).fit(X, y, sample_weight=w)
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, l2=ALPHA).fit(X, y, sample_weight=w)
     ref = PoissonRegressor(alpha=2 * ALPHA, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
     np.testing.assert_allclose(m.coef_[0], ref.coef_, rtol=1e-5, atol=1e-7)
     assert m.intercept_[0] == pytest.approx(ref.intercept_, abs=1e-6)
@@ -75,7 +75,7 @@ def test_poisson_regressor_is_certified_with_fair_use(encoding):
     """Both guarantees asked: the certificate verifies, and its claims hold when the
     losses are recomputed by hand from the served models and the generic model."""
     X, y, groups, g = poisson_data(seed=1)
-    m = FairUsePoissonRegressor(encoding=encoding, fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    m = FairUsePoissonRegressor(encoding=encoding, fair_use="both", l2=ALPHA).fit(X, y, groups=groups)
     cert = m.certificate_
     assert cert.verified and not cert.failures
     order = [m.groups_.index((k % 2, k // 2)) for k in range(4)]  # group code k -> row of coef_
@@ -100,7 +100,7 @@ def test_poisson_model_file_records_its_loss_and_scores_with_the_inverse_link(tm
     import jsonschema
 
     X, y, groups, g = poisson_data(seed=2)
-    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", l2=ALPHA).fit(X, y, groups=groups)
     path = tmp_path / "poisson.json"
     text = m.to_json(path)
     doc = json.loads(text)
@@ -159,8 +159,8 @@ def test_the_loss_decides_targets_set_and_solver_order():
     # constant, so with the penalty c times larger the same slopes and the intercept
     # shifted by log c
     c = 1e3
-    m = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA * c).fit(X, y * c)
-    ref = FairUsePoissonRegressor(encoding="none", fair_use=None, alpha=ALPHA).fit(X, y)
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, l2=ALPHA * c).fit(X, y * c)
+    ref = FairUsePoissonRegressor(encoding="none", fair_use=None, l2=ALPHA).fit(X, y)
     np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-5, atol=1e-7)
     assert m.intercept_[0] == pytest.approx(ref.intercept_[0] + np.log(c), abs=1e-6)
     # the common set: 5 log-rate units around the generic intercept (not 5 sd of y)
@@ -177,7 +177,7 @@ def test_certificate_verify_recomputes_the_guarantee_from_predictions():
     """Certificate.verify (public, moved next to the certificate): empty on the training
     data of a verified fit, and it finds the envy planted by swapping two groups' models."""
     X, y, groups, _ = poisson_data(seed=1)
-    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", alpha=ALPHA).fit(X, y, groups=groups)
+    m = FairUsePoissonRegressor(encoding="intersectional", fair_use="both", l2=ALPHA).fit(X, y, groups=groups)
     assert m.certificate_.verify(m, X, y, groups=groups) == []
     bad = model_io.loads(m.to_json())
     i, j = int(np.argmin(bad.intercept_)), int(np.argmax(bad.intercept_))
