@@ -305,7 +305,7 @@ def write_markdown(df: pd.DataFrame, path: Path, meta: dict) -> None:
                 f"{100 * r['error']:.2f} | {100 * r['gain_error']:+.2f} | {_f(r['kept_error'])} | "
                 f"{aud if aud else ' | '} | {opts} | {_f(r['fit_s'])} |")
         lines.append("")
-    if "(group, label) cell" in (audit.__doc__ or ""):
+    if "as earlier versions of this audit did" not in (audit.__doc__ or ""):
         lines += ["The audit used here (the library's at the commit above) resamples within (group, label) "
                   "cells; issue 21 measured its log-loss verdicts as anti-conservative for a population gain, "
                   "so the log-loss violation and envy counts may shrink once the audit resamples within groups "
