@@ -412,7 +412,6 @@ KNOWN_PRIVATE_IMPORTS = {
     ("fairuse_opt.audit._fitted", "fairuse_opt._validation", "_py"),
     ("fairuse_opt.audit._predictions", "fairuse_opt._validation", "_py"),
     ("fairuse_opt.demo", "fairuse_opt.audit._report", "_COLOURS"),
-    ("fairuse_opt.system._io", "fairuse_opt.estimators", "_BaseFairUse"),
     ("fairuse_opt.system._ladder", "fairuse_opt.audit._metrics", "_AdditiveMetric"),
     ("fairuse_opt.system._options", "fairuse_opt._validation", "_missing"),
     ("fairuse_opt.system._options", "fairuse_opt._validation", "_py"),

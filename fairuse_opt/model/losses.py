@@ -42,7 +42,7 @@ from scipy.special import expit
 from .._validation import check_target_spread
 from ..exceptions import MSG_BAD_PREDICTIONS, MSG_TARGET_RANGE, InputError
 
-__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "PoissonLoss", "LOSSES", "get_loss"]
+__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "PoissonLoss", "LOSSES", "get_loss", "loss_of"]
 
 
 class Loss:
@@ -63,6 +63,13 @@ class Loss:
 
     name = "loss"
     n_stats = 2
+    #: the kind of estimator the loss fits (``"classification"``: labels, ``predict_proba``;
+    #: ``"regression"``: real predictions); model files record it as their ``task``
+    task = "regression"
+    #: the audit metric (:func:`fairuse_opt.audit.get_metric`) a certified system of
+    #: regressors of this loss assigns by default (a proper scoring rule for its
+    #: prediction); ``None``: the system's own default (classification)
+    metric: str | None = None
     target_range = (-np.inf, np.inf)
     prediction_range = (-np.inf, np.inf)
     #: a bound on ``|d row_loss / d s|`` over every score and target in range, or None:
@@ -219,6 +226,7 @@ class LogisticLoss(Loss):
 
     name = "log_loss"
     n_stats = 2  # W, W1
+    task = "classification"
     lipschitz = 1.0  # |expit(s) - y| <= 1 for y in [0, 1]
     target_range = (0.0, 1.0)
     prediction_range = (0.0, 1.0)
@@ -298,6 +306,7 @@ class SquaredLoss(Loss):
 
     name = "squared_error"
     n_stats = 3  # W, Wy, Wyy
+    metric = "mse"
     quadratic = True
 
     def score_unit(self, y, w):
@@ -374,6 +383,7 @@ class PoissonLoss(Loss):
 
     name = "poisson"
     n_stats = 2  # W, Wy
+    metric = "poisson_deviance"
     target_range = (0.0, np.inf)
     prediction_range = (0.0, np.inf)
 
@@ -431,3 +441,12 @@ LOSSES = {cls.name: cls for cls in (LogisticLoss, SquaredLoss, PoissonLoss)}
 def get_loss(task: str) -> Loss:
     """Loss object of a task (``"classification"`` or ``"regression"``)."""
     return LogisticLoss() if task == "classification" else SquaredLoss()
+
+
+def loss_of(model) -> Loss | None:
+    """The loss a fitted model was fitted with: its ``_get_loss()`` (the library's
+    estimators, and linear models read from a system file), else ``None`` (a model of
+    another library)."""
+    get = getattr(model, "_get_loss", None)
+    loss = get() if callable(get) else None
+    return loss if isinstance(loss, Loss) else None
