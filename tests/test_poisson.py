@@ -340,3 +340,51 @@ def test_command_line_fit_system_task_poisson(tmp_path, capsys):
     want = system.predict(Xt, groups=groups.astype(object).where(groups.notna(), None))
     np.testing.assert_allclose(pred["prediction"], want, rtol=1e-12)
     assert (pred["prediction"] > 0).all()
+
+
+# --------------------------------------------------------------------------- rates of order 1e9
+def _large_rate_data():
+    """Exact rates (no noise) with known log-linear effects: rates times 1e3 and 1e9 are the
+    same problem up to the intercept (log 1e6) and the penalty's weight relative to the loss."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    g = rng.integers(0, 4, 400)
+    groups = pd.DataFrame({"a": g % 2, "b": g // 2})
+    mu = np.exp(0.4 * X[:, 0] - 0.15 * X[:, 1] + RATE_OFFSETS[g])
+    return X, groups, mu
+
+
+@pytest.mark.parametrize("encoding", ["none", "intersectional", "decoupled"])
+@pytest.mark.parametrize("fair_use", [None, "both"])
+def test_rates_of_order_1e9_give_the_coefficients_of_rates_of_order_1e3(encoding, fair_use):
+    """The reproduction of issue 25: with rates of order 1e9 native Newton missed its fixed
+    gradient tolerance (1e-10, below the gradient's rounding), fell back to CLARABEL,
+    which returned "optimal" with coefficient 0.0096 for 0.4.  The gradient tolerance is
+    now relative to the Poisson loss's scale (the mean rate)."""
+    X, groups, mu = _large_rate_data()
+    gr = groups if encoding != "none" else None
+    fits = {c: FairUsePoissonRegressor(encoding=encoding, fair_use=fair_use).fit(X, mu * c, groups=gr)
+            for c in (1e3, 1e9)}
+    small, large = fits[1e3], fits[1e9]
+    assert large.certificate_.solver == "NATIVE" and large.certificate_.verified
+    np.testing.assert_allclose(large.coef_, small.coef_, atol=1e-5)
+    np.testing.assert_allclose(large.intercept_ - np.log(1e9), small.intercept_ - np.log(1e3), atol=1e-5)
+    if encoding != "none":  # and the truth (the penalty is small): slopes 0.4 and -0.15
+        np.testing.assert_allclose(large.coef_[0], [0.4, -0.15], atol=1e-5)
+
+
+def test_a_conic_solvers_wrong_optimal_is_refused():
+    """CLARABEL, asked for explicitly on rates of order 1e9, says "optimal" for a solution a
+    Newton step improves by 6e-4 of the objective (its coefficient 0.31 for 0.4): refused,
+    not served."""
+    from fairuse_opt.exceptions import MSG_WRONG_OPTIMAL, SolverError
+
+    X, _, mu = _large_rate_data()
+    with pytest.raises(SolverError) as info:
+        FairUsePoissonRegressor(encoding="none", fair_use=None, solver="CLARABEL").fit(X, mu * 1e9)
+    head = MSG_WRONG_OPTIMAL.split("{excess")[0].format(solver="CLARABEL", what="unconstrained fit")
+    assert str(info.value).startswith(head)
+    # at rates of order 1e3 the same solver is right (scikit-learn's answer), and is not refused
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, solver="CLARABEL").fit(X, mu * 1e3)
+    ref = PoissonRegressor(alpha=2e-3, tol=1e-12, max_iter=10_000).fit(X, mu * 1e3)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_, atol=1e-5)

@@ -156,6 +156,13 @@ class Loss:
         """The statistics of the targets divided by ``c`` (see :meth:`target_scale`)."""
         return stats
 
+    def gradient_scale(self, stats: np.ndarray) -> float:
+        """The size, relative to a loss of order one, of the mean loss's derivatives in the
+        score near its minimum (at least 1; 1 by default).  The native solvers' stopping
+        rules on the gradient are multiplied by it: a fixed absolute tolerance of 1e-10 is
+        below the rounding of a gradient whose terms are of order 1e9."""
+        return 1.0
+
     def recession(self, stats: np.ndarray) -> np.ndarray | None:
         """Per merged row, the directions of the score along which its loss does not grow
         without bound: ``+1`` (only ``s -> +inf``), ``-1`` (only ``s -> -inf``), ``0``
@@ -419,6 +426,14 @@ class PoissonLoss(Loss):
 
     def start(self, y, w):
         return float(np.log(max(float(np.average(y, weights=w)), 1e-12)))
+
+    def gradient_scale(self, stats):
+        """The mean target (at least 1): the mean loss's curvature at its minimum is the mean
+        rate ``exp(s)``, so its gradient grows with the rates (counts of order 1e9: a
+        gradient of order 1e9 times the error of the score)."""
+        W = float(stats[:, 0].sum())
+        m = float(stats[:, 1].sum()) / W if W > 0 else 1.0
+        return max(1.0, m) if np.isfinite(m) else 1.0
 
     def recession(self, stats):
         """Rows whose targets are all 0 lose less as ``s -> -inf``."""

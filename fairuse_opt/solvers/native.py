@@ -92,8 +92,10 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
            stop_below: float | None = None, rough_start: bool = False, start_solve=None) -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
-    Converged when the largest gradient entry is below ``gtol``, or below
-    ``1000 * gtol`` with a Newton decrement float64 cannot resolve in the objective;
+    Converged when the largest gradient entry is below ``gtol`` (times the problem's
+    :meth:`~fairuse_opt.problem.Problem.gradient_scale`: the mean rate of a Poisson
+    fit), or below ``1000 * gtol`` with a Newton decrement float64 cannot resolve in the
+    objective;
     each step is kept only if it does not raise the objective.  ``weights`` (G,)
     re-weights the groups' mean losses (the Lagrangian of :func:`lagrangian_bound`).
 
@@ -112,6 +114,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     """
     t0 = time.perf_counter()
     theta = np.asarray(theta, dtype=np.float64).copy()
+    gtol = gtol * problem.gradient_scale()
     fg = _weighted(problem, weights)
     p = len(theta)
     sketched = False
@@ -191,7 +194,6 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             t /= 2
         else:
             break
-        import os
         chord = (solve, CHORD_RATIO, CHORD_RATIO * gnorm, 0.0) if t == 1.0 else None
         last_solve = solve
         theta, current, grad = cand, val, cand_grad
@@ -206,6 +208,15 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
                   seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)],
                   notes=["started from a subsample fit"] if sketched else [], hessian_solve=last_solve)
+
+
+def excess(problem, theta: np.ndarray) -> float:
+    """Half the Newton decrement ``g . H^{-1} g / 2`` of the objective at ``theta``, in units
+    of the problem's :meth:`~fairuse_opt.problem.Problem.gradient_scale`: near the
+    minimum of a convex objective (and inside the common set), how far the objective
+    is above it.  A solver's "optimal" with an excess far above its tolerance is wrong."""
+    _, g = problem.value_grad(theta)
+    return 0.5 * float(g @ factor_sym(problem.hessian(theta))(g)) / problem.gradient_scale()
 
 
 def _weighted(problem, weights):
