@@ -47,6 +47,7 @@ from ..exceptions import (
     SolverError,
     VerificationError,
 )
+from ..problem.constraints import EnvyFreeness, constraints_of
 from ..solvers import blocks, native
 from ..solvers.base import NATIVE, Progress, Result, Task
 from ..solvers.conic import ConicBackend, raise_failed
@@ -179,35 +180,17 @@ class Outcome:
 
 
 def violations(L: np.ndarray, bound: np.ndarray, fair_use, tol: float, keys) -> list[str]:
-    """Every requested constraint on the loss matrix ``L[g, r]`` that does not hold."""
-    failures = []
-    own = np.diag(L)
-    if "rationality" in fair_use:
-        for g in np.flatnonzero(own > bound + tol):
-            failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound {bound[g]:.9g}")
-    if "envy_freeness" in fair_use:
-        G = L.shape[0]
-        for g in range(G):
-            for r in range(G):
-                if r != g and own[g] > L[g, r] + tol:
-                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} "
-                                    f"({L[g, r]:.9g} < {own[g]:.9g})")
-    return failures
+    """Every requested constraint on the loss matrix ``L[g, r]`` that does not hold (groups
+    without rows, NaN rows, excepted)."""
+    rows = np.flatnonzero(np.isfinite(np.diag(L)))
+    return [msg for c in constraints_of(fair_use, bound) for msg in c.violations(L, tol, keys, rows)]
 
 
 def max_violation(L: np.ndarray, bound: np.ndarray | None, fair_use) -> float:
     """The largest amount by which a requested constraint on ``L[g, r]`` is exceeded
     (0 when all hold; NaN rows of empty groups ignored)."""
     L = np.nan_to_num(L, nan=0.0)
-    own = np.diag(L)
-    worst = 0.0
-    if "rationality" in fair_use and bound is not None:
-        worst = max(worst, float(np.max(own - bound)))
-    if "envy_freeness" in fair_use and L.shape[0] > 1:
-        gap = own[:, None] - L
-        np.fill_diagonal(gap, -np.inf)
-        worst = max(worst, float(np.max(gap)))
-    return max(worst, 0.0)
+    return max([c.max_violation(L) for c in constraints_of(fair_use, bound)], default=0.0)
 
 
 def feasible(L, bound, fair_use, tol) -> bool:
@@ -553,13 +536,14 @@ def _pooled_pairs(prob, theta, pairs, rel: float = 1e-6) -> list[tuple[int, int]
     envy slacks within ``rel`` of the loss): the groups share one model, or nearly."""
     L = prob.loss_matrix(theta)
     own = np.diag(L)
+    slack = EnvyFreeness().slacks(L)
     asked = set(pairs)
     out = []
     for g in range(prob.G):
         for r in range(g + 1, prob.G):
             if (g, r) in asked and (r, g) in asked:
                 scale = rel * max(1.0, abs(own[g]), abs(own[r]))
-                if abs(L[g, r] - own[g]) <= scale and abs(L[r, g] - own[r]) <= scale:
+                if abs(slack[g, r]) <= scale and abs(slack[r, g]) <= scale:
                     out.append((g, r))
     return out
 

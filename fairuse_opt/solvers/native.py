@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from ..problem import Problem
+from ..problem.constraints import EnvyFreeness, Rationality
 from .base import NATIVE, Result
 
 __all__ = ["newton", "slsqp", "sqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values",
@@ -249,15 +250,16 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
     vals, jacs, kinds = [], [], []
     act = problem.active
     if bound is not None:
+        slack = Rationality(bound).values(own, shrink)
         for g in act:
-            vals.append(bound[g] - shrink - own[g])
+            vals.append(slack[g])
             jacs.append(-own_grad[g])
             kinds.append(("rationality", g))
     if pairs:
         L, E = problem.loss_matrix(theta, jacobian=True)
         Gp = problem.pair_gradients(E, pairs).toarray()
+        vals += list(EnvyFreeness().values(L, own, pairs, shrink))
         for k, (g, r) in enumerate(pairs):
-            vals.append(L[g, r] - own[g] - shrink)
             jacs.append(Gp[k] - own_grad[g])
             kinds.append(("envy", (g, r)))
     if problem.set_spec is not None:
