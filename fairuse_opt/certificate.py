@@ -213,13 +213,11 @@ def _verify(cert, model, X, y, *, groups=None, sample_weight=None, tol: float, g
     L0 = group_means(losses(np.asarray(p0, dtype=np.float64)))
     margins = cert.table["margin"].to_numpy(dtype=np.float64) if "margin" in cert.table else np.zeros(G)
     present = np.bincount(codes, minlength=G) > 0
+    from .problem.constraints import constraints_of
+
     failures = []
-    own = np.diag(L)
-    for g in np.flatnonzero(present):
-        if "rationality" in fair_use and not own[g] <= L0[g] - margins[g] + tol:  # (NaN fails)
-            failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound {L0[g] - margins[g]:.9g}")
-        if "envy_freeness" in fair_use:
-            for r in range(G):
-                if r != g and not own[g] <= L[g, r] + tol:
-                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
+    found = {c.name: c for c in constraints_of(fair_use, L0, margins)}
+    for g in np.flatnonzero(present):  # (a NaN loss fails)
+        for c in found.values():
+            failures += c.violations(L, tol, keys, rows=[g])
     return failures

@@ -474,8 +474,9 @@ def add_fit(sub) -> None:
                      help="comma-separated feature columns (default: every other column)")
     fit.add_argument("--categorical", type=_csv_list, default=[],
                      help="feature columns to one-hot encode even if numeric (text columns always are)")
-    fit.add_argument("--task", choices=("classification", "regression"), default="classification",
-                     help="classification (binary target, logistic loss; default) or regression (squared error)")
+    fit.add_argument("--task", choices=tuple(TASK_ESTIMATORS), default="classification",
+                     help="classification (binary target, logistic loss; default), regression (squared error) "
+                          "or poisson (counts or rates >= 0, Poisson loss, log link)")
     fit.add_argument("--encoding", action=_Store, choices=ENCODINGS, default="intersectional",
                      help="how group attributes enter the model (encoding=; default: intersectional)")
     fit.add_argument("--fair-use", action=_Store, type=_fair_use, default="both", metavar="{both,rationality,envy_freeness,none}",
@@ -513,7 +514,7 @@ def add_fit(sub) -> None:
     system.add_argument("--metric", action=_Store, default=None,
                         help="assignment metric: log_loss (default; error with --procedure split or "
                              "--test exact), error, brier, auc, ece for classification; mse (default), mae "
-                             "for regression")
+                             "for regression; poisson_deviance (default), mse, mae for poisson")
     system.add_argument("--n-boot", action=_Store, type=_positive_int, default=1000,
                         help="bootstrap resamples of the assignment tests (default 1000)")
     system.add_argument("--correction", action=_Store, choices=tuple(CORRECTIONS), default="holm",
@@ -872,6 +873,18 @@ def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
 
 
+#: ``fit --task``: the estimator fitted (a class of :mod:`fairuse_opt.estimators`, imported
+#: when the fit starts); its loss decides the rest (targets, default metric, predictions).
+TASK_ESTIMATORS = {"classification": "FairUseClassifier", "regression": "FairUseRegressor",
+                   "poisson": "FairUsePoissonRegressor"}
+
+
+def _estimator_class(task: str) -> Any:
+    from . import estimators
+
+    return getattr(estimators, TASK_ESTIMATORS[task])
+
+
 def _check_target(y, column: str, task: str) -> None:
     import pandas as pd
 
@@ -1165,13 +1178,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     table = load_training_table(args)
     # the input is valid: from here on, progress lines (before, a bad input gives one line only)
     progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
-    from .estimators import FairUseClassifier, FairUseRegressor
+    cls = _estimator_class(args.task)
 
     if table.dropped:
         progress(table.dropped)
     if table.encoding.categorical:
         progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
-    cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
     est = cls(encoding=args.encoding, fair_use=args.fair_use, margin=margin, l2=args.l2,
               group_reg=args.group_reg, on_infeasible=args.on_infeasible, solver=args.solver)
     progress(f"fitting {args.task}, encoding={args.encoding}, fair_use={args.fair_use}: {table.n_rows} rows, "
@@ -1229,7 +1241,9 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
             raise CLIError(f"--alpha: invalid level {args.alpha!r}: the system's level must be below 0.5")
     size = None if args.assign_size is None else _parse_assign_size(args.assign_size)
     default_metric = "error" if (args.procedure == "split" or args.test == "exact") else "log_loss"
-    metric = args.metric or (default_metric if args.task == "classification" else "mse")
+    # (a regressor's default metric is its loss's, known once the fitting modules are loaded)
+    metric = args.metric or (default_metric if args.task == "classification" else None)
+    kind = "classification" if args.task == "classification" else "regression"
     if args.kind != "full" and args.procedure != "split":
         raise CLIError("--kind minimal: only with --procedure split")
     if args.procedure == "crossfit" and "envy" in given:
@@ -1238,13 +1252,13 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
         raise CLIError("--test t: not with --procedure split (its tests are bootstrap or exact)")
     from .audit._metrics import get_metric
 
-    get_metric(metric, args.task)  # before anything is read or fitted
+    if metric is not None:
+        get_metric(metric, kind)  # before anything is read or fitted
     if args.test == "exact" and metric != "error":
         raise CLIError(MSG_FIT_EXACT_METRIC.format(metric=metric))
     outs = check_paths({"--data": args.data}, {"--out": args.out})
     table = load_training_table(args, partial_reports=True)
     progress(f"read {table.n_rows} row(s) of {args.data}; loading the fitting modules")
-    from .estimators import FairUseClassifier, FairUseRegressor
     from .system import default_candidates, fit_system
 
     if table.dropped:
@@ -1252,11 +1266,11 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
     if table.encoding.categorical:
         progress(f"one-hot encoded {', '.join(table.encoding.categorical)} -> {table.X.shape[1]} feature(s)")
     partial = int(table.G.isna().any(axis=1).sum())
-    cls = FairUseClassifier if args.task == "classification" else FairUseRegressor
-    pool = default_candidates(table.groups, args.task)
-    for est, _attrs in pool.values():
-        est.set_params(l2=args.l2, solver=args.solver)
+    cls = _estimator_class(args.task)
+    pool = {name: (cls(**{**est.get_params(), "l2": args.l2, "solver": args.solver}), attrs)
+            for name, (est, attrs) in default_candidates(table.groups, kind).items()}
     generic = cls(encoding="none", l2=args.l2, solver=args.solver)
+    metric = metric or generic._get_loss().metric
     progress(f"building a system ({args.task}): {table.n_rows} rows ({partial} with a partial report), "
              f"assign size {size}, {len(pool)} candidate(s), metric {metric}"
              f"{'' if args.metric else ' (the default)'}, alpha {level}, procedure {args.procedure}, "
@@ -1265,7 +1279,7 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
     system = fit_system(table.X, table.y, table.G, procedure=args.procedure, assign_size=size, candidates=pool,
                         metric=metric, alpha=level, correction=CORRECTIONS[args.correction], test=args.test,
                         n_boot=args.n_boot, envy=None if args.procedure == "crossfit" else args.envy,
-                        kind=args.kind, task=args.task, generic=generic, random_state=args.seed)
+                        kind=args.kind, task=kind, generic=generic, random_state=args.seed)
     write_system(outs["--out"], system, table, args)
     print(_assignment_text(system))
     return 0
@@ -1404,8 +1418,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         out["probability"] = est.predict_proba(X, **kw)[:, 1]
         out["positive_class"] = positive  # the class whose probability this is
         out["prediction"] = est.predict(X, **kw)
-    else:
-        out["prediction"] = score
+    else:  # the inverse link of the score (the score itself for the squared error)
+        out["prediction"] = est.predict(X, **kw)
     from ._files import Staged
 
     with Staged() as staged:

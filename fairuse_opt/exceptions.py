@@ -109,6 +109,12 @@ MSG_BAD_PARAM = "{name}={value!r} is invalid: {reason}"
 # Solving and fair use (fairuse_opt/_solve.py, fairuse_opt/_fairuse.py)
 MSG_SOLVER_FAILED = "no solver produced a usable solution ({attempts})"
 MSG_SOLVER_UNKNOWN = "solver {solver!r} is not available; installed: {installed}"
+MSG_WRONG_OPTIMAL = (
+    "{solver} reported the {what} optimal, but its solution is not: a Newton step from it lowers the objective by "
+    "about {excess:.3g} (relative to the objective's scale; at most {limit:g} is a solver's rounding); refused "
+    "rather than served (targets of a very large scale, such as Poisson rates of order 1e9, defeat the conic "
+    "solvers' tolerances: solver='native' solves it)"
+)
 MSG_BACKEND_TASK = (
     "solver {solver!r} cannot solve this fit: it needs the task(s) {missing} ({why}), and the backend declares "
     "only {declared}; use solver='auto' or a backend that declares them"

@@ -661,7 +661,7 @@ def test_metrics_that_do_not_apply():
                          np.zeros(len(y)))
     with pytest.raises(InputError) as info:
         audit(reg, X, y.astype(float), groups=g["group"].to_numpy(), metrics=["auc"])
-    assert str(info.value) == MSG_METRIC_TASK.format(name="auc", task="regression", known=["mse", "mae"])
+    assert str(info.value) == MSG_METRIC_TASK.format(name="auc", task="regression", known=["mse", "mae", "poisson_deviance"])
 
 
 @pytest.mark.parametrize("param,value,reason", [

@@ -146,11 +146,11 @@ def test_resolve_metrics_defaults_and_errors():
         name="mse", task=C, known=["error", "auc", "ece", "log_loss", "brier"])
     with pytest.raises(InputError) as info:
         resolve_metrics(["auc"], R)
-    assert str(info.value) == MSG_METRIC_TASK.format(name="auc", task=R, known=["mse", "mae"])
+    assert str(info.value) == MSG_METRIC_TASK.format(name="auc", task=R, known=["mse", "mae", "poisson_deviance"])
     with pytest.raises(InputError) as info:
         resolve_metrics(["f1"], C)
     assert str(info.value) == MSG_UNKNOWN_METRIC.format(
-        name="f1", known=["error", "auc", "ece", "log_loss", "brier", "mse", "mae"])
+        name="f1", known=["error", "auc", "ece", "log_loss", "brier", "mse", "mae", "poisson_deviance"])
     with pytest.raises(InputError) as info:
         resolve_metrics([skm.f1_score], C)
     assert str(info.value) == MSG_METRIC_CALLABLE.format(name="f1_score")
@@ -163,3 +163,33 @@ def test_resolve_metrics_defaults_and_errors():
     with pytest.raises(InputError) as info:
         resolve_metrics(["auc", "auc"], C)
     assert str(info.value) == MSG_DUPLICATE_METRIC.format(name="auc")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_poisson_deviance_kernel_matches_weighted_sklearn(seed):
+    """The mean Poisson deviance under count weights equals scikit-learn's weighted
+    ``mean_poisson_deviance``, zero counts included (0 log 0 = 0)."""
+    rng = np.random.default_rng(seed)
+    y = rng.poisson(2.0, size=40).astype(float)
+    y[:2] = 0.0
+    S = np.exp(rng.normal(size=(40, 3)) * 0.5) * 2.0
+    counts = rng.multinomial(40, np.full(40, 1 / 40), size=6)
+    metric = get_metric("poisson_deviance", R)
+    got = metric.evaluate(metric.prepare(y, S), counts)
+    ref = [[skm.mean_poisson_deviance(y, S[:, k], sample_weight=w) for k in range(3)] for w in counts]
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    # by hand, one row: y = 2, p = 1: 2 (2 log 2 - 2 + 1)
+    assert metric(np.array([2.0]), np.array([1.0])) == pytest.approx(2 * (2 * np.log(2) - 1), rel=1e-14)
+    assert not metric.greater_is_better and metric.task == R
+
+
+def test_poisson_deviance_refuses_where_undefined():
+    from fairuse_opt.audit._metrics import MSG_POISSON_DEVIANCE
+
+    metric = get_metric("poisson_deviance", R)
+    with pytest.raises(InputError) as info:
+        metric.prepare(np.array([1.0, 2.0]), np.array([[1.0], [-0.5]]))
+    assert str(info.value) == MSG_POISSON_DEVIANCE.format(what="a prediction <= 0", value=-0.5)
+    with pytest.raises(InputError) as info:
+        metric.prepare(np.array([1.0, -2.0]), np.array([[1.0], [1.0]]))
+    assert str(info.value) == MSG_POISSON_DEVIANCE.format(what="a negative target", value=-2.0)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import importlib
 from pathlib import Path
 
@@ -232,6 +233,45 @@ def test_no_branch_on_loss_names_outside_the_loss_registry():
     assert not hits, "\n".join(hits)
 
 
+# ------------------------------------------------------- constraint arithmetic
+CONSTRAINTS = PKG / "problem" / "constraints.py"
+
+
+def constraint_arithmetic(source: str, filename: str = "<src>") -> list[str]:
+    """Subtractions and comparisons that compute a fair-use constraint: an own loss
+    (``own``, a program's ``group_loss``) against a bound, a margin, the loss matrix ``L``
+    or a right-hand side (``rhs``).  The gain ``L0 - own`` is not a constraint."""
+    hits = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub)) or isinstance(node, ast.Compare):
+            text = ast.unparse(node)
+            if re.search(r"\bown\b|\bgroup_loss\b", text) and re.search(r"\bbound\b|\bmargins?\b|\bL\b|\brhs\b", text):
+                hits.append(f"{filename}:{node.lineno}: {text}")
+    return hits
+
+
+def test_constraint_arithmetic_checker_catches_copies():
+    """The checker itself, on the copies the package held before the constraint objects."""
+    assert constraint_arithmetic("s = L0[g] - margins[g] - own[g]\n")
+    assert constraint_arithmetic("if own[g] > L[g, r] + tol:\n    pass\n")
+    assert constraint_arithmetic("gap = own[:, None] - L\n")
+    assert constraint_arithmetic("v = bound[g] - shrink - own[g]\n")
+    assert constraint_arithmetic("c = self.group_loss[g] <= rhs\n")
+    assert not constraint_arithmetic("gain = L0[g] - own[g]\n")
+
+
+def test_constraint_arithmetic_lives_in_the_constraint_objects():
+    """Rationality (with margins) and envy-freeness are computed in problem/constraints.py
+    only (issue 25, "constraints as objects"): routes, certificate, solvers and the cvxpy
+    program use its objects."""
+    assert constraint_arithmetic(CONSTRAINTS.read_text())
+    hits = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path != CONSTRAINTS:
+            hits += constraint_arithmetic(path.read_text(), str(path.relative_to(PKG.parent)))
+    assert not hits, "\n".join(hits)
+
+
 # -------------------------------------------------------------- solver names
 def solver_name_lists(source: str, filename: str = "<src>") -> list[str]:
     """Tuple / list / set literals holding two or more solver names, and string
@@ -412,7 +452,6 @@ KNOWN_PRIVATE_IMPORTS = {
     ("fairuse_opt.audit._fitted", "fairuse_opt._validation", "_py"),
     ("fairuse_opt.audit._predictions", "fairuse_opt._validation", "_py"),
     ("fairuse_opt.demo", "fairuse_opt.audit._report", "_COLOURS"),
-    ("fairuse_opt.system._io", "fairuse_opt.estimators", "_BaseFairUse"),
     ("fairuse_opt.system._ladder", "fairuse_opt.audit._metrics", "_AdditiveMetric"),
     ("fairuse_opt.system._options", "fairuse_opt._validation", "_missing"),
     ("fairuse_opt.system._options", "fairuse_opt._validation", "_py"),

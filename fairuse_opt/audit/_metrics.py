@@ -15,7 +15,7 @@ works).  The built-in metrics are defined by scikit-learn functions (``func``) a
 evaluated by vectorised weighted kernels that agree with those functions called with
 ``sample_weight=weights[b]`` (the test suite checks this):
 
-* additive metrics (error, log loss, Brier, MSE, MAE): ``weights @ row_losses``;
+* additive metrics (error, log loss, Brier, MSE, MAE, Poisson deviance): ``weights @ row_losses``;
 * AUC: negatives sorted by score, cumulative weights, ties counted 1/2;
 * ECE: per-bin sums of ``score - y`` as ``weights @ bin_matrix``.
 """
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse, special, stats
 from sklearn import metrics as skm
 
 from ._errors import (
@@ -53,7 +53,7 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 #: Built-in metric names per task.
 CLASSIFICATION_METRICS = ("error", "auc", "ece", "log_loss", "brier")
-REGRESSION_METRICS = ("mse", "mae")
+REGRESSION_METRICS = ("mse", "mae", "poisson_deviance")
 DEFAULT_METRICS = {CLASSIFICATION: ("error", "auc", "log_loss", "brier"),
                    REGRESSION: ("mse", "mae")}
 #: ``log_loss`` clips probabilities to ``[EPS, 1 - EPS]``, as scikit-learn does.
@@ -172,6 +172,32 @@ def _brier_rows(y, p):
 
 def _abs_rows(y, p):
     return np.abs(p - y)
+
+
+#: Message of Poisson deviance asked of targets or predictions it is not defined for.
+MSG_POISSON_DEVIANCE = ("the Poisson deviance needs targets >= 0 and predictions > 0 (rates or counts); "
+                        "got {what} (first: {value!r})")
+
+
+def _poisson_rows(y, p):
+    """Poisson deviance of each row, ``2 (y log(y / p) - y + p)`` (``0 log 0 = 0``), as
+    scikit-learn's ``mean_poisson_deviance``; a proper scoring rule for the mean."""
+    return 2.0 * (special.xlogy(y, y) - special.xlogy(y, p) - y + p)
+
+
+@dataclass(frozen=True)
+class _PoissonDeviance(_AdditiveMetric):
+    """Mean Poisson deviance; refuses negative targets and non-positive predictions (where
+    it is undefined) instead of returning infinities."""
+
+    def prepare(self, y, scores):
+        y = np.asarray(y, dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
+        for what, bad, values in (("a negative target", ~(y >= 0), y),
+                                  ("a prediction <= 0", ~(scores > 0), scores)):
+            if bad.any():
+                raise InputError(MSG_POISSON_DEVIANCE.format(what=what, value=float(values[bad].flat[0])))
+        return super().prepare(y, scores)
 
 
 @dataclass(frozen=True)
@@ -345,6 +371,8 @@ def get_metric(name: str, task: str, *, n_bins: int = 10) -> Metric:
         "brier": _AdditiveMetric("brier", _brier, False, c, False, _brier_rows),
         "mse": _AdditiveMetric("mse", skm.mean_squared_error, False, r, False, _brier_rows),
         "mae": _AdditiveMetric("mae", skm.mean_absolute_error, False, r, False, _abs_rows),
+        "poisson_deviance": _PoissonDeviance("poisson_deviance", skm.mean_poisson_deviance, False, r, False,
+                                             _poisson_rows),
     }
     if name not in builtins:
         raise InputError(MSG_UNKNOWN_METRIC.format(name=name, known=list(builtins)))

@@ -284,7 +284,7 @@ class FairUseReport:
         too_few = single_class = False
         # single-class resamples matter only for metrics that need both classes (AUC, and
         # users' metrics, which may): the built-in additive metrics and ECE never do
-        both_classes = ~rows["metric"].isin(["error", "log_loss", "brier", "ece", "mse", "mae"]).to_numpy()
+        both_classes = ~rows["metric"].isin(["error", "log_loss", "brier", "ece", "mse", "mae", "poisson_deviance"]).to_numpy()
         for side in ("lower", "upper"):
             bound = rows[f"{side}_bound"].to_numpy(dtype=float)
             level = rows[f"{side}_level"].to_numpy(dtype=float)

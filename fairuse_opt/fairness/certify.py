@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..certificate import Certificate
 from ..exceptions import MSG_SERVED_PRECISION, MSG_SERVED_PRECISION_SIZE
+from ..problem.constraints import EnvyFreeness, Rationality
 
 __all__ = ["Served", "served_losses", "check_constraints", "build_certificate", "row_scores"]
 
@@ -134,15 +135,15 @@ def served_losses(served: Served, coef: np.ndarray, intercept: np.ndarray):
 def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, same_generic):
     """Failures (strings) of the requested constraints, with room for rounding."""
     failures, precision = [], []
-    own = np.diag(L)
     G = L.shape[0]
     if "rationality" in fair_use:
+        rationality = Rationality(L0, margins)
+        slacks = rationality.slacks(L)
         for g in range(G):
-            slack = L0[g] - margins[g] - own[g]
+            slack = slacks[g]
             room = 0.0 if (same_generic[g] and margins[g] == 0) else 2 * (E[g, g] + E0[g])
             if not slack >= -tol:  # (a NaN loss fails: it is no evidence)
-                failures.append(f"rationality for {keys[g]}: own loss {own[g]:.9g} > bound "
-                                f"{L0[g] - margins[g]:.9g}")
+                failures.append(rationality.message(L, g, keys))
                 if room > tol:  # the rounding of the served form is larger than the tolerance
                     precision.append(room)
             elif slack < -tol + room:
@@ -150,14 +151,16 @@ def check_constraints(L, E, L0, E0, margins, fair_use, tol, keys, same_model, sa
                 failures.append(f"rationality for {keys[g]}: slack {slack:.3g} within the rounding "
                                 f"({room:.2g}) of the served model")
     if "envy_freeness" in fair_use:
+        envy = EnvyFreeness()
+        slacks = envy.slacks(L)
         for g in range(G):
             for r in range(G):
                 if r == g:
                     continue
-                slack = L[g, r] - own[g]
+                slack = slacks[g, r]
                 room = 0.0 if same_model[g, r] else 2 * (E[g, g] + E[g, r])
                 if not slack >= -tol:
-                    failures.append(f"envy: {keys[g]} prefers report {keys[r]} ({L[g, r]:.9g} < {own[g]:.9g})")
+                    failures.append(envy.message(L, g, r, keys))
                     if room > tol:
                         precision.append(room)
                 elif slack < -tol + room:
@@ -198,10 +201,11 @@ def build_certificate(*, served: Served, coef, intercept, generic_losses, generi
     n_rows = np.bincount(served.codes, minlength=G)
     weight = np.bincount(served.codes, weights=served.w, minlength=G)
     fb = set(fallback_groups)
+    rationality, envy = Rationality(L0, margins), EnvyFreeness()
+    r_slack, e_slack = rationality.values(own), envy.slacks(L)
     rows = []
     for g in range(G):
-        alt = [r for r in range(G) if r != g]
-        best_r = min(alt, key=lambda r: L[g, r]) if alt else None
+        best_r = envy.best_alternative(L, g)
         rows.append({
             "group": keys[g],
             "n": int(n_rows[g]),
@@ -210,12 +214,11 @@ def build_certificate(*, served: Served, coef, intercept, generic_losses, generi
             "own_loss": float(own[g]),
             "gain": float(L0[g] - own[g]),
             "margin": float(margins[g]),
-            "rationality_slack": float(L0[g] - margins[g] - own[g]),
+            "rationality_slack": float(r_slack[g]),
             "best_alternative": keys[best_r] if best_r is not None else None,
             "best_alternative_loss": float(L[g, best_r]) if best_r is not None else float("nan"),
-            "envy_slack": float(L[g, best_r] - own[g]) if best_r is not None else float("nan"),
-            "rationality_active": bool("rationality" in fair_use
-                                       and L0[g] - margins[g] - own[g] <= max(1e-6, 10 * tol)),
+            "envy_slack": float(e_slack[g, best_r]) if best_r is not None else float("nan"),
+            "rationality_active": bool("rationality" in fair_use and r_slack[g] <= max(1e-6, 10 * tol)),
             "dual": float(duals.get(g, float("nan"))) if duals else (
                 0.0 if route == "unconstrained-feasible" else float("nan")),
             "at_set_boundary": bool(at_boundary[g]),

@@ -42,7 +42,7 @@ from scipy.special import expit
 from .._validation import check_target_spread
 from ..exceptions import MSG_BAD_PREDICTIONS, MSG_TARGET_RANGE, InputError
 
-__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "PoissonLoss", "LOSSES", "get_loss"]
+__all__ = ["Loss", "LogisticLoss", "SquaredLoss", "PoissonLoss", "LOSSES", "get_loss", "loss_of"]
 
 
 class Loss:
@@ -63,6 +63,13 @@ class Loss:
 
     name = "loss"
     n_stats = 2
+    #: the kind of estimator the loss fits (``"classification"``: labels, ``predict_proba``;
+    #: ``"regression"``: real predictions); model files record it as their ``task``
+    task = "regression"
+    #: the audit metric (:func:`fairuse_opt.audit.get_metric`) a certified system of
+    #: regressors of this loss assigns by default (a proper scoring rule for its
+    #: prediction); ``None``: the system's own default (classification)
+    metric: str | None = None
     target_range = (-np.inf, np.inf)
     prediction_range = (-np.inf, np.inf)
     #: a bound on ``|d row_loss / d s|`` over every score and target in range, or None:
@@ -149,6 +156,13 @@ class Loss:
         """The statistics of the targets divided by ``c`` (see :meth:`target_scale`)."""
         return stats
 
+    def gradient_scale(self, stats: np.ndarray) -> float:
+        """The size, relative to a loss of order one, of the mean loss's derivatives in the
+        score near its minimum (at least 1; 1 by default).  The native solvers' stopping
+        rules on the gradient are multiplied by it: a fixed absolute tolerance of 1e-10 is
+        below the rounding of a gradient whose terms are of order 1e9."""
+        return 1.0
+
     def recession(self, stats: np.ndarray) -> np.ndarray | None:
         """Per merged row, the directions of the score along which its loss does not grow
         without bound: ``+1`` (only ``s -> +inf``), ``-1`` (only ``s -> -inf``), ``0``
@@ -219,6 +233,7 @@ class LogisticLoss(Loss):
 
     name = "log_loss"
     n_stats = 2  # W, W1
+    task = "classification"
     lipschitz = 1.0  # |expit(s) - y| <= 1 for y in [0, 1]
     target_range = (0.0, 1.0)
     prediction_range = (0.0, 1.0)
@@ -298,6 +313,7 @@ class SquaredLoss(Loss):
 
     name = "squared_error"
     n_stats = 3  # W, Wy, Wyy
+    metric = "mse"
     quadratic = True
 
     def score_unit(self, y, w):
@@ -374,6 +390,7 @@ class PoissonLoss(Loss):
 
     name = "poisson"
     n_stats = 2  # W, Wy
+    metric = "poisson_deviance"
     target_range = (0.0, np.inf)
     prediction_range = (0.0, np.inf)
 
@@ -410,6 +427,14 @@ class PoissonLoss(Loss):
     def start(self, y, w):
         return float(np.log(max(float(np.average(y, weights=w)), 1e-12)))
 
+    def gradient_scale(self, stats):
+        """The mean target (at least 1): the mean loss's curvature at its minimum is the mean
+        rate ``exp(s)``, so its gradient grows with the rates (counts of order 1e9: a
+        gradient of order 1e9 times the error of the score)."""
+        W = float(stats[:, 0].sum())
+        m = float(stats[:, 1].sum()) / W if W > 0 else 1.0
+        return max(1.0, m) if np.isfinite(m) else 1.0
+
     def recession(self, stats):
         """Rows whose targets are all 0 lose less as ``s -> -inf``."""
         out = np.zeros(len(stats), dtype=np.int64)
@@ -431,3 +456,12 @@ LOSSES = {cls.name: cls for cls in (LogisticLoss, SquaredLoss, PoissonLoss)}
 def get_loss(task: str) -> Loss:
     """Loss object of a task (``"classification"`` or ``"regression"``)."""
     return LogisticLoss() if task == "classification" else SquaredLoss()
+
+
+def loss_of(model) -> Loss | None:
+    """The loss a fitted model was fitted with: its ``_get_loss()`` (the library's
+    estimators, and linear models read from a system file), else ``None`` (a model of
+    another library)."""
+    get = getattr(model, "_get_loss", None)
+    loss = get() if callable(get) else None
+    return loss if isinstance(loss, Loss) else None

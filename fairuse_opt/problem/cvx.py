@@ -28,6 +28,7 @@ import cvxpy as cp
 import numpy as np
 
 from ..exceptions import MSG_BAD_PARAM, InputError
+from .constraints import EnvyFreeness, Rationality
 
 __all__ = ["Program", "ModelVariables", "FORMS"]
 
@@ -126,8 +127,8 @@ class Program:
         self.slack_r = cp.Variable(G, nonneg=True, name="slack_rationality") if (repair and rationality) else None
         if rationality:
             for g in active:
-                rhs = self.rhs[g] + (self.slack_r[g] if self.slack_r is not None else 0)
-                self.rationality[g] = self.group_loss[g] <= rhs
+                self.rationality[g] = Rationality.cvx(self.group_loss[g], self.rhs[g],
+                                                      self.slack_r[g] if self.slack_r is not None else None)
             cons += list(self.rationality.values())
         # linearised envy-freeness (convex restriction of L_g(own) <= L_g(report r))
         self.envy_pairs = list(envy_pairs or [])
@@ -141,8 +142,8 @@ class Program:
             if repair:
                 self.slack_e = cp.Variable(K, nonneg=True, name="slack_envy")
             for k, (g, r) in enumerate(self.envy_pairs):
-                rhs = lin[k] + (self.slack_e[k] if self.slack_e is not None else 0)
-                self.envy.append(self.group_loss[g] <= rhs)
+                self.envy.append(EnvyFreeness.cvx(self.group_loss[g], lin[k],
+                                                  self.slack_e[k] if self.slack_e is not None else None))
             cons += self.envy
         if repair:
             slack_terms = [s for s in (self.slack_r, self.slack_e) if s is not None]

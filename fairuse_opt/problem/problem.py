@@ -623,6 +623,15 @@ class Problem:
         return (S @ self.M_all).tocsr()
 
     # ------------------------------------------------------------- rescaling
+    def gradient_scale(self, groups=None) -> float:
+        """The loss's :meth:`~fairuse_opt.model.losses.Loss.gradient_scale` of the targets
+        (of the rows of ``groups`` only, when given): the native solvers' gradient
+        tolerances are multiplied by it."""
+        stats = self.data.stats
+        if groups is not None:
+            stats = np.vstack([stats[self.data.group_rows[g]] for g in groups])
+        return float(self.loss.gradient_scale(stats))
+
     def rescaled(self) -> tuple["Problem", float]:
         """The same problem for targets divided by the loss's :meth:`target_scale` ``c``:
         ``(problem', c)`` with ``theta = c theta'`` and every loss and objective value

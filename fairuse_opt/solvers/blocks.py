@@ -276,7 +276,9 @@ def solve(problem, theta0: np.ndarray, gtol: float = 1e-10, gap: float = 1e-11, 
     counts = {"newton": 0, "barrier": 0}
     for groups, bases, batch in batches:
         X0 = batch.centres()
-        X, state = _newton_inside(batch, X0, gtol)
+        # (the tolerance scaled by each group's gradient scale: Poisson rates of order 1e9)
+        scales = np.array([problem.gradient_scale(groups=[g]) for g in groups])
+        X, state = _newton_inside(batch, X0, gtol * scales)
         counts["newton"] += int(np.sum(state == 1))
         todo = state != 1
         if todo.any():

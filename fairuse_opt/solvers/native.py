@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from ..problem import Problem
+from ..problem.constraints import EnvyFreeness, Rationality
 from .base import NATIVE, Result
 
 __all__ = ["newton", "slsqp", "sqp", "kkt_duals", "barrier", "lagrangian_bound", "constraint_values",
@@ -92,8 +93,10 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
            stop_below: float | None = None, rough_start: bool = False, start_solve=None) -> Result:
     """Minimise the objective (no constraints) from ``theta`` by damped Newton steps.
 
-    Converged when the largest gradient entry is below ``gtol``, or below
-    ``1000 * gtol`` with a Newton decrement float64 cannot resolve in the objective;
+    Converged when the largest gradient entry is below ``gtol`` (times the problem's
+    :meth:`~fairuse_opt.problem.Problem.gradient_scale`: the mean rate of a Poisson
+    fit), or below ``1000 * gtol`` with a Newton decrement float64 cannot resolve in the
+    objective;
     each step is kept only if it does not raise the objective.  ``weights`` (G,)
     re-weights the groups' mean losses (the Lagrangian of :func:`lagrangian_bound`).
 
@@ -112,6 +115,7 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     """
     t0 = time.perf_counter()
     theta = np.asarray(theta, dtype=np.float64).copy()
+    gtol = gtol * problem.gradient_scale()
     fg = _weighted(problem, weights)
     p = len(theta)
     sketched = False
@@ -191,7 +195,6 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
             t /= 2
         else:
             break
-        import os
         chord = (solve, CHORD_RATIO, CHORD_RATIO * gnorm, 0.0) if t == 1.0 else None
         last_solve = solve
         theta, current, grad = cand, val, cand_grad
@@ -206,6 +209,15 @@ def newton(problem, theta: np.ndarray, max_steps: int = 50, gtol: float = 1e-10,
     return Result(backend=NATIVE, status=status, solution=theta, objective=current, iterations=step,
                   seconds=time.perf_counter() - t0, attempts=[("NATIVE/newton", status)],
                   notes=["started from a subsample fit"] if sketched else [], hessian_solve=last_solve)
+
+
+def excess(problem, theta: np.ndarray) -> float:
+    """Half the Newton decrement ``g . H^{-1} g / 2`` of the objective at ``theta``, in units
+    of the problem's :meth:`~fairuse_opt.problem.Problem.gradient_scale`: near the
+    minimum of a convex objective (and inside the common set), how far the objective
+    is above it.  A solver's "optimal" with an excess far above its tolerance is wrong."""
+    _, g = problem.value_grad(theta)
+    return 0.5 * float(g @ factor_sym(problem.hessian(theta))(g)) / problem.gradient_scale()
 
 
 def _weighted(problem, weights):
@@ -238,15 +250,16 @@ def constraint_values(problem, theta: np.ndarray, bound: np.ndarray | None, pair
     vals, jacs, kinds = [], [], []
     act = problem.active
     if bound is not None:
+        slack = Rationality(bound).values(own, shrink)
         for g in act:
-            vals.append(bound[g] - shrink - own[g])
+            vals.append(slack[g])
             jacs.append(-own_grad[g])
             kinds.append(("rationality", g))
     if pairs:
         L, E = problem.loss_matrix(theta, jacobian=True)
         Gp = problem.pair_gradients(E, pairs).toarray()
+        vals += list(EnvyFreeness().values(L, own, pairs, shrink))
         for k, (g, r) in enumerate(pairs):
-            vals.append(L[g, r] - own[g] - shrink)
             jacs.append(Gp[k] - own_grad[g])
             kinds.append(("envy", (g, r)))
     if problem.set_spec is not None:

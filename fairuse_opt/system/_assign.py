@@ -117,6 +117,8 @@ class AssignmentProblem:
     names_of: dict[str, list[str]]
     classification: bool
     reference: np.ndarray | None = None
+    #: a regressor's loss (None: the squared error): shrunk functions blend on its link
+    loss: Any = None
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 At strength ``t`` in (0, 1], the shrunk model's score is ``(1 - t) s_generic + t
 s_candidate`` on the scale where both models are linear: the log-odds for a classifier,
-the prediction for a regressor.  ``t = 1`` is the candidate itself.
+the prediction for a regressor, the link of the prediction for a regressor of another
+loss (the log-rate for the Poisson loss).  ``t = 1`` is the candidate itself.
 
 With a *reference* (the generic model trained alongside the candidate, on the same
 rows), the score is ``s_generic + t (s_candidate - s_reference)``: the candidate's
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, logit
 
+from ..model.losses import loss_of
+
 __all__ = ["ShrunkModel", "blend_scores", "shrunk_name"]
 
 #: Probabilities are clipped to ``[CLIP, 1 - CLIP]`` before the log-odds are taken.
@@ -28,14 +31,18 @@ CLIP = 1e-15
 
 
 def blend_scores(generic: np.ndarray, candidate: np.ndarray, t: float, classification: bool,
-                 reference: np.ndarray | None = None) -> np.ndarray:
+                 reference: np.ndarray | None = None, loss: Any = None) -> np.ndarray:
     """Outputs (probability of class 1, or prediction) of the model shrunk to strength ``t``
     (with ``reference``: the generic model plus ``t`` times the candidate's departure
-    from the reference, module docstring)."""
+    from the reference, module docstring); a regressor's ``loss`` (a
+    :class:`~fairuse_opt.model.losses.Loss`, None: the squared error) gives the link."""
     if reference is None:
         if t >= 1.0:
             return np.asarray(candidate, dtype=np.float64)
         reference = generic
+    if not classification and loss is not None:
+        link = loss.link
+        return loss.inverse_link(link(generic) + t * (link(candidate) - link(reference)))
     if not classification:
         return generic + t * (candidate - reference)
     lg = logit(np.clip(generic, CLIP, 1 - CLIP))
@@ -94,7 +101,7 @@ class ShrunkModel:
             p = self.predict_proba(X, **kwargs)[:, 1]
             return np.asarray(self.classes_)[(p > 0.5).astype(np.int64)]
         g, c, r = self._all("predict", X, kwargs)
-        return blend_scores(g, c, self.strength, False, r)
+        return blend_scores(g, c, self.strength, False, r, loss_of(self.generic))
 
     def __repr__(self) -> str:
         ref = "" if self.reference is None else ", with reference"

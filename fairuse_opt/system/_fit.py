@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from .._validation import check_param, check_reports
 from ..estimators import FairUseClassifier, FairUseRegressor
+from ..model.losses import loss_of
 from ..exceptions import (
     MSG_BAD_PARAM,
     MSG_LENGTH_MISMATCH,
@@ -161,7 +162,7 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
         attributes) or ``name -> (estimator, [attributes])``, or a list.
     metric : str, optional
         Assignment metric; default ``"log_loss"`` (classification; ``"error"`` for
-        ``"split"``) or ``"mse"``.
+        ``"split"``) or the generic model's loss's (``"mse"``; ``"poisson_deviance"`` for the Poisson loss).
     alpha : float, default 0.10
         Family-wise level.
     rungs : tuple of float, default (0.25, 0.5, 1.0)
@@ -373,7 +374,8 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
                                 row_codes=row_codes, options=options, members=members, scores=scores,
                                 columns={f: k for k, f in enumerate(cols)},
                                 eligible={o: [("__nested__", o)] for o in options},
-                                names_of={"__nested__": names}, classification=classification)
+                                names_of={"__nested__": names}, classification=classification,
+                                loss=loss_of(generic_est))
     gens, _ = spawn_generators(system.random_state, len(options) + 1)
     result = assign_ladder(problem, metric=metric, alpha=float(system.alpha), rungs=tuple(system.rungs),
                            plans=nested_plan, test=system.test, n_boot=int(system.n_boot), envy=False,

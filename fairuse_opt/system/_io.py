@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._groups import sort_key
 from .._validation import check_features
 from ..exceptions import MSG_FEATURE_NAMES, MSG_N_FEATURES, InputError
+from ..model.losses import LOSSES, LogisticLoss, Loss, SquaredLoss, loss_of
 from ._assign import GENERIC, function_label
 from ._options import ancestors_by_distance, option_label, option_order
 
@@ -109,8 +110,10 @@ class FileLinearModel(BaseEstimator):
     """The served linear models of one candidate (or the generic model), read from a file.
 
     For every report it was served with, the effective model on the raw feature scale:
-    ``score = intercept + coef . x``; classification probability ``1 / (1 + exp(-score))``.
-    It takes ``report=`` like the candidate did; ``groups=`` selects each row's report.
+    ``score = intercept + coef . x``; classification probability ``1 / (1 + exp(-score))``,
+    regression prediction the inverse link of the score (the score itself for the squared
+    error, ``exp(score)`` for the Poisson loss).  It takes ``report=`` like the candidate
+    did; ``groups=`` selects each row's report.
 
     Attributes
     ----------
@@ -122,6 +125,8 @@ class FileLinearModel(BaseEstimator):
     intercept_ : ndarray (k,)
     classes_ : ndarray
         Classification only.
+    loss_ : Loss
+        The loss the models were fitted with (its inverse link gives the predictions).
     n_features_in_ : int
     """
 
@@ -132,11 +137,12 @@ class FileLinearModel(BaseEstimator):
         raise InputError(MSG_SYSTEM_REFIT)
 
     @classmethod
-    def build(cls, *, task: str, attributes: list[str], reports: list[tuple], coef: np.ndarray,
+    def build(cls, *, loss: Loss, attributes: list[str], reports: list[tuple], coef: np.ndarray,
               intercept: np.ndarray, classes: np.ndarray | None, n_features: int,
               names_in: list[str] | None) -> "FileLinearModel":
         model = cls()
-        model.task_ = task
+        model.task_ = loss.task
+        model.loss_ = loss
         model.group_names_ = list(attributes)
         model.groups_ = [tuple(r) for r in reports] if attributes else None
         model.coef_ = np.asarray(coef, dtype=np.float64).reshape(len(reports), n_features)
@@ -147,6 +153,9 @@ class FileLinearModel(BaseEstimator):
         if classes is not None:
             model.classes_ = classes
         return model
+
+    def _get_loss(self) -> Loss:
+        return self.loss_
 
     def _code(self, report: Any, groups: Any, n: int) -> np.ndarray:
         if not self.group_names_:
@@ -192,28 +201,28 @@ class FileLinearModel(BaseEstimator):
         s = self.decision_function(X, groups=groups, report=report)
         if self.task_ == "classification":
             return np.asarray(self.classes_)[(s > 0).astype(np.int64)]
-        return s
+        return self.loss_.inverse_link(s)
 
 
-def _linear(model: Any, what: str, report: tuple | None, task: str, options: list[str]) -> tuple[np.ndarray, float]:
-    """The effective linear model ``(coef, intercept)`` of ``model`` under ``report``."""
-    from ..estimators import _BaseFairUse
-    from ..model.losses import LogisticLoss, SquaredLoss
+def _linear(model: Any, what: str, report: tuple | None, loss: Loss, options: list[str]) -> tuple[np.ndarray, float]:
+    """The effective linear model ``(coef, intercept)`` of ``model`` under ``report``: a
+    linear model of the system's ``loss`` (its scores are linear, and the file's scorer
+    applies that loss's inverse link)."""
+    from ..estimators import FairUseClassifier, FairUseRegressor
 
     from ._blend import ShrunkModel
 
     if isinstance(model, ShrunkModel):
-        c, b = _linear(model.candidate, what, report, task, options)
-        c0, b0 = _linear(model.generic, what, None, task, options)
-        cr, br = (c0, b0) if model.reference is None else _linear(model.reference, what, None, task, options)
+        c, b = _linear(model.candidate, what, report, loss, options)
+        c0, b0 = _linear(model.generic, what, None, loss, options)
+        cr, br = (c0, b0) if model.reference is None else _linear(model.reference, what, None, loss, options)
         t = model.strength
         return c0 + t * (c - cr), b0 + t * (b - br)
-    if isinstance(model, FileLinearModel):
+    if isinstance(model, FileLinearModel) and model.loss_ == loss:
         k = 0 if not model.group_names_ else model.groups_.index(tuple(report))
         return model.coef_[k].copy(), float(model.intercept_[k])
-    expected_loss = LogisticLoss if task == "classification" else SquaredLoss
-    if (isinstance(model, _BaseFairUse) and hasattr(model, "coef_") and type(model._get_loss()) is expected_loss
-            and getattr(model, "group_cols", None) is None):
+    if (isinstance(model, (FairUseClassifier, FairUseRegressor)) and hasattr(model, "coef_")
+            and model._get_loss() == loss and getattr(model, "group_cols", None) is None):
         return model.group_model(report if model.group_index_ is not None else None)
     shown = ", ".join(options[:5]) + (f" and {len(options) - 5} more" if len(options) > 5 else "")
     advice = ("use FairUseClassifier(encoding='none') or FairUseRegressor(encoding='none') as the generic model"
@@ -296,6 +305,8 @@ def system_document(system: Any) -> dict:
         raise InputError(MSG_SYSTEM_NOT_FITTED)
     names = [str(a) for a in system.group_names_]
     task = system._task()
+    # the generic model's loss is the system's: every model served must be linear in it
+    loss = loss_of(system.generic_) or (LogisticLoss() if task == "classification" else SquaredLoss())
     levels = {a: [_value(v, a) for v in system.levels_[a]] for a in names}
     n_options = math.prod(len(levels[a]) + 1 for a in names)  # (an integer: np.prod wraps around)
     if n_options > MAX_OPTIONS:
@@ -311,12 +322,12 @@ def system_document(system: Any) -> dict:
     models = []
     for fid in fids:
         if fid == GENERIC:
-            coef, b = _linear(system.generic_, "the generic model", None, task, users.get(fid, []))
+            coef, b = _linear(system.generic_, "the generic model", None, loss, users.get(fid, []))
             label, cand, rep = "generic", None, None
         else:
             name, key = fid
             coef, b = _linear(system.candidates_[name], f"candidate {name!r}", tuple(key) if attrs[name] else None,
-                              task, users.get(fid, []))
+                              loss, users.get(fid, []))
             label, cand = function_label(fid, attrs), name
             rep = [_value(v, a) for a, v in zip(attrs[name], key)]
         models.append({"function": label, "candidate": cand, "report": rep,
@@ -345,6 +356,7 @@ def system_document(system: Any) -> dict:
     return {
         "estimator": SYSTEM_ESTIMATOR,
         "task": task,
+        "loss": loss.name,
         "classes": _classes_dict(system) if task == "classification" else None,
         "features": {"names": [str(f) for f in feature_names],
                      "names_in": None if names_in is None else [str(v) for v in names_in]},
@@ -421,6 +433,14 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
     task = doc["task"]
     if task not in ("classification", "regression"):
         raise _bad(source, "task", f"must be 'classification' or 'regression'; got {_short(task)}")
+    loss_name = doc.get("loss")  # (absent from files written before it was recorded: the task's first loss)
+    if loss_name is None:
+        loss = LogisticLoss() if task == "classification" else SquaredLoss()
+    elif not isinstance(loss_name, str) or loss_name not in LOSSES or LOSSES[loss_name].task != task:
+        known = sorted(n for n, cls in LOSSES.items() if cls.task == task)
+        raise _bad(source, "loss", f"must be one of {known} for {task}; got {_short(loss_name)}")
+    else:
+        loss = LOSSES[loss_name]()
     classes = _build_classes(doc["classes"], source) if task == "classification" else None
     if task == "regression" and doc["classes"] is not None:
         raise _bad(source, "classes", "must be null for regression")
@@ -581,10 +601,10 @@ def system_from_document(doc: dict, source: str) -> tuple[Any, list[str]]:
     for name, reps in reports.items():
         rows = [k_of[(name, r)] for r in reps]
         cand_models[name] = FileLinearModel.build(
-            task=task, attributes=cand_attrs[name], reports=reps if cand_attrs[name] else [()],
+            loss=loss, attributes=cand_attrs[name], reports=reps if cand_attrs[name] else [()],
             coef=np.vstack([coefs[k] for k in rows]) if d else np.zeros((len(rows), 0)),
             intercept=np.array([intercepts[k] for k in rows]), classes=classes, n_features=d, names_in=names_in)
-    generic = FileLinearModel.build(task=task, attributes=[], reports=[()], coef=coefs[0].reshape(1, d),
+    generic = FileLinearModel.build(loss=loss, attributes=[], reports=[()], coef=coefs[0].reshape(1, d),
                                     intercept=np.array([intercepts[0]]), classes=classes, n_features=d,
                                     names_in=names_in)
     system = FairUseSystem(cand_models, generic, **settings)

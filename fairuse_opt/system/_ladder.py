@@ -211,14 +211,14 @@ def assign_ladder(problem: AssignmentProblem, *, metric: Metric, alpha: float, r
         base = problem.scores[rows, gen_col]
         cand = problem.scores[rows, problem.columns[plan.function]]
         ref = None if problem.reference is None else problem.reference[rows]
-        full_res = _compare(metric, test, y, base, blend_scores(base, cand, 1.0, problem.classification, ref),
+        full_res = _compare(metric, test, y, base, blend_scores(base, cand, 1.0, problem.classification, ref, problem.loss),
                             generators[o], n_boot)
         rec["gain_full"] = full_res["gain"]
         if rows.size < min_group_size:
             rec["why"] = f"too small to test ({rows.size} rows < min_group_size = {min_group_size})"
             continue
         res = [full_res if t >= 1 else
-               _compare(metric, test, y, base, blend_scores(base, cand, t, problem.classification, ref),
+               _compare(metric, test, y, base, blend_scores(base, cand, t, problem.classification, ref, problem.loss),
                         generators[o], n_boot) for t in rungs]
         if any(np.isnan(r["p"]) for r in res):
             rec["why"] = "the metric is undefined on this option's rows (one class)"
@@ -319,7 +319,7 @@ def _scores_of(problem: AssignmentProblem, fid: tuple, rows: np.ndarray) -> np.n
     base = problem.scores[rows, problem.columns[GENERIC]]
     cand = problem.scores[rows, problem.columns[(fid[0], fid[1])]]
     ref = None if problem.reference is None else problem.reference[rows]
-    return blend_scores(base, cand, fid[2], problem.classification, ref)
+    return blend_scores(base, cand, fid[2], problem.classification, ref, problem.loss)
 
 
 def _envy_by_test(problem, metric, alpha, served, strength, info, note, label, generators, n_boot,

@@ -22,6 +22,7 @@ from .._validation import check_classification_target, check_param, check_regres
 from .._validation import check_reports
 from ..audit._metrics import CLASSIFICATION, REGRESSION, Metric, get_metric
 from ..audit._stats import spawn_generators
+from ..model.losses import SquaredLoss, loss_of
 from ..exceptions import (
     MSG_BAD_PARAM,
     MSG_GROUP_NAMES_MISMATCH,
@@ -128,7 +129,9 @@ class FairUseSystem(BaseEstimator):
         ``predict_proba`` or ``predict``, set the task.
     metric : str or Metric, optional
         Assignment metric: ``"error"`` (default for classification), ``"log_loss"``,
-        ``"brier"``, ``"auc"``, ``"ece"``; ``"mse"`` (default for regression), ``"mae"``.
+        ``"brier"``, ``"auc"``, ``"ece"``; ``"mse"`` (default for regression), ``"mae"``,
+        ``"poisson_deviance"`` (the default when the generic model fits the Poisson loss:
+        the generic model's loss names the default, :attr:`Loss.metric`).
     alpha : float, default 0.10
         Family-wise level, in (0, 0.5).
     correction : {"holm", "bonferroni", None}, default "holm"
@@ -246,7 +249,7 @@ class FairUseSystem(BaseEstimator):
         metric = self.metric
         if metric is None:
             default = "log_loss" if self.procedure != "split" and self.test != "exact" else "error"
-            metric = default if task == CLASSIFICATION else "mse"
+            metric = default if task == CLASSIFICATION else (getattr(loss_of(self.generic), "metric", None) or "mse")
         if isinstance(metric, str):
             metric = get_metric(metric, task)
         elif not isinstance(metric, Metric):
@@ -427,7 +430,8 @@ class FairUseSystem(BaseEstimator):
         problem = AssignmentProblem(names=names, y=y, row_keys=row_keys, row_codes=row_codes,
                                     options=options, members=members, scores=scores, columns=columns,
                                     eligible=eligible, names_of=attrs,
-                                    classification=task == CLASSIFICATION, reference=reference)
+                                    classification=task == CLASSIFICATION, reference=reference,
+                                    loss=loss_of(self.generic))
         generators = {o: gens[1 + i] for i, o in enumerate(options)}
         if self.procedure == "ladder":
             plans = self._check_plans(options, eligible, attrs)
@@ -725,11 +729,15 @@ class FairUseSystem(BaseEstimator):
         return text
 
     def score(self, X: Any, y: Any, *, groups: Any = None) -> float:
-        """Accuracy (classification) or R^2 (regression) of the served models."""
-        from sklearn.metrics import accuracy_score, r2_score
+        """Accuracy (classification), or the generic model's loss's score of the served
+        models' predictions (R^2 for the squared error, the fraction of Poisson deviance
+        explained for the Poisson loss; R^2 for a generic model of another library)."""
+        from sklearn.metrics import accuracy_score
 
         pred = self.predict(X, groups=groups)
-        return float(accuracy_score(y, pred) if _is_classifier(self) else r2_score(y, pred))
+        if _is_classifier(self):
+            return float(accuracy_score(y, pred))
+        return (loss_of(self.generic) or SquaredLoss()).score(np.asarray(y, dtype=np.float64), pred)
 
 
 def _check_fitted(model: Any, what: str) -> None:
