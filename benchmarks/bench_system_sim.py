@@ -119,6 +119,13 @@ def write_markdown(table: pd.DataFrame, meta: dict, path: Path) -> None:
                  f"{k} {v:.1f}" for k, v in table.drop_duplicates(["setting", "rep"]).groupby("setting")[
                      "rep_cpu_s"].mean().dropna().items()) + " (measured from the engine's CPU clock, added "
                  "during the run)." if "rep_cpu_s" in table else ""), "",
+             *[f"Rows of the design(s) {', '.join(repr(d) for d in m.get('designs', []))} come from a later run "
+               f"(`--designs`, merged with `--report-only --merge-designs`): command `{m['command']}`, library "
+               f"commit `{m.get('commit', '?')}`, {m.get('elapsed_min', float('nan')):.1f} min, peak memory "
+               f"{m.get('peak_mb', float('nan')):.0f} MB; the same settings, seeds and samples. The other "
+               "designs' rows are the earlier run's (the earlier default, re-run as 'ladder, generic of the "
+               "training part', reproduced its figures)." for m in meta.get("merged", [])],
+             *([""] if meta.get("merged") else []),
              *([f"Populations of {meta['pop_size']:,} rows rather than 1,000,000: memory is not the limit "
                 f"({meta['pop_mib']:.0f} MiB), time is (every served model is evaluated on every row of "
                 "its option, so a replication's evaluation grows with the population), and the run had to "
@@ -208,8 +215,10 @@ def main(argv=None) -> None:
     def log(msg):
         print(time.strftime("%H:%M:%S"), msg, flush=True)
 
-    command = "python benchmarks/bench_system_sim.py " + " ".join(a for a in (argv or sys.argv[1:])
-                                                                  if a not in ("--resume", "--report-only"))
+    import shlex
+
+    command = "python benchmarks/bench_system_sim.py " + shlex.join(a for a in (argv or sys.argv[1:])
+                                                                    if a not in ("--resume", "--report-only"))
     meta = json.loads(meta_path.read_text()) if (args.resume or args.report_only) and meta_path.exists() else {}
     if not (args.resume or args.report_only) and csv.exists():
         csv.unlink()
@@ -239,6 +248,7 @@ def main(argv=None) -> None:
         merged = merge_designs(csv, other / CSV)
         merged.to_csv(csv, index=False)
         extra = json.loads((other / META).read_text())
+        extra["designs"] = sorted(d for d in pd.read_csv(other / CSV)["design"].unique() if "uncertified" not in d)
         meta["merged"] = meta.get("merged", []) + [extra]
         meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         write_markdown(merged, meta, out / "system_simulation.md")
