@@ -571,3 +571,20 @@ def test_cli_fit_system_runs_the_ladder_and_crossfit(tmp_path, capsys):
         assert loaded.served_[("a1", "b0")] != GENERIC  # a strong effect is certified either way
     assert main(["fit", "--system", "--data", str(data), "--target", "y", "--groups", "A,B", "--out",
                  str(tmp_path / "x.json"), "--procedure", "crossfit", "--no-envy", "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("procedure", ["ladder", "crossfit"])
+def test_text_labels_give_the_system_of_their_0_1_coding(procedure):
+    """Fuzz case 278 (issue 24): fit_system with labels 'no'/'yes' crashed in the choice of
+    plans (the labels were read as numbers); now it is the system of the 0/1 labels."""
+    X, y, G = _population(1500, 8, {("a1", "b0"): 2.0})
+    text = np.where(y == 1, "yes", "no")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairUseWarning)
+        num = fit_system(X, y, G, candidates=POOL, procedure=procedure, random_state=0)
+        txt = fit_system(X, text, G, candidates=POOL, procedure=procedure, random_state=0)
+    assert any(f != GENERIC for f in num.served_.values())  # the comparison covers a personalized option
+    assert txt.served_ == num.served_
+    np.testing.assert_allclose(txt.predict_proba(X.iloc[:200], groups=G.iloc[:200]),
+                               num.predict_proba(X.iloc[:200], groups=G.iloc[:200]), rtol=1e-10)
+    assert list(txt.classes_) == ["no", "yes"]

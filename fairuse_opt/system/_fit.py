@@ -258,7 +258,8 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
             say(f"cross-validation of the pool on the training part ({cv} folds) in "
                 f"{time.perf_counter() - started:.1f}s")
         m = FairUseSystem(fitted, fitted_generic, **system_kw)._metric(task)
-        plans = select_plans(oof, y_tr, g_tr, {k: pool[k][1] for k in fitted}, m)
+        y_sel = _labels01(y_tr) if task == "classification" else y_tr
+        plans = select_plans(oof, y_sel, g_tr, {k: pool[k][1] for k in fitted}, m)
     served_generic, reference = fitted_generic, None
     if procedure == "ladder" and generic_rows == "all":
         served_generic = cached.get("generic_all") if cached is not None else None
@@ -356,7 +357,8 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
     system._check_params()
     metric = system._metric(task)
     pool_attrs = {k: pool[k][1] for k in fitted}
-    nested, plans = nested_plans(oof, y, frame, pool_attrs, metric)
+    y01 = _labels01(y) if classification else y
+    nested, plans = nested_plans(oof, y01, frame, pool_attrs, metric)
     # the assignment problem on all rows: per option one column of nested out-of-fold outputs
     row_keys, row_codes = row_options(frame)
     options = sorted({o for k in row_keys for o in sub_options(k)}, key=option_order)
@@ -370,7 +372,7 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
                        else LadderPlan(GENERIC, why=plans[o].why if o in plans else "no plan"))
                    for o in options}
     names = list(frame.columns)
-    problem = AssignmentProblem(names=names, y=y.astype(np.float64) if classification else y, row_keys=row_keys,
+    problem = AssignmentProblem(names=names, y=y01, row_keys=row_keys,
                                 row_codes=row_codes, options=options, members=members, scores=scores,
                                 columns={f: k for k, f in enumerate(cols)},
                                 eligible={o: [("__nested__", o)] for o in options},
@@ -398,6 +400,16 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
                     "oof": oof, "names": list(pool)}
     system.procedure_ = "crossfit"
     return system
+
+
+def _labels01(y: np.ndarray) -> np.ndarray:
+    """Binary labels of any type as 0.0/1.0, the larger of the two sorted values being 1
+    (the positive class of scikit-learn's classifiers and of the out-of-fold scores).
+    Other label sets are returned unchanged: the generic model's fit reports them."""
+    classes = np.unique(y)
+    if classes.size != 2:
+        return y
+    return (y == classes[1]).astype(np.float64)
 
 
 def _label(names: list[str], o: tuple) -> str:
