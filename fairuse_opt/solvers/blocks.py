@@ -92,9 +92,11 @@ class _Batch:
         db = X[:, -1] - self.b0
         return self.R2 - np.einsum("ij,ij->i", dw, dw), self.B2 - db * db, dw, db
 
-    def evaluate(self, X: np.ndarray, hessian: bool):
-        """Every group's mean loss ``(Gb,)``, gradient ``(Gb, k)`` and with ``hessian``
-        Hessian ``(Gb, k, k)`` at its point ``X[g]``."""
+    def evaluate(self, X: np.ndarray, hessian: bool, grad: bool = True):
+        """Every group's mean loss ``(Gb,)``, gradient ``(Gb, k)`` (``None`` without
+        ``grad``: a line search needs the losses only) and with ``hessian`` Hessian
+        ``(Gb, k, k)`` at its point ``X[g]``."""
+        grad = grad or hessian
         Gb, k = self.Gb, self.k
         Xe = np.vstack([X, np.zeros((1, k))])  # the extra row: rows to ignore
         f = np.zeros(Gb + 1)
@@ -111,6 +113,8 @@ class _Batch:
             starts = np.flatnonzero(np.concatenate([[True], cc[1:] != cc[:-1]]))
             run = cc[starts]
             f[run] += np.add.reduceat(v, starts)
+            if not grad:
+                continue
             if k > 1:
                 g[run, :-1] += np.add.reduceat(Fc * ls[:, None], starts, axis=0)
             g[run, -1] += np.add.reduceat(ls, starts)
@@ -127,7 +131,7 @@ class _Batch:
                         Zs = F1[rows] * np.sqrt(cv[rows])[:, None]
                         H[r] += Zs.T @ Zs
         W = self.W
-        f, g = f[:Gb] / W, g[:Gb] / W[:, None]
+        f, g = f[:Gb] / W, (g[:Gb] / W[:, None] if grad else None)
         if hessian:
             H = H[:Gb] / W[:, None, None]
         return f, g, H
@@ -172,7 +176,8 @@ def _newton_inside(batch: _Batch, X: np.ndarray, gtol: float, max_steps: int = 3
             left = trying & ~inside & (step == 1.0)
             state[left] = 2  # the minimum is not (clearly) inside: the barrier method
             accepted |= left
-            fc = batch.evaluate(np.where(inside[:, None], cand, X), False)[0]
+            fc = (batch.evaluate(np.where(inside[:, None], cand, X), False, grad=False)[0] if inside.any()
+                  else f)
             ok = trying & inside & np.isfinite(fc) & (fc <= f + 8 * np.spacing(np.abs(f)))
             X[ok] = cand[ok]
             accepted |= ok
@@ -227,7 +232,10 @@ def _barrier(batch: _Batch, X: np.ndarray, todo: np.ndarray, gap: float, t0: flo
             cand = X - step[:, None] * D
             c1, c2, _, _ = batch.slacks(cand)
             inside = trying & (c1 > 0) & (c2 > 0)
-            fc = batch.evaluate(np.where(inside[:, None], cand, X), False)[0]
+            if not inside.any():  # every step tried leaves the set: shorter ones, no pass
+                step[trying] *= 0.5
+                continue
+            fc = batch.evaluate(np.where(inside[:, None], cand, X), False, grad=False)[0]
             with np.errstate(invalid="ignore", divide="ignore"):
                 phic = t * fc - np.log(np.where(inside, c1, 1.0)) - np.log(np.where(inside, c2, 1.0))
             ok = inside & np.isfinite(phic) & (phic <= phi - 0.25 * step * dec)
