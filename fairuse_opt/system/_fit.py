@@ -27,7 +27,7 @@ from ..exceptions import (
 )
 from ._assign import GENERIC
 from ._ladder import DEFAULT_RUNGS
-from ._select import fold_ids, nested_plans, out_of_fold, select_plans
+from ._select import RowSubsets, fold_ids, nested_plans, out_of_fold, select_plans
 from ._system import FairUseSystem, _n_rows, _take
 
 __all__ = ["fit_system", "default_candidates", "stratified_split"]
@@ -293,12 +293,13 @@ def _fit_pool(X_tr: Any, y_tr: np.ndarray, g_tr: pd.DataFrame, pool: dict, gener
     fitted: dict[str, Any] = {}
     # candidates on the same rows share their standardised rows, generic model and
     # unconstrained fit (the models are those of fits on their own: see _fitcache)
+    subsets = RowSubsets(X_tr)
     with shared_fits():
         for name, (est, attrs) in pool.items():
             rows = np.flatnonzero(g_tr[attrs].notna().all(axis=1).to_numpy())
             started = time.perf_counter()
             try:
-                model = clone(est).fit(_take(X_tr, rows), y_tr[rows],
+                model = clone(est).fit(subsets.take(rows), y_tr[rows],
                                        groups=g_tr.iloc[rows][attrs].reset_index(drop=True))
             except Exception as exc:  # a candidate that cannot be fitted is left out, loudly
                 msg = f"candidate {name!r} could not be fitted and is left out: {type(exc).__name__}: {exc}"

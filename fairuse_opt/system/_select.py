@@ -85,6 +85,23 @@ def _take(X: Any, rows: np.ndarray) -> Any:
     return X.iloc[rows] if isinstance(X, (pd.DataFrame, pd.Series)) else np.asarray(X)[rows]
 
 
+class RowSubsets:
+    """``X``'s rows at given positions, each distinct set taken once (the candidates
+    of a pool mostly train on the same rows: all those reporting their attributes)."""
+
+    def __init__(self, X: Any):
+        self.X = X
+        self._kept: dict[bytes, Any] = {}
+
+    def take(self, rows: np.ndarray) -> Any:
+        key = np.asarray(rows, dtype=np.int64).tobytes()
+        if key not in self._kept:
+            if len(self._kept) >= 4:  # (a few subsets: the memory of a few copies of X)
+                self._kept.pop(next(iter(self._kept)))
+            self._kept[key] = _take(self.X, rows)
+        return self._kept[key]
+
+
 def out_of_fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict[str, tuple[Any, list[str]]],
                 generic: Any, folds: np.ndarray, *, classification: bool, progress: Any = None) -> OutOfFold:
     """Fit the generic model and every candidate on all folds but one; score that fold.
@@ -125,6 +142,7 @@ def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, 
     gen = _output(g, _take(X, held), classification, None)
     X_held = _take(X, held)
     cands: dict[str, np.ndarray] = {}
+    subsets = RowSubsets(X)
     # the candidates on the same rows share their standardised rows, generic model and
     # unconstrained fit (each model is the one its own fit gives: see _fitcache)
     with shared_fits():
@@ -134,7 +152,7 @@ def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, 
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FairUseWarning)
-                    model = clone(est).fit(_take(X, rows), y[rows],
+                    model = clone(est).fit(subsets.take(rows), y[rows],
                                            groups=frame.iloc[rows][attrs].reset_index(drop=True))
             except Exception as exc:  # noqa: BLE001 - a candidate that cannot be fitted scores nothing
                 logger.warning("fold %d: candidate %r could not be fitted (%s: %s)", k, name,
