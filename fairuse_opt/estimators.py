@@ -436,15 +436,7 @@ class _BaseFairUse(BaseEstimator):
                            y_shift=y_shift)
 
         # 1. the generic model (also the anchor of the common set)
-        if gdata is data:
-            gprob = problem("none")
-        else:  # in the row space of the rows (the decoupled encoding with more features than rows)
-            r = gbasis.shape[1]
-            gprob = Problem(Family("none", self.group_reg, r, level_codes, n_levels, shift=np.zeros(r)), loss,
-                            gdata, alpha=float(self.alpha), scale=np.ones(r), mean=np.zeros(r), groups=keys,
-                            feature_names=self.feature_names_, y_shift=y_shift)
-        _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
-        theta0, grec = None, None
+        theta0, grec, gprob, cached = None, None, None, None
         # what the generic and the unconstrained fits depend on besides the rows (shared
         # within fit_system's pool only, and not in the row space of wide data)
         shared_key = None
@@ -454,6 +446,14 @@ class _BaseFairUse(BaseEstimator):
             cached = _fitcache.lookup(design, "generic", shared_key)
             if cached is not None:
                 gprob, theta0, grec = cached[0], cached[1].copy(), cached[2]
+        if gprob is None and gdata is data:
+            gprob = problem("none")
+        elif gprob is None:  # in the row space of the rows (the decoupled encoding with more features than rows)
+            r = gbasis.shape[1]
+            gprob = Problem(Family("none", self.group_reg, r, level_codes, n_levels, shift=np.zeros(r)), loss,
+                            gdata, alpha=float(self.alpha), scale=np.ones(r), mean=np.zeros(r), groups=keys,
+                            feature_names=self.feature_names_, y_shift=y_shift)
+        _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
         if theta0 is None and choice in NATIVE_CHOICES:
             start = np.zeros(gprob.d + 1)
             start[gprob.d] = loss.start(y_fit, w)
@@ -469,7 +469,7 @@ class _BaseFairUse(BaseEstimator):
             # interior-point solutions leave gradients ~1e-6 on small problems, and the
             # generic losses are the bound of every rationality constraint: polish them
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
-        if shared_key is not None:
+        if shared_key is not None and cached is None:
             _fitcache.store(design, "generic", (gprob, theta0.copy(), grec), shared_key)
         g_fit = gprob.d
         w0, b0 = theta0[:g_fit], float(theta0[g_fit])

@@ -89,14 +89,15 @@ class RowSubsets:
     """``X``'s rows at given positions, each distinct set taken once (the candidates
     of a pool mostly train on the same rows: all those reporting their attributes)."""
 
-    def __init__(self, X: Any):
+    def __init__(self, X: Any, keep: int = 4):
         self.X = X
+        self.keep = keep  # subsets kept at once (the oldest dropped first)
         self._kept: dict[bytes, Any] = {}
 
     def take(self, rows: np.ndarray) -> Any:
         key = np.asarray(rows, dtype=np.int64).tobytes()
         if key not in self._kept:
-            if len(self._kept) >= 4:  # (a few subsets: the memory of a few copies of X)
+            if len(self._kept) >= self.keep:
                 self._kept.pop(next(iter(self._kept)))
             self._kept[key] = _take(self.X, rows)
         return self._kept[key]
@@ -142,7 +143,7 @@ def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, 
     gen = _output(g, _take(X, held), classification, None)
     X_held = _take(X, held)
     cands: dict[str, np.ndarray] = {}
-    subsets = RowSubsets(X)
+    subsets, held_subsets = RowSubsets(X), RowSubsets(X_held, keep=64)
     # the candidates on the same rows share their standardised rows, generic model and
     # unconstrained fit (each model is the one its own fit gives: see _fitcache)
     with shared_fits():
@@ -171,7 +172,7 @@ def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, 
                     by_key.setdefault(tuple(key), []).append(i)
             for key, pos in by_key.items():
                 try:
-                    out[pos] = _output(model, _take(X_held, np.asarray(pos)), classification, key)
+                    out[pos] = _output(model, held_subsets.take(np.asarray(pos)), classification, key)
                 except Exception:  # noqa: BLE001 - a group the fold model did not see
                     pass
     return held, gen, cands, time.perf_counter() - started
