@@ -89,8 +89,9 @@ def test_groups_inside_and_on_the_ball_match_the_conic_solution(loss):
     assert blocks.separable(prob)
     res = blocks.solve(prob, np.zeros(prob.p))
     at = spec.at_boundary(prob.family, *prob.effective(res.solution))
-    assert at.any() and not at.all()  # both branches: Newton inside, barrier on the ball
-    assert "(Newton): 2" in res.notes[0] and "(barrier): 2" in res.notes[0]
+    assert at.any() and not at.all()  # both branches: Newton inside, the secular method on the ball
+    assert "(Newton): 2" in res.notes[0] and "on the ball: 2" in res.notes[0]
+    assert "by the barrier method: 0" in res.notes[0]
     check_against_conic(prob, res)
 
 
@@ -139,6 +140,8 @@ def test_a_group_of_one_class_goes_to_the_intervals_bound():
     res = blocks.solve(prob, np.zeros(prob.p))
     _, bs = prob.effective(res.solution)
     np.testing.assert_allclose(bs[1], 0.5 + 2.0, rtol=1e-8)
+    # the interval binds: not the ball's case, so the barrier method solves that group
+    assert "by the barrier method: 1" in res.notes[0]
     check_against_conic(prob, res, atol_theta=1e-3)
 
 
@@ -207,3 +210,54 @@ def test_the_decoupled_regressor_matches_its_conic_fit():
     assert est.certificate_.attempts == [("NATIVE/per-group", "optimal")]
     np.testing.assert_allclose(est.certificate_.objective, ref.certificate_.objective, rtol=1e-7)
     np.testing.assert_allclose(est.coef_, ref.coef_, atol=1e-3)
+
+
+def _barrier_reference(batch, gap=1e-11):
+    X, state = blocks._barrier(batch, batch.centres(), np.ones(batch.Gb, dtype=bool), gap)
+    assert (state == 1).all()
+    return X, batch.evaluate(X, False)[0]
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()])
+def test_the_secular_method_on_the_ball_meets_the_barrier_methods_gap(loss):
+    """Groups whose minimum lies outside the ball (one with two identical features: a
+    singular Hessian): every one certified, inside the set, its loss within the gap of
+    the barrier method's (which stops at a duality gap of 2 / t <= 1e-11)."""
+    G, d = 5, 4
+    Z, codes, y = random_rows(7, 1500, d, G, effect=np.array([2.0, 3.0, 4.0, 2.5, 3.5]))
+    Z[codes == 2, 3] = Z[codes == 2, 2]  # group 2: features 2 and 3 identical
+    if isinstance(loss, SquaredLoss):
+        y = Z @ np.array([1.0, -2.0, 1.5, 0.5]) * (1 + codes) + np.random.default_rng(8).normal(size=len(y))
+    spec = SetSpec(0.0, 5.0, np.zeros(d), 1.0)
+    prob = decoupled_problem(Z, codes, y, loss, spec, G)
+    res = blocks.solve(prob, np.zeros(prob.p))
+    assert f"on the ball: {G}" in res.notes[0] and "by the barrier method: 0" in res.notes[0]
+    check_against_conic(prob, res)
+    local = np.arange(G)
+    batch = blocks._Batch(prob.data.Z, prob.data.stats, local[prob.data.codes], prob.Wg, np.zeros((G, d)), spec,
+                          prob.loss)
+    _, f_barrier = _barrier_reference(batch)
+    Ws, bs = prob.effective(res.solution)
+    f_ball = batch.evaluate(np.column_stack([Ws, bs]), False)[0]
+    assert np.all(f_ball <= f_barrier + 1e-11 * np.maximum(1, np.abs(f_barrier)))
+    assert np.all(f_ball >= f_barrier - 1e-11 * np.maximum(1, np.abs(f_barrier)))
+
+
+def test_the_secular_method_leaves_an_inside_minimum_and_a_binding_interval_alone():
+    """From points where Newton's method left the set although the minimum is inside, and
+    for a group whose interval binds: not certified by the method on the ball (state 0),
+    so that the barrier method solves them."""
+    G, d = 2, 2
+    Z, codes, y = random_rows(9, 400, d, G, effect=np.array([0.3, 1.0]))
+    y[codes == 1] = 1.0  # group 1: one class, its intercept pushed to the interval's bound
+    spec = SetSpec(0.0, 2.0, np.zeros(d), 5.0)  # a ball that does not bind group 0
+    prob = decoupled_problem(Z, codes, y, LogisticLoss(), spec, G)
+    batch = blocks._Batch(prob.data.Z, prob.data.stats, np.arange(G)[prob.data.codes], prob.Wg, np.zeros((G, d)),
+                          spec, prob.loss)
+    start = batch.centres()
+    start[0, :-1] = [0.5, 0.5]  # group 0 from a point inside, its minimum inside too
+    _, state = blocks._on_ball(batch, start, 1e-11)
+    assert (state == 0).all()
+    res = blocks.solve(prob, np.zeros(prob.p))
+    assert res.status == "optimal" and "by the barrier method: 1" in res.notes[0]
+    check_against_conic(prob, res, atol_theta=1e-3)
