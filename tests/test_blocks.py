@@ -261,3 +261,48 @@ def test_the_secular_method_leaves_an_inside_minimum_and_a_binding_interval_alon
     res = blocks.solve(prob, np.zeros(prob.p))
     assert res.status == "optimal" and "by the barrier method: 1" in res.notes[0]
     check_against_conic(prob, res, atol_theta=1e-3)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()])
+def test_losses_gradients_and_hessians_by_group_equal_the_rowwise_sums(loss):
+    """The two ways of evaluating a batch (a BLAS product per long group; per-row terms
+    summed by runs) give the same losses, gradients and Hessians, with rows to ignore
+    (code Gb) between two groups."""
+    rng = np.random.default_rng(11)
+    d, sizes = 5, [700, 40, 600]  # the middle group's rows are ignored (code Gb)
+    codes = np.repeat([0, 2, 1], sizes)
+    Z = rng.normal(size=(len(codes), d))
+    y = (rng.random(len(codes)) < 0.4).astype(float) if isinstance(loss, LogisticLoss) else rng.normal(size=len(codes))
+    stats = loss.stats(y, np.ones(len(codes)))
+    spec = SetSpec(0.1, 3.0, np.zeros(d), 2.0)
+    W = np.array([700.0, 600.0])
+    batch = blocks._Batch(Z, stats, codes, W, np.zeros((2, d)), spec, loss)
+    assert batch.long and batch.runs == [(0, 700), (740, 1340)]
+    X = rng.normal(size=(2, d + 1)) * 0.3
+    by_group = batch.evaluate(X, True)
+    batch.long, batch.outer = False, True
+    rowwise = batch.evaluate(X, True)
+    for a, b in zip(by_group, rowwise):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # against sums written out
+    for j, rows in enumerate([slice(0, 700), slice(740, 1340)]):
+        s = Z[rows] @ X[j, :-1] + X[j, -1]
+        Z1 = np.column_stack([Z[rows], np.ones(rows.stop - rows.start)])
+        np.testing.assert_allclose(by_group[0][j], loss.value(stats[rows], s).sum() / W[j], rtol=1e-12)
+        np.testing.assert_allclose(by_group[1][j], Z1.T @ loss.grad(stats[rows], s) / W[j], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(by_group[2][j], Z1.T @ (Z1 * loss.curvature(stats[rows], s)[:, None]) / W[j],
+                                   rtol=1e-10, atol=1e-14)
+
+
+def test_long_groups_beside_groups_with_fewer_rows_than_features():
+    G, d = 3, 8
+    rng = np.random.default_rng(12)
+    codes = np.repeat(np.arange(G), [600, 5, 700])
+    Z = rng.normal(size=(len(codes), d))
+    W = rng.normal(size=(G, d)) * 2
+    y = (rng.random(len(codes)) < 1 / (1 + np.exp(-np.einsum("ij,ij->i", Z, W[codes])))).astype(float)
+    spec = SetSpec(0.0, 4.0, np.zeros(d), 1.0)
+    prob = decoupled_problem(Z, codes, y, LogisticLoss(), spec, G)
+    res = blocks.solve(prob, np.zeros(prob.p))
+    assert "in their rows' space: 1" in res.notes[0]
+    check_against_conic(prob, res, atol_theta=1e-3)

@@ -47,6 +47,9 @@ _CHUNK_CELLS = 1 << 18
 #: blocks up to this size accumulate their Hessians from per-row outer products in one
 #: call; larger ones a group's rows at a time
 _SMALL_K = 16
+#: groups of at least this many rows on average take the per-group products whatever
+#: the block size
+_LONG_GROUPS = 256
 
 
 def separable(problem) -> bool:
@@ -70,7 +73,19 @@ class _Batch:
         self.b0, self.B2 = float(spec.intercept_center), float(spec.intercept_bound) ** 2
         self.loss = loss
         k = self.k
-        self.chunk = max(64, _CHUNK_CELLS // (k * k if k <= _SMALL_K else k))
+        # per-row outer products for small blocks of small groups; a product per group
+        # (Z_g' Z_g, BLAS) once the groups are long enough to pay for a call each
+        self.long = self.F.shape[0] >= _LONG_GROUPS * max(self.Gb, 1)
+        self.outer = k <= _SMALL_K and not self.long
+        self.chunk = max(64, _CHUNK_CELLS // (k * k if self.outer else k))
+        if self.long:  # each group's rows: one run (the rows are sorted by group)
+            n = len(codes)
+            starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]])) if n else np.zeros(0, int)
+            ends = np.append(starts[1:], n)
+            self.runs = [(0, 0)] * self.Gb
+            for a, b, c in zip(starts, ends, codes[starts]):
+                if c < self.Gb:
+                    self.runs[int(c)] = (int(a), int(b))
 
     def subset(self, keep: np.ndarray) -> "_Batch":
         """The batch of the groups ``keep`` (bool ``(Gb,)``) only (their rows copied)."""
@@ -97,6 +112,8 @@ class _Batch:
         ``grad``: a line search needs the losses only) and with ``hessian`` Hessian
         ``(Gb, k, k)`` at its point ``X[g]``."""
         grad = grad or hessian
+        if self.long:
+            return self._evaluate_by_group(X, hessian, grad)
         Gb, k = self.Gb, self.k
         Xe = np.vstack([X, np.zeros((1, k))])  # the extra row: rows to ignore
         f = np.zeros(Gb + 1)
@@ -121,7 +138,7 @@ class _Batch:
             if hessian:
                 cv = self.loss.curvature(st, s)
                 F1 = np.column_stack([Fc, np.ones(b - a)])
-                if k <= _SMALL_K:
+                if self.outer:
                     outer = F1[:, :, None] * (F1 * cv[:, None])[:, None, :]
                     H[run] += np.add.reduceat(outer, starts, axis=0)
                 else:
@@ -135,6 +152,40 @@ class _Batch:
         if hessian:
             H = H[:Gb] / W[:, None, None]
         return f, g, H
+
+    def _evaluate_by_group(self, X: np.ndarray, hessian: bool, grad: bool):
+        """:meth:`evaluate` a group at a time, each product a BLAS call on its rows (no
+        gathered copy of the points, no per-row outer products): for groups of hundreds
+        of rows and more."""
+        Gb, k = self.Gb, self.k
+        f = np.zeros(Gb)
+        g = np.zeros((Gb, k)) if grad else None
+        H = np.zeros((Gb, k, k)) if hessian else None
+        for j, (lo, hi) in enumerate(self.runs):
+            w, b0 = X[j, :-1], X[j, -1]
+            for a in range(lo, hi, self.chunk):
+                b = min(a + self.chunk, hi)
+                Fc, st = self.F[a:b], self.stats[a:b]
+                s = Fc @ w if k > 1 else np.zeros(b - a)
+                s += b0
+                v, ls = self.loss.value_grad(st, s)
+                f[j] += v.sum()
+                if not grad:
+                    continue
+                if k > 1:
+                    g[j, :-1] += Fc.T @ ls
+                g[j, -1] += ls.sum()
+                if hessian:
+                    cv = self.loss.curvature(st, s)
+                    if k > 1:
+                        Zs = Fc * np.sqrt(cv)[:, None]
+                        H[j, :-1, :-1] += Zs.T @ Zs
+                        H[j, :-1, -1] += Fc.T @ cv
+                    H[j, -1, -1] += cv.sum()
+            if hessian:
+                H[j, -1, :-1] = H[j, :-1, -1]
+        W = self.W
+        return f / W, (g / W[:, None] if grad else None), (H / W[:, None, None] if hessian else None)
 
 
 def _solve_stack(H: np.ndarray, G: np.ndarray) -> np.ndarray:
