@@ -173,3 +173,34 @@ def test_out_of_fold_scores_equal_a_row_by_row_computation():
                     expected[i] = model.predict_proba(X.iloc[[i]], report=report)[0, 1]
             assert np.isnan(oof.candidates[name]).sum() == np.isnan(expected).sum() > (0 if "B" in attrs else -1)
             np.testing.assert_allclose(oof.candidates[name], expected, rtol=1e-12, atol=0, equal_nan=True)
+
+
+def test_digests_are_remembered_for_read_only_arrays_only():
+    a = np.arange(10000.0)
+    with _fitcache.shared_fits():
+        d1 = _fitcache.digest(a)
+        a[5] = -1.0  # a writeable array is hashed again: its change is seen
+        d2 = _fitcache.digest(a)
+        assert d1 != d2
+        b = a.copy()
+        b.flags.writeable = False
+        db = _fitcache.digest(b)
+        assert db == d2 and db == _fitcache.digest(b)
+        assert any(arr is b for arr, _ in _fitcache._DIGESTS.get())
+        assert not any(arr is a for arr, _ in _fitcache._DIGESTS.get())
+    assert _fitcache._DIGESTS.get() is None
+
+
+def test_row_subsets_as_arrays_are_the_estimators_own_conversion():
+    from fairuse_opt._validation import check_features
+    from fairuse_opt.system._select import RowSubsets
+
+    X, _, _ = _data(n=50)
+    X["flag"] = np.arange(50) % 2 == 0  # a bool column, converted to 0/1
+    rows = np.array([3, 1, 4, 1, 5, 9, 2, 6])
+    subsets = RowSubsets(X, arrays=True)
+    arr = subsets.take(rows)
+    np.testing.assert_array_equal(arr, check_features(X.iloc[rows])[0])
+    assert arr.dtype == np.float64 and not arr.flags.writeable
+    assert subsets.take(rows.copy()) is arr  # taken once
+    assert RowSubsets(X).take(rows).equals(X.iloc[rows])

@@ -19,6 +19,8 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
 from .._fitcache import shared_fits
+from .._validation import check_features
+from ..estimators import _BaseFairUse
 from ..audit._metrics import Metric
 from ..exceptions import FairUseWarning
 from ._assign import GENERIC
@@ -87,11 +89,18 @@ def _take(X: Any, rows: np.ndarray) -> Any:
 
 class RowSubsets:
     """``X``'s rows at given positions, each distinct set taken once (the candidates
-    of a pool mostly train on the same rows: all those reporting their attributes)."""
+    of a pool mostly train on the same rows: all those reporting their attributes).
 
-    def __init__(self, X: Any, keep: int = 4):
+    With ``arrays=True`` each subset is kept as the float array the library's estimators
+    make of it (:func:`~fairuse_opt._validation.check_features`): an estimator given
+    that array computes exactly what it computes from the subset, without converting
+    it again.
+    """
+
+    def __init__(self, X: Any, keep: int = 4, arrays: bool = False):
         self.X = X
         self.keep = keep  # subsets kept at once (the oldest dropped first)
+        self.arrays = arrays
         self._kept: dict[bytes, Any] = {}
 
     def take(self, rows: np.ndarray) -> Any:
@@ -99,8 +108,19 @@ class RowSubsets:
         if key not in self._kept:
             if len(self._kept) >= self.keep:
                 self._kept.pop(next(iter(self._kept)))
-            self._kept[key] = _take(self.X, rows)
+            sub = _take(self.X, rows)
+            if self.arrays:
+                sub = check_features(sub, allow_empty_columns=True)[0]
+                if sub is not self.X:
+                    sub.flags.writeable = False  # shared by several fits (see _fitcache)
+            self._kept[key] = sub
         return self._kept[key]
+
+
+def _plain(est: Any) -> bool:
+    """An estimator of this library that takes its features as they are (no group
+    columns in ``X``): it may be given the float array of a subset."""
+    return isinstance(est, _BaseFairUse) and getattr(est, "group_cols", None) is None
 
 
 def out_of_fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict[str, tuple[Any, list[str]]],
@@ -143,17 +163,22 @@ def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, 
     gen = _output(g, _take(X, held), classification, None)
     X_held = _take(X, held)
     cands: dict[str, np.ndarray] = {}
-    subsets, held_subsets = RowSubsets(X), RowSubsets(X_held, keep=64)
+    # the fold models are scored here and dropped: the library's own estimators are
+    # given each subset's float array, converted once (the same numbers: the fits and
+    # scores are those of the frames, their feature names aside)
+    subsets = {False: RowSubsets(X), True: RowSubsets(X, arrays=True)}
+    held_subsets = {False: RowSubsets(X_held, keep=64), True: RowSubsets(X_held, keep=64, arrays=True)}
     # the candidates on the same rows share their standardised rows, generic model and
     # unconstrained fit (each model is the one its own fit gives: see _fitcache)
     with shared_fits():
         for name, (est, attrs) in pool.items():
             ok = frame.iloc[fit_rows][attrs].notna().all(axis=1).to_numpy()
             rows = fit_rows[ok]
+            plain = _plain(est)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FairUseWarning)
-                    model = clone(est).fit(subsets.take(rows), y[rows],
+                    model = clone(est).fit(subsets[plain].take(rows), y[rows],
                                            groups=frame.iloc[rows][attrs].reset_index(drop=True))
             except Exception as exc:  # noqa: BLE001 - a candidate that cannot be fitted scores nothing
                 logger.warning("fold %d: candidate %r could not be fitted (%s: %s)", k, name,
@@ -172,7 +197,7 @@ def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, 
                     by_key.setdefault(tuple(key), []).append(i)
             for key, pos in by_key.items():
                 try:
-                    out[pos] = _output(model, held_subsets.take(np.asarray(pos)), classification, key)
+                    out[pos] = _output(model, held_subsets[plain].take(np.asarray(pos)), classification, key)
                 except Exception:  # noqa: BLE001 - a group the fold model did not see
                     pass
     return held, gen, cands, time.perf_counter() - started
