@@ -215,6 +215,7 @@ def main(argv=None) -> None:
     ap.add_argument("--datasets", default=None, help="comma-separated (default: the study's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", default=None, help="a directory holding another version of fairuse_opt")
+    ap.add_argument("--baseline-label", default="", help="what the baseline is (e.g. its git commit)")
     ap.add_argument("--mem-limit", type=int, default=6_000_000_000)
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--out", default="benchmarks/results/system_pool_timing.md")
@@ -263,7 +264,8 @@ def main(argv=None) -> None:
              "Made by (from the repository root):", "", "```", command, "```", "", *header,
              f"- load average (1/5/15 min) at the end: {end_load}",
              f"- current code: git {git_commit()}, run as `PYTHONPATH={trees['current'] or '(unset)'}`"
-             + (f"; baseline: `PYTHONPATH={trees['baseline']}`" if "baseline" in trees else ""),
+             + (f"; baseline: `PYTHONPATH={trees['baseline']}`"
+                + (f" ({args.baseline_label})" if args.baseline_label else "") if "baseline" in trees else ""),
              f"- {args.repeats} run(s) per dataset and code, each in its own process, the datasets interleaved",
              "",
              "Per dataset: `fit_system(X, y, groups)` with its defaults on all rows (ladder: the pool trained on "
