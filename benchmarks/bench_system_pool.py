@@ -230,7 +230,9 @@ def main(argv=None) -> None:
 
     datasets = args.datasets.split(",") if args.datasets else list(DATASETS)
     header = machine_lines()
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("FAIRUSE_DATA_DIR", "PYTHONPATH") if os.environ.get(k))
+    command = ((env + " ") if env else "") + "python " + " ".join(
+        shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     trees = {"current": os.environ.get("PYTHONPATH", "")}
     if args.baseline:
         trees["baseline"] = str(Path(args.baseline).resolve())
