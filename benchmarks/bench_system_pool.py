@@ -30,6 +30,7 @@ COMPAS need the ``datasets`` extra, apnea ``FAIRUSE_DATA_DIR``)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -115,6 +116,12 @@ def run_dataset(name: str, load_kw: dict) -> dict:
         system = fit_system(X, y, groups)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     fitted = system.pool_["fitted"]
+    # what the system decided: the model served to every option, and per option of the
+    # assignment table its candidate, served function and strength (compared across codes)
+    table = system.assignment_
+    cols = [c for c in ("option", "candidate", "served", "strength") if c in table.columns]
+    decided = json.dumps({"served": sorted((str(k), str(v)) for k, v in system.served_.items()),
+                          "table": table[cols].astype(str).values.tolist()})
     fits = [{"candidate": e["name"], "rows": int(e["rows"]), "seconds": float(e["s"]),
              "route": getattr(getattr(fitted.get(e["name"]), "certificate_", None), "route", "")}
             for e in events if e["kind"] == "candidate"]
@@ -125,6 +132,7 @@ def run_dataset(name: str, load_kw: dict) -> dict:
             "folds": [float(e["s"]) for e in events if e["kind"] == "fold"],
             "cv": sum(float(e["s"]) for e in events if e["kind"] == "cv"),
             "assignment": sum(float(e["s"]) for e in events if e["kind"] == "assignment"),
+            "decisions": hashlib.sha256(decided.encode()).hexdigest()[:16],
             "unparsed": unparsed}
 
 
@@ -171,20 +179,24 @@ def summary_lines(runs: list[dict], trees: list[str]) -> list[str]:
                    + (f"{sk:.3f} | {ratio:.0f}x |" if sk == sk else "(regression) | |"))
     if "baseline" in trees:
         out += ["", "Before and after, measured in the same run (the baseline: `--baseline`, see the header); "
-                "*after / before*: ratio of the median CPU seconds.", "",
+                "*after / before*: ratio of the median CPU seconds; *same decisions*: every run of both codes "
+                "served the same model to every option and chose the same candidate, served function and "
+                "strength for every row of the assignment table.", "",
                 "| dataset | before: wall s best / median | before: CPU s best / median | after: wall s best / median "
-                "| after: CPU s best / median | after / before (CPU) |", "|" + "---|" * 6]
+                "| after: CPU s best / median | after / before (CPU) | same decisions |", "|" + "---|" * 7]
         for d in datasets:
             a = [r for r in cur if r["dataset"] == d]
             b = [r for r in runs if r["tree"] == "baseline" and r["dataset"] == d and "error" not in r]
             if not a or not b:
-                out.append(f"| {d} | " + ("(failed)" if not b else "") + " | | | | |")
+                out.append(f"| {d} | " + ("(failed)" if not b else "") + " | | | | | |")
                 continue
+            same = len({r.get("decisions") for r in a + b}) == 1
             out.append(f"| {d} | {_best([r['wall'] for r in b]):.2f} / {_median([r['wall'] for r in b]):.2f} | "
                        f"{_best([r['cpu'] for r in b]):.2f} / {_median([r['cpu'] for r in b]):.2f} | "
                        f"{_best([r['wall'] for r in a]):.2f} / {_median([r['wall'] for r in a]):.2f} | "
                        f"{_best([r['cpu'] for r in a]):.2f} / {_median([r['cpu'] for r in a]):.2f} | "
-                       f"{_median([r['cpu'] for r in a]) / _median([r['cpu'] for r in b]):.2f} |")
+                       f"{_median([r['cpu'] for r in a]) / _median([r['cpu'] for r in b]):.2f} | "
+                       f"{'yes' if same else 'NO'} |")
     unparsed = sorted({u for r in cur for u in r.get("unparsed", [])})
     out += ["", f"Progress lines the benchmark could not parse: {len(unparsed)}"]
     out += [f"- `{u}`" for u in unparsed[:20]]
