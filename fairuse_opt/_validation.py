@@ -121,8 +121,10 @@ def check_features(X: Any, *, what: str = "X", allow_empty_columns: bool = False
         dup = sorted({c for c in names if names.count(c) > 1})
         if dup:
             raise InputError(MSG_DUPLICATE_FEATURES.format(what=what, columns=dup))
-        bad_cols = [str(c) for c in X.columns
-                    if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
+        # the dtypes once (a column looked up by name per feature cost more than the fit
+        # of a small model: fit_system checks thousands of frames)
+        bad_cols = [str(c) for c, t in zip(X.columns, X.dtypes)
+                    if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
         if bad_cols:
             raise InputError(MSG_NOT_NUMERIC.format(what=what, columns=bad_cols))
         arr = X.to_numpy(dtype=np.float64, na_value=np.nan)

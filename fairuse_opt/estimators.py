@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import sys
@@ -15,6 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import check_is_fitted
 
+from . import _fitcache
 from ._groups import GroupIndex
 from ._validation import (
     check_classification_target,
@@ -141,6 +143,16 @@ DEFAULT_L2 = 1e-3
 def alpha_given(alpha: Any) -> bool:
     """Whether the deprecated ``alpha=`` was given (anything but its default)."""
     return not (isinstance(alpha, str) and alpha == DEPRECATED_ALPHA)
+
+
+def _copy_result(res):
+    """A solver result whose solution is a copy (``None`` stays ``None``)."""
+    if res is None:
+        return None
+    out = copy.copy(res)
+    if res.solution is not None:
+        out.solution = np.array(res.solution, dtype=np.float64, copy=True)
+    return out
 
 
 class _BaseFairUse(BaseEstimator):
@@ -371,11 +383,19 @@ class _BaseFairUse(BaseEstimator):
         # as TrainData keeps them (one n x d array: sorting a standardised copy would
         # hold two), in one read of Xa whatever its layout (see centred_rows); Z scaled
         # in place
-        Z, mean, var, order = centred_rows(Xa, w, codes)
-        sd = np.sqrt(var)
-        # a column is constant when its spread is at the rounding level of its values (a
-        # relative test: features of spread 1e-12 around 0 are features, not constants)
-        scale = np.where((sd > 0) & (sd > 1e-13 * np.abs(mean)), sd, 1.0)
+        # inside fit_system's pool (_fitcache.shared_fits), the fits on the same arrays
+        # share the standardised rows, the generic model and the unconstrained fit
+        design = (_fitcache.digest(Xa, y01, w, codes) + repr((loss, bool(self.merge_rows), index.n_groups if index is not None else 1)).encode()
+                  if _fitcache.active() else None)
+        prepared = _fitcache.lookup(design, "rows") if design is not None else None
+        if prepared is None:
+            Z, mean, var, order = centred_rows(Xa, w, codes)
+            sd = np.sqrt(var)
+            # a column is constant when its spread is at the rounding level of its values (a
+            # relative test: features of spread 1e-12 around 0 are features, not constants)
+            scale = np.where((sd > 0) & (sd > 1e-13 * np.abs(mean)), sd, 1.0)
+        else:
+            loss, mean, scale, data = prepared
         self._scale_note = _scale_note(mean, scale, self.feature_names_, y01, w, self._task)
         if d and self.encoding == "decoupled" and self.group_reg == "penalty":
             # the penalised offsets are intercepts at x = 0: scores carry shift . w_r, whose
@@ -387,7 +407,6 @@ class _BaseFairUse(BaseEstimator):
                 raise InputError(MSG_ILL_SCALED.format(
                     features=names, ratio=float(ratio.max()),
                     what="the penalised group offset of encoding='decoupled' with group_reg='penalty'"))
-        Z /= scale
         G = index.n_groups if index is not None else 1
         keys = index.keys if index is not None else [()]
         # the squared error's target is fitted centred: its sufficient statistics
@@ -395,10 +414,14 @@ class _BaseFairUse(BaseEstimator):
         # whether its targets may be shifted (not the Poisson loss of a log-rate, say)
         y_shift = float(loss.target_shift(y01, w))
         y_fit = y01 - y_shift if y_shift else y01
-        stats = loss.stats(y_fit, w)
-        data = TrainData.build(Z, codes if order is None else codes[order],
-                               stats if order is None else stats[order], G, merge=self.merge_rows)
-        del Z, stats
+        if prepared is None:
+            Z /= scale
+            stats = loss.stats(y_fit, w)
+            data = TrainData.build(Z, codes if order is None else codes[order],
+                                   stats if order is None else stats[order], G, merge=self.merge_rows)
+            del Z, stats
+            if design is not None:
+                _fitcache.store(design, "rows", (loss, mean, scale, data))
         # more features than distinct rows, weights shared by every group: fit the weights
         # in the row space of the data (the same problem, see wide_basis); raw-scale
         # weights are then basis @ c and the reduced features are not rescaled again
@@ -446,22 +469,31 @@ class _BaseFairUse(BaseEstimator):
                            y_shift=y_shift)
 
         # 1. the generic model (also the anchor of the common set)
-        if gdata is data:
+        theta0, grec, gprob, cached = None, None, None, None
+        # what the generic and the unconstrained fits depend on besides the rows (shared
+        # within fit_system's pool only, and not in the row space of wide data)
+        shared_key = None
+        if design is not None and gdata is data and self.constraint_hook is None:
+            shared_key = (float(self.alpha), self.group_reg, choice, tuple(solvers), tuple(forms),
+                          repr(self.solver_options), level_codes.tobytes(), level_codes.shape, tuple(n_levels))
+            cached = _fitcache.lookup(design, "generic", shared_key)
+            if cached is not None:
+                gprob, theta0, grec = cached[0], cached[1].copy(), cached[2]
+        if gprob is None and gdata is data:
             gprob = problem("none")
-        else:  # in the row space of the rows (the decoupled encoding with more features than rows)
+        elif gprob is None:  # in the row space of the rows (the decoupled encoding with more features than rows)
             r = gbasis.shape[1]
             gprob = Problem(Family("none", self.group_reg, r, level_codes, n_levels, shift=np.zeros(r)), loss,
                             gdata, alpha=self._l2(), scale=np.ones(r), mean=np.zeros(r), groups=keys,
                             feature_names=self.feature_names_, y_shift=y_shift)
         _log.info("fitting the generic model on %d rows (%d distinct)", n, data.n_distinct)
-        theta0, grec = None, None
-        if added is not None:
+        if added is not None and theta0 is None:
             added.check(gprob)
             grec = added(gprob, (self.solver_options or {}).get(added.name)).solve(Task("unconstrained"))
             if not grec.ok:
                 raise_failed(grec, "generic model")
             theta0 = grec.solution
-        elif choice in NATIVE_CHOICES:
+        elif theta0 is None and choice in NATIVE_CHOICES:
             start = np.zeros(gprob.d + 1)
             start[gprob.d] = loss.start(y_fit, w)
             res = native.newton(gprob, start, rough_start=True)
@@ -476,6 +508,8 @@ class _BaseFairUse(BaseEstimator):
             # interior-point solutions leave gradients ~1e-6 on small problems, and the
             # generic losses are the bound of every rationality constraint: polish them
             theta0 = native.newton(gprob, grec.solution, max_steps=8).solution
+        if shared_key is not None and cached is None:
+            _fitcache.store(design, "generic", (gprob, theta0.copy(), grec), shared_key)
         g_fit = gprob.d
         w0, b0 = theta0[:g_fit], float(theta0[g_fit])
         if gdata is not data:  # the generic weights on the personalised problem's (standardised) scale
@@ -531,6 +565,10 @@ class _BaseFairUse(BaseEstimator):
         # cannot be verified raises, saying why it could not fall back
         on_infeasible = ("raise" if self.generic is not None and generic_served is None
                          else self.on_infeasible)
+        unconstrained_key = None
+        if shared_key is not None and basis is None and self.generic is None:
+            unconstrained_key = (shared_key, self.encoding, repr(self.intercept_bound), repr(self.coef_bound))
+            setup.unconstrained = _copy_result(_fitcache.lookup(design, "unconstrained", unconstrained_key))
         try:
             theta, coef, intercept, cert = routes.fit(
                 setup, fair_use=fair_use, theta_generic=theta_generic, generic_row_loss=generic_row_loss,
@@ -541,6 +579,8 @@ class _BaseFairUse(BaseEstimator):
             if on_infeasible == self.on_infeasible:
                 raise
             raise type(exc)(MSG_FALLBACK_EXTERNAL.format(generic=type(self.generic).__name__, reason=exc)) from exc
+        if unconstrained_key is not None and setup.unconstrained is not None:
+            _fitcache.store(design, "unconstrained", _copy_result(setup.unconstrained), unconstrained_key)
         self._theta = theta
         self._family = prob.family
         self._mean, self._scale, self._y_shift = mean, scale, y_shift

@@ -89,8 +89,9 @@ def test_groups_inside_and_on_the_ball_match_the_conic_solution(loss):
     assert blocks.separable(prob)
     res = blocks.solve(prob, np.zeros(prob.p))
     at = spec.at_boundary(prob.family, *prob.effective(res.solution))
-    assert at.any() and not at.all()  # both branches: Newton inside, barrier on the ball
-    assert "(Newton): 2" in res.notes[0] and "(barrier): 2" in res.notes[0]
+    assert at.any() and not at.all()  # both branches: Newton inside, the secular method on the ball
+    assert "(Newton): 2" in res.notes[0] and "on the ball: 2" in res.notes[0]
+    assert "by the barrier method: 0" in res.notes[0]
     check_against_conic(prob, res)
 
 
@@ -139,6 +140,8 @@ def test_a_group_of_one_class_goes_to_the_intervals_bound():
     res = blocks.solve(prob, np.zeros(prob.p))
     _, bs = prob.effective(res.solution)
     np.testing.assert_allclose(bs[1], 0.5 + 2.0, rtol=1e-8)
+    # the interval binds: not the ball's case, so the barrier method solves that group
+    assert "by the barrier method: 1" in res.notes[0]
     check_against_conic(prob, res, atol_theta=1e-3)
 
 
@@ -207,3 +210,99 @@ def test_the_decoupled_regressor_matches_its_conic_fit():
     assert est.certificate_.attempts == [("NATIVE/per-group", "optimal")]
     np.testing.assert_allclose(est.certificate_.objective, ref.certificate_.objective, rtol=1e-7)
     np.testing.assert_allclose(est.coef_, ref.coef_, atol=1e-3)
+
+
+def _barrier_reference(batch, gap=1e-11):
+    X, state = blocks._barrier(batch, batch.centres(), np.ones(batch.Gb, dtype=bool), gap)
+    assert (state == 1).all()
+    return X, batch.evaluate(X, False)[0]
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()])
+def test_the_secular_method_on_the_ball_meets_the_barrier_methods_gap(loss):
+    """Groups whose minimum lies outside the ball (one with two identical features: a
+    singular Hessian): every one certified, inside the set, its loss within the gap of
+    the barrier method's (which stops at a duality gap of 2 / t <= 1e-11)."""
+    G, d = 5, 4
+    Z, codes, y = random_rows(7, 1500, d, G, effect=np.array([2.0, 3.0, 4.0, 2.5, 3.5]))
+    Z[codes == 2, 3] = Z[codes == 2, 2]  # group 2: features 2 and 3 identical
+    if isinstance(loss, SquaredLoss):
+        y = Z @ np.array([1.0, -2.0, 1.5, 0.5]) * (1 + codes) + np.random.default_rng(8).normal(size=len(y))
+    spec = SetSpec(0.0, 5.0, np.zeros(d), 1.0)
+    prob = decoupled_problem(Z, codes, y, loss, spec, G)
+    res = blocks.solve(prob, np.zeros(prob.p))
+    assert f"on the ball: {G}" in res.notes[0] and "by the barrier method: 0" in res.notes[0]
+    check_against_conic(prob, res)
+    local = np.arange(G)
+    batch = blocks._Batch(prob.data.Z, prob.data.stats, local[prob.data.codes], prob.Wg, np.zeros((G, d)), spec,
+                          prob.loss)
+    _, f_barrier = _barrier_reference(batch)
+    Ws, bs = prob.effective(res.solution)
+    f_ball = batch.evaluate(np.column_stack([Ws, bs]), False)[0]
+    assert np.all(f_ball <= f_barrier + 1e-11 * np.maximum(1, np.abs(f_barrier)))
+    assert np.all(f_ball >= f_barrier - 1e-11 * np.maximum(1, np.abs(f_barrier)))
+
+
+def test_the_secular_method_leaves_an_inside_minimum_and_a_binding_interval_alone():
+    """From points where Newton's method left the set although the minimum is inside, and
+    for a group whose interval binds: not certified by the method on the ball (state 0),
+    so that the barrier method solves them."""
+    G, d = 2, 2
+    Z, codes, y = random_rows(9, 400, d, G, effect=np.array([0.3, 1.0]))
+    y[codes == 1] = 1.0  # group 1: one class, its intercept pushed to the interval's bound
+    spec = SetSpec(0.0, 2.0, np.zeros(d), 5.0)  # a ball that does not bind group 0
+    prob = decoupled_problem(Z, codes, y, LogisticLoss(), spec, G)
+    batch = blocks._Batch(prob.data.Z, prob.data.stats, np.arange(G)[prob.data.codes], prob.Wg, np.zeros((G, d)),
+                          spec, prob.loss)
+    start = batch.centres()
+    start[0, :-1] = [0.5, 0.5]  # group 0 from a point inside, its minimum inside too
+    _, state = blocks._on_ball(batch, start, 1e-11)
+    assert (state == 0).all()
+    res = blocks.solve(prob, np.zeros(prob.p))
+    assert res.status == "optimal" and "by the barrier method: 1" in res.notes[0]
+    check_against_conic(prob, res, atol_theta=1e-3)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(), SquaredLoss()])
+def test_losses_gradients_and_hessians_by_group_equal_the_rowwise_sums(loss):
+    """The two ways of evaluating a batch (a BLAS product per long group; per-row terms
+    summed by runs) give the same losses, gradients and Hessians, with rows to ignore
+    (code Gb) between two groups."""
+    rng = np.random.default_rng(11)
+    d, sizes = 5, [700, 40, 600]  # the middle group's rows are ignored (code Gb)
+    codes = np.repeat([0, 2, 1], sizes)
+    Z = rng.normal(size=(len(codes), d))
+    y = (rng.random(len(codes)) < 0.4).astype(float) if isinstance(loss, LogisticLoss) else rng.normal(size=len(codes))
+    stats = loss.stats(y, np.ones(len(codes)))
+    spec = SetSpec(0.1, 3.0, np.zeros(d), 2.0)
+    W = np.array([700.0, 600.0])
+    batch = blocks._Batch(Z, stats, codes, W, np.zeros((2, d)), spec, loss)
+    assert batch.long and batch.runs == [(0, 700), (740, 1340)]
+    X = rng.normal(size=(2, d + 1)) * 0.3
+    by_group = batch.evaluate(X, True)
+    batch.long, batch.outer = False, True
+    rowwise = batch.evaluate(X, True)
+    for a, b in zip(by_group, rowwise):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # against sums written out
+    for j, rows in enumerate([slice(0, 700), slice(740, 1340)]):
+        s = Z[rows] @ X[j, :-1] + X[j, -1]
+        Z1 = np.column_stack([Z[rows], np.ones(rows.stop - rows.start)])
+        np.testing.assert_allclose(by_group[0][j], loss.value(stats[rows], s).sum() / W[j], rtol=1e-12)
+        np.testing.assert_allclose(by_group[1][j], Z1.T @ loss.grad(stats[rows], s) / W[j], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(by_group[2][j], Z1.T @ (Z1 * loss.curvature(stats[rows], s)[:, None]) / W[j],
+                                   rtol=1e-10, atol=1e-14)
+
+
+def test_long_groups_beside_groups_with_fewer_rows_than_features():
+    G, d = 3, 8
+    rng = np.random.default_rng(12)
+    codes = np.repeat(np.arange(G), [600, 5, 700])
+    Z = rng.normal(size=(len(codes), d))
+    W = rng.normal(size=(G, d)) * 2
+    y = (rng.random(len(codes)) < 1 / (1 + np.exp(-np.einsum("ij,ij->i", Z, W[codes])))).astype(float)
+    spec = SetSpec(0.0, 4.0, np.zeros(d), 1.0)
+    prob = decoupled_problem(Z, codes, y, LogisticLoss(), spec, G)
+    res = blocks.solve(prob, np.zeros(prob.p))
+    assert "in their rows' space: 1" in res.notes[0]
+    check_against_conic(prob, res, atol_theta=1e-3)

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
+from .._fitcache import shared_fits
 from .._validation import check_param, check_reports
 from ..estimators import FairUseClassifier, FairUseRegressor
 from ..model.losses import loss_of
@@ -27,7 +28,7 @@ from ..exceptions import (
 )
 from ._assign import GENERIC
 from ._ladder import DEFAULT_RUNGS
-from ._select import fold_ids, nested_plans, out_of_fold, select_plans
+from ._select import RowSubsets, fold_ids, nested_plans, out_of_fold, select_plans
 from ._system import FairUseSystem, _n_rows, _take
 
 __all__ = ["fit_system", "default_candidates", "stratified_split"]
@@ -317,19 +318,23 @@ def _fit_pool(X_tr: Any, y_tr: np.ndarray, g_tr: pd.DataFrame, pool: dict, gener
     fitted_generic = clone(generic_est).fit(X_tr, y_tr)
     say(f"fitted the generic model on {len(y_tr)} rows in {time.perf_counter() - started:.2f}s")
     fitted: dict[str, Any] = {}
-    for name, (est, attrs) in pool.items():
-        rows = np.flatnonzero(g_tr[attrs].notna().all(axis=1).to_numpy())
-        started = time.perf_counter()
-        try:
-            model = clone(est).fit(_take(X_tr, rows), y_tr[rows],
-                                   groups=g_tr.iloc[rows][attrs].reset_index(drop=True))
-        except Exception as exc:  # a candidate that cannot be fitted is left out, loudly
-            msg = f"candidate {name!r} could not be fitted and is left out: {type(exc).__name__}: {exc}"
-            warnings.warn(msg, FairUseWarning, stacklevel=3)
-            logger.warning(msg)
-            continue
-        fitted[name] = model
-        say(f"fitted {name} on {rows.size} rows in {time.perf_counter() - started:.2f}s")
+    # candidates on the same rows share their standardised rows, generic model and
+    # unconstrained fit (the models are those of fits on their own: see _fitcache)
+    subsets = RowSubsets(X_tr)
+    with shared_fits():
+        for name, (est, attrs) in pool.items():
+            rows = np.flatnonzero(g_tr[attrs].notna().all(axis=1).to_numpy())
+            started = time.perf_counter()
+            try:
+                model = clone(est).fit(subsets.take(rows), y_tr[rows],
+                                       groups=g_tr.iloc[rows][attrs].reset_index(drop=True))
+            except Exception as exc:  # a candidate that cannot be fitted is left out, loudly
+                msg = f"candidate {name!r} could not be fitted and is left out: {type(exc).__name__}: {exc}"
+                warnings.warn(msg, FairUseWarning, stacklevel=3)
+                logger.warning(msg)
+                continue
+            fitted[name] = model
+            say(f"fitted {name} on {rows.size} rows in {time.perf_counter() - started:.2f}s")
     return fitted_generic, fitted
 
 

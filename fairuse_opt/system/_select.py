@@ -18,6 +18,9 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
+from .._fitcache import shared_fits
+from .._validation import check_features
+from ..estimators import _BaseFairUse
 from ..audit._metrics import Metric
 from ..exceptions import FairUseWarning
 from ._assign import GENERIC
@@ -84,6 +87,42 @@ def _take(X: Any, rows: np.ndarray) -> Any:
     return X.iloc[rows] if isinstance(X, (pd.DataFrame, pd.Series)) else np.asarray(X)[rows]
 
 
+class RowSubsets:
+    """``X``'s rows at given positions, each distinct set taken once (the candidates
+    of a pool mostly train on the same rows: all those reporting their attributes).
+
+    With ``arrays=True`` each subset is kept as the float array the library's estimators
+    make of it (:func:`~fairuse_opt._validation.check_features`): an estimator given
+    that array computes exactly what it computes from the subset, without converting
+    it again.
+    """
+
+    def __init__(self, X: Any, keep: int = 4, arrays: bool = False):
+        self.X = X
+        self.keep = keep  # subsets kept at once (the oldest dropped first)
+        self.arrays = arrays
+        self._kept: dict[bytes, Any] = {}
+
+    def take(self, rows: np.ndarray) -> Any:
+        key = np.asarray(rows, dtype=np.int64).tobytes()
+        if key not in self._kept:
+            if len(self._kept) >= self.keep:
+                self._kept.pop(next(iter(self._kept)))
+            sub = _take(self.X, rows)
+            if self.arrays:
+                sub = check_features(sub, allow_empty_columns=True)[0]
+                if sub is not self.X:
+                    sub.flags.writeable = False  # shared by several fits (see _fitcache)
+            self._kept[key] = sub
+        return self._kept[key]
+
+
+def _plain(est: Any) -> bool:
+    """An estimator of this library that takes its features as they are (no group
+    columns in ``X``): it may be given the float array of a subset."""
+    return isinstance(est, _BaseFairUse) and getattr(est, "group_cols", None) is None
+
+
 def out_of_fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict[str, tuple[Any, list[str]]],
                 generic: Any, folds: np.ndarray, *, classification: bool, progress: Any = None) -> OutOfFold:
     """Fit the generic model and every candidate on all folds but one; score that fold.
@@ -95,46 +134,73 @@ def out_of_fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict[str, tupl
     generic : unfitted estimator
     folds : ndarray of int
     progress : callable, optional
-        Called with one line of text per fitted fold model.
+        Called with one line of text per fold.
     """
     n = len(frame)
     gen_out = np.full(n, np.nan)
     cand_out = {name: np.full(n, np.nan) for name in pool}
-    for k in np.unique(folds):
-        fit_rows = np.flatnonzero(folds != k)
-        held = np.flatnonzero(folds == k)
-        started = time.perf_counter()
-        g = clone(generic).fit(_take(X, fit_rows), y[fit_rows])
-        gen_out[held] = _output(g, _take(X, held), classification, None)
+    ids = np.unique(folds)
+    for k in ids:
+        held, gen, cands, seconds = _fold(X, y, frame, pool, generic, folds, k, classification)
+        gen_out[held] = gen
+        for name, out in cands.items():
+            cand_out[name][held] = out
+        if progress is not None:
+            progress(f"fold {k + 1} of {len(ids)}: generic and {len(pool)} candidate(s) "
+                     f"fitted and scored in {seconds:.1f}s")
+    return OutOfFold(gen_out, cand_out, folds)
+
+
+def _fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generic: Any, folds: np.ndarray, k: int,
+          classification: bool) -> tuple:
+    """The generic model and every candidate fitted on all folds but ``k``:
+    ``(held rows, generic's outputs on them, {name: candidate's outputs}, seconds)``
+    (NaN where a candidate cannot score a row)."""
+    started = time.perf_counter()
+    fit_rows = np.flatnonzero(folds != k)
+    held = np.flatnonzero(folds == k)
+    g = clone(generic).fit(_take(X, fit_rows), y[fit_rows])
+    gen = _output(g, _take(X, held), classification, None)
+    X_held = _take(X, held)
+    cands: dict[str, np.ndarray] = {}
+    # the fold models are scored here and dropped: the library's own estimators are
+    # given each subset's float array, converted once (the same numbers: the fits and
+    # scores are those of the frames, their feature names aside)
+    subsets = {False: RowSubsets(X), True: RowSubsets(X, arrays=True)}
+    held_subsets = {False: RowSubsets(X_held, keep=64), True: RowSubsets(X_held, keep=64, arrays=True)}
+    # the candidates on the same rows share their standardised rows, generic model and
+    # unconstrained fit (each model is the one its own fit gives: see _fitcache)
+    with shared_fits():
         for name, (est, attrs) in pool.items():
-            sub = frame.iloc[fit_rows][attrs]
-            ok = sub.notna().all(axis=1).to_numpy()
+            ok = frame.iloc[fit_rows][attrs].notna().all(axis=1).to_numpy()
             rows = fit_rows[ok]
+            plain = _plain(est)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FairUseWarning)
-                    model = clone(est).fit(_take(X, rows), y[rows],
+                    model = clone(est).fit(subsets[plain].take(rows), y[rows],
                                            groups=frame.iloc[rows][attrs].reset_index(drop=True))
             except Exception as exc:  # noqa: BLE001 - a candidate that cannot be fitted scores nothing
                 logger.warning("fold %d: candidate %r could not be fitted (%s: %s)", k + 1, name,
                                type(exc).__name__, exc)
                 continue
+            out = np.full(held.size, np.nan)
+            cands[name] = out
+            if not attrs:
+                out[:] = _output(model, X_held, classification, None)
+                continue
             held_frame = frame.iloc[held][attrs]
             held_ok = held_frame.notna().all(axis=1).to_numpy()
-            if not attrs:
-                cand_out[name][held] = _output(model, _take(X, held), classification, None)
-                continue
-            keys = [tuple(r) for r in held_frame.itertuples(index=False, name=None)]
-            for key in set(k2 for k2, good in zip(keys, held_ok) if good):
-                rows_k = held[[i for i, (k2, good) in enumerate(zip(keys, held_ok)) if good and k2 == key]]
+            by_key: dict[tuple, list[int]] = {}
+            for i, (key, good) in enumerate(zip(held_frame.itertuples(index=False, name=None), held_ok)):
+                if good:
+                    by_key.setdefault(tuple(key), []).append(i)
+            for key, pos in by_key.items():
                 try:
-                    cand_out[name][rows_k] = _output(model, _take(X, rows_k), classification, key)
+                    out[pos] = _output(model, held_subsets[plain].take(np.asarray(pos)), classification, key)
                 except Exception:  # noqa: BLE001 - a group the fold model did not see
                     pass
-        if progress is not None:
-            progress(f"fold {k + 1} of {len(np.unique(folds))}: generic and {len(pool)} candidate(s) "
-                     f"fitted and scored in {time.perf_counter() - started:.1f}s")
-    return OutOfFold(gen_out, cand_out, folds)
+    return held, gen, cands, time.perf_counter() - started
 
 
 def _losses(metric: Metric, y: np.ndarray, S: np.ndarray) -> np.ndarray:
