@@ -474,7 +474,7 @@ class _BaseFairUse(BaseEstimator):
         # within fit_system's pool only, and not in the row space of wide data)
         shared_key = None
         if design is not None and gdata is data and self.constraint_hook is None:
-            shared_key = (float(self.alpha), self.group_reg, choice, tuple(solvers), tuple(forms),
+            shared_key = (self._l2(), self.group_reg, choice, tuple(solvers), tuple(forms),
                           repr(self.solver_options), level_codes.tobytes(), level_codes.shape, tuple(n_levels))
             cached = _fitcache.lookup(design, "generic", shared_key)
             if cached is not None:
