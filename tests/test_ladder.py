@@ -588,3 +588,25 @@ def test_text_labels_give_the_system_of_their_0_1_coding(procedure):
     np.testing.assert_allclose(txt.predict_proba(X.iloc[:200], groups=G.iloc[:200]),
                                num.predict_proba(X.iloc[:200], groups=G.iloc[:200]), rtol=1e-10)
     assert list(txt.classes_) == ["no", "yes"]
+
+
+def test_fit_system_assign_rows_is_the_split_it_names():
+    """assign_rows= gives the assignment part: the split fit_system made, passed back,
+    reproduces its system; bad positions are refused."""
+    X, y, G = _population(1500, 10, {("a1", "b0"): 2.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairUseWarning)
+        first = fit_system(X, y, G, candidates=POOL, random_state=0)
+        again = fit_system(X, y, G, candidates=POOL, random_state=0, assign_rows=first.assign_index_)
+    np.testing.assert_array_equal(again.assign_index_, first.assign_index_)
+    np.testing.assert_array_equal(again.train_index_, first.train_index_)
+    assert again.served_ == first.served_ and any(f != GENERIC for f in first.served_.values())
+    np.testing.assert_allclose(again.predict_proba(X.iloc[:100], groups=G.iloc[:100]),
+                               first.predict_proba(X.iloc[:100], groups=G.iloc[:100]), rtol=1e-12)
+    for bad, match in [(np.array([0, 0, 1]), "distinct"), (np.array([-1, 2]), "distinct"),
+                       (np.arange(1500), "no row to train"), (np.array([0.5, 1.0]), "integer"),
+                       (np.array([], dtype=int), "non-empty")]:
+        with pytest.raises(InputError, match=match):
+            fit_system(X, y, G, candidates=POOL, assign_rows=bad)
+    with pytest.raises(InputError, match="not both"):
+        fit_system(X, y, G, candidates=POOL, assign_rows=first.assign_index_, assign_size=0.3)

@@ -133,8 +133,8 @@ def _fit_minimal(technique: str, data: FitData) -> Fitted:
 
 def _fit_system(data: FitData) -> Fitted:
     """The certified system as a user builds it: :func:`fairuse_opt.fit_system` on the
-    non-test rows, its default pool, holding out as many rows for the assignment as the
-    other methods' split does (its own stratified split, seeded by the cell)."""
+    non-test rows, its default pool, the cell's assignment sample as its assignment part
+    (``assign_rows=``: the rows the other methods' split holds out)."""
     if not system_available():
         raise Skip(MSG_SYSTEM_MISSING, status="unavailable")
     from .. import fit_system
@@ -144,7 +144,10 @@ def _fit_system(data: FitData) -> Fitted:
     if len(data.X_train) > data.settings["decoupled_max_train"]:
         encodings = encodings[:2]
     pool = default_candidates(list(g.columns), data.task, encodings=encodings)
-    system = fit_system(X, y, g, assign_size=len(data.X_assign), metric=data.metric, candidates=pool,
+    # the system's assignment part is the cell's assignment sample (the rows the other methods'
+    # split holds out; in the failure modes, a sample of the deployment population)
+    assign_rows = np.arange(len(data.X_train), len(data.X_train) + len(data.X_assign))
+    system = fit_system(X, y, g, assign_rows=assign_rows, metric=data.metric, candidates=pool,
                         alpha=data.settings["alpha"], correction=data.settings["correction"],
                         n_boot=data.settings["n_boot"], task=data.task, random_state=data.seed)
     tr = np.asarray(system.train_index_)

@@ -118,7 +118,8 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
                correction: str | None = "holm", test: str = "auto", n_boot: int = 1000,
                envy: bool | None = None, kind: str = "full", min_group_size: int | None = None,
                onehot_fair_use: bool = False, encodings: tuple[str, ...] = DEFAULT_ENCODINGS,
-               task: str | None = None, generic: Any = None, generic_rows: str = "all", reuse: Any = None,
+               task: str | None = None, generic: Any = None, generic_rows: str = "all", assign_rows: Any = None,
+               reuse: Any = None,
                verbose: bool = False, random_state: Any = 0) -> FairUseSystem:
     """Train a candidate pool and certify, per reporting option, the models it is served.
 
@@ -195,6 +196,11 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
         model trained without the assignment rows, and the guarantee is exact under
         the tests' assumptions).  ``"all"`` costs nothing in the generic model's
         accuracy; its harm is measured in ``docs/system.md``.
+    assign_rows : array-like of int, optional
+        Row positions of the assignment part (``"ladder"``, ``"split"``), instead of a
+        stratified random split of ``assign_size``: an assignment sample you chose, for
+        example rows from the population the system will serve.  The other rows are the
+        training part.
     reuse : FairUseSystem, optional
         A system returned by an earlier call on the same data with the same
         ``random_state``, ``cv``/``n_folds`` and pool: its fitted pool and out-of-fold
@@ -236,10 +242,17 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
                      envy=envy, kind=kind, min_group_size=min_group_size, random_state=random_state)
     if procedure == "crossfit":
         return _fit_crossfit(X, y_arr, frame, pool, generic_est, task, n_folds, seed, system_kw, reuse, say)
-    if assign_size is None:
-        assign_size = 0.5 if procedure == "ladder" and generic_rows == "all" else 0.3
-    size = _check_size(assign_size, n)
-    train, assign_rows = stratified_split(y_arr if task == "classification" else None, frame, size, seed)
+    if assign_rows is not None:
+        if assign_size is not None:
+            raise InputError(MSG_BAD_PARAM.format(name="assign_size", value=assign_size,
+                                                  reason="give assign_size or assign_rows, not both"))
+        assign_rows = _check_rows(assign_rows, n)
+        train = np.setdiff1d(np.arange(n), assign_rows)
+    else:
+        if assign_size is None:
+            assign_size = 0.5 if procedure == "ladder" and generic_rows == "all" else 0.3
+        size = _check_size(assign_size, n)
+        train, assign_rows = stratified_split(y_arr if task == "classification" else None, frame, size, seed)
     say(f"split: {train.size} training rows, {assign_rows.size} assignment rows")
     X_tr, y_tr, g_tr = _take(X, train), y_arr[train], frame.iloc[train].reset_index(drop=True)
     cached = _reusable(reuse, "holdout", n, train, pool)
@@ -428,6 +441,21 @@ def _task_of(y: Any, n: int) -> str:
     if arr.dtype.kind == "f" and np.unique(arr[np.isfinite(arr)]).size > 2:
         return "regression"
     return "classification"
+
+
+def _check_rows(rows: Any, n: int) -> np.ndarray:
+    """``assign_rows``: distinct integer positions in ``[0, n)``, some rows left to train."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise InputError(MSG_BAD_PARAM.format(name="assign_rows", value=type(rows).__name__,
+                                              reason="a non-empty 1-d array of integer row positions"))
+    if arr.min() < 0 or arr.max() >= n or np.unique(arr).size != arr.size:
+        raise InputError(MSG_BAD_PARAM.format(name="assign_rows", value=f"{arr.size} positions",
+                                              reason=f"distinct positions in [0, {n})"))
+    if arr.size >= n:
+        raise InputError(MSG_BAD_PARAM.format(name="assign_rows", value=f"{arr.size} positions",
+                                              reason="leaves no row to train the candidates"))
+    return np.sort(arr.astype(np.int64))
 
 
 def _check_size(size: Any, n: int) -> float | int:
