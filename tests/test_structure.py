@@ -477,7 +477,7 @@ def test_private_import_finder_sees_relative_imports():
 #: imports (at module level) only modules of its own layer or lower ones.
 LAYERS = [
     ("exceptions", "_solver_names"),
-    ("_validation", "_groups", "_files", "tabular"),
+    ("_validation", "_groups", "_files", "tabular", "_fitcache"),
     ("model",),
     ("problem", "_family", "_losses"),
     ("solvers", "_formulation"),

@@ -20,7 +20,6 @@ from sklearn.model_selection import StratifiedKFold
 
 from .._fitcache import shared_fits
 from .._validation import check_features
-from ..estimators import _BaseFairUse
 from ..audit._metrics import Metric
 from ..exceptions import FairUseWarning
 from ._assign import GENERIC
@@ -120,7 +119,10 @@ class RowSubsets:
 def _plain(est: Any) -> bool:
     """An estimator of this library that takes its features as they are (no group
     columns in ``X``): it may be given the float array of a subset."""
-    return isinstance(est, _BaseFairUse) and getattr(est, "group_cols", None) is None
+    # recognised by what the library's estimators have (importing them here would put this
+    # module in the circle estimators -> model_io -> system)
+    return (type(est).__module__ == "fairuse_opt.estimators" and callable(getattr(est, "_get_loss", None))
+            and getattr(est, "group_cols", None) is None)
 
 
 def out_of_fold(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict[str, tuple[Any, list[str]]],
