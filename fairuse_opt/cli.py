@@ -877,6 +877,8 @@ def _py(v: Any) -> Any:
 #: when the fit starts); its loss decides the rest (targets, default metric, predictions).
 TASK_ESTIMATORS = {"classification": "FairUseClassifier", "regression": "FairUseRegressor",
                    "poisson": "FairUsePoissonRegressor"}
+#: The loss (its name in :data:`fairuse_opt.model.losses.LOSSES`) of each task's estimator.
+TASK_LOSSES = {"classification": "log_loss", "regression": "squared_error", "poisson": "poisson"}
 
 
 def _estimator_class(task: str) -> Any:
@@ -1255,6 +1257,10 @@ def cmd_fit_system(args: argparse.Namespace, given: frozenset) -> int:
     if metric is not None:
         get_metric(metric, kind)  # before anything is read or fitted
     if args.test == "exact" and metric != "error":
+        if metric is None:  # a regressor's default: its loss's metric
+            from .model.losses import LOSSES
+
+            metric = LOSSES[TASK_LOSSES[args.task]].metric
         raise CLIError(MSG_FIT_EXACT_METRIC.format(metric=metric))
     outs = check_paths({"--data": args.data}, {"--out": args.out})
     table = load_training_table(args, partial_reports=True)

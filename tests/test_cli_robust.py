@@ -628,8 +628,10 @@ def test_fit_system_progress_is_one_line_per_step(small_model, tmp_path, capsys)
     assert len(fitted) == 15
     folds = [ln for ln in lines if re.search(r"\] fold \d of 3: generic and 15 candidate\(s\) fitted", ln)]
     assert len(folds) == 3
-    # read, settings, split, generic, 15 candidates, 3 folds, cross-validation, assignment, wrote
-    assert len(lines) == 15 + 3 + 7, [ln for ln in lines if ln not in fitted + folds]
+    # read, settings, split, generic, 15 candidates, 3 folds, cross-validation, the generic model
+    # served (fitted on all rows), assignment, wrote
+    assert any("fitted the generic model served on all 400 rows" in ln for ln in lines)
+    assert len(lines) == 15 + 3 + 8, [ln for ln in lines if ln not in fitted + folds]
     assert main([*args, "--verbose", "--metric", "log_loss"]) == 0
     verbose = capsys.readouterr().err
     assert verbose.count("fitting the generic model") >= 15 and "metric log_loss," in verbose

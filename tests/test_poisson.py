@@ -373,18 +373,38 @@ def test_rates_of_order_1e9_give_the_coefficients_of_rates_of_order_1e3(encoding
         np.testing.assert_allclose(large.coef_[0], [0.4, -0.15], atol=1e-5)
 
 
-def test_a_conic_solvers_wrong_optimal_is_refused():
+def test_a_conic_solvers_wrong_optimal_is_polished_not_served():
     """CLARABEL, asked for explicitly on rates of order 1e9, says "optimal" for a solution a
-    Newton step improves by 6e-4 of the objective (its coefficient 0.31 for 0.4): refused,
-    not served."""
-    from fairuse_opt.exceptions import MSG_WRONG_OPTIMAL, SolverError
+    Newton step improves by 6e-4 of the objective (its coefficient 0.31 for 0.4): not served
+    as it is, but polished by Newton's method to the right coefficients (those of rates of
+    order 1e3, the intercept shifted by log 1e6); the attempts say so."""
+    X, _, mu = _large_rate_data()
+    m9 = FairUsePoissonRegressor(encoding="none", fair_use=None, solver="CLARABEL").fit(X, mu * 1e9)
+    m3 = FairUsePoissonRegressor(encoding="none", fair_use=None).fit(X, mu * 1e3)
+    np.testing.assert_allclose(m9.coef_[0], m3.coef_[0], atol=1e-5)
+    assert float(m9.intercept_[0] - m3.intercept_[0]) == pytest.approx(np.log(1e6), abs=1e-5)
+    # at rates of order 1e3 the same solver is right (scikit-learn's answer), and is not refused
+    m = FairUsePoissonRegressor(encoding="none", fair_use=None, solver="CLARABEL").fit(X, mu * 1e3)
+    ref = PoissonRegressor(alpha=2e-3, tol=1e-12, max_iter=10_000).fit(X, mu * 1e3)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_, atol=1e-5)
 
+
+def test_a_wrong_optimal_that_newton_cannot_polish_is_refused(monkeypatch):
+    """The refusal branch: the same wrong CLARABEL answer, Newton's polish made to fail."""
+    from fairuse_opt.exceptions import MSG_WRONG_OPTIMAL, SolverError
+    from fairuse_opt.fairness import routes
+
+    real = routes.native.newton
+
+    def failing(prob, theta, *args, **kw):
+        res = real(prob, theta, *args, **kw)
+        if kw.get("max_steps") == 20:  # the polish only
+            res.status = "max_iter"
+        return res
+
+    monkeypatch.setattr(routes.native, "newton", failing)
     X, _, mu = _large_rate_data()
     with pytest.raises(SolverError) as info:
         FairUsePoissonRegressor(encoding="none", fair_use=None, solver="CLARABEL").fit(X, mu * 1e9)
     head = MSG_WRONG_OPTIMAL.split("{excess")[0].format(solver="CLARABEL", what="unconstrained fit")
     assert str(info.value).startswith(head)
-    # at rates of order 1e3 the same solver is right (scikit-learn's answer), and is not refused
-    m = FairUsePoissonRegressor(encoding="none", fair_use=None, solver="CLARABEL").fit(X, mu * 1e3)
-    ref = PoissonRegressor(alpha=2e-3, tol=1e-12, max_iter=10_000).fit(X, mu * 1e3)
-    np.testing.assert_allclose(m.coef_[0], ref.coef_, atol=1e-5)
