@@ -155,3 +155,14 @@ def make_data(n=300, d=3, n_groups=3, task="classification", seed=0, effect=0.8)
     else:
         y = s + rng.normal(size=n)
     return X, y, g
+
+
+def pytest_configure(config):
+    """A test run started in the background by a non-interactive shell inherits SIGINT
+    ignored (and passes that on to every child process): the Ctrl-C tests would then test
+    nothing.  Restore Python's handler so that they run as under a terminal."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
