@@ -1069,6 +1069,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default=None, help="keep every case's folder under this folder")
     parser.add_argument("--out", default=None, help="markdown file of the counts")
     args = parser.parse_args(argv)
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background by a shell: the children would inherit SIGINT ignored
+        # and the signals area would test nothing
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.perf_counter()
     only = [int(x) for x in args.only.split(",")] if args.only else None
     outcomes = fuzz(args.cases, args.seed, tuple(args.areas.split(",")), only,

@@ -71,6 +71,8 @@ BAD_CONFIGS = {
                                         'groups = ["g"]\n', "target = ['y']"),
     "dataset dropna text": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
                                         'groups = ["g"]\ndropna = "yes"\n', "dropna = 'yes'"),
+    "dataset features empty": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
+                                           'groups = ["g"]\nfeatures = []\n', "features = []"),  # fuzz case 1009
     "dataset task": ("bad.toml", '[[extra_datasets]]\nname = "c"\ncsv = "c.csv"\ntarget = "y"\n'
                                  'groups = ["g"]\ntask = "ranking"\n', "task = 'ranking'"),
     "dataset kwargs": ("bad.toml", '[[extra_datasets]]\nname = "c"\nloader = "toy"\nkwargs = 5\n', "kwargs = 5"),

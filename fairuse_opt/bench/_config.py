@@ -109,8 +109,8 @@ class DatasetSpec:
             if not _str_list(groups) or not groups:
                 raise bad("groups", "give a column name or a non-empty list of column names")
             feats = v.get("features")
-            if feats is not None and not _str_list(feats):
-                raise bad("features", "give a list of column names")
+            if feats is not None and (not _str_list(feats) or not feats):
+                raise bad("features", "give a non-empty list of column names (or leave it out: every other column)")
             if v.get("task", "classification") not in ("classification", "regression"):
                 raise bad("task", "choose 'classification' or 'regression'")
             if not isinstance(v.get("dropna", False), bool):
