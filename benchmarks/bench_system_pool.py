@@ -2,8 +2,9 @@
 
 For each dataset (``--datasets``; default: the study's, ``bench_system.DATASETS``, loaded
 as ``bench_system`` loads them) ``fit_system(X, y, groups)`` runs with its defaults on
-all the dataset's rows: the ladder procedure trains the default pool on 70% of them,
-cross-validates the whole pool on that part (3 folds) and assigns on the rest.  Each
+all the dataset's rows: the ladder procedure trains the default pool on half of them,
+cross-validates the whole pool on that part (3 folds), fits the generic model on all rows
+and assigns on the other half.  Each
 call runs in a child process of its own (``--mem-limit`` bytes of address space,
 ``--timeout`` seconds), ``--repeats`` times, the datasets interleaved so that a change
 in the machine's load touches all of them alike.  Per call: wall and CPU seconds of the
@@ -283,7 +284,8 @@ def main(argv=None) -> None:
              f"- {args.repeats} run(s) per dataset and code, each in its own process, the datasets interleaved",
              "",
              "Per dataset: `fit_system(X, y, groups)` with its defaults on all rows (ladder: the pool trained on "
-             "70%, a 3-fold cross-validation of the pool on those 70%, the assignment on the other 30%); *wall* and "
+             "half of them, a 3-fold cross-validation of the pool on that half, the generic model on all rows, the "
+             "assignment on the other half); *wall* and "
              "*CPU*: the whole call; *peak MB*: the child process's peak RSS (the data and the libraries "
              "included); *cross-validation*, *slowest candidate*, *sum of candidate fits*: from `fit_system`'s "
              "progress lines (medians over the runs); *scikit-learn fit*: one `LogisticRegression` (lbfgs, "
