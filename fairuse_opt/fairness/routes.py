@@ -48,7 +48,7 @@ from ..exceptions import (
     VerificationError,
 )
 from ..problem.constraints import EnvyFreeness, constraints_of
-from ..solvers import blocks, native
+from ..solvers import blocks, native, onehot
 from ..solvers.base import NATIVE, Progress, Result, Task
 from ..solvers.conic import ConicBackend, raise_failed
 from .certify import Served, build_certificate, row_scores, served_losses
@@ -366,6 +366,11 @@ class RationalityProgram:
 RESTRICTION_TOL = 1e-8
 
 
+#: the one-hot route's restrictions by sequential quadratic models
+#: (:func:`fairuse_opt.solvers.onehot.restriction`); ``False``: the interior-point method
+ONEHOT_MODELS = True
+
+
 class RestrictionSequence:
     """The convex-concave procedure from the repaired unconstrained fit and the generic
     model, each subproblem a convex restriction with penalised slacks (so that it has an
@@ -374,8 +379,14 @@ class RestrictionSequence:
 
     name = "ccp"
 
-    def __init__(self, rho_descent: float = 100.0):
+    def __init__(self, rho_descent: float = 100.0, models: bool | None = None):
         self.rho_descent = rho_descent
+        #: the one-hot encoding's restrictions by sequential quadratic models
+        #: (:func:`fairuse_opt.solvers.onehot.restriction`: a few passes over the rows
+        #: each) instead of the interior-point method (about a hundred); ``False`` for
+        #: the interior-point method alone (the tests compare the two); default
+        #: :data:`ONEHOT_MODELS`
+        self.models = ONEHOT_MODELS if models is None else models
 
     def run(self, setup: FitSetup, fair_use, bound, tol, max_iter, theta_u, theta_generic, trace, attempts):
         prob = setup.problem
@@ -389,6 +400,8 @@ class RestrictionSequence:
         def is_feasible(theta):
             return feasible(prob.loss_matrix(theta), bound, fair_use, tol)
 
+        memory: dict = {}  # the last restriction's multipliers (onehot.restriction)
+
         def step(theta, rho):
             task = Task("restriction", bound=bound if rationality else None, pairs=pairs,
                         rationality=rationality, theta=theta, rho=rho)
@@ -397,6 +410,15 @@ class RestrictionSequence:
                 Gp = prob.pair_gradients(E, pairs)
                 task.lin_grad = Gp.toarray() if not setup.native else Gp
                 task.lin_const = np.array([L[g, r] for g, r in pairs]) - np.asarray(Gp @ theta).ravel()
+            if setup.native and self.models and prob.family.encoding == "onehot" and onehot.applies(prob):
+                res = onehot.restriction(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
+                                         lin_const=task.lin_const, rho=rho, lam0=memory.get("lam"),
+                                         progress=setup.progress,
+                                         stage=f"convex restriction (quadratic models, penalty {rho:g})")
+                attempts.extend((f"{s}/ccp", st) for s, st in res.attempts)
+                if res.status == "optimal" and np.all(np.isfinite(res.solution)):
+                    memory["lam"] = res.multipliers
+                    return res
             if setup.native:
                 res = native.barrier(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
                                      lin_const=task.lin_const, rho=rho, tol=RESTRICTION_TOL,
