@@ -35,6 +35,19 @@ def _data(n, seed, additive=True, d=5):
     return X, y, A
 
 
+def _bench_data(n, d, seed):
+    """benchmarks/bench_user_path.py's data (8 groups, offsets 0 for half of them and
+    +-0.6, +-0.8 for the others), the groups as three binary attributes."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    g = rng.integers(0, 8, n)
+    offsets = np.array([0.6, -0.6, 0.0, 0.0, 0.0, 0.0, 0.8, -0.8])
+    beta = rng.normal(size=d) / np.sqrt(d)
+    dev = rng.normal(size=(8, d)) / np.sqrt(d) * 0.5
+    y = (np.einsum("ij,ij->i", X, beta + dev[g]) + offsets[g] + rng.logistic(size=n) > 0).astype(np.int64)
+    return X, y, np.column_stack([(g >> a) & 1 for a in range(3)])
+
+
 def _fit(X, y, A, models, monkeypatch, **kw):
     monkeypatch.setattr(routes, "ONEHOT_MODELS", models)
     with warnings.catch_warnings():
@@ -138,3 +151,50 @@ def test_cases_bind_envy_and_rationality(monkeypatch):
         k = int(c.table["rationality_active"].sum())
         rat_some |= better and 0 < k < len(c.table)
     assert envy_bind and rat_some
+
+
+@pytest.mark.parametrize("n, d, seed", [(2000, 30, 1), (4000, 5, 1)])
+def test_tied_polish_skipped_only_where_it_cannot_gain(n, d, seed, monkeypatch):
+    """Where the best point is the generic model (every group pooled on it: the
+    benchmark's data), the polish with the pooled groups tied is skipped: the generic
+    model minimises the objective over every model that serves all groups alike.  The fit
+    is the one the polish gives, and the interior-point route's."""
+    X, y, A = _bench_data(n, d, seed)
+    answers = []
+    orig = routes._subspace_minimum
+    monkeypatch.setattr(routes, "_subspace_minimum", lambda *a: answers.append(orig(*a)) or answers[-1])
+    skipped = _fit(X, y, A, True, monkeypatch)
+    assert answers == [True]
+    c = skipped.certificate_
+    assert c.verified and c.objective == pytest.approx(c.objective_generic, abs=1e-12)
+    monkeypatch.setattr(routes, "_subspace_minimum", lambda *a: False)
+    polished = _fit(X, y, A, True, monkeypatch)
+    np.testing.assert_allclose(skipped.coef_, polished.coef_, atol=1e-9)
+    np.testing.assert_allclose(skipped.intercept_, polished.intercept_, atol=1e-9)
+    assert polished.certificate_.objective == pytest.approx(c.objective, abs=1e-12)
+    reference = _fit(X, y, A, False, monkeypatch)
+    np.testing.assert_allclose(skipped.coef_, reference.coef_, atol=1e-6)
+    np.testing.assert_allclose(skipped.intercept_, reference.intercept_, atol=1e-6)
+
+
+def test_subspace_minimum_refuses_a_point_that_is_not_one(monkeypatch):
+    """The unconstrained fit minimises the objective over the whole space (no equalities)
+    and a point moved off it does not; with every group tied, the generic model is the
+    minimum and the unconstrained fit (different offsets per group) is not."""
+    X, y, A = _data(2000, 1)
+    got = {}
+    orig = routes.RestrictionSequence.run
+
+    def run(self, setup, fair_use, bound, tol, max_iter, theta_u, theta_generic, *a):
+        got.update(prob=setup.problem, theta_u=theta_u, theta_generic=theta_generic)
+        return orig(self, setup, fair_use, bound, tol, max_iter, theta_u, theta_generic, *a)
+
+    monkeypatch.setattr(routes.RestrictionSequence, "run", run)
+    _fit(X, y, A, True, monkeypatch)
+    prob, theta_u, theta_g = got["prob"], got["theta_u"], got["theta_generic"]
+    none = np.zeros((0, prob.p))
+    assert routes._subspace_minimum(prob, theta_u, none)
+    assert not routes._subspace_minimum(prob, theta_u + 0.01, none)
+    all_tied = routes._tie_equalities(prob, [(0, r) for r in range(1, prob.G)])
+    assert routes._subspace_minimum(prob, theta_g, all_tied)
+    assert not routes._subspace_minimum(prob, theta_u, all_tied)
