@@ -18,7 +18,11 @@ routes, tried in this order (see ``docs/fair-use-training.md``):
   the generic model (``on_infeasible="generic"``), ``"generic-fallback"``.
 
 Each subproblem goes to the native backend first when it may (``solver="auto"`` or
-``"native"``, no ``constraint_hook``), then to the conic backends.
+``"native"``, no ``constraint_hook``), then to the conic backends.  On the one-hot
+encoding each restriction is solved by sequential quadratic models of the groups' own
+losses (:func:`fairuse_opt.solvers.onehot.restriction`: a pass over the rows and the
+Hessian blocks per outer iteration, a few iterations a restriction), falling back to the
+interior-point method (about a hundred passes a restriction) when a model is not solved.
 """
 
 from __future__ import annotations
@@ -425,12 +429,13 @@ class RestrictionSequence:
                 task.lin_const = np.array([L[g, r] for g, r in pairs]) - np.asarray(Gp @ theta).ravel()
             if setup.native and self.models and prob.family.encoding == "onehot" and onehot.applies(prob):
                 res = onehot.restriction(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
-                                         lin_const=task.lin_const, rho=rho, lam0=memory.get("lam"),
+                                         lin_const=task.lin_const, rho=rho, lam0=(None if memory.get("lam") is None else
+                                               np.minimum(memory["lam"] * (rho / memory["rho"]), rho)),
                                          progress=setup.progress,
                                          stage=f"convex restriction (quadratic models, penalty {rho:g})")
                 attempts.extend((f"{s}/ccp", st) for s, st in res.attempts)
                 if res.status == "optimal" and np.all(np.isfinite(res.solution)):
-                    memory["lam"] = res.multipliers
+                    memory["lam"], memory["rho"] = res.multipliers, rho
                     return res
             if setup.native:
                 res = native.barrier(prob, theta, bound=task.bound, pairs=pairs, lin_grad=task.lin_grad,
