@@ -198,3 +198,11 @@ def test_subspace_minimum_refuses_a_point_that_is_not_one(monkeypatch):
     all_tied = routes._tie_equalities(prob, [(0, r) for r in range(1, prob.G)])
     assert routes._subspace_minimum(prob, theta_g, all_tied)
     assert not routes._subspace_minimum(prob, theta_u, all_tied)
+
+
+def test_restriction_without_rows_is_left_to_the_interior_point_method():
+    from types import SimpleNamespace
+
+    prob = SimpleNamespace(G=2, p=3, active=[0, 1])
+    res = onehot.restriction(prob, np.zeros(3), bound=None, pairs=[], lin_grad=None, lin_const=None, rho=1.0)
+    assert res.status == "failed" and not res.ok

@@ -1,7 +1,7 @@
 """One convex restriction of the sequence of restrictions by sequential quadratic models.
 
-The one-hot route (and any fit without a common set) solves, at every step of the
-convex-concave procedure, the restriction::
+The one-hot route solves, at every step of the convex-concave procedure, the
+restriction::
 
     minimise  F(theta) = f(theta) + rho * sum_k max(0, h_k(theta))
     h_k(theta) = L_g(k)(theta, own) - c_k - a_k . theta
@@ -9,18 +9,27 @@ convex-concave procedure, the restriction::
 (``f`` the objective, ``h_k`` a rationality row, ``a_k = 0``, or a linearised envy
 row).  The interior-point method (:func:`~fairuse_opt.solvers.native.barrier`) takes
 about a hundred passes over the rows for one restriction (one or more per Newton step
-and line-search trial).  Here every outer iteration takes one pass (values and
-gradients of the groups' own losses) and the groups' Hessian blocks (one more pass), and
-replaces each own loss by its second-order Taylor model: the model restriction, a small
-convex program in ``p + K + G`` variables (one second-order cone per group, the rows
-never touched), goes to Clarabel's direct interface (no cvxpy compilation).  Its
-solution is a Newton step on the restriction; a backtracking line search on ``F``
-(one pass per trial, values only) keeps it a descent method.  Near the solution the
-model is exact to third order, so full steps are taken and a restriction ends in a
-handful of passes instead of a hundred.
+and line-search trial).  Here each outer iteration (Fletcher's S-l1-QP, a line search
+instead of a trust region) takes:
 
-Same answer as the interior-point method: both minimise the same convex ``F``; the
-solution is unique when ``f`` is strictly convex (the tests compare the two).
+* one pass over the rows: the groups' own losses and their gradients (from the line
+  search that accepted the point);
+* the groups' Hessian blocks, taken again only once the iterate has moved
+  :data:`HESSIAN_LAG` from where they were (one pass with ``d^2`` work a row);
+* the model: ``min 1/2 d'Hd + grad f.d + rho sum s  s.t.  h + J d <= s, s >= 0`` with
+  ``H`` the Hessian of the Lagrangian (the objective's plus each row's multiplier times
+  its group's block; the previous restriction's multipliers to start), ``J`` the rows'
+  gradients: a ``(p + K)``-variable quadratic program solved in numpy by
+  :func:`penalty_qp` (no rows touched, no conic solver, no cvxpy);
+* a backtracking line search on ``F`` along the model's step (one pass a trial).
+
+Near the solution full steps are taken and the predicted decrease falls
+superlinearly: measured on the one-hot benchmark (8 groups, 56 envy pairs, d = 30), 4 to
+7 outer iterations a restriction.
+
+Same answer as the interior-point method: both minimise the same convex ``F`` (its
+minimiser unique when ``f`` is strictly convex); tests/test_onehot_route.py compares
+them restriction by restriction and fit by fit.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ __all__ = ["restriction", "applies"]
 PREDICTED_TOL = 1e-12
 #: ... or once a full step was taken from a model predicting at most this (relative)
 FULL_STEP_TOL = 1e-9
-#: at most this many outer iterations (measured: 2 to 6 on the one-hot benchmark)
+#: at most this many outer iterations (measured: 4 to 7 on the one-hot benchmark)
 MAX_OUTER = 40
 #: see :data:`fairuse_opt.solvers.native.BARRIER_HESSIAN_LAG`
 HESSIAN_LAG = 1e-2
@@ -143,6 +152,9 @@ def restriction(problem, theta0: np.ndarray, *, bound, pairs, lin_grad, lin_cons
     grp += [g for g, _ in pairs]
     grp = np.array(grp, dtype=np.int64)
     K = len(grp)
+    if K == 0:  # nothing to restrict: not this method's case
+        return Result(backend=NATIVE, status="failed", solution=np.array(theta0, dtype=np.float64),
+                      attempts=[("NATIVE/sqp-restriction", "failed")])
     A_lin = np.zeros((K, p))
     if pairs:
         A_lin[n_rat:] = lin_grad.toarray() if sp.issparse(lin_grad) else np.asarray(lin_grad)
