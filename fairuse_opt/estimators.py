@@ -140,6 +140,13 @@ DEPRECATED_ALPHA = "deprecated"
 DEFAULT_L2 = 1e-3
 
 
+#: Wide data (more features than rows) is fitted in the row space of its raw-scale rows,
+#: unless its features' scales differ by more than this factor and there are at most
+#: :data:`WIDE_FEATURE_SPACE_MAX` of them (then in the standardised feature space).
+WIDE_MAX_SCALE_SPREAD = 1e6
+WIDE_FEATURE_SPACE_MAX = 2000
+
+
 def alpha_given(alpha: Any) -> bool:
     """Whether the deprecated ``alpha=`` was given (anything but its default)."""
     return not (isinstance(alpha, str) and alpha == DEPRECATED_ALPHA)
@@ -432,7 +439,14 @@ class _BaseFairUse(BaseEstimator):
         basis = gbasis = None
         gdata = data
         shared = self.encoding in ("none", "onehot", "intersectional")
-        if d > (1 if shared else 2) * data.n_distinct and self.constraint_hook is None:
+        # (not when the features' scales differ by many orders of magnitude and the features
+        # are few enough for a Hessian over them: the row space of the raw-scale rows is then
+        # ill-conditioned - a feature at 1e12 beside features at 1: Hessian eigenvalues from
+        # 1e-3 to 1e23, where Newton stalls - and the standardised features are not)
+        spread = float(np.max(scale) / np.min(scale)) if scale.size else 1.0
+        wide = (d > (1 if shared else 2) * data.n_distinct and self.constraint_hook is None
+                and (spread <= WIDE_MAX_SCALE_SPREAD or d > WIDE_FEATURE_SPACE_MAX))
+        if wide:
             gbasis = wide_basis(data.Z * scale[None, :])
             gdata = dataclasses.replace(data, Z=np.ascontiguousarray((data.Z * scale[None, :]) @ gbasis))
             if shared:

@@ -427,3 +427,31 @@ def test_one_class_among_weighted_rows_is_a_clear_error():
     w = (y == 1).astype(float)
     with pytest.raises(InputError, match="all have one target class"):
         FairUseClassifier(encoding="none").fit(X, y, sample_weight=w)
+
+
+def test_wide_data_with_features_of_very_different_scales_fits_natively():
+    """Fuzz case 798 (issue 24): 115 rows, 232 features (one-hot site levels) beside a feature
+    at scale 1e12.  In the row space of the raw-scale rows the Hessian's eigenvalues ran from
+    2e-3 to 1.5e23 and Newton stalled (objective 0.607 against 0.371), every fit fell to the
+    conic solvers (about 2 s each) and fit_system took 90 s; such data is now fitted in the
+    standardised feature space: Newton converges, to the conic solver's optimum."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from fairuse_opt import FairUseClassifier
+
+    rng = np.random.default_rng(798)
+    n, levels = 115, 230
+    X = pd.DataFrame({"x1": rng.normal(5e11, 1e12, n), "x2": rng.normal(0, 3, n)})
+    site = pd.get_dummies(pd.Series([f"s{i % levels}" for i in range(n)]), drop_first=True, dtype=float)
+    X = pd.concat([X, site], axis=1)
+    assert X.shape[1] > n
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X["x1"] / 1e12 - 0.3 * X["x2"])))).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        native = FairUseClassifier(encoding="none", solver="native").fit(X, y)
+        conic = FairUseClassifier(encoding="none", solver="CLARABEL").fit(X, y)
+    p_native, p_conic = native.predict_proba(X)[:, 1], conic.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(p_native, p_conic, atol=1e-5)
