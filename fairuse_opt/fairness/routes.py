@@ -274,14 +274,16 @@ class Unconstrained:
             logger.info("%s's unconstrained optimum kept: excess %.2g (Newton's polish did not converge)",
                         rec.backend, excess)
             return rec
-        check_optimal(prob, rec, "unconstrained fit")
-        return rec
+        raise SolverError(MSG_WRONG_OPTIMAL.format(solver=rec.backend, what="unconstrained fit", excess=excess,
+                                                   limit=WRONG_OPTIMAL))
 
 
 def optimal_excess(prob, rec: Result) -> float | None:
-    """The objective's excess over its minimum at ``rec`` (about half the Newton
-    decrement, relative to the objective's scale); ``None`` where it is not measured
-    (the common set binds, or no objective in numpy)."""
+    """The objective's excess over its minimum at ``rec``, an "optimal" minimum of the
+    objective alone: about half the Newton decrement (:func:`native.excess`), relative to
+    the objective's scale.  ``None`` where it is not measured: where the common set binds
+    (the decrement of the unconstrained objective says nothing there) or without the
+    objective in numpy (a constraint hook)."""
     if "numpy" not in prob.provides or rec.solution is None:
         return None
     theta = rec.solution
@@ -301,18 +303,6 @@ WRONG_OPTIMAL = 1e-6
 #: Without a converged polish, an answer this close is kept (a fuzz case with feature offsets
 #: of 5e11: ECOS at 6.4e-6, its certificate verified); beyond it, refused.
 IMPRECISE_OPTIMAL = 1e-4
-
-
-def check_optimal(prob, rec: Result, what: str) -> None:
-    """Raise :class:`SolverError` when ``rec``, an "optimal" minimum of the objective alone,
-    is not one: inside the common set the objective's excess over its minimum is about
-    half the Newton decrement (:func:`native.excess`).  Not checked where the set binds
-    (the decrement of the unconstrained objective says nothing there) or without the
-    objective in numpy (a constraint hook)."""
-    excess = optimal_excess(prob, rec)
-    if excess is not None and not excess <= WRONG_OPTIMAL:
-        raise SolverError(MSG_WRONG_OPTIMAL.format(solver=rec.backend, what=what, excess=excess,
-                                                   limit=WRONG_OPTIMAL))
 
 
 class RationalityProgram:

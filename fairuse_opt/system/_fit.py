@@ -15,7 +15,7 @@ from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
 from .._fitcache import shared_fits
-from .._validation import check_param, check_reports
+from .._validation import check_classification_target, check_param, check_reports
 from ..estimators import FairUseClassifier, FairUseRegressor
 from ..model.losses import loss_of
 from ..exceptions import (
@@ -272,7 +272,7 @@ def fit_system(X: Any, y: Any, groups: Any, *, procedure: str = "ladder", assign
             say(f"cross-validation of the pool on the training part ({cv} folds) in "
                 f"{time.perf_counter() - started:.1f}s")
         m = FairUseSystem(fitted, fitted_generic, **system_kw)._metric(task)
-        y_sel = _labels01(y_tr) if task == "classification" else y_tr
+        y_sel = check_classification_target(y_tr, y_tr.size)[0] if task == "classification" else y_tr
         plans = select_plans(oof, y_sel, g_tr, {k: pool[k][1] for k in fitted}, m)
     served_generic, reference = fitted_generic, None
     if procedure == "ladder" and generic_rows == "all":
@@ -375,7 +375,7 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
     system._check_params()
     metric = system._metric(task)
     pool_attrs = {k: pool[k][1] for k in fitted}
-    y01 = _labels01(y) if classification else y
+    y01 = check_classification_target(y, y.size)[0] if classification else y
     nested, plans = nested_plans(oof, y01, frame, pool_attrs, metric)
     # the assignment problem on all rows: per option one column of nested out-of-fold outputs
     row_keys, row_codes = row_options(frame)
@@ -418,16 +418,6 @@ def _fit_crossfit(X: Any, y: np.ndarray, frame: pd.DataFrame, pool: dict, generi
                     "oof": oof, "names": list(pool)}
     system.procedure_ = "crossfit"
     return system
-
-
-def _labels01(y: np.ndarray) -> np.ndarray:
-    """Binary labels of any type as 0.0/1.0, the larger of the two sorted values being 1
-    (the positive class of scikit-learn's classifiers and of the out-of-fold scores).
-    Other label sets are returned unchanged: the generic model's fit reports them."""
-    classes = np.unique(y)
-    if classes.size != 2:
-        return y
-    return (y == classes[1]).astype(np.float64)
 
 
 def _label(names: list[str], o: tuple) -> str:
