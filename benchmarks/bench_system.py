@@ -71,6 +71,14 @@ def _strata(y, groups):
     return groups.astype(str).agg("|".join, axis=1).to_numpy() + "#" + np.asarray(y).astype(str)
 
 
+def fold_splits(y, groups) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The study's 5 folds ``(training rows, test rows)``, stratified by group and label
+    (seed 0); small-group stratification warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), _strata(y, groups)))
+
+
 def _new_api() -> bool:
     return "procedure" in inspect.signature(fit_system).parameters
 
@@ -125,10 +133,7 @@ def add_holdout_generic(df: pd.DataFrame) -> pd.DataFrame:
             continue
         X, y, groups = load(name, **LOAD_KW.get(name, {}))
         y = np.asarray(y)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), _strata(y, groups)))
-        for fold, (rest, test) in enumerate(splits):
+        for fold, (rest, test) in enumerate(fold_splits(y, groups)):
             model = holdout_generic(X.iloc[rest].reset_index(drop=True), y[rest],
                                     groups.iloc[rest].reset_index(drop=True), fold)
             p = model.predict_proba(X.iloc[test])[:, 1]
@@ -178,10 +183,7 @@ def run_dataset(name: str, *, audit_boot: int, procedures, log: logging.Logger) 
     y = np.asarray(y)
     names = list(groups.columns)
     rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # small-group stratification warnings
-        splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), _strata(y, groups)))
-    for fold, (rest, test) in enumerate(splits):
+    for fold, (rest, test) in enumerate(fold_splits(y, groups)):
         X_r, y_r, g_r = X.iloc[rest].reset_index(drop=True), y[rest], groups.iloc[rest].reset_index(drop=True)
         X_t, y_t, g_t = X.iloc[test].reset_index(drop=True), y[test], groups.iloc[test].reset_index(drop=True)
         options = _options(g_r)

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_system import ENCODINGS, LOAD_KW, _losses, _strata  # noqa: E402
+from bench_system import ENCODINGS, LOAD_KW, _losses, fold_splits  # noqa: E402
 
 from fairuse_opt import FairUseClassifier, fit_system  # noqa: E402
 from fairuse_opt.datasets import load  # noqa: E402
@@ -48,11 +47,8 @@ def parse_variant(text: str) -> dict:
 def run(name: str, variants: list[str], log) -> list[dict]:
     X, y, g = load(name, **LOAD_KW.get(name, {}))
     y = np.asarray(y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), _strata(y, g)))
     rows = []
-    for fold, (r, t) in enumerate(splits):
+    for fold, (r, t) in enumerate(fold_splits(y, g)):
         Xr, yr, gr = X.iloc[r].reset_index(drop=True), y[r], g.iloc[r].reset_index(drop=True)
         Xt, yt, gt = X.iloc[t].reset_index(drop=True), y[t], g.iloc[t].reset_index(drop=True)
         generic = FairUseClassifier(encoding="none").fit(Xr, yr)
