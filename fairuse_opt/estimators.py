@@ -441,8 +441,8 @@ class _BaseFairUse(BaseEstimator):
         shared = self.encoding in ("none", "onehot", "intersectional")
         # (not when the features' scales differ by many orders of magnitude and the features
         # are few enough for a Hessian over them: the row space of the raw-scale rows is then
-        # ill-conditioned - a feature at 1e12 beside features at 1: Hessian eigenvalues from
-        # 1e-3 to 1e23, where Newton stalls - and the standardised features are not)
+        # ill-conditioned - a feature at 1e12 beside features at 1: Newton stalls far from
+        # the optimum - and the standardised features are not)
         spread = float(np.max(scale) / np.min(scale)) if scale.size else 1.0
         wide = (d > (1 if shared else 2) * data.n_distinct and self.constraint_hook is None
                 and (spread <= WIDE_MAX_SCALE_SPREAD or d > WIDE_FEATURE_SPACE_MAX))

@@ -431,10 +431,10 @@ def test_one_class_among_weighted_rows_is_a_clear_error():
 
 def test_wide_data_with_features_of_very_different_scales_fits_natively():
     """Fuzz case 798 (issue 24): 115 rows, 232 features (one-hot site levels) beside a feature
-    at scale 1e12.  In the row space of the raw-scale rows the Hessian's eigenvalues ran from
-    2e-3 to 1.5e23 and Newton stalled (objective 0.607 against 0.371), every fit fell to the
-    conic solvers (about 2 s each) and fit_system took 90 s; such data is now fitted in the
-    standardised feature space: Newton converges, to the conic solver's optimum."""
+    at scale 1e12.  In the row space of the raw-scale rows the Hessian was so ill-conditioned
+    that Newton stalled far from the optimum and every fit fell to the conic solvers
+    (fit_system took over 60 s of CPU); such data is now fitted in the standardised feature
+    space: Newton converges, to the conic solver's optimum."""
     import warnings
 
     import numpy as np
